@@ -1,0 +1,3 @@
+from dvc_monitor.cli import main
+
+raise SystemExit(main())

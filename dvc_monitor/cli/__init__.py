@@ -1,0 +1,69 @@
+"""Command line: argparse over ``dvc_monitor.api``. No logic lives here.
+
+Each feature has a module in this package with ``register(subparsers)``, which adds
+its sub-commands and sets ``func`` on them. ``main`` turns ``DvcMonitorError`` into a
+one-line message and an exit code, and never shows a traceback for one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from dvc_monitor import __version__
+from dvc_monitor.errors import DvcMonitorError
+
+# Modules that register sub-commands, in the order they appear in --help.
+COMMAND_MODULES = (
+    "dvc_monitor.cli.scaffold",   # init, ingest, demo
+    "dvc_monitor.cli.registry",   # register, promote, unassign, deprecate, versions, show, history, diff
+    "dvc_monitor.cli.rollback",   # rollback, recover
+    "dvc_monitor.cli.review",     # report, gate, compare
+    "dvc_monitor.cli.stage",      # stage (called by dvc.yaml)
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dvc-monitor",
+        description="Versioning, release tags and verified rollback for monitoring models on DVC.",
+    )
+    parser.add_argument("--version", action="version", version=f"dvc-monitor {__version__}")
+    parser.add_argument("-C", dest="repo", default=".", metavar="PATH",
+                        help="run as if started in PATH (default: current directory)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:  # a feature not built yet
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except DvcMonitorError as exc:
+        print(f"dvc-monitor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dvc-monitor: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug, or a failure we did not foresee: still one line
+        if os.environ.get("DVC_MONITOR_DEBUG"):
+            raise
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"dvc-monitor: error: {type(exc).__name__}: {detail} "
+              "(set DVC_MONITOR_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1
+    return int(result or 0)

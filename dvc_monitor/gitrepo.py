@@ -1,0 +1,284 @@
+"""Git access for dvc-monitor: one small class over the ``git`` command line.
+
+Reads are done in bulk: all tags with their peeled commits, taggers and messages in
+one ``git for-each-ref``; file contents at many commits in one ``git cat-file --batch``.
+Arguments are passed as a list (never through a shell), and user-supplied names are
+validated by ``dvc_monitor.tags`` before they get here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from dvc_monitor.errors import ExternalCommandError, NotAGitRepository
+
+# Field and record separators that cannot appear in ref names or (practically) messages.
+_FS = "\x1f"
+_RS = "\x1e"
+
+_TAG_FIELDS = (
+    "%(refname:strip=2)",
+    "%(objecttype)",
+    "%(objectname)",
+    "%(*objectname)",
+    "%(taggername)",
+    "%(taggeremail:trim)",
+    "%(taggerdate:unix)",
+    "%(*authorname)%(authorname)",
+    "%(*authoremail:trim)%(authoremail:trim)",
+    "%(*committerdate:unix)%(committerdate:unix)",
+    "%(contents)",
+)
+
+
+@dataclass(frozen=True)
+class TagRef:
+    """One git tag as read by ``for-each-ref``, with the commit it points to."""
+
+    name: str
+    annotated: bool
+    commit: str  # the peeled commit
+    tagger_name: str  # tagger for annotated tags, commit author for lightweight ones
+    tagger_email: str
+    time: int  # unix seconds: tagger date, or commit date for lightweight tags
+    message: str  # empty for lightweight tags
+    commit_author: str
+    commit_email: str
+    commit_time: int
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is writing: from git config user.name / user.email."""
+
+    name: str
+    email: str
+
+
+class GitRepo:
+    """A git work tree. All git calls of dvc-monitor go through ``run``."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    @classmethod
+    def discover(cls, path: str | os.PathLike[str] = ".") -> "GitRepo":
+        """The repository containing ``path``, or ``NotAGitRepository``."""
+        start = Path(path).resolve()
+        if not start.exists():
+            raise NotAGitRepository(f"{path} does not exist")
+        proc = subprocess.run(
+            ["git", "-C", str(start), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise NotAGitRepository(
+                f"{start} is not inside a git repository; run 'git init' there first"
+            )
+        return cls(proc.stdout.strip())
+
+    # -- running git -------------------------------------------------------------------
+
+    def run(
+        self,
+        *args: str,
+        input: bytes | str | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        text: bool = True,
+    ) -> str:
+        """Run ``git ARGS`` in the work tree and return stdout.
+
+        ``env`` adds variables for this call only (``os.environ`` is never modified).
+        """
+        full_env = None
+        if env:
+            full_env = dict(os.environ)
+            full_env.update(env)
+        if isinstance(input, str) and not text:
+            input = input.encode()
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            input=input,
+            capture_output=True,
+            text=text,
+            env=full_env,
+        )
+        if check and proc.returncode != 0:
+            err = proc.stderr if text else proc.stderr.decode(errors="replace")
+            last = (err.strip().splitlines() or ["(no output)"])[-1]
+            raise ExternalCommandError(f"git {args[0]} failed: {last}")
+        return proc.stdout
+
+    def ok(self, *args: str) -> bool:
+        """True if ``git ARGS`` exits 0 (output discarded)."""
+        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True)
+        return proc.returncode == 0
+
+    # -- state -------------------------------------------------------------------------
+
+    def head(self) -> str | None:
+        """The commit HEAD points to, or None in a repository with no commits."""
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+        )
+        return proc.stdout.strip() or None
+
+    def branch(self) -> str | None:
+        """The current branch name, or None when HEAD is detached."""
+        proc = subprocess.run(
+            ["git", "symbolic-ref", "-q", "--short", "HEAD"],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+        )
+        return proc.stdout.strip() or None
+
+    def status_porcelain(self, *paths: str) -> str:
+        """``git status --porcelain`` (untracked files included), optionally limited to paths."""
+        args = ["status", "--porcelain", "--untracked-files=all"]
+        if paths:
+            args += ["--", *paths]
+        return self.run(*args)
+
+    def is_dirty(self, *paths: str) -> bool:
+        return bool(self.status_porcelain(*paths).strip())
+
+    def resolve(self, rev: str) -> str | None:
+        """The full commit id of ``rev``, or None when it names no commit."""
+        if rev.startswith("-"):
+            return None
+        proc = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}"],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+        )
+        return proc.stdout.strip() or None
+
+    def identity(self) -> Identity:
+        name = self.run("config", "user.name", check=False).strip() or "unknown"
+        email = self.run("config", "user.email", check=False).strip() or "unknown"
+        return Identity(name, email)
+
+    # -- bulk reads --------------------------------------------------------------------
+
+    def tags(self, pattern: str = "refs/tags") -> list[TagRef]:
+        """Every tag under ``pattern`` in one ``git for-each-ref`` call."""
+        fmt = _FS.join(_TAG_FIELDS) + _RS
+        out = self.run("for-each-ref", f"--format={fmt}", pattern)
+        result = []
+        for record in out.split(_RS):
+            record = record.lstrip("\n")
+            if not record:
+                continue
+            fields = record.split(_FS)
+            if len(fields) != len(_TAG_FIELDS):
+                continue
+            (name, otype, oid, peeled, tagger, temail, tdate,
+             author, aemail, cdate, message) = fields
+            annotated = otype == "tag"
+            commit = peeled if annotated else oid
+            if annotated and not peeled:
+                continue  # a tag of a tag or of a tree: not a GTO event
+            if not annotated and otype != "commit":
+                continue
+            ctime = int(cdate) if cdate.strip().isdigit() else 0
+            result.append(
+                TagRef(
+                    name=name,
+                    annotated=annotated,
+                    commit=commit,
+                    tagger_name=tagger if annotated else author,
+                    tagger_email=temail if annotated else aemail,
+                    time=int(tdate) if annotated and tdate.strip().isdigit() else ctime,
+                    message=message if annotated else "",
+                    commit_author=author,
+                    commit_email=aemail,
+                    commit_time=ctime,
+                )
+            )
+        return result
+
+    def read_blobs(self, specs: Iterable[str]) -> dict[str, bytes | None]:
+        """Contents of many ``REV:PATH`` objects in one ``git cat-file --batch`` call.
+
+        Missing objects map to None. Duplicate specs are read once.
+        """
+        wanted = list(dict.fromkeys(specs))
+        if not wanted:
+            return {}
+        for spec in wanted:
+            if "\n" in spec:
+                raise ValueError(f"object name with a newline: {spec!r}")
+        proc = subprocess.run(
+            ["git", "cat-file", "--batch"],
+            cwd=self.root,
+            input=("\n".join(wanted) + "\n").encode(),
+            capture_output=True,
+        )
+        if proc.returncode != 0:
+            raise ExternalCommandError(
+                f"git cat-file failed: {proc.stderr.decode(errors='replace').strip()}"
+            )
+        out = proc.stdout
+        pos = 0
+        result: dict[str, bytes | None] = {}
+        for spec in wanted:
+            eol = out.index(b"\n", pos)
+            header = out[pos:eol].decode(errors="replace")
+            pos = eol + 1
+            parts = header.split()
+            if len(parts) == 3 and parts[1] in ("blob", "tree", "commit", "tag"):
+                size = int(parts[2])
+                result[spec] = out[pos:pos + size] if parts[1] == "blob" else None
+                pos += size + 1  # content and its trailing newline
+            else:  # "<spec> missing" or "ambiguous"
+                result[spec] = None
+        return result
+
+    def read_blob(self, rev: str, path: str) -> bytes | None:
+        return self.read_blobs([f"{rev}:{path}"])[f"{rev}:{path}"]
+
+    def list_files(self, rev: str, path: str) -> list[str]:
+        """Tracked files under ``path`` at ``rev`` (recursive)."""
+        out = self.run("ls-tree", "-r", "--name-only", "--end-of-options", rev, "--", path, check=False)
+        return [line for line in out.splitlines() if line]
+
+    # -- writes ------------------------------------------------------------------------
+
+    def create_annotated_tag(
+        self,
+        name: str,
+        commit: str,
+        message: str,
+        when: int | None = None,
+        tagger: Identity | None = None,
+    ) -> None:
+        """Create an annotated tag. ``when`` sets the tagger time (unix seconds).
+
+        The message is kept verbatim (git would otherwise strip ``#`` lines).
+        """
+        env: dict[str, str] = {}
+        if when is not None:
+            env["GIT_COMMITTER_DATE"] = f"{int(when)} +0000"
+        if tagger is not None:
+            env["GIT_COMMITTER_NAME"] = tagger.name
+            env["GIT_COMMITTER_EMAIL"] = tagger.email
+        self.run(
+            "tag", "-a", "--cleanup=verbatim", "-F", "-", "--end-of-options", name, commit,
+            input=message,
+            env=env,
+        )
+
+    def delete_tag(self, name: str) -> None:
+        self.run("tag", "-d", "--end-of-options", name)

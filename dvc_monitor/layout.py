@@ -1,0 +1,96 @@
+"""Where a model's files live in a user repository. One place, so nothing else guesses paths.
+
+Model ``NAME`` lives in ``models/NAME/``; see docs/architecture.md for the tree.
+All paths here are POSIX, relative to the repository root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from dvc_monitor.tags import validate_artifact_name
+
+MODELS_DIR = "models"
+ROOT_DVC_YAML = "dvc.yaml"
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """The paths of one model's files, relative to the repository root."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        validate_artifact_name(self.name)
+
+    @property
+    def dir(self) -> str:
+        return str(PurePosixPath(MODELS_DIR) / self.name)
+
+    def _in_dir(self, rel: str) -> str:
+        return str(PurePosixPath(self.dir) / rel)
+
+    # Files relative to the model directory (what dvc.yaml and the stages use).
+    DVC_YAML = "dvc.yaml"
+    DVC_LOCK = "dvc.lock"
+    PARAMS = "params.yaml"
+    MONITOR = "monitor.yaml"
+    DATA = "data"
+    DATA_DVC = "data.dvc"
+    SPLIT = "prepared/split.json"
+    MODEL = "model.skops"
+    METRICS = "metrics.json"
+    PLOTS = "plots"
+
+    @property
+    def dvc_yaml(self) -> str:
+        return self._in_dir(self.DVC_YAML)
+
+    @property
+    def dvc_lock(self) -> str:
+        return self._in_dir(self.DVC_LOCK)
+
+    @property
+    def params(self) -> str:
+        return self._in_dir(self.PARAMS)
+
+    @property
+    def monitor(self) -> str:
+        return self._in_dir(self.MONITOR)
+
+    @property
+    def data(self) -> str:
+        return self._in_dir(self.DATA)
+
+    @property
+    def data_dvc(self) -> str:
+        return self._in_dir(self.DATA_DVC)
+
+    @property
+    def split(self) -> str:
+        return self._in_dir(self.SPLIT)
+
+    @property
+    def model(self) -> str:
+        return self._in_dir(self.MODEL)
+
+    @property
+    def metrics(self) -> str:
+        return self._in_dir(self.METRICS)
+
+    @property
+    def plots(self) -> str:
+        return self._in_dir(self.PLOTS)
+
+    @property
+    def pipeline_files(self) -> tuple[str, ...]:
+        """Git-tracked files that define this model's pipeline state."""
+        return (self.dvc_yaml, self.dvc_lock, self.params, self.monitor, self.data_dvc)
+
+    def stage_target(self, stage: str | None = None) -> str:
+        """A ``dvc repro`` target: this model's whole pipeline, or one stage of it."""
+        return self.dvc_yaml if stage is None else f"{self.dvc_yaml}:{stage}"
+
+    def abspath(self, root: str | Path, rel: str) -> Path:
+        return Path(root) / rel

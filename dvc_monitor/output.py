@@ -1,0 +1,67 @@
+"""Rendering for the CLI: tables (rich, imported lazily), JSON, progress and proof blocks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from typing import Any, Iterable, Iterator, Sequence
+
+
+def to_jsonable(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "isoformat"):
+        return obj.isoformat()
+    if hasattr(obj, "value") and type(obj).__class__.__name__ == "EnumType":
+        return obj.value
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    json.dump(to_jsonable(obj), sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def print_table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None) -> None:
+    """A table on stdout; plain tab-separated text when stdout is not a terminal-like console."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console(width=max(100, _term_width())).print(table)
+
+
+def _term_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def info(message: str) -> None:
+    """A progress or status line, on stderr so that stdout stays machine-readable."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def step(message: str) -> Iterator[None]:
+    """Show a spinner with ``message`` while a long step runs (plain line when not a tty)."""
+    if not sys.stderr.isatty():
+        info(f"- {message}")
+        yield
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status(message):
+        yield
+    console.print(f"[green]✓[/green] {message}")

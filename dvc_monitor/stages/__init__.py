@@ -1,0 +1,111 @@
+"""The pipeline stages that ``dvc repro`` runs in a model's folder (``dvc-monitor stage ...``).
+
+prepare: read the partitions, fix the holdout rule, write a small split manifest.
+train:   fit the model on the non-holdout rows, write a byte-stable model file.
+evaluate: load the model safely, score the holdout rows, write metrics and plot data.
+
+Every stage reads only files under the model folder (its working directory), so DVC's
+dependency tracking sees all its inputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+import yaml
+
+from dvc_monitor.data import ModelConfig, partition_files, read_partitions
+from dvc_monitor.errors import DvcMonitorError
+from dvc_monitor.layout import ModelLayout
+
+STAGES = ("prepare", "train", "evaluate")
+
+
+def kind_module(kind: str) -> ModuleType:
+    """The module implementing a model kind (anomaly, forecast, risk)."""
+    return importlib.import_module(f"dvc_monitor.stages.{kind}")
+
+
+def metric_directions(kind: str) -> dict[str, str | None]:
+    return dict(kind_module(kind).METRIC_DIRECTIONS)
+
+
+def load_params(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise DvcMonitorError(f"{path} not found")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def run_stage(stage: str, workdir: str | Path = ".") -> dict:
+    """Run one stage in a model folder; returns a short summary for the log."""
+    workdir = Path(workdir)
+    config = ModelConfig.load(workdir / ModelLayout.MONITOR)
+    params = load_params(workdir / ModelLayout.PARAMS)
+    kind = kind_module(config.kind)
+    if stage == "prepare":
+        return _prepare(workdir, config, params.get("prepare") or {}, kind)
+    if stage == "train":
+        return _train(workdir, config, params.get("train") or {}, kind)
+    if stage == "evaluate":
+        return _evaluate(workdir, config, params.get("evaluate") or {}, kind)
+    raise DvcMonitorError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+
+
+def _load_split(workdir: Path):
+    import json
+
+    from dvc_monitor.data import read_partitions
+
+    split = json.loads((workdir / ModelLayout.SPLIT).read_text())
+    df = read_partitions(workdir / ModelLayout.DATA)
+    return split, df
+
+
+def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
+    from dvc_monitor.stages.common import feature_stats, labels_of, write_json
+
+    df = read_partitions(workdir / ModelLayout.DATA)
+    mask = kind.holdout_mask(df, params)
+    labelled = labels_of(df, config) is not None
+    split = {
+        "kind": config.kind,
+        "holdout": dict(params),
+        "partitions": [p.name for p in partition_files(workdir / ModelLayout.DATA)],
+        "rows": int(len(df)),
+        "train_rows": int((~mask).sum()),
+        "holdout_rows": int(mask.sum()),
+        "labelled": labelled,
+        "feature_stats": feature_stats(df[~mask], config.features),
+    }
+    write_json(workdir / ModelLayout.SPLIT, split)
+    return {"rows": split["rows"], "holdout_rows": split["holdout_rows"]}
+
+
+def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
+    from dvc_monitor.modelio import save_model
+
+    split, df = _load_split(workdir)
+    mask = kind.holdout_mask(df, split["holdout"])
+    model = kind.fit(df[~mask].reset_index(drop=True), config, params)
+    md5 = save_model(model, workdir / ModelLayout.MODEL)
+    return {"train_rows": int((~mask).sum()), "md5": md5}
+
+
+def _evaluate(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
+    from dvc_monitor.modelio import load_model
+    from dvc_monitor.stages.common import write_csv, write_json
+
+    split, df = _load_split(workdir)
+    mask = kind.holdout_mask(df, split["holdout"])
+    model = load_model(workdir / ModelLayout.MODEL)
+    metrics, plots = kind.evaluate(
+        model, df[mask].reset_index(drop=True), config, params,
+        history=df[~mask].reset_index(drop=True),
+    )
+    write_json(workdir / ModelLayout.METRICS, metrics)
+    for name, frame in plots.items():
+        write_csv(workdir / ModelLayout.PLOTS / name, frame)
+    return metrics
