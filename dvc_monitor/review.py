@@ -1,0 +1,568 @@
+"""What report, gate and compare share: a model's state at a revision, read without checkout.
+
+A *revision* is a git revision (branch, tag, commit) or ``None`` for the workspace.
+``read_state`` reads a model's small files at a revision (``monitor.yaml``, ``params.yaml``,
+``dvc.lock``, ``data.dvc``, ``metrics.json``) with one ``git cat-file --batch`` call.
+``load_model`` and ``load_data`` get the model file and the data partitions of that
+revision from the DVC cache by the md5s recorded in git, fetching the missing objects
+from the DVC remote for that revision only. Nothing here changes the workspace: no
+checkout, no ``dvc pull``; a fetch only adds objects to ``.dvc/cache``.
+
+``score_rows`` scores a model on rows (higher score = more suspicious / riskier / a worse
+miss), and ``score_shift`` measures how two models differ on the same rows without labels:
+alert rates, overlap of their top-k rows, the KS statistic and the PSI of the scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from dvc_monitor.data import ModelConfig
+from dvc_monitor.errors import (
+    DvcMonitorError,
+    ExternalCommandError,
+    MissingObjects,
+    TemplateError,
+    UnknownModel,
+    UsageError,
+)
+from dvc_monitor.gitrepo import GitRepo
+from dvc_monitor.layout import MODELS_DIR, ModelLayout
+
+if TYPE_CHECKING:  # pandas/numpy are imported lazily
+    import numpy as np
+    import pandas as pd
+
+WORKSPACE = "workspace"
+DEFAULT_BRANCHES = ("main", "master", "origin/main", "origin/master")
+
+# The metric each kind is ranked by when no --metric is given (compare --best).
+PRIMARY_METRIC = {"anomaly": "f1", "forecast": "mae", "risk": "roc_auc"}
+# Metrics that can only be computed with labels (anomaly data may come without them).
+LABEL_METRICS = {
+    "anomaly": frozenset({"precision", "recall", "f1", "roc_auc", "average_precision"}),
+    "forecast": frozenset(),
+    "risk": frozenset({"roc_auc", "brier", "calibration_error", "log_loss"}),
+}
+
+
+# -- revisions --------------------------------------------------------------------------
+
+
+@dataclass
+class ModelState:
+    """One model's pipeline files at one revision (``commit`` is None for the workspace)."""
+
+    root: Path
+    name: str
+    rev: str | None
+    commit: str | None
+    config: ModelConfig
+    params: dict
+    lock: dict | None
+    metrics: dict | None
+    model_md5: str | None
+    data_md5: str | None
+    metrics_text: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def layout(self) -> ModelLayout:
+        return ModelLayout(self.name)
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def is_workspace(self) -> bool:
+        return self.commit is None
+
+    @property
+    def label(self) -> str:
+        """How the revision is shown: ``workspace`` or ``REV (abc1234)``."""
+        if self.commit is None:
+            return WORKSPACE
+        short = self.commit[:7]
+        if self.rev and self.rev != self.commit and not self.commit.startswith(self.rev):
+            return f"{self.rev} ({short})"
+        return short
+
+    def _lock_params(self, stage: str) -> dict | None:
+        try:
+            return dict(self.lock["stages"][stage]["params"]["params.yaml"][stage])
+        except (KeyError, TypeError):
+            return None
+
+    @property
+    def holdout_rule(self) -> dict:
+        """The prepare params the recorded split was made with (dvc.lock, else params.yaml)."""
+        rule = self._lock_params("prepare")
+        return rule if rule is not None else dict(self.params.get("prepare") or {})
+
+    @property
+    def evaluate_params(self) -> dict:
+        rule = self._lock_params("evaluate")
+        return rule if rule is not None else dict(self.params.get("evaluate") or {})
+
+
+def resolve_commit(root: str | Path, rev: str) -> str:
+    """The commit ``rev`` names, or a one-line ``UsageError``."""
+    commit = GitRepo(root).resolve(rev)
+    if commit is None:
+        raise UsageError(f"unknown revision {rev!r}; use a branch, tag or commit of this repository")
+    return commit
+
+
+def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
+    """Model ``name``'s pipeline files at ``rev`` (None = workspace), read without checkout."""
+    root = Path(root)
+    layout = ModelLayout(name)
+    paths = {
+        "monitor": layout.monitor, "params": layout.params, "lock": layout.dvc_lock,
+        "data": layout.data_dvc, "metrics": layout.metrics,
+    }
+    if rev is None or rev == WORKSPACE:
+        commit = None
+        texts = {}
+        for key, rel in paths.items():
+            p = root / rel
+            texts[key] = p.read_text() if p.is_file() else None
+        where = "the workspace"
+    else:
+        commit = resolve_commit(root, rev)
+        blobs = GitRepo(root).read_blobs(f"{commit}:{rel}" for rel in paths.values())
+        texts = {
+            key: (None if blobs[f"{commit}:{rel}"] is None
+                  else blobs[f"{commit}:{rel}"].decode("utf-8", errors="replace"))
+            for key, rel in paths.items()
+        }
+        where = f"revision {rev}"
+    if texts["monitor"] is None:
+        raise UnknownModel(
+            f"{where} has no model {name!r} ({layout.monitor} not found there); "
+            "pick a revision that has it with --base/--head"
+        )
+    config = ModelConfig.from_text(texts["monitor"], f"{layout.monitor} at {where}")
+    params = _yaml(texts["params"], layout.params, where) or {}
+    lock = _yaml(texts["lock"], layout.dvc_lock, where)
+    data_dvc = _yaml(texts["data"], layout.data_dvc, where)
+    metrics = None
+    if texts["metrics"] is not None:
+        try:
+            metrics = json.loads(texts["metrics"])
+        except ValueError:
+            raise TemplateError(f"{layout.metrics} at {where} is not valid JSON") from None
+        if not isinstance(metrics, dict):
+            raise TemplateError(f"{layout.metrics} at {where} is not a JSON object")
+    return ModelState(
+        root=root, name=name, rev=None if commit is None else rev, commit=commit,
+        config=config, params=params if isinstance(params, dict) else {},
+        lock=lock if isinstance(lock, dict) else None, metrics=metrics,
+        model_md5=_lock_out_md5(lock, "train", ModelLayout.MODEL),
+        data_md5=_dvc_file_md5(data_dvc), metrics_text=texts["metrics"],
+    )
+
+
+def _yaml(text: str | None, rel: str, where: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "parse error"
+        raise TemplateError(f"{rel} at {where} is not valid YAML ({first})") from None
+
+
+def _lock_out_md5(lock: Any, stage: str, path: str) -> str | None:
+    try:
+        for out in lock["stages"][stage]["outs"]:
+            if out.get("path") == path:
+                return out.get("md5")
+    except (KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def _dvc_file_md5(doc: Any) -> str | None:
+    try:
+        return doc["outs"][0]["md5"]
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+def list_models(root: str | Path) -> list[str]:
+    """Models in the workspace: every ``models/NAME/monitor.yaml`` (NAME may contain '/')."""
+    base = Path(root) / MODELS_DIR
+    if not base.is_dir():
+        return []
+    names = []
+    for path in sorted(base.rglob(ModelLayout.MONITOR)):
+        rel = path.parent.relative_to(base).as_posix()
+        if rel != "." and "/data/" not in f"/{rel}/":
+            names.append(rel)
+    return names
+
+
+def resolve_name(root: str | Path, name: str | None) -> str:
+    """``name`` itself, or the only model of the repository when ``name`` is None."""
+    if name is not None:
+        ModelLayout(name)  # validates
+        return name
+    names = list_models(root)
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UnknownModel("this repository has no dvc-monitor model; create one with "
+                           "'dvc-monitor init --template KIND --name NAME'")
+    raise UsageError(f"this repository has {len(names)} models ({', '.join(names)}); "
+                     "name the one to use")
+
+
+def default_base(root: str | Path, name: str, head: str | None) -> str:
+    """The base revision when none is given (documented in docs/review.md):
+
+    1. the merge-base of HEAD with ``main``/``master`` (local, else ``origin/``), when
+       HEAD is not already on that branch's history tip (a feature branch);
+    2. otherwise, when the head is the workspace and the model's files have uncommitted
+       changes: ``HEAD`` (review what is about to be committed);
+    3. otherwise ``HEAD~1`` (review the last commit).
+    """
+    git = GitRepo(root)
+    head_commit = git.head()
+    if head_commit is None:
+        raise UsageError("the repository has no commits yet; commit the model first")
+    tip = head_commit if head in (None, WORKSPACE) else resolve_commit(root, head)
+    for branch in DEFAULT_BRANCHES:
+        if git.resolve(branch) is None:
+            continue
+        base = git.run("merge-base", tip, branch, check=False).strip()
+        if base and base != tip:
+            return base
+        break
+    if head in (None, WORKSPACE) and git.is_dirty(ModelLayout(name).dir):
+        return head_commit
+    parent = git.resolve(f"{tip}~1")
+    if parent is None:
+        raise UsageError("there is no earlier commit to compare with; pass --base REV")
+    return parent
+
+
+# -- DVC cache --------------------------------------------------------------------------
+
+
+def cache_dir(root: str | Path) -> Path:
+    """The local DVC cache (``core``/``cache.dir`` from .dvc/config[.local], else .dvc/cache)."""
+    import configparser
+
+    dvc_dir = Path(root) / ".dvc"
+    found = None
+    for name in ("config", "config.local"):
+        path = dvc_dir / name
+        if not path.is_file():
+            continue
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read_string(path.read_text())
+        except configparser.Error:
+            continue
+        if parser.has_option("cache", "dir"):
+            found = parser.get("cache", "dir").strip().strip("'\"")
+    if not found:
+        return dvc_dir / "cache"
+    path = Path(found)
+    return path if path.is_absolute() else (dvc_dir / path).resolve()
+
+
+def object_path(root: str | Path, md5: str) -> Path:
+    """Where DVC 3 keeps the object with hash ``md5`` (``files/md5/ab/cdef...``)."""
+    return cache_dir(root) / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
+    """``dvc fetch`` of ``targets`` as recorded at ``commit`` (None: the workspace's).
+
+    Only adds objects to the cache; the workspace is never touched.
+    """
+    import contextlib
+    import io
+    import logging
+
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    logger = logging.getLogger("dvc")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), Repo(str(root)) as repo:
+            repo.fetch(targets=[str(root / t) for t in targets],
+                       revs=[commit] if commit else None, workspace=commit is None)
+    except DvcException as exc:  # a remote that is not reachable or lacks the objects
+        first = " ".join(str(exc).split()) or type(exc).__name__
+        raise ExternalCommandError(f"dvc fetch failed: {first}") from None
+    finally:
+        logger.setLevel(level)
+
+
+def _objects(state: ModelState, md5s: list[str], target: str, what: str) -> dict[str, bytes]:
+    """The cache objects ``md5s``, fetching the missing ones for ``target`` once."""
+    root = state.root
+    missing = [m for m in md5s if not object_path(root, m).is_file()]
+    if missing:
+        try:
+            _fetch(root, state.commit, [target])
+        except ExternalCommandError as exc:
+            raise MissingObjects(
+                f"{what} at {state.label} is not in the local DVC cache and could not be "
+                f"fetched ({exc}); run 'dvc fetch --rev {state.commit or 'HEAD'}' with a "
+                "reachable remote"
+            ) from None
+        still = [m for m in missing if not object_path(root, m).is_file()]
+        if still:
+            raise MissingObjects(
+                f"{what} at {state.label} (md5 {still[0]}) is in neither the local DVC cache "
+                "nor the remote; push it from a machine that has it ('dvc push')"
+            )
+    return {m: object_path(root, m).read_bytes() for m in md5s}
+
+
+# -- models and data --------------------------------------------------------------------
+
+
+def load_model(state: ModelState) -> Any:
+    """The model of ``state``, loaded safely (skops, our trusted-type list; never pickle).
+
+    The workspace's model file is used as it is (a note is added when it differs from
+    dvc.lock); a revision's model comes from the DVC cache by the md5 its dvc.lock records.
+    """
+    from dvc_monitor.modelio import file_md5, load_model as load_file, load_model_bytes
+
+    layout = state.layout
+    if state.is_workspace:
+        path = state.root / layout.model
+        if path.is_file():
+            if state.model_md5 and file_md5(path) != state.model_md5:
+                state.notes.append(f"the workspace {layout.model} differs from dvc.lock "
+                                   "(run 'dvc repro' before reviewing)")
+            return load_file(path)
+    if not state.model_md5:
+        raise UnknownModel(
+            f"{layout.dvc_lock} at {state.label} records no trained model; "
+            "run 'dvc repro' and commit dvc.lock"
+        )
+    data = _objects(state, [state.model_md5], layout.model, f"{layout.model}")[state.model_md5]
+    return load_model_bytes(data, state.model_md5, source=f"{layout.model} at {state.label}")
+
+
+def load_data(state: ModelState) -> "pd.DataFrame":
+    """All data partitions of ``state`` with their ``_row`` keys (see ``data.read_partitions``)."""
+    from dvc_monitor.data import partition_files, read_partitions
+
+    layout = state.layout
+    if state.is_workspace and partition_files(state.root / layout.data):
+        return read_partitions(state.root / layout.data)
+    if not state.data_md5 or not state.data_md5.endswith(".dir"):
+        raise UnknownModel(f"{layout.data_dvc} at {state.label} tracks no data directory; "
+                           f"add data with 'dvc-monitor ingest {state.name} FILE'")
+    what = f"the data of {state.name}"
+    listing_raw = _objects(state, [state.data_md5], layout.data, what)[state.data_md5]
+    try:
+        listing = json.loads(listing_raw)
+        entries = [(str(e["relpath"]), str(e["md5"])) for e in listing]
+    except (ValueError, KeyError, TypeError):
+        raise MissingObjects(f"the DVC cache entry for {what} at {state.label} is corrupt; "
+                             "remove it from .dvc/cache and fetch again") from None
+    blobs = _objects(state, sorted({m for _, m in entries}), layout.data, what)
+    with tempfile.TemporaryDirectory(prefix="dvc-monitor-data-") as tmp:
+        for relpath, md5 in entries:
+            rel = PurePosixPath(relpath)
+            if rel.is_absolute() or ".." in rel.parts or len(rel.parts) != 1:
+                continue  # partitions are top-level files; ignore anything else
+            (Path(tmp) / rel.name).write_bytes(blobs[md5])
+        return read_partitions(tmp)
+
+
+@dataclass
+class Split:
+    """A revision's data cut by its recorded holdout rule."""
+
+    holdout: "pd.DataFrame"
+    history: "pd.DataFrame"
+
+
+def split_data(state: ModelState, df: "pd.DataFrame") -> Split:
+    from dvc_monitor.stages import kind_module
+
+    module = kind_module(state.kind)
+    try:
+        mask = module.holdout_mask(df, state.holdout_rule)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TemplateError(f"the holdout rule of {state.name} at {state.label} is not "
+                            f"usable ({exc}); check 'prepare:' in {state.layout.params}") from None
+    return Split(df[mask].reset_index(drop=True), df[~mask].reset_index(drop=True))
+
+
+def check_fits(config: ModelConfig, df: "pd.DataFrame", source: str, who: str) -> None:
+    """Refuse data that lacks a column the model ``who`` needs (a one-line ``SchemaError``)."""
+    from dvc_monitor.errors import SchemaError
+
+    missing = [c for c in config.features if c not in df.columns]
+    if config.label and config.label_required and config.label not in df.columns:
+        missing.append(config.label)
+    if missing:
+        raise SchemaError(f"{source} does not fit {who}: missing column(s) "
+                          f"{', '.join(missing)}; the model needs {', '.join(config.columns)}")
+
+
+# -- scoring ----------------------------------------------------------------------------
+
+
+@dataclass
+class Scored:
+    """One model's scores on rows; ``key`` identifies a row across models."""
+
+    key: "np.ndarray"
+    score: "np.ndarray"
+    alert: "np.ndarray"
+    frame: "pd.DataFrame | None" = None  # forecast: timestamp, actual, predicted, lower, upper
+
+
+def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
+               history: "pd.DataFrame | None" = None) -> Scored:
+    """Score ``rows`` with ``model``: higher = more anomalous / riskier / a worse miss."""
+    import numpy as np
+
+    from dvc_monitor.stages import kind_module
+
+    module = kind_module(kind)
+    try:
+        if kind == "forecast":
+            pred = module.predict(model, rows, history)
+            half = np.maximum((pred["upper"] - pred["lower"]).to_numpy(dtype=float) / 2, 1e-9)
+            score = np.abs(pred["actual"] - pred["predicted"]).to_numpy(dtype=float) / half
+            return Scored(pred["timestamp"].to_numpy(), score,
+                          pred["anomaly"].to_numpy().astype(bool), pred)
+        score = np.asarray(module.score(model, rows, config), dtype=float)
+        alert = np.asarray(module.alerts(model, rows, config), dtype=bool)
+    except DvcMonitorError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise TemplateError(f"the {kind} model could not score the data ({detail}); "
+                            "does the data fit this model?") from None
+    key = rows["_row"].to_numpy() if "_row" in rows.columns else np.arange(len(rows))
+    return Scored(key, score, alert)
+
+
+def evaluate_on(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
+                params: dict, history: "pd.DataFrame | None" = None) -> dict:
+    """The metrics ``stage evaluate`` would compute for ``model`` on ``rows``."""
+    from dvc_monitor.stages import kind_module
+    from dvc_monitor.stages.common import clean_number
+
+    try:
+        metrics, _ = kind_module(kind).evaluate(model, rows, config, params, history=history)
+    except DvcMonitorError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise TemplateError(f"the {kind} model could not be evaluated on the data ({detail})") \
+            from None
+    return clean_number(metrics)
+
+
+def align(base: Scored, head: Scored) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]:
+    """(base score, head score, base alert, head alert) on the rows both models scored."""
+    import numpy as np
+
+    common, bi, hi = np.intersect1d(base.key, head.key, assume_unique=True, return_indices=True)
+    order = np.argsort(hi)  # keep the head's row order
+    bi, hi = bi[order], hi[order]
+    return base.score[bi], head.score[hi], base.alert[bi], head.alert[hi]
+
+
+@dataclass(frozen=True)
+class ScoreShift:
+    """How two models differ on the same rows, without labels."""
+
+    rows: int
+    base_alert_rate: float
+    head_alert_rate: float
+    alert_rate_change: float
+    alert_jaccard: float | None  # |A ∩ B| / |A ∪ B| of the alerted rows (None: no alerts)
+    top_k: int
+    top_k_overlap: float  # |top-k base ∩ top-k head| / k
+    top_k_jaccard: float
+    ks_statistic: float
+    ks_pvalue: float
+    psi: float
+    psi_bins: int
+
+
+def score_shift(base_score: "np.ndarray", head_score: "np.ndarray", base_alert: "np.ndarray",
+                head_alert: "np.ndarray", top_k: int | None = None, bins: int = 10) -> ScoreShift:
+    """Label-free comparison of two models' scores on the same rows.
+
+    ``top_k`` defaults to the larger number of alerts of the two models, at least 10
+    (at most the number of rows). PSI uses ``bins`` quantile bins of the base scores.
+    """
+    import numpy as np
+    from scipy.stats import ks_2samp
+
+    n = len(base_score)
+    if n == 0:
+        raise UsageError("no rows to compare the models on")
+    if top_k is None:
+        top_k = max(10, int(base_alert.sum()), int(head_alert.sum()))
+    k = max(1, min(int(top_k), n))
+    # Ties are broken by row position so the result does not depend on sort stability.
+    top_b = set(np.lexsort((np.arange(n), -base_score))[:k].tolist())
+    top_h = set(np.lexsort((np.arange(n), -head_score))[:k].tolist())
+    inter = len(top_b & top_h)
+    alerted_b, alerted_h = set(np.flatnonzero(base_alert)), set(np.flatnonzero(head_alert))
+    union_alerts = alerted_b | alerted_h
+    ks = ks_2samp(base_score, head_score)
+    psi_value, used_bins = psi(base_score, head_score, bins)
+    rate_b, rate_h = float(base_alert.mean()), float(head_alert.mean())
+    return ScoreShift(
+        rows=n,
+        base_alert_rate=rate_b,
+        head_alert_rate=rate_h,
+        alert_rate_change=rate_h - rate_b,
+        alert_jaccard=(len(alerted_b & alerted_h) / len(union_alerts)) if union_alerts else None,
+        top_k=k,
+        top_k_overlap=inter / k,
+        top_k_jaccard=inter / len(top_b | top_h),
+        ks_statistic=float(ks.statistic),
+        ks_pvalue=float(ks.pvalue),
+        psi=psi_value,
+        psi_bins=used_bins,
+    )
+
+
+def psi(expected: "np.ndarray", actual: "np.ndarray", bins: int = 10,
+        eps: float = 1e-4) -> tuple[float, int]:
+    """Population stability index of ``actual`` against ``expected`` and the bins used.
+
+    Bin edges are quantiles of ``expected`` (duplicates merged); empty bins count as
+    ``eps`` so the index stays finite. < 0.1: stable, 0.1-0.25: moderate, > 0.25: large.
+    """
+    import numpy as np
+
+    expected = np.asarray(expected, dtype=float)
+    actual = np.asarray(actual, dtype=float)
+    inner = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
+    e = np.bincount(np.searchsorted(inner, expected, side="right"), minlength=len(inner) + 1)
+    a = np.bincount(np.searchsorted(inner, actual, side="right"), minlength=len(inner) + 1)
+    pe = np.maximum(e / max(len(expected), 1), eps)
+    pa = np.maximum(a / max(len(actual), 1), eps)
+    value = float(np.sum((pa - pe) * np.log(pa / pe)))
+    return (0.0 if math.isclose(value, 0.0, abs_tol=1e-12) else value), len(inner) + 1
