@@ -1,0 +1,320 @@
+"""modelio: byte-stable skops archives, and a loader that refuses anything unsafe."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dvc_monitor.errors import ModelFileError
+from dvc_monitor.modelio import (
+    TRUSTED_TYPES,
+    canonical_archive,
+    file_md5,
+    load_model,
+    load_model_bytes,
+    save_model,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+KINDS = ["iforest", "calibrated", "hist_gbr", "gbr", "set"]
+
+
+def fit(kind: str):
+    """A small fitted model of ``kind``, the same one every time."""
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = X[:200], y[:200]
+    if kind == "iforest":
+        from sklearn.ensemble import IsolationForest
+
+        return IsolationForest(n_estimators=10, random_state=0).fit(X)
+    if kind == "calibrated":
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        base = Pipeline([("scale", StandardScaler()), ("lr", LogisticRegression())])
+        return CalibratedClassifierCV(base, cv=3).fit(X, y)
+    if kind == "hist_gbr":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        return HistGradientBoostingRegressor(max_iter=10, random_state=0).fit(X, X[:, 0])
+    if kind == "gbr":
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return GradientBoostingRegressor(n_estimators=10, random_state=0).fit(X, X[:, 0])
+    if kind == "set":  # set order follows string hashes, which differ between processes
+        return {"features": {f"feature_{i}" for i in range(20)}, "lags": [1, 24]}
+    raise ValueError(kind)
+
+
+def predict(model, X):
+    if isinstance(model, dict):  # the "set" kind: compare the object itself
+        return np.array([model], dtype=object)
+    for method in ("predict_proba", "predict", "score_samples"):
+        if hasattr(model, method):
+            return getattr(model, method)(X)
+    raise AssertionError(model)
+
+
+def features():
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer(return_X_y=True)[0][200:260]
+
+
+def _save_all(out: str) -> None:
+    """Subprocess entry point: fit and save every kind into ``out``, print md5s as JSON."""
+    md5s = {kind: save_model(fit(kind), Path(out) / f"{kind}.skops") for kind in KINDS}
+    md5s["set_order"] = list(fit("set")["features"])
+    print(json.dumps(md5s))
+
+
+def python(code: str, hash_seed: str = "0") -> subprocess.Popen:
+    env = dict(os.environ, PYTHONHASHSEED=hash_seed, PYTHONPATH=str(ROOT),
+               PYTHONDONTWRITEBYTECODE="1", PYTHONWARNINGS="ignore")
+    return subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """Every kind fitted and saved in two separate processes (different hash seeds)."""
+    dirs = [tmp_path_factory.mktemp("proc"), tmp_path_factory.mktemp("proc")]
+    procs = [
+        python(f"import runpy; runpy.run_path({str(Path(__file__))!r})['_save_all']({str(d)!r})",
+               hash_seed=seed)
+        for d, seed in zip(dirs, ["1", "2"])
+    ]
+    return [(d, json.loads(finish(p))) for d, p in zip(dirs, procs)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_model_gives_same_bytes_in_two_processes(two_processes, kind):
+    (dir_a, md5_a), (dir_b, md5_b) = two_processes
+    data_a = (dir_a / f"{kind}.skops").read_bytes()
+    assert data_a == (dir_b / f"{kind}.skops").read_bytes()
+    assert md5_a[kind] == md5_b[kind] == hashlib.md5(data_a).hexdigest() == file_md5(dir_a / f"{kind}.skops")
+
+
+def test_set_order_really_differed_between_the_processes(two_processes):
+    (_, out_a), (_, out_b) = two_processes
+    assert out_a["set_order"] != out_b["set_order"]
+
+
+def test_same_bytes_as_another_process_when_saved_here(two_processes, tmp_path):
+    (dir_a, md5_a), _ = two_processes
+    assert save_model(fit("gbr"), tmp_path / "m.skops") == md5_a["gbr"]
+
+
+def test_plain_skops_output_is_not_stable():
+    """The problem save_model solves: skops names members after id()."""
+    import skops.io
+
+    assert skops.io.dumps(fit("iforest")) != skops.io.dumps(fit("iforest"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_archive_loads_with_plain_skops_and_predicts_the_same(tmp_path, kind):
+    import skops.io
+
+    model, X = fit(kind), features()
+    path = tmp_path / "model.skops"
+    md5 = save_model(model, path)
+    plain = skops.io.load(path, trusted=sorted(TRUSTED_TYPES))
+    ours = load_model(path, expected_md5=md5)
+    np.testing.assert_array_equal(predict(plain, X), predict(model, X))
+    np.testing.assert_array_equal(predict(ours, X), predict(model, X))
+    assert save_model(ours, tmp_path / "again.skops") == md5  # load -> save is stable too
+
+
+def test_archive_is_canonical(tmp_path):
+    save_model(fit("hist_gbr"), tmp_path / "m.skops")
+    with zipfile.ZipFile(tmp_path / "m.skops") as zf:
+        infos = zf.infolist()
+        schema = json.loads(zf.read("schema.json"))
+    names = [i.filename for i in infos]
+    assert names == sorted(names) and "schema.json" in names
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED}
+    assert all(len(name) < 12 for name in names)  # "17.npy", not "140225456585008.npy"
+    assert schema["protocol"] >= 0
+
+
+def test_padding_inside_structured_arrays_is_zeroed(tmp_path):
+    """sklearn's tree nodes are C structs: their padding holds leftover memory."""
+    dtype = np.dtype({"names": ["a", "b"], "formats": ["<i8", "u1"], "offsets": [0, 8], "itemsize": 16})
+    arrays = []
+    for junk in (0x00, 0xAB):
+        nodes = np.full(3 * dtype.itemsize, junk, dtype=np.uint8).view(dtype)
+        nodes["a"], nodes["b"] = [1, 2, 3], [0, 1, 0]
+        arrays.append(nodes)
+    assert arrays[0].tobytes() != arrays[1].tobytes()
+    md5s = [save_model({"nodes": nodes}, tmp_path / f"{i}.skops") for i, nodes in enumerate(arrays)]
+    assert md5s[0] == md5s[1]
+    np.testing.assert_array_equal(load_model(tmp_path / "1.skops")["nodes"], arrays[1])
+
+
+def test_sparse_members_are_rebuilt_without_timestamps():
+    import scipy.sparse
+    import skops.io
+
+    matrix = scipy.sparse.csr_matrix(np.eye(3))
+    data = canonical_archive(skops.io.dumps({"m": matrix}))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        (npz,) = [name for name in zf.namelist() if name.endswith(".npz")]
+        with zipfile.ZipFile(io.BytesIO(zf.read(npz))) as inner:
+            assert {i.date_time for i in inner.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    loaded = skops.io.loads(data, trusted=["scipy.sparse._csr.csr_matrix"])
+    assert (loaded["m"] != matrix).nnz == 0
+
+
+def test_save_replaces_the_file_and_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "model.skops"
+    path.write_bytes(b"old")
+    md5 = save_model(fit("iforest"), path)
+    assert file_md5(path) == md5
+    assert [p.name for p in tmp_path.iterdir()] == ["model.skops"]
+
+
+def test_md5_mismatch_is_refused(tmp_path):
+    path = tmp_path / "model.skops"
+    md5 = save_model(fit("iforest"), path)
+    with pytest.raises(ModelFileError, match=f"has md5 {md5} but dvc.lock records 0+; run 'dvc checkout'"):
+        load_model(path, expected_md5="0" * 32)
+    data = path.read_bytes()
+    assert predict(load_model_bytes(data, expected_md5=md5, source="cache"), features()) is not None
+    with pytest.raises(ModelFileError, match="model file cache has md5"):
+        load_model_bytes(data, expected_md5="0" * 32, source="cache")
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist; run 'dvc checkout' or 'dvc pull'"):
+        load_model(tmp_path / "nope.skops")
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _edit_schema(good: bytes, old: bytes, new: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(good)) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    assert old in members["schema.json"]
+    members["schema.json"] = members["schema.json"].replace(old, new)
+    return _zip(members)
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda good: good[: len(good) // 2],
+    lambda good: b"",
+    lambda good: b"just some text",
+    lambda good: _zip({"model.npy": b"x"}),
+    lambda good: _zip({"schema.json": b"{not json"}),
+    lambda good: _edit_schema(good, b'"__loader__":"ObjectNode"', b'"__loader__":"NoSuchNode"'),
+    lambda good: _edit_schema(good, b'"file":"1.npy"', b'"file":"999.npy"'),
+], ids=["truncated", "empty", "text", "no-schema", "bad-json", "unknown-node", "missing-member"])
+def test_corrupt_archive_is_refused(tmp_path, corrupt):
+    good = tmp_path / "good.skops"
+    save_model(fit("iforest"), good)
+    path = tmp_path / "model.skops"
+    path.write_bytes(corrupt(good.read_bytes()))
+    with pytest.raises(ModelFileError, match="^model file .* it was not loaded$") as err:
+        load_model(path)
+    assert "\n" not in str(err.value)
+
+
+class _Payload:
+    """Unpickling this creates ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickle_file_is_never_unpickled(tmp_path):
+    pickle.loads(pickle.dumps(_Payload(tmp_path / "proof")))
+    assert (tmp_path / "proof").exists()  # the payload is real
+
+    marker, path = tmp_path / "pwned", tmp_path / "model.skops"
+    path.write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(ModelFileError, match="is a pickle, not a skops archive; it was not loaded"):
+        load_model(path)
+    assert not marker.exists()
+
+
+EVIL = """\
+from pathlib import Path
+Path({imported!r}).touch()
+
+def evil(X):
+    Path({called!r}).touch()
+    return X
+"""
+
+
+def test_untrusted_type_is_refused_without_importing_it(tmp_path, monkeypatch):
+    """A real archive naming a function of a module outside the allow-list."""
+    module_dir, path = tmp_path / "mods", tmp_path / "model.skops"
+    module_dir.mkdir()
+    imported, called = tmp_path / "imported", tmp_path / "called"
+    (module_dir / "evil_mod.py").write_text("def evil(X):\n    return X\n")
+    finish(python(
+        f"import sys, skops.io; sys.path.insert(0, {str(module_dir)!r}); import evil_mod\n"
+        "from sklearn.pipeline import make_pipeline\n"
+        "from sklearn.preprocessing import FunctionTransformer, StandardScaler\n"
+        "model = make_pipeline(FunctionTransformer(evil_mod.evil), StandardScaler())\n"
+        f"skops.io.dump(model, {str(path)!r})\n"
+    ))
+    (module_dir / "evil_mod.py").write_text(EVIL.format(imported=str(imported), called=str(called)))
+    monkeypatch.syspath_prepend(str(module_dir))
+
+    with pytest.raises(ModelFileError, match="does not trust: evil_mod.evil; it was not loaded"):
+        load_model(path)
+    assert not imported.exists() and not called.exists()
+    assert "evil_mod" not in sys.modules
+
+
+def _double(X):
+    return X * 2
+
+
+def test_saving_a_model_we_would_not_load_is_refused(tmp_path):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    with pytest.raises(ModelFileError, match="does not load: .*_double; nothing was written"):
+        save_model(make_pipeline(FunctionTransformer(_double)), tmp_path / "model.skops")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_import_is_cheap():
+    out = finish(python(
+        "import sys, dvc_monitor.modelio\n"
+        "print(sorted(m for m in ('numpy', 'sklearn', 'skops') if m in sys.modules))"
+    ))
+    assert out.strip() == "[]"
