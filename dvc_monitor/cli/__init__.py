@@ -25,8 +25,15 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) that points at --help."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"dvc-monitor: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dvc-monitor",
         description="Versioning, release tags and verified rollback for monitoring models on DVC.",
     )

@@ -16,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from dvc_monitor.stages import run_stage
 
     summary = run_stage(args.stage, args.repo)
-    info(f"{args.stage}: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.items())
-                                       if not isinstance(v, (dict, list))))
+    shown = (f"{k}={round(v, 4) if isinstance(v, float) else v}"
+             for k, v in sorted(summary.items()) if not isinstance(v, (dict, list)))
+    info(f"{args.stage}: " + ", ".join(shown))
     return 0

@@ -100,7 +100,7 @@ def _evaluate(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType
 
     split, df = _load_split(workdir)
     mask = kind.holdout_mask(df, split["holdout"])
-    model = load_model(workdir / ModelLayout.MODEL)
+    model = load_model(workdir / ModelLayout.MODEL, expected_md5=_locked_md5(workdir, ModelLayout.MODEL))
     metrics, plots = kind.evaluate(
         model, df[mask].reset_index(drop=True), config, params,
         history=df[~mask].reset_index(drop=True),
@@ -109,3 +109,20 @@ def _evaluate(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType
     for name, frame in plots.items():
         write_csv(workdir / ModelLayout.PLOTS / name, frame)
     return metrics
+
+
+def _locked_md5(workdir: Path, out_path: str) -> str | None:
+    """The md5 that dvc.lock records for an output of this folder's stages, if any.
+
+    DVC writes each stage's lock entry as soon as the stage finishes, so during
+    ``dvc repro`` the train entry already describes the model that evaluate loads.
+    """
+    lock_file = workdir / ModelLayout.DVC_LOCK
+    if not lock_file.is_file():
+        return None
+    lock = yaml.safe_load(lock_file.read_text()) or {}
+    for stage in (lock.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            if out.get("path") == out_path:
+                return out.get("md5")
+    return None

@@ -28,13 +28,13 @@ def sample_batch(index: int, seed: int = 0, rows: int = 1000, fraud_rate: float 
     fraud = rng.random(rows) < fraud_rate
     n_f = int(fraud.sum())
     amount = rng.lognormal(3.5, 0.8, rows)
-    amount[fraud] = rng.lognormal(5.5, 0.9, n_f)
+    amount[fraud] = rng.lognormal(4.6, 1.0, n_f)
     hour = rng.choice(24, rows, p=_hour_profile())
-    hour[fraud] = rng.choice([0, 1, 2, 3, 4, 23], n_f)
+    hour[fraud] = np.where(rng.random(n_f) < 0.6, rng.choice([0, 1, 2, 3, 4, 23], n_f), hour[fraud])
     distance = rng.lognormal(1.5, 0.9, rows)
-    distance[fraud] = rng.lognormal(4.0, 1.0, n_f)
+    distance[fraud] = rng.lognormal(2.6, 1.2, n_f)
     txn = rng.poisson(2.5, rows)
-    txn[fraud] = rng.poisson(9.0, n_f)
+    txn[fraud] = rng.poisson(5.0, n_f)
     return pd.DataFrame({
         "amount": np.round(amount, 2),
         "hour": hour,
