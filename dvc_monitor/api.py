@@ -8,3 +8,21 @@ from __future__ import annotations
 from dvc_monitor.scaffold import IngestResult, InitResult, ingest, init
 
 __all__ = ["init", "ingest", "InitResult", "IngestResult"]
+
+# -- registry (identity.py, registry.py, diffing.py) -------------------------------------
+from dvc_monitor.identity import VersionIdentity, identity_from_lock  # noqa: E402
+from dvc_monitor.registry import (  # noqa: E402
+    Event,
+    ModelVersion,
+    Registry,
+    deprecate,
+    deregister,
+    promote,
+    register,
+    unassign,
+)
+
+__all__ += [
+    "VersionIdentity", "identity_from_lock", "Event", "ModelVersion", "Registry",
+    "register", "promote", "unassign", "deregister", "deprecate",
+]

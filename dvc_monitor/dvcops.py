@@ -97,3 +97,12 @@ def status(root: str | Path, targets: list[str] | None = None) -> dict:
     """``dvc status TARGETS``: an empty dict means the pipeline is up to date."""
     with open_repo(root) as repo, quiet():
         return repo.status(targets=[str(Path(root) / t) for t in targets] if targets else None)
+
+
+def md5_cache_dir(root: str | Path) -> str:
+    """The local cache's object folder, where md5 ``ab12...`` is ``<dir>/ab/12...``.
+
+    ``.dvc/cache/files/md5`` unless the cache is configured elsewhere.
+    """
+    with open_repo(root) as repo:
+        return str(repo.cache.local.path)
