@@ -1,0 +1,386 @@
+"""register, promote, unassign, deregister, deprecate, versions, show, history, diff.
+
+Module-level imports stay light (argparse only): ``build_parser`` imports every cli
+module, and read commands must not pull in DVC, scikit-learn or pandas.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("register", help="register the committed model as a new version (NAME@vX.Y.Z)")
+    p.add_argument("name", metavar="NAME")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--version", dest="version_name", metavar="vX.Y.Z",
+                   help="the version to register (greater than every version so far)")
+    g.add_argument("--bump", choices=("major", "minor", "patch"),
+                   help="bump the greatest version so far (default: patch; v0.0.1 first)")
+    p.add_argument("-m", "--message", help="tag message (default: GTO's)")
+    p.add_argument("--json", action="store_true", help="print the new version as JSON")
+    p.set_defaults(func=run_register)
+
+    p = sub.add_parser("promote", help="assign a stage to a version (NAME#STAGE#N)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION", help="vX.Y.Z, latest or a version id")
+    p.add_argument("--stage", required=True, metavar="STAGE")
+    p.add_argument("-m", "--message")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_promote)
+
+    p = sub.add_parser("unassign", help="take a stage away (NAME#STAGE!#N)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION", nargs="?",
+                   help="only from this version (default: from every version in the stage)")
+    p.add_argument("--stage", required=True, metavar="STAGE")
+    p.add_argument("-m", "--message")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_unassign)
+
+    p = sub.add_parser("deregister", help="deregister a version (NAME@vX.Y.Z!)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION")
+    p.add_argument("-m", "--message")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_deregister)
+
+    p = sub.add_parser("deprecate", help="deprecate a model (NAME@deprecated#N)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("-m", "--message")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_deprecate)
+
+    p = sub.add_parser("versions", help="list versions with ids, stages and key metrics")
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument("--all", action="store_true",
+                   help="include deregistered versions and deprecated models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_versions)
+
+    p = sub.add_parser("show", help="one version: stages, params, data, model hash, metrics")
+    p.add_argument("ref", metavar="NAME[@vX.Y.Z|#STAGE|@latest|@ID]")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_show)
+
+    p = sub.add_parser("history", help="every registry event, oldest first")
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_history)
+
+    p = sub.add_parser("diff", help="what changed between two versions (or a version and the workspace)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("base", metavar="A", help="version (vX.Y.Z, latest, id, '#STAGE') or git revision")
+    p.add_argument("head", metavar="B", nargs="?",
+                   help="version or git revision (default: the workspace)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--md", action="store_true", help="a markdown report (for a PR comment)")
+    fmt.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_diff)
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _root(args: argparse.Namespace):
+    from dvc_monitor.gitrepo import GitRepo
+
+    return GitRepo.discover(args.repo).root
+
+
+def _load(args: argparse.Namespace):
+    from dvc_monitor.output import info
+    from dvc_monitor.registry import Registry
+
+    reg = Registry.load(args.repo)
+    for w in reg.warnings:
+        info(f"dvc-monitor: warning: {w}")
+    return reg
+
+
+def _time(dt) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%S") if dt else ""
+
+
+def _num(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def version_dict(mv, deprecated: bool = False) -> dict:
+    """The JSON form of a ModelVersion (``versions --json`` rows)."""
+    return {
+        "name": mv.name,
+        "version": mv.version,
+        "id": mv.id,
+        "short_id": mv.short_id,
+        "commit": mv.commit,
+        "created_at": mv.created_at.isoformat(),
+        "updated_at": mv.updated_at.isoformat() if mv.updated_at else None,
+        "author": mv.author,
+        "author_email": mv.author_email,
+        "stages": list(mv.stages),
+        "metrics": mv.metrics,
+        "model_md5": mv.model_md5,
+        "model_path": mv.model_path,
+        "data": mv.data,
+        "registered": mv.registered,
+        "active": mv.active,
+        "deprecated": deprecated,
+        "message": mv.message,
+    }
+
+
+def event_dict(ev) -> dict:
+    return {
+        "name": ev.artifact,
+        "event": ev.action.value,
+        "version": ev.version,
+        "stage": ev.stage,
+        "commit": ev.commit,
+        "tag": ev.tag,
+        "time": ev.created_at.isoformat(),
+        "timestamp": ev.time,
+        "time_ns": ev.time_ns,
+        "author": ev.author,
+        "author_email": ev.author_email,
+        "message": ev.message,
+        "meta": ev.meta,
+    }
+
+
+def _print_event(ev, json_out: bool) -> None:
+    from dvc_monitor.output import print_json
+
+    if json_out:
+        print_json(event_dict(ev))
+        return
+    print(f"Created tag {ev.tag}: {ev.action.value} {ev.artifact} "
+          f"{ev.version or ''}{' ' + ev.stage if ev.stage else ''}".rstrip())
+
+
+# -- writes -----------------------------------------------------------------------------
+
+
+def run_register(args: argparse.Namespace) -> int:
+    from dvc_monitor.output import print_json
+    from dvc_monitor.registry import register as do_register
+
+    mv = do_register(_root(args), args.name, version=args.version_name, bump=args.bump,
+                     message=args.message)
+    if args.json:
+        print_json(version_dict(mv))
+    else:
+        print(f"Registered {mv.name} {mv.version} (id {mv.short_id}) at commit {mv.commit[:7]}: "
+              f"tag {mv.name}@{mv.version}")
+        print(f"Push it with: git push origin {mv.name}@{mv.version}")
+    return 0
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from dvc_monitor.registry import promote
+
+    _print_event(promote(_root(args), args.name, args.version, args.stage, message=args.message),
+                 args.json)
+    return 0
+
+
+def run_unassign(args: argparse.Namespace) -> int:
+    from dvc_monitor.output import print_json
+    from dvc_monitor.registry import unassign
+
+    events = unassign(_root(args), args.name, args.stage, args.version, message=args.message)
+    if args.json:
+        print_json([event_dict(e) for e in events])
+    else:
+        for ev in events:
+            _print_event(ev, False)
+    return 0
+
+
+def run_deregister(args: argparse.Namespace) -> int:
+    from dvc_monitor.registry import deregister
+
+    _print_event(deregister(_root(args), args.name, args.version, message=args.message), args.json)
+    return 0
+
+
+def run_deprecate(args: argparse.Namespace) -> int:
+    from dvc_monitor.registry import deprecate
+
+    _print_event(deprecate(_root(args), args.name, message=args.message), args.json)
+    return 0
+
+
+# -- reads ------------------------------------------------------------------------------
+
+
+def run_versions(args: argparse.Namespace) -> int:
+    from dvc_monitor import tags
+    from dvc_monitor.output import info, print_json, print_table
+    from dvc_monitor.registry import key_metrics
+
+    if args.name is not None:
+        tags.validate_artifact_name(args.name)
+    reg = _load(args)
+    if args.name is not None:
+        names = [args.name]
+        reg.versions(args.name)  # unknown model: one-line error
+        if reg.is_deprecated(args.name) and not args.all:
+            info(f"dvc-monitor: warning: {args.name} is deprecated (register a version to revive it)")
+    else:
+        names = reg.models(include_deprecated=args.all)
+    rows = []
+    for name in names:
+        deprecated = reg.is_deprecated(name)
+        for mv in reg.versions(name, include_inactive=args.all):
+            if mv.id is None and mv.warning:
+                info(f"dvc-monitor: warning: {name} {mv.version}: no version id ({mv.warning})")
+            rows.append((mv, deprecated))
+    if args.json:
+        print_json([version_dict(mv, dep) for mv, dep in rows])
+        return 0
+    if not rows:
+        info("no registered versions" + (f" of {args.name}" if args.name else "") +
+             "; register one with 'dvc-monitor register NAME'")
+        return 0
+    columns = (["model"] if args.name is None else []) + [
+        "version", "id", "stages", "created", "author", "metrics"]
+    table = []
+    for mv, dep in rows:
+        version = mv.version if mv.registered else mv.version[:7] + " (unregistered)"
+        if not mv.active and mv.registered:
+            version += " (deregistered)"
+        metrics = " ".join(f"{k}={_num(v)}" for k, v in key_metrics(mv.metrics).items())
+        row = [version, mv.short_id or "-", ", ".join(mv.stages), _time(mv.created_at),
+               mv.author, metrics]
+        if args.name is None:
+            row.insert(0, mv.name + (" (deprecated)" if dep else ""))
+        table.append(row)
+    print_table(table, columns)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from dvc_monitor.diffing import partitions_of
+    from dvc_monitor.output import print_json
+
+    reg = _load(args)
+    mv = reg.get(args.ref)
+    root = reg.root
+    identity = mv.identity
+    stage_history = [
+        {"event": e.action.value, "stage": e.stage, "time": e.created_at.isoformat(),
+         "tag": e.tag, "author": e.author}
+        for e in mv.events if e.stage is not None
+    ]
+    data = {}
+    notes = []
+    for path, md5 in mv.data.items():
+        parts, note = partitions_of(root, md5)
+        data[path] = {"md5": md5, "partitions": parts}
+        if note:
+            notes.append(f"{path}: {note}")
+    base = mv.lock_path.rpartition("/")[0] if mv.lock_path else ""
+    doc = version_dict(mv, reg.is_deprecated(mv.name))
+    doc.update(
+        ref=args.ref,
+        params=identity.params if identity else {},
+        deps={(f"{base}/{p}" if base else p): m for p, m in identity.deps.items()} if identity else {},
+        cmds=identity.cmds if identity else {},
+        lineage=list(identity.stages) if identity else [],
+        data=data,
+        stage_history=stage_history,
+        events=[{"event": e.action.value, "stage": e.stage, "time": e.created_at.isoformat(),
+                 "tag": e.tag, "author": e.author} for e in mv.events],
+        notes=notes,
+    )
+    if args.json:
+        print_json(doc)
+        return 0
+    status = "registered" if mv.registered else "unregistered commit"
+    if mv.registered and not mv.active:
+        status = "deregistered"
+    lines = [
+        f"{mv.name} {mv.version}  ({status})",
+        f"  id:       {mv.id or '-'}",
+        f"  commit:   {mv.commit}",
+        f"  created:  {_time(mv.created_at)} by {mv.author} <{mv.author_email}>",
+        f"  updated:  {_time(mv.updated_at)}",
+        f"  stages:   {', '.join(mv.stages) or '-'}",
+        f"  model:    {mv.model_path or '-'}  md5 {mv.model_md5 or '-'}",
+    ]
+    if mv.message:
+        lines.append(f"  message:  {mv.message.splitlines()[0]}")
+    if stage_history:
+        lines.append("stage history:")
+        lines += [f"  {h['time'][:19].replace('T', ' ')}  {h['event']:<8} {h['stage']:<12} {h['tag']}"
+                  for h in stage_history]
+    if identity:
+        lines.append("params:")
+        for key, value in _flatten(identity.params):
+            lines.append(f"  {key} = {value}")
+        lines.append("deps:")
+        for path, md5 in doc["deps"].items():
+            lines.append(f"  {path}  {md5}")
+    if data:
+        lines.append("data partitions:")
+        for path, entry in data.items():
+            parts = entry["partitions"]
+            if parts is None:
+                lines.append(f"  {path}/  (partition list not in local cache; run 'dvc fetch')")
+                continue
+            lines.append(f"  {path}/  ({len(parts)} partitions)")
+            lines += [f"    {p['relpath']}  {p['md5']}" for p in parts]
+    if mv.metrics:
+        lines.append("metrics:")
+        lines += [f"  {k} = {_num(v)}" for k, v in mv.metrics.items()]
+    print("\n".join(lines))
+    return 0
+
+
+def _flatten(params: dict, prefix: str = ""):
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            sep = ":" if not prefix else "."
+            yield from _flatten(value, name + sep)
+        else:
+            yield name, value
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from dvc_monitor import tags
+    from dvc_monitor.output import info, print_json, print_table
+
+    if args.name is not None:
+        tags.validate_artifact_name(args.name)
+    reg = _load(args)
+    events = reg.history(args.name)
+    if args.json:
+        print_json([event_dict(e) for e in events])
+        return 0
+    if not events:
+        info("no registry events yet")
+        return 0
+    columns = ["time", "model", "event", "version", "stage", "tag", "author"]
+    print_table([(_time(e.created_at), e.artifact, e.action.value, e.version or "",
+                  e.stage or "", e.tag, e.author) for e in events], columns)
+    return 0
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    from dvc_monitor import tags
+    from dvc_monitor.diffing import diff_refs
+    from dvc_monitor.output import print_json
+
+    tags.validate_artifact_name(args.name)
+    d = diff_refs(args.repo, args.name, args.base, args.head)
+    if args.json:
+        print_json(d.to_dict())
+    elif args.md:
+        print(d.to_markdown())
+    else:
+        print(d.to_text())
+    return 0

@@ -1,0 +1,518 @@
+"""What changed in a model between two revisions, or a revision and the workspace.
+
+``diff_revisions(root, name, base_rev, head_rev_or_None) -> ModelDiff`` compares what
+defines the model (params, data partitions, code deps and commands, from ``dvc.lock``)
+and its metrics. Revisions are read from git in one batch; the workspace side is read
+from disk. Partition lists (the ``.dir`` manifests of data folders) are read straight
+from the local DVC cache; nothing here imports DVC.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from dvc_monitor.errors import DvcMonitorError, UnknownVersion, UsageError
+from dvc_monitor.gitrepo import GitRepo
+
+NOT_IN_CACHE = "partition list not in local cache; run 'dvc fetch'"
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ParamChange:
+    key: str  # "params.yaml:train.n_estimators"
+    base: Any  # None when absent on that side
+    head: Any
+    status: str  # "changed" | "added" | "removed"
+
+
+@dataclass(frozen=True)
+class CodeChange:
+    path: str  # a dep path (repository-relative) or "cmd:<stage>"
+    base: str | None
+    head: str | None
+    status: str  # "changed" | "added" | "removed"
+
+
+@dataclass(frozen=True)
+class DataChange:
+    path: str  # the data folder, repository-relative
+    base: str | None  # .dir md5
+    head: str | None
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    name: str
+    base: float | None
+    head: float | None
+    delta: float | None
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a diff: a commit (or the workspace) and what defines the model there."""
+
+    label: str  # what the user gave: "v0.2.0", "HEAD", "workspace"
+    commit: str | None  # None for the workspace
+    version: str | None  # registered version at that commit, if any
+    id: str | None
+    model_md5: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelDiff:
+    name: str
+    base: Side
+    head: Side
+    params_changed: list = field(default_factory=list)  # [ParamChange]
+    partitions_added: list = field(default_factory=list)  # repo-relative file paths
+    partitions_removed: list = field(default_factory=list)
+    partitions_changed: list = field(default_factory=list)  # same path, new content
+    data_changed: list = field(default_factory=list)  # [DataChange]
+    code_changed: list = field(default_factory=list)  # [CodeChange]
+    metrics: list = field(default_factory=list)  # [MetricRow], every metric of either side
+    notes: list = field(default_factory=list)  # e.g. partition lists missing from the cache
+
+    @property
+    def same_id(self) -> bool:
+        return self.base.id is not None and self.base.id == self.head.id
+
+    @property
+    def metrics_changed(self) -> list:
+        return [m for m in self.metrics if m.base != m.head]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.params_changed or self.partitions_added or self.partitions_removed
+                    or self.partitions_changed or self.data_changed or self.code_changed
+                    or self.metrics_changed or self.base.model_md5 != self.head.model_md5)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"same_id": self.same_id}
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def _title(self) -> str:
+        return f"{self.name}: {_side(self.base)} → {_side(self.head)}"
+
+    def to_text(self) -> str:
+        out = [self._title()]
+        out.append(f"  id: {_short(self.base.id)} → {_short(self.head.id)}"
+                   + ("  (same id)" if self.same_id else ""))
+        out.append(f"  model md5: {self.base.model_md5 or '-'} → {self.head.model_md5 or '-'}")
+        for side in (self.base, self.head):
+            if side.error:
+                out.append(f"  note: {side.label}: {side.error}")
+        if self.params_changed:
+            out.append("params:")
+            out += [f"  {p.key}: {_fmt(p.base)} → {_fmt(p.head)}" for p in self.params_changed]
+        if self.partitions_added or self.partitions_removed or self.partitions_changed:
+            out.append("data partitions:")
+            out += [f"  + {p}" for p in self.partitions_added]
+            out += [f"  - {p}" for p in self.partitions_removed]
+            out += [f"  ~ {p}" for p in self.partitions_changed]
+        elif self.data_changed:
+            out.append("data:")
+            out += [f"  {d.path}: {d.base or '-'} → {d.head or '-'}" for d in self.data_changed]
+        if self.code_changed:
+            out.append("code:")
+            out += [f"  {c.path}: {c.status}" for c in self.code_changed]
+        if self.metrics:
+            out.append("metrics:")
+            for m in self.metrics:
+                out.append(f"  {m.name}: {_fmt(m.base)} → {_fmt(m.head)}"
+                           + (f"  ({_delta(m.delta)})" if m.delta is not None else ""))
+        if not self.changed:
+            out.append("no changes")
+        out += [f"note: {n}" for n in self.notes]
+        return "\n".join(out)
+
+    def to_markdown(self) -> str:
+        out = [f"### {_md(self._title())}", ""]
+        out.append(f"Version id: `{_short(self.base.id)}` → `{_short(self.head.id)}`"
+                   + (" (same id: same params, data and code)" if self.same_id else ""))
+        out.append("")
+        for side in (self.base, self.head):
+            if side.error:
+                out += [f"> **Note:** {_md(side.label)}: {_md(side.error)}", ""]
+        if self.metrics:
+            out += ["| metric | base | head | Δ |", "|---|---:|---:|---:|"]
+            out += [f"| {_md(m.name)} | {_fmt(m.base)} | {_fmt(m.head)} | "
+                    f"{_delta(m.delta) if m.delta is not None else ''} |" for m in self.metrics]
+            out.append("")
+        if self.params_changed:
+            out += ["| param | base | head |", "|---|---|---|"]
+            out += [f"| `{_md(p.key)}` | {_md(_fmt(p.base))} | {_md(_fmt(p.head))} |"
+                    for p in self.params_changed]
+            out.append("")
+        if self.partitions_added or self.partitions_removed or self.partitions_changed:
+            out += ["| data partition | change |", "|---|---|"]
+            out += [f"| `{_md(p)}` | added |" for p in self.partitions_added]
+            out += [f"| `{_md(p)}` | removed |" for p in self.partitions_removed]
+            out += [f"| `{_md(p)}` | changed |" for p in self.partitions_changed]
+            out.append("")
+        elif self.data_changed:
+            out += ["| data | base | head |", "|---|---|---|"]
+            out += [f"| `{_md(d.path)}` | `{d.base or '-'}` | `{d.head or '-'}` |"
+                    for d in self.data_changed]
+            out.append("")
+        if self.code_changed:
+            out += ["| code | change |", "|---|---|"]
+            out += [f"| `{_md(c.path)}` | {c.status} |" for c in self.code_changed]
+            out.append("")
+        if not self.changed:
+            out += ["No changes.", ""]
+        out += [f"> {_md(n)}" for n in self.notes]
+        return "\n".join(out).rstrip() + "\n"
+
+
+def _side(s: Side) -> str:
+    if s.commit is None:
+        return "workspace"
+    label = s.version or s.label
+    return f"{label} ({s.commit[:7]})" if label != s.commit else s.commit[:7]
+
+
+def _short(vid: str | None) -> str:
+    from dvc_monitor.identity import short_id
+
+    return short_id(vid) or "-"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _delta(value: float) -> str:
+    return f"{value:+.6g}"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+# -- the diff ---------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    identity: Any  # VersionIdentity | None
+    metrics: dict
+    lock_path: str | None
+    error: str | None
+
+
+def diff_revisions(root: str | Path, name: str, base_rev: str,
+                   head_rev: str | None = None) -> ModelDiff:
+    """Diff ``name`` between git revision ``base_rev`` and ``head_rev`` (None: workspace)."""
+    git = GitRepo.discover(root)
+    base_commit = _commit(git, base_rev)
+    head_commit = _commit(git, head_rev) if head_rev is not None else None
+    return _diff(git, name, base_rev, base_commit, head_rev, head_commit)
+
+
+def diff_refs(root: str | Path, name: str, base: str, head: str | None = None) -> ModelDiff:
+    """Like ``diff_revisions``, but A and B may also name versions: ``v1.2.0``,
+    ``latest``, a version id, ``#STAGE``; anything else is a git revision."""
+    git = GitRepo.discover(root)
+    base_commit = _resolve_ref(git, name, base)
+    head_commit = _resolve_ref(git, name, head) if head is not None else None
+    return _diff(git, name, base, base_commit, head, head_commit)
+
+
+def _resolve_ref(git: GitRepo, name: str, ref: str) -> str:
+    from dvc_monitor.registry import Registry
+
+    looks_like_version = ref in ("latest", "greatest") or ref.startswith(("#", "@", "sha256:")) \
+        or re.fullmatch(r"v?\d+\.\d+\.\d+([-+].*)?", ref) is not None
+    is_hex = re.fullmatch(r"[0-9a-fA-F]{6,64}", ref) is not None
+    if looks_like_version or is_hex:
+        try:
+            reg = Registry.load(git.root)
+            if ref.startswith("#"):
+                return reg.get(f"{name}{ref}").commit
+            return reg.resolve(name, ref.lstrip("@")).commit
+        except DvcMonitorError:
+            if looks_like_version and not is_hex:
+                raise
+    return _commit(git, ref)
+
+
+def _commit(git: GitRepo, rev: str) -> str:
+    if not isinstance(rev, str) or not rev or rev.startswith("-") or "\n" in rev:
+        raise UsageError(f"invalid revision {rev!r}")
+    commit = git.resolve(rev)
+    if commit is None:
+        raise UnknownVersion(f"'{rev}' names no version and no git commit")
+    return commit
+
+
+def _diff(git: GitRepo, name: str, base_label: str, base_commit: str,
+          head_label: str | None, head_commit: str | None) -> ModelDiff:
+    from dvc_monitor.registry import read_facts
+
+    commits = [c for c in (base_commit, head_commit) if c is not None]
+    facts = read_facts(git, name, commits)
+    states = {c: _State(f.identity, f.metrics, f.lock_path, f.error) for c, f in facts.items()}
+    base = states[base_commit]
+    head = states[head_commit] if head_commit is not None else workspace_state(git.root, name)
+    versions = _versions_at(git, name, commits)
+    base_side = _make_side(base_label, base_commit, versions.get(base_commit), base)
+    head_side = _make_side(head_label or "workspace", head_commit,
+                           versions.get(head_commit) if head_commit else None, head)
+    notes: list[str] = []
+    if head_commit is None:
+        notes += _workspace_notes(git.root, head)
+
+    params = _params_diff(base.identity.params if base.identity else {},
+                          head.identity.params if head.identity else {})
+    bdeps = _repo_deps(base)
+    hdeps = _repo_deps(head)
+    code: list[CodeChange] = []
+    data: list[DataChange] = []
+    added: list[str] = []
+    removed: list[str] = []
+    changed: list[str] = []
+    for path in sorted(set(bdeps) | set(hdeps)):
+        b, h = bdeps.get(path), hdeps.get(path)
+        if b == h:
+            continue
+        is_dir = (b or "").endswith(".dir") or (h or "").endswith(".dir")
+        if not is_dir:
+            code.append(CodeChange(path, b, h, _status(b, h)))
+            continue
+        data.append(DataChange(path, b, h))
+        bparts, bnote = partitions_of(git.root, b) if b else ([], None)
+        hparts, hnote = partitions_of(git.root, h) if h else ([], None)
+        for note in (bnote, hnote):
+            if note and f"{path}: {note}" not in notes:
+                notes.append(f"{path}: {note}")
+        if bparts is None or hparts is None:
+            continue
+        bmap = {p["relpath"]: p["md5"] for p in bparts}
+        hmap = {p["relpath"]: p["md5"] for p in hparts}
+        added += [f"{path}/{r}" for r in sorted(set(hmap) - set(bmap))]
+        removed += [f"{path}/{r}" for r in sorted(set(bmap) - set(hmap))]
+        changed += [f"{path}/{r}" for r in sorted(set(bmap) & set(hmap)) if bmap[r] != hmap[r]]
+    bcmds = base.identity.cmds if base.identity else {}
+    hcmds = head.identity.cmds if head.identity else {}
+    for stage in sorted(set(bcmds) | set(hcmds)):
+        b, h = bcmds.get(stage), hcmds.get(stage)
+        if b != h:
+            code.append(CodeChange(f"cmd:{stage}", b, h, _status(b, h)))
+
+    return ModelDiff(
+        name=name, base=base_side, head=head_side, params_changed=params,
+        partitions_added=added, partitions_removed=removed, partitions_changed=changed,
+        data_changed=data, code_changed=code, metrics=_metric_rows(base.metrics, head.metrics),
+        notes=notes,
+    )
+
+
+def _status(b: Any, h: Any) -> str:
+    return "added" if b is None else "removed" if h is None else "changed"
+
+
+def _make_side(label: str, commit: str | None, version: str | None, st: _State) -> Side:
+    return Side(label=label, commit=commit, version=version,
+                id=st.identity.id if st.identity else None,
+                model_md5=st.identity.model_md5 if st.identity else None, error=st.error)
+
+
+def _versions_at(git: GitRepo, name: str, commits: list[str]) -> dict[str, str]:
+    """Registered version of ``name`` at each commit (tags only, no registry load)."""
+    from dvc_monitor import tags as T
+
+    result = {}
+    wanted = set(commits)
+    for ref in git.tags():
+        if ref.commit not in wanted:
+            continue
+        tag = T.parse_tag(ref.name)
+        if tag and tag.artifact == name and tag.action is T.Action.REGISTER:
+            result[ref.commit] = tag.version
+    return result
+
+
+def _repo_deps(st: _State) -> dict[str, str]:
+    if st.identity is None:
+        return {}
+    base = str(PurePosixPath(st.lock_path).parent) if st.lock_path and "/" in st.lock_path else ""
+    return {(f"{base}/{p}" if base else p): m for p, m in st.identity.deps.items()}
+
+
+def _params_diff(base: dict, head: dict) -> list[ParamChange]:
+    b = dict(_flat_params(base))
+    h = dict(_flat_params(head))
+    out = []
+    for key in sorted(set(b) | set(h)):
+        bv, hv = b.get(key, _MISSING), h.get(key, _MISSING)
+        if bv == hv and type(bv) is type(hv):
+            continue
+        status = "added" if bv is _MISSING else "removed" if hv is _MISSING else "changed"
+        out.append(ParamChange(key, None if bv is _MISSING else bv,
+                               None if hv is _MISSING else hv, status))
+    return out
+
+
+def _flat_params(params: dict):
+    for fname, values in params.items():
+        if not isinstance(values, dict):
+            yield f"{fname}", values
+            continue
+        yield from _flat(values, f"{fname}:")
+
+
+def _flat(d: dict, prefix: str):
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            yield from _flat(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _metric_rows(base: dict, head: dict) -> list[MetricRow]:
+    rows = []
+    for key in list(dict.fromkeys(list(base) + list(head))):
+        b, h = base.get(key), head.get(key)
+        delta = None
+        if isinstance(b, (int, float)) and isinstance(h, (int, float)):
+            delta = h - b
+            if isinstance(delta, float):
+                delta = round(delta, 12)
+        rows.append(MetricRow(key, b, h, delta))
+    return rows
+
+
+# -- the workspace ----------------------------------------------------------------------
+
+
+def workspace_state(root: Path, name: str) -> _State:
+    """Identity and metrics of ``name`` from the files on disk (committed or not)."""
+    from dvc_monitor.identity import identity_from_lock
+    from dvc_monitor.registry import METRICS_FILE, _artifact_path, _join, _parents, \
+        flatten_metrics, model_dirs
+
+    ydir, art_name, default_model = model_dirs(name)
+    yaml_path = Path(root) / _join(ydir, "dvc.yaml")
+    raw = yaml_path.read_bytes() if yaml_path.is_file() else None
+    mp = _artifact_path(raw, art_name, ydir, {}) or default_model
+    error = None
+    for d in _parents(mp):
+        lp = _join(d, "dvc.lock")
+        f = Path(root) / lp
+        if not f.is_file():
+            continue
+        rel = mp[len(d) + 1:] if d else mp
+        try:
+            identity = identity_from_lock(f.read_bytes(), rel, source=lp)
+        except DvcMonitorError as exc:
+            error = error or str(exc)
+            continue
+        mfile = Path(root) / _join(d, METRICS_FILE)
+        metrics = flatten_metrics(mfile.read_bytes()) if mfile.is_file() else {}
+        return _State(identity, metrics, lp, None)
+    return _State(None, {}, None, error or f"no dvc.lock for {mp} in the workspace")
+
+
+def _workspace_notes(root: Path, st: _State) -> list[str]:
+    """Warn when the workspace files moved on from its dvc.lock (repro not run)."""
+    if st.identity is None or st.lock_path is None:
+        return []
+    from dvc_monitor.identity import load_lock, parse_yaml
+
+    base = Path(root) / (str(PurePosixPath(st.lock_path).parent) if "/" in st.lock_path else "")
+    notes = []
+    for fname, values in st.identity.params.items():
+        f = base / fname
+        if not f.is_file() or not isinstance(values, dict):
+            continue
+        try:
+            current = parse_yaml(f.read_text(), fname) if fname.endswith((".yaml", ".yml")) \
+                else json.loads(f.read_text()) if fname.endswith(".json") else None
+        except (DvcMonitorError, ValueError, OSError):
+            continue
+        if not isinstance(current, dict):
+            continue
+        for key, value in values.items():
+            now = _lookup(current, key)
+            if now is not _MISSING and now != value:
+                notes.append(f"{fname} differs from dvc.lock ({key}); run 'dvc repro' to "
+                             "make the workspace a version")
+                break
+    for path, md5 in st.identity.deps.items():
+        dvcfile = base / f"{path}.dvc"
+        if dvcfile.is_file():
+            try:
+                outs = load_lock(dvcfile.read_bytes(), str(dvcfile)).get("outs") or []
+            except DvcMonitorError:
+                continue
+            cur = outs[0].get("md5") if outs and isinstance(outs[0], dict) else None
+            if cur and cur != md5:
+                notes.append(f"{path}.dvc differs from dvc.lock; run 'dvc repro' to make the "
+                             "workspace a version")
+    return notes
+
+
+def _lookup(doc: dict, key: str) -> Any:
+    cur: Any = doc
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return _MISSING
+        cur = cur[part]
+    return cur
+
+
+# -- partitions from the local DVC cache ------------------------------------------------
+
+
+def cache_dir(root: str | Path) -> Path:
+    """The local cache's md5 object folder, read from .dvc/config(.local) without DVC."""
+    root = Path(root)
+    configured = None
+    for name in ("config", "config.local"):
+        f = root / ".dvc" / name
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        section = None
+        for line in text.splitlines():
+            s = line.strip()
+            if s.startswith("[") and s.endswith("]"):
+                section = s[1:-1].strip().strip("'\"")
+            elif section == "cache" and "=" in s:
+                key, _, value = s.partition("=")
+                if key.strip() == "dir":
+                    configured = (root / ".dvc" / value.strip()).resolve()
+    base = configured or root / ".dvc" / "cache"
+    return base / "files" / "md5"
+
+
+def partitions_of(root: str | Path, md5: str) -> tuple[list | None, str | None]:
+    """The files of a ``.dir`` object (``[{"relpath", "md5"}]``, sorted), or
+    (None, note) when its manifest is not in the local cache."""
+    if not md5 or not md5.endswith(".dir"):
+        return [], None
+    obj = cache_dir(root) / md5[:2] / md5[2:]
+    try:
+        entries = json.loads(obj.read_text())
+    except (OSError, ValueError):
+        return None, NOT_IN_CACHE
+    if not isinstance(entries, list):
+        return None, NOT_IN_CACHE
+    parts = [{"relpath": str(e.get("relpath")), "md5": str(e.get("md5"))}
+             for e in entries if isinstance(e, dict) and "relpath" in e]
+    return sorted(parts, key=lambda p: p["relpath"]), None
