@@ -26,3 +26,6 @@ __all__ += [
     "VersionIdentity", "identity_from_lock", "Event", "ModelVersion", "Registry",
     "register", "promote", "unassign", "deregister", "deprecate",
 ]
+from dvc_monitor.diffing import ModelDiff, MetricRow, diff_refs, diff_revisions  # noqa: E402
+
+__all__ += ["ModelDiff", "MetricRow", "diff_revisions", "diff_refs"]
