@@ -71,6 +71,7 @@ class ModelState:
     model_md5: str | None
     data_md5: str | None
     metrics_text: str | None = None
+    metrics_raw: bytes | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -131,20 +132,15 @@ def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
     }
     if rev is None or rev == WORKSPACE:
         commit = None
-        texts = {}
-        for key, rel in paths.items():
-            p = root / rel
-            texts[key] = p.read_text() if p.is_file() else None
+        raw = {key: ((root / rel).read_bytes() if (root / rel).is_file() else None)
+               for key, rel in paths.items()}
         where = "the workspace"
     else:
         commit = resolve_commit(root, rev)
         blobs = GitRepo(root).read_blobs(f"{commit}:{rel}" for rel in paths.values())
-        texts = {
-            key: (None if blobs[f"{commit}:{rel}"] is None
-                  else blobs[f"{commit}:{rel}"].decode("utf-8", errors="replace"))
-            for key, rel in paths.items()
-        }
+        raw = {key: blobs[f"{commit}:{rel}"] for key, rel in paths.items()}
         where = f"revision {rev}"
+    texts = {k: None if v is None else v.decode("utf-8", errors="replace") for k, v in raw.items()}
     if texts["monitor"] is None:
         raise UnknownModel(
             f"{where} has no model {name!r} ({layout.monitor} not found there); "
@@ -167,7 +163,7 @@ def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
         config=config, params=params if isinstance(params, dict) else {},
         lock=lock if isinstance(lock, dict) else None, metrics=metrics,
         model_md5=_lock_out_md5(lock, "train", ModelLayout.MODEL),
-        data_md5=_dvc_file_md5(data_dvc), metrics_text=texts["metrics"],
+        data_md5=_dvc_file_md5(data_dvc), metrics_text=texts["metrics"], metrics_raw=raw["metrics"],
     )
 
 
@@ -315,7 +311,13 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
 def _objects(state: ModelState, md5s: list[str], target: str, what: str) -> dict[str, bytes]:
     """The cache objects ``md5s``, fetching the missing ones for ``target`` once."""
     root = state.root
-    missing = [m for m in md5s if not object_path(root, m).is_file()]
+    objects = cache_dir(root) / "files" / "md5"
+    missing = [m for m in md5s if not (objects / m[:2] / m[2:]).is_file()]
+    if missing:
+        from dvc_monitor import dvcops
+
+        objects = Path(dvcops.md5_cache_dir(root))  # DVC's own answer (any config level)
+        missing = [m for m in md5s if not (objects / m[:2] / m[2:]).is_file()]
     if missing:
         try:
             _fetch(root, state.commit, [target])
@@ -325,13 +327,13 @@ def _objects(state: ModelState, md5s: list[str], target: str, what: str) -> dict
                 f"fetched ({exc}); run 'dvc fetch --rev {state.commit or 'HEAD'}' with a "
                 "reachable remote"
             ) from None
-        still = [m for m in missing if not object_path(root, m).is_file()]
+        still = [m for m in missing if not (objects / m[:2] / m[2:]).is_file()]
         if still:
             raise MissingObjects(
                 f"{what} at {state.label} (md5 {still[0]}) is in neither the local DVC cache "
                 "nor the remote; push it from a machine that has it ('dvc push')"
             )
-    return {m: object_path(root, m).read_bytes() for m in md5s}
+    return {m: (objects / m[:2] / m[2:]).read_bytes() for m in md5s}
 
 
 # -- models and data --------------------------------------------------------------------
@@ -411,7 +413,14 @@ def split_data(state: ModelState, df: "pd.DataFrame") -> Split:
 
 
 def check_fits(config: ModelConfig, df: "pd.DataFrame", source: str, who: str) -> None:
-    """Refuse data that lacks a column the model ``who`` needs (a one-line ``SchemaError``)."""
+    """Refuse data that lacks a column the model ``who`` needs, or has non-numbers in one.
+
+    Extra columns are allowed (production extracts often carry ids). A one-line
+    ``SchemaError`` names the first problem.
+    """
+    import numpy as np
+    import pandas as pd
+
     from dvc_monitor.errors import SchemaError
 
     missing = [c for c in config.features if c not in df.columns]
@@ -420,6 +429,21 @@ def check_fits(config: ModelConfig, df: "pd.DataFrame", source: str, who: str) -
     if missing:
         raise SchemaError(f"{source} does not fit {who}: missing column(s) "
                           f"{', '.join(missing)}; the model needs {', '.join(config.columns)}")
+    if len(df) == 0:
+        raise SchemaError(f"{source} has no rows")
+    needed = list(config.features)
+    if config.label and config.label in df.columns and (
+            config.label_required or df[config.label].notna().all()):
+        needed.append(config.label)
+    for col in needed:
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna().to_numpy() | np.isinf(values.to_numpy(dtype=float))
+        if bad.any():
+            row = int(bad.nonzero()[0][0])
+            raise SchemaError(
+                f"{source} does not fit {who}: column {col!r} has a non-numeric or missing "
+                f"value {df[col].iloc[row]!r} on data row {row + 1}"
+            )
 
 
 # -- scoring ----------------------------------------------------------------------------
@@ -566,3 +590,111 @@ def psi(expected: "np.ndarray", actual: "np.ndarray", bins: int = 10,
     pa = np.maximum(a / max(len(actual), 1), eps)
     value = float(np.sum((pa - pe) * np.log(pa / pe)))
     return (0.0 if math.isclose(value, 0.0, abs_tol=1e-12) else value), len(inner) + 1
+
+
+# -- freshness --------------------------------------------------------------------------
+
+
+def staleness(state: ModelState) -> list[str]:
+    """Why the recorded metrics may not describe this revision's pipeline (empty: current).
+
+    A cheap check on the files git holds, no DVC call: the metrics file, the params
+    sections and the data and schema files must be those ``dvc.lock`` records.
+    """
+    import hashlib
+
+    layout = state.layout
+    if state.lock is None:
+        return [f"{layout.dvc_lock} is missing: run 'dvc repro'"]
+    stages = state.lock.get("stages") or {}
+    reasons = []
+    recorded_metrics = _lock_out_md5(state.lock, "evaluate", ModelLayout.METRICS)
+    if state.metrics_raw is None:
+        reasons.append(f"{layout.metrics} is missing")
+    elif recorded_metrics:
+        actual = hashlib.md5(state.metrics_raw).hexdigest()
+        if actual != recorded_metrics:
+            reasons.append(f"{layout.metrics} differs from what dvc.lock records")
+    for stage in ("prepare", "train", "evaluate"):
+        recorded = state._lock_params(stage)
+        current = state.params.get(stage) or {}
+        if recorded is not None and recorded != current:
+            reasons.append(f"'{stage}:' params changed since the last run")
+    for stage, body in stages.items():
+        for dep in (body or {}).get("deps") or []:
+            if dep.get("path") == ModelLayout.DATA and state.data_md5 \
+                    and dep.get("md5") != state.data_md5:
+                reasons.append(f"the data changed since the last run (stage {stage})")
+                break
+        else:
+            continue
+        break
+    return reasons
+
+
+# -- tags for CI ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """What a GTO event tag records, for a CI job that a pushed tag triggered."""
+
+    tag: str
+    name: str
+    event: str  # register | deregister | assign | unassign | deprecate
+    version: str | None  # for stage events: the version registered at the tag's commit
+    stage: str | None
+    counter: int | None
+    commit: str | None  # None when the tag does not exist in this clone
+    model_path: str | None
+    model_md5: str | None
+
+
+def tag_info(root: str | Path, tag: str) -> TagInfo:
+    """Parse ``tag`` (GTO grammar) and add what the repository knows about it."""
+    from dvc_monitor.tags import parse_tag
+
+    parsed = parse_tag(tag) if isinstance(tag, str) else None
+    if parsed is None:
+        raise UsageError(f"{tag!r} is not a GTO event tag; expected NAME@vX.Y.Z, "
+                         "NAME@vX.Y.Z!, NAME#STAGE#N, NAME#STAGE!#N or NAME@deprecated")
+    git = GitRepo(root)
+    commit = git.resolve(f"refs/tags/{tag}")
+    name = parsed.artifact
+    version = parsed.version
+    if commit is not None and version is None and parsed.stage is not None:
+        version = _version_of_stage_tag(Path(root), name, tag, commit)
+    model_path = model_md5 = None
+    if ":" not in name:
+        model_path = ModelLayout(name).model
+        if commit is not None:
+            try:
+                model_md5 = read_state(root, name, commit).model_md5
+            except DvcMonitorError:
+                model_md5 = None
+    return TagInfo(tag=tag, name=name, event=parsed.action.value, version=version,
+                   stage=parsed.stage, counter=parsed.counter, commit=commit,
+                   model_path=model_path, model_md5=model_md5)
+
+
+def _version_of_stage_tag(root: Path, name: str, tag: str, commit: str) -> str | None:
+    """The version a stage tag points at, as GTO reports it (registry events)."""
+    try:
+        from dvc_monitor.registry import Registry
+
+        for event in Registry.load(root).history(name):
+            if event.tag == tag:
+                return event.version
+    except DvcMonitorError:
+        pass
+    return None
+
+
+def tag_info_env(info: TagInfo) -> dict[str, str]:
+    """``KEY=value`` pairs for $GITHUB_OUTPUT / a GitLab dotenv report (empty = unknown)."""
+    values = {
+        "MODEL_EVENT": info.event, "MODEL_NAME": info.name, "MODEL_VERSION": info.version,
+        "MODEL_STAGE": info.stage, "MODEL_COMMIT": info.commit,
+        "MODEL_PATH": info.model_path, "MODEL_MD5": info.model_md5,
+    }
+    return {k: "" if v is None else str(v) for k, v in values.items()}

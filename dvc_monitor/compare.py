@@ -1,0 +1,280 @@
+"""``dvc-monitor compare``: several registered versions of one model, evaluated on the same data.
+
+Each version's model file is loaded safely (``modelio``: skops with our trusted-type
+list) from the DVC cache by the md5 its ``dvc.lock`` records, fetched from the remote
+when missing; the workspace is never changed. The data is a CSV file (``--data``: a
+holdout or fresh production data) or, by default, the holdout rows of the workspace's
+data (the rows no version trained on: the holdout rule is stable per row).
+
+Every version is scored with the same evaluation settings (the workspace's
+``evaluate:`` params), so the numbers are comparable. ``--best`` names the winner by
+``--metric`` (default: the kind's primary metric, ``review.PRIMARY_METRIC``). For anomaly
+data without labels only label-free numbers exist (alert rate, score quantiles), and
+``--best`` is refused for a metric that needs labels.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dvc_monitor.errors import SchemaError, UnknownModel, UsageError
+
+
+@dataclass
+class VersionResult:
+    ref: str  # as given on the command line
+    version: str  # vX.Y.Z, or "workspace"
+    commit: str | None
+    id: str | None
+    model_md5: str | None
+    metrics: dict
+    rank: int | None = None
+
+
+@dataclass
+class CompareResult:
+    name: str
+    kind: str
+    data: str  # where the rows came from
+    rows: int
+    labelled: bool
+    metric: str | None  # the ranking metric (None: cannot rank on this data)
+    direction: str | None
+    best: str | None  # version of the winner (when ranked)
+    tie: list[str] = field(default_factory=list)  # versions tied with the winner
+    versions: list[VersionResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _split_ref(ref: str) -> tuple[str | None, str]:
+    """("NAME", rest) for ``NAME@x`` / ``NAME#x``, else (None, ref)."""
+    cut = min((i for i in (ref.find("@"), ref.find("#")) if i > 0), default=-1)
+    if cut < 0:
+        return None, ref
+    return ref[:cut], ref[cut:]
+
+
+def resolve_versions(root: Path, name: str, refs: list[str]) -> list[tuple[str, Any]]:
+    """(ref, ModelVersion or None for the workspace) for each reference, or a one-line error."""
+    from dvc_monitor.registry import Registry
+    from dvc_monitor.review import WORKSPACE
+
+    if not refs:
+        raise UsageError("give at least one version to compare, e.g. v1.0.0 v1.1.0")
+    for ref in refs:
+        other, _ = _split_ref(ref)
+        if other is not None and other != name:
+            raise UsageError(f"{ref!r} is a version of {other!r}, not of {name!r}; "
+                             "compare versions of one model at a time")
+    registry = None
+    out = []
+    seen: dict[str, str] = {}
+    for ref in refs:
+        if ref == WORKSPACE:
+            mv = None
+            key = WORKSPACE
+        else:
+            if registry is None:
+                registry = Registry.load(root)
+                if name not in registry.models():
+                    raise UnknownModel(f"model {name!r} has no registered versions here; "
+                                       f"register one with 'dvc-monitor register {name}'")
+            _, rest = _split_ref(ref)
+            mv = registry.get(f"{name}{rest}") if rest[:1] in ("@", "#") \
+                else registry.resolve(name, ref)
+            key = f"{mv.version}"
+        if key in seen:
+            raise UsageError(f"{ref!r} and {seen[key]!r} are the same version ({key}); "
+                             "list each version once")
+        seen[key] = ref
+        out.append((ref, mv))
+    return out
+
+
+def load_rows(root: Path, name: str, data: str | Path | None, kind: str):
+    """(rows, history, description): the rows to evaluate on, and the hours before them."""
+    from dvc_monitor import review
+    from dvc_monitor.data import read_batch
+
+    if data is None:
+        state = review.read_state(root, name, None)
+        split = review.split_data(state, review.load_data(state))
+        history = split.history if kind == "forecast" else None
+        return split.holdout, history, "holdout rows of the workspace data"
+    path = Path(data)
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    df = read_batch(path)
+    df.insert(0, "_row", [f"{path.name}:{i}" for i in range(len(df))])
+    history = None
+    if kind == "forecast" and "timestamp" in df.columns:
+        history = _history_before(root, name, df)
+    return df, history, str(data)
+
+
+def _history_before(root: Path, name: str, df):
+    """The workspace's hours before the first hour of ``df`` (lag features need them)."""
+    import pandas as pd
+
+    from dvc_monitor import review
+
+    try:
+        state = review.read_state(root, name, None)
+        past = review.load_data(state)
+    except Exception:  # no workspace data: the first hours of df serve as history
+        return None
+    first = pd.to_numeric(df["timestamp"], errors="coerce").min()
+    past = past[past["timestamp"] < first]
+    return past.reset_index(drop=True) if len(past) else None
+
+
+def _numeric(df, columns):
+    import pandas as pd
+
+    out = df.copy()
+    for col in columns:
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col])
+    return out
+
+
+def compare(root: str | Path, name: str, refs: list[str], data: str | Path | None = None,
+            metric: str | None = None, best: bool = False) -> CompareResult:
+    """Evaluate the versions ``refs`` of ``name`` on the same rows; see the module doc."""
+    from dvc_monitor import review
+    from dvc_monitor.stages import metric_directions
+    from dvc_monitor.stages.common import labels_of
+
+    started = time.perf_counter()
+    root = Path(root)
+    name = review.resolve_name(root, name)
+    resolved = resolve_versions(root, name, refs)
+    states = []
+    for ref, mv in resolved:
+        state = review.read_state(root, name, None if mv is None else mv.commit)
+        states.append((ref, mv, state))
+    kinds = {s.kind for _, _, s in states}
+    if len(kinds) > 1:
+        raise UsageError(f"the versions of {name} are of different kinds "
+                         f"({', '.join(sorted(kinds))}); they cannot be compared")
+    kind = kinds.pop()
+    rows, history, source = load_rows(root, name, data, kind)
+    for ref, mv, state in states:
+        review.check_fits(state.config, rows, source,
+                          f"{name} {mv.version if mv else review.WORKSPACE}")
+        rows = _numeric(rows, state.config.columns)
+    directions = metric_directions(kind)
+    # One evaluation setting for every version: the workspace's, else the newest listed.
+    try:
+        eval_params = review.read_state(root, name, None).evaluate_params
+    except UnknownModel:
+        eval_params = states[-1][2].evaluate_params
+
+    config = states[-1][2].config
+    labels = labels_of(rows, config) if config.label else None
+    labelled = kind == "forecast" or (labels is not None and 0 < int(labels.sum()) < len(labels))
+
+    metric = metric or review.PRIMARY_METRIC[kind]
+    problem = _ranking_problem(kind, metric, directions, labelled)
+    if problem and best:
+        raise UsageError(problem)
+
+    results = []
+    models: dict[str, Any] = {}
+    for ref, mv, state in states:
+        key = state.model_md5 or f"workspace:{ref}"
+        if key not in models:
+            models[key] = review.load_model(state)
+        metrics = review.evaluate_on(kind, models[key], state.config, rows, eval_params,
+                                     history)
+        results.append(VersionResult(
+            ref=ref, version=mv.version if mv else review.WORKSPACE,
+            commit=state.commit, id=mv.id if mv else None,
+            model_md5=state.model_md5, metrics=metrics,
+        ))
+    if not problem and not any(metric in r.metrics for r in results):
+        problem = f"no version recorded {metric!r} on this data"
+        if best:
+            raise UsageError(problem)
+    result = CompareResult(
+        name=name, kind=kind, data=source, rows=int(len(rows)), labelled=labelled,
+        metric=None if problem else metric, direction=None if problem else directions[metric],
+        best=None, versions=results,
+    )
+    notes = [n for _, _, s in states for n in s.notes]
+    if problem:
+        notes.append(f"not ranked: {problem}")
+    else:
+        _rank(result)
+    result.notes = notes
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _ranking_problem(kind: str, metric: str, directions: dict, labelled: bool) -> str | None:
+    from dvc_monitor.review import LABEL_METRICS
+
+    if metric not in directions:
+        ranked = [m for m, d in directions.items() if d]
+        return (f"unknown metric {metric!r} for a {kind} model; rank by one of "
+                f"{', '.join(ranked)}")
+    if directions[metric] is None:
+        ranked = [m for m, d in directions.items() if d]
+        return (f"{metric} has no better direction, so it cannot pick a winner; rank by one "
+                f"of {', '.join(ranked)}")
+    if metric in LABEL_METRICS[kind] and not labelled:
+        return (f"{metric} needs labels and this data has none (or only one class); compare "
+                "label-free numbers without --best, or pass --data with labelled rows")
+    return None
+
+
+def _rank(result: CompareResult) -> None:
+    higher = result.direction == "higher"
+    scored = [r for r in result.versions if isinstance(r.metrics.get(result.metric), (int, float))]
+    order = sorted(scored, key=lambda r: -r.metrics[result.metric] if higher
+                   else r.metrics[result.metric])  # stable: ties keep the order given
+    rank = 0
+    previous = None
+    for i, r in enumerate(order):
+        value = r.metrics[result.metric]
+        if previous is None or abs(value - previous) > 1e-12:
+            rank = i + 1
+            previous = value
+        r.rank = rank
+    if order:
+        result.best = order[0].version
+        result.tie = [r.version for r in order[1:] if r.rank == 1]
+
+
+def table(result: CompareResult) -> tuple[list[str], list[list[Any]]]:
+    """(columns, rows) for the CLI table: one row per version."""
+    from dvc_monitor.identity import short_id
+    from dvc_monitor.stages import metric_directions
+
+    directions = metric_directions(result.kind)
+    present = list(dict.fromkeys(k for r in result.versions for k in r.metrics))
+    ordered = ([result.metric] if result.metric in present else []) + \
+        [m for m in directions if m in present and m != result.metric] + \
+        [m for m in present if m not in directions and m != "n_holdout"]
+    columns = ["version", "id", "commit", *ordered, "rank"]
+    rows = []
+    for r in result.versions:
+        rows.append([
+            r.version, short_id(r.id) or "-", (r.commit or "workspace")[:7],
+            *[_fmt(r.metrics.get(m)) for m in ordered],
+            "-" if r.rank is None else (f"{r.rank} (best)" if r.version == result.best
+                                        else str(r.rank)),
+        ])
+    return columns, rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,380 @@
+"""``dvc-monitor report``: a markdown review of a model change, for a pull-request comment.
+
+The report compares a *base* revision with a *head* (a revision or the workspace):
+
+* what changed: params, data partitions added/removed, code dependencies (``diffing``);
+* the recorded metrics of both sides with deltas, the numbers ``dvc metrics diff BASE``
+  prints, each marked better/worse by the metric's direction and checked against the
+  model's ``gate:`` thresholds;
+* both models scored on the *same rows* (the head's holdout): the metrics of each, and
+  label-free comparisons: alert rate change, overlap of the top-k rows each flags, the
+  KS statistic and the PSI of the score distributions;
+* PNG plots next to the markdown file.
+
+The base model is read from the DVC cache by the md5 its ``dvc.lock`` records (fetched
+from the remote when missing); nothing is checked out and the workspace is not changed,
+except for the report files that ``-o`` asks for.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dvc_monitor.errors import UsageError
+
+PSI_STABLE, PSI_MODERATE = 0.1, 0.25
+
+
+@dataclass
+class SameData:
+    """Both models on the head's holdout rows."""
+
+    rows: int
+    labelled: bool
+    base_metrics: dict
+    head_metrics: dict
+    shift: Any  # review.ScoreShift
+
+
+@dataclass
+class Report:
+    name: str
+    kind: str
+    base: str
+    head: str
+    base_commit: str | None
+    head_commit: str | None
+    metrics: list  # gate.MetricRow
+    gate: Any  # gate.GateResult
+    changes: Any  # diffing.ModelDiff
+    same_data: SameData | None
+    plots: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    markdown: str = ""
+    seconds: float = 0.0
+
+
+def build_report(root: str | Path, name: str | None = None, base: str | None = None,
+                 head: str | None = None, output: str | Path | None = None,
+                 plots: bool = True, top_k: int | None = None) -> Report:
+    """Build the report; with ``output``, write it there and the PNG plots next to it."""
+    from dvc_monitor import diffing, review
+    from dvc_monitor import gate as gates
+    from dvc_monitor.stages import metric_directions
+
+    started = time.perf_counter()
+    root = Path(root)
+    name = review.resolve_name(root, name)
+    head_rev = None if head in (None, review.WORKSPACE) else head
+    base_rev = base or review.default_base(root, name, head_rev)
+    head_state = review.read_state(root, name, head_rev)
+    base_state = review.read_state(root, name, base_rev)
+    if base_state.kind != head_state.kind:
+        raise UsageError(f"{name} is a {base_state.kind} model at {base_state.label} but a "
+                         f"{head_state.kind} model at {head_state.label}; nothing to compare")
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"--top-k must be at least 1, got {top_k}")
+    out_path = Path(output) if output else None
+    if out_path is not None and out_path.is_dir():
+        raise UsageError(f"-o {output} is a directory; give a file name like report.md")
+
+    notes: list[str] = []
+    stale = review.staleness(head_state)
+    if stale:
+        notes.append(f"head pipeline is not up to date ({'; '.join(stale)}): "
+                     f"run `dvc repro {head_state.layout.dvc_yaml}`")
+    changes = diffing.diff_revisions(root, name, base_state.commit, head_state.commit)
+    directions = metric_directions(head_state.kind)
+    try:
+        gate_result = gates.gate_states(base_state, head_state, allow_stale=True)
+        notes += [n for n in gate_result.notes if "out of date" not in n]
+    except UsageError as exc:  # a bad gate: section must not hide the rest of the review
+        gate_result = None
+        notes.append(f"gate not evaluated: {exc}")
+    rows = gate_result.rows if gate_result else gates.metric_rows(
+        base_state.metrics, head_state.metrics, directions)
+
+    # Both models on the same rows: the head's holdout.
+    base_model = review.load_model(base_state)
+    head_model = review.load_model(head_state)
+    data = review.split_data(head_state, review.load_data(head_state))
+    config = head_state.config
+    review.check_fits(base_state.config, data.holdout, f"the head's holdout data",
+                      f"{name} at {base_state.label}")
+    params = head_state.evaluate_params
+    history = data.history if head_state.kind == "forecast" else None
+    base_scored = review.score_rows(base_state.kind, base_model, base_state.config,
+                                    data.holdout, history)
+    head_scored = review.score_rows(head_state.kind, head_model, config, data.holdout, history)
+    b_score, h_score, b_alert, h_alert = review.align(base_scored, head_scored)
+    shift = review.score_shift(b_score, h_score, b_alert, h_alert, top_k=top_k)
+    from dvc_monitor.stages.common import labels_of
+
+    labels = labels_of(data.holdout, config)
+    same = SameData(
+        rows=shift.rows,
+        labelled=labels is not None and 0 < int(labels.sum()) < len(labels),
+        base_metrics=review.evaluate_on(base_state.kind, base_model, base_state.config,
+                                        data.holdout, params, history),
+        head_metrics=review.evaluate_on(head_state.kind, head_model, config, data.holdout,
+                                        params, history),
+        shift=shift,
+    )
+    notes += base_state.notes + head_state.notes
+
+    report = Report(
+        name=name, kind=head_state.kind, base=base_state.label, head=head_state.label,
+        base_commit=base_state.commit, head_commit=head_state.commit, metrics=rows,
+        gate=gate_result, changes=changes, same_data=same, notes=notes,
+    )
+    written: list[Path] = []
+    if out_path is not None and plots:
+        written = _plots(report, out_path, params, labels, base_scored, head_scored,
+                         b_score, h_score)
+        report.plots = [p.name for p in written]
+    report.markdown = render(report)
+    report.seconds = round(time.perf_counter() - started, 3)
+    if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(out_path.name + ".tmp")
+        tmp.write_text(report.markdown)
+        tmp.replace(out_path)
+    return report
+
+
+# -- plots ------------------------------------------------------------------------------
+
+
+def plot_path(out_path: Path, plot: str) -> Path:
+    """Where plot ``plot`` of the report at ``out_path`` goes: ``<stem>-<plot>.png`` beside it."""
+    return out_path.with_name(f"{out_path.stem}-{plot}.png")
+
+
+def _plots(report: Report, out_path: Path, params: dict, labels, base_scored, head_scored,
+           b_score, h_score) -> list[Path]:
+    from dvc_monitor import plots
+
+    kind = report.kind
+    b, h = report.base, report.head
+    title = f"{report.name}: "
+    written = []
+    score_label = {
+        "anomaly": "anomaly score (higher = more anomalous)",
+        "risk": "predicted probability",
+        "forecast": "|error| / interval half-width (>1 = outside the interval)",
+    }[kind]
+    written.append(plots.score_distribution(
+        plot_path(out_path, "scores"), b_score, h_score, b, h,
+        title + f"score distribution on the same {len(h_score)} rows", xlabel=score_label))
+    has_both_classes = labels is not None and 0 < int(labels.sum()) < len(labels)
+    if kind == "anomaly" and has_both_classes:
+        written.append(plots.pr_curves(plot_path(out_path, "pr_curve"), labels,
+                                       base_scored.score, head_scored.score, b, h,
+                                       title + "precision-recall on the head's holdout"))
+    if kind == "risk" and has_both_classes:
+        bins = int(params.get("calibration_bins", 10))
+        written.append(plots.calibration(plot_path(out_path, "calibration"), labels,
+                                         base_scored.score, head_scored.score, b, h,
+                                         title + "calibration on the head's holdout", bins))
+    if kind == "forecast":
+        written.append(plots.forecast(plot_path(out_path, "forecast"), base_scored.frame,
+                                      head_scored.frame, b, h,
+                                      title + "actual vs predicted, with intervals"))
+    return written
+
+
+# -- markdown ---------------------------------------------------------------------------
+
+
+def fmt(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "nan"
+        return f"{x:.6g}"
+    return str(x)
+
+
+def signed(x: float | None) -> str:
+    if x is None:
+        return "–"
+    if abs(x) < 1e-12:
+        return "0"
+    return f"{x:+.6g}"
+
+
+_MARK = {
+    "fail": "🔴 regression",
+    "worse": "🟠 worse",
+    "better": "🟢 better",
+    "unchanged": "",
+    "": "",
+}
+
+
+def _mark(row, gate_result) -> str:
+    status = gate_result.status_of(row.metric) if gate_result else ""
+    if status == "fail":
+        return _MARK["fail"]
+    return _MARK[row.change]
+
+
+def _code(text: Any) -> str:
+    return f"`{text}`"
+
+
+def render(report: Report) -> str:
+    lines: list[str] = []
+    add = lines.append
+    g = report.gate
+    add(f"## dvc-monitor review: `{report.name}` ({report.kind})")
+    add("")
+    add(f"Base **{report.base}** → head **{report.head}**")
+    add("")
+    if g is None or not g.declared:
+        add("**Quality gate:** none declared (add a `gate:` section to the model's params.yaml)")
+    elif g.passed:
+        add(f"**Quality gate:** ✅ passed ({len(g.checks)} threshold(s))")
+    else:
+        add(f"**Quality gate:** ❌ failed: " + "; ".join(c.detail for c in g.failures))
+    for note in report.notes:
+        add("")
+        add(f"> ⚠️ {note}")
+    add("")
+
+    add("### Metrics")
+    add("")
+    add("Recorded in `metrics.json` (the numbers `dvc metrics diff` shows); "
+        "Δ = head − base.")
+    add("")
+    add("| metric | base | head | Δ | |")
+    add("|---|---:|---:|---:|---|")
+    for row in report.metrics:
+        add(f"| {row.metric} | {fmt(row.base)} | {fmt(row.head)} | {signed(row.delta)} | "
+            f"{_mark(row, g)} |")
+    add("")
+    if g is not None and g.checks:
+        add("<details><summary>Gate thresholds</summary>")
+        add("")
+        add("| metric | threshold | result | detail |")
+        add("|---|---|---|---|")
+        for c in g.checks:
+            icon = {"pass": "✅", "fail": "❌"}.get(c.status, "➖")
+            add(f"| {c.metric} | {c.threshold} | {icon} {c.status} | {c.detail} |")
+        add("")
+        add("</details>")
+        add("")
+
+    same = report.same_data
+    if same is not None:
+        s = same.shift
+        add(f"### Both models on the same data ({same.rows} holdout rows of the head)")
+        add("")
+        add("| | base | head | Δ |")
+        add("|---|---:|---:|---:|")
+        add(f"| alert rate | {s.base_alert_rate:.4f} | {s.head_alert_rate:.4f} | "
+            f"{signed(s.alert_rate_change)} |")
+        names = sorted(set(same.base_metrics) | set(same.head_metrics))
+        for metric in names:
+            b, h = same.base_metrics.get(metric), same.head_metrics.get(metric)
+            if metric in ("alert_rate", "n_holdout"):
+                continue
+            d = h - b if isinstance(b, (int, float)) and isinstance(h, (int, float)) else None
+            add(f"| {metric} | {fmt(b)} | {fmt(h)} | {signed(d)} |")
+        add("")
+        add("Label-free comparison of the two models' scores on these rows:")
+        add("")
+        add("| measure | value | reading |")
+        add("|---|---:|---|")
+        alert_j = "–" if s.alert_jaccard is None else f"{s.alert_jaccard:.3f}"
+        add(f"| alerted rows in common (Jaccard) | {alert_j} | 1 = both alert on the same rows |")
+        add(f"| top-{s.top_k} overlap | {s.top_k_overlap:.3f} | share of base's top-{s.top_k} "
+            f"rows also in head's (Jaccard {s.top_k_jaccard:.3f}) |")
+        add(f"| KS statistic | {s.ks_statistic:.4f} | p = {s.ks_pvalue:.3g}; 0 = same "
+            "score distribution |")
+        add(f"| PSI | {s.psi:.4f} | {_psi_reading(s.psi)} ({s.psi_bins} quantile bins of "
+            "base) |")
+        add("")
+
+    add("### What changed")
+    add("")
+    lines.extend(render_changes(report.changes))
+    add("")
+
+    if report.plots:
+        add("### Plots")
+        add("")
+        for name in report.plots:
+            title = name.rsplit("-", 1)[-1].removesuffix(".png").replace("_", " ")
+            add(f"![{title}]({name})")
+        add("")
+    add(f"<sub>dvc-monitor report · base `{report.base_commit or report.base}` · head "
+        f"`{report.head_commit or 'workspace'}`</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def _psi_reading(value: float) -> str:
+    if value < PSI_STABLE:
+        return "stable"
+    if value < PSI_MODERATE:
+        return "moderate shift"
+    return "large shift"
+
+
+def render_changes(changes: Any) -> list[str]:
+    """Markdown lines for a ``diffing.ModelDiff``."""
+    lines: list[str] = []
+    params = list(getattr(changes, "params_changed", None) or [])
+    if params:
+        lines += ["**Params**", "", "| param | base | head |", "|---|---|---|"]
+        for item in params:
+            key, b, h = _param_parts(item)
+            lines.append(f"| {key} | {_code(fmt(b))} | {_code(fmt(h))} |")
+        lines.append("")
+    else:
+        lines += ["**Params:** unchanged", ""]
+    added = list(getattr(changes, "partitions_added", None) or [])
+    removed = list(getattr(changes, "partitions_removed", None) or [])
+    if added or removed:
+        parts = []
+        if added:
+            parts.append("added " + ", ".join(_code(p) for p in added))
+        if removed:
+            parts.append("removed " + ", ".join(_code(p) for p in removed))
+        lines += ["**Data partitions:** " + "; ".join(parts), ""]
+    else:
+        lines += ["**Data partitions:** unchanged", ""]
+    code = list(getattr(changes, "code_changed", None) or [])
+    if code:
+        lines += ["**Code and other dependencies changed:** " +
+                  ", ".join(_code(_dep_name(c)) for c in code), ""]
+    else:
+        lines += ["**Code and other dependencies:** unchanged", ""]
+    return lines
+
+
+def _param_parts(item: Any) -> tuple[str, Any, Any]:
+    if isinstance(item, (tuple, list)) and len(item) >= 3:
+        return str(item[0]), item[1], item[2]
+    for names in (("key", "base", "head"), ("name", "base", "head"), ("path", "old", "new")):
+        if all(hasattr(item, n) for n in names):
+            return str(getattr(item, names[0])), getattr(item, names[1]), getattr(item, names[2])
+    return str(item), None, None
+
+
+def _dep_name(item: Any) -> str:
+    if isinstance(item, (tuple, list)) and item:
+        return str(item[0])
+    for attr in ("path", "name"):
+        if hasattr(item, attr):
+            return str(getattr(item, attr))
+    return str(item)
