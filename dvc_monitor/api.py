@@ -64,3 +64,15 @@ def gate_json(g: "GateResult") -> dict:
 __all__ += ["report", "Report", "report_json", "evaluate_gate", "gate", "GateResult",
             "gate_json", "compare", "CompareResult", "VersionResult", "tag_info", "TagInfo",
             "tag_info_env"]
+
+# -- rollback (rollback.py) -------------------------------------------------------------
+from dvc_monitor.rollback import (  # noqa: E402
+    Proof,
+    RecoveryResult,
+    RollbackPlan,
+    RollbackResult,
+    recover,
+    rollback,
+)
+
+__all__ += ["rollback", "recover", "RollbackPlan", "RollbackResult", "RecoveryResult", "Proof"]

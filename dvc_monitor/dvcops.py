@@ -106,3 +106,205 @@ def md5_cache_dir(root: str | Path) -> str:
     """
     with open_repo(root) as repo:
         return str(repo.cache.local.path)
+
+
+# -- rollback: one in-process DVC session for a whole transaction ------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+
+
+class RemoteUnavailable(ExternalCommandError):
+    """The DVC remote could not be reached (network, credentials, missing folder)."""
+
+
+class DvcSession:
+    """One ``dvc.repo.Repo`` kept open across the steps of a rollback.
+
+    Spawning ``dvc`` three times (fetch, checkout, repro) costs about a second each in
+    interpreter start-up and imports; one in-process Repo does the same work once.
+    Call ``reset`` after changing ``dvc.yaml``/``dvc.lock``/``.dvc`` files on disk so
+    that DVC reads them again. Every DVC error becomes a one-line ``ExternalCommandError``.
+    """
+
+    def __init__(self, root: str | Path):
+        from dvc.exceptions import DvcException
+        from dvc.repo import Repo
+
+        self.root = Path(root)
+        try:
+            self.repo = Repo(str(root))
+        except DvcException as exc:
+            raise ExternalCommandError(f"dvc: {_one_line(exc)}") from None
+        self._remote = None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.repo.close()
+
+    def reset(self) -> None:
+        """Forget what DVC read from dvc.yaml/dvc.lock/.dvc files (they changed on disk)."""
+        self.repo._reset()
+
+    @contextlib.contextmanager
+    def _dvc(self, what: str) -> Iterator[None]:
+        from dvc.exceptions import DvcException
+
+        try:
+            with quiet():
+                yield
+        except DvcException as exc:
+            raise ExternalCommandError(f"dvc {what}: {_one_line(exc)}") from None
+
+    # -- the local cache ------------------------------------------------------------
+
+    @property
+    def cache_dir(self) -> str:
+        """The md5 object folder of the local cache (``.dvc/cache/files/md5``)."""
+        return str(self.repo.cache.local.path)
+
+    def cache_path(self, oid: str) -> str:
+        return self.repo.cache.local.oid_to_path(oid)
+
+    def in_cache(self, oid: str) -> bool:
+        return os.path.isfile(self.cache_path(oid))
+
+    def local_manifest(self, oid: str) -> bytes | None:
+        """The bytes of a ``.dir`` manifest in the local cache, or None."""
+        try:
+            with open(self.cache_path(oid), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    # -- the remote -----------------------------------------------------------------
+
+    def remote(self) -> tuple[str, str] | None:
+        """(name, url) of the default remote, or None when there is none."""
+        name = self.repo.config["core"].get("remote")
+        if not name:
+            return None
+        conf = self.repo.config["remote"].get(name) or {}
+        return name, str(conf.get("url", ""))
+
+    def _remote_odb(self):
+        if self._remote is None:
+            from dvc.exceptions import DvcException
+
+            try:
+                with quiet():
+                    self._remote = self.repo.cloud.get_remote_odb(None, "rollback")
+            except DvcException as exc:
+                raise RemoteUnavailable(f"dvc remote: {_one_line(exc)}") from None
+        return self._remote
+
+    def _remote_call(self, fn, *args):
+        name, url = self.remote() or ("?", "?")
+        try:
+            with quiet():
+                return fn(*args)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # botocore, network and fsspec errors come in many types
+            raise RemoteUnavailable(
+                f"cannot reach DVC remote '{name}' ({url}): {_one_line(exc)[:200]}") from None
+
+    def remote_root_missing(self) -> bool:
+        """True for a local-folder remote whose folder does not exist (moved or unmounted)."""
+        remote = self.remote()
+        if remote is None or "://" in remote[1]:
+            return False
+        odb = self._remote_odb()
+        return not os.path.isdir(odb.fs.parent(odb.path))
+
+    def remote_has(self, oids: list[str]) -> set[str]:
+        """The subset of ``oids`` that the default remote holds."""
+        if not oids:
+            return set()
+        odb = self._remote_odb()
+        return set(self._remote_call(lambda: odb.oids_exist(list(oids))))
+
+    def remote_manifest(self, oid: str) -> bytes | None:
+        """The bytes of a ``.dir`` manifest on the remote, or None (nothing is cached)."""
+        odb = self._remote_odb()
+        path = odb.oid_to_path(oid)
+        try:
+            return self._remote_call(lambda: odb.fs.cat_file(path))
+        except FileNotFoundError:
+            return None
+
+    def fetch(self, oids: list[str], jobs: int | None = None) -> tuple[int, list[str]]:
+        """Download exactly ``oids`` (``.dir`` ones with their files) into the local cache.
+
+        Returns (objects transferred, oids that failed).
+        """
+        from dvc_data.hashfile.hash_info import HashInfo
+
+        if not oids:
+            return 0, []
+        odb = self._remote_odb()
+        his = [HashInfo("md5", oid) for oid in oids]
+        result = self._remote_call(lambda: self.repo.cloud.pull(his, jobs=jobs, odb=odb))
+        self.repo.drop_data_index()
+        failed = sorted(hi.value for hi in result.failed)
+        return len(result.transferred), failed
+
+    # -- the workspace ---------------------------------------------------------------
+
+    def workspace_hash(self, rel: str) -> str | None:
+        """DVC's md5 of a workspace file or folder (``...dir`` for folders), None if absent.
+
+        Uses DVC's state database, so unchanged files are not read again.
+        """
+        from dvc_data.hashfile.build import build
+
+        path = os.path.join(self.repo.root_dir, rel)
+        if not os.path.lexists(path):
+            return None
+        with self._dvc("status"):
+            _, _, obj = build(self.repo.cache.local, path, self.repo.fs, "md5", dry_run=True,
+                              ignore=self.repo.dvcignore, state=self.repo.state)
+        return obj.hash_info.value
+
+    def checkout(self, targets: list[str], force: bool = True) -> dict:
+        """``dvc checkout TARGETS`` (``--force`` for exactly these targets' outputs).
+
+        Outputs whose objects are not in the cache are removed and left for ``repro``
+        (``allow_missing``); the result lists them under ``failed``.
+        """
+        from dvc.exceptions import CheckoutError
+
+        paths = [os.path.join(self.repo.root_dir, t) for t in targets]
+        try:
+            with self._dvc("checkout"):
+                return self.repo.checkout(targets=paths, force=force, allow_missing=True)
+        except CheckoutError as exc:  # pragma: no cover - allow_missing makes this rare
+            return exc.result
+
+    def repro(self, targets: list[str], force: bool = False) -> list[str]:
+        """``dvc repro TARGETS``; returns the stages that ran (or came from the run-cache)."""
+        paths = [os.path.join(self.repo.root_dir, t) for t in targets]
+        with self._dvc("repro"):
+            stages = self.repo.reproduce(targets=paths, force=force)
+        return [s.addressing for s in stages or []]
+
+    def run_cache_has(self, lock_stage: dict) -> bool:
+        """True when the run-cache holds an entry for this ``dvc.lock`` stage entry."""
+        from dvc.stage.cache import _get_cache_hash
+
+        try:
+            key = _get_cache_hash(json.loads(json.dumps(lock_stage)), key=True)
+        except Exception:  # an entry DVC could not hash: no run-cache either
+            return False
+        return os.path.isdir(self.repo.stage_cache._get_cache_dir(key))
+
+
+@contextlib.contextmanager
+def session(root: str | Path) -> Iterator[DvcSession]:
+    """A ``DvcSession`` that is closed afterwards."""
+    s = DvcSession(root)
+    try:
+        yield s
+    finally:
+        s.close()
+# (end of the rollback section)

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _recover_interrupted_rollback(args)
         result = args.func(args)
     except DvcMonitorError as exc:
         print(f"dvc-monitor: error: {exc}", file=sys.stderr)
@@ -74,3 +75,23 @@ def main(argv: list[str] | None = None) -> int:
               "(set DVC_MONITOR_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 1
     return int(result or 0)
+
+
+def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
+    """Finish or undo a rollback that was killed midway (its journal is in .git/).
+
+    A file-exists check: DVC and the rollback machinery are imported only when a journal
+    is there. Skipped for ``recover``/``rollback --recover`` (they do it themselves) and
+    for ``stage`` (run by dvc repro, possibly inside a rollback).
+    """
+    if args.command in ("recover", "stage") or getattr(args, "recover", False):
+        return
+    from dvc_monitor.rollback import pending_journal
+
+    if pending_journal(args.repo) is None:
+        return
+    from dvc_monitor.rollback import recover_pending
+
+    rec = recover_pending(args.repo)
+    if rec is not None and rec.action not in ("none", "busy"):
+        print(f"dvc-monitor: {rec.message}", file=sys.stderr)
