@@ -251,22 +251,22 @@ def _rank(result: CompareResult) -> None:
 
 
 def table(result: CompareResult) -> tuple[list[str], list[list[Any]]]:
-    """(columns, rows) for the CLI table: one row per version."""
-    from dvc_monitor.identity import short_id
+    """(columns, rows) for the CLI table: one row per version (``--json`` has every number)."""
     from dvc_monitor.stages import metric_directions
 
     directions = metric_directions(result.kind)
     present = list(dict.fromkeys(k for r in result.versions for k in r.metrics))
     ordered = ([result.metric] if result.metric in present else []) + \
-        [m for m in directions if m in present and m != result.metric] + \
-        [m for m in present if m not in directions and m != "n_holdout"]
-    columns = ["version", "id", "commit", *ordered, "rank"]
+        [m for m in directions if m in present and m != result.metric]
+    if not result.labelled or len(ordered) < 3:  # label-free: show the score quantiles too
+        ordered += [m for m in present if m not in directions and m != "n_holdout"]
+    columns = ["version", "commit", *ordered, "rank"]
     rows = []
     for r in result.versions:
         rows.append([
-            r.version, short_id(r.id) or "-", (r.commit or "workspace")[:7],
+            r.version, (r.commit or "workspace")[:7],
             *[_fmt(r.metrics.get(m)) for m in ordered],
-            "-" if r.rank is None else (f"{r.rank} (best)" if r.version == result.best
+            "-" if r.rank is None else (f"{r.rank} best" if r.version == result.best
                                         else str(r.rank)),
         ])
     return columns, rows
@@ -276,5 +276,5 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value:.4g}"
     return str(value)

@@ -161,7 +161,7 @@ def parse_gate(section: Any, kind: str, known: set[str], directions: dict[str, s
         metric = str(metric)
         if metric not in known:
             raise UsageError(
-                f"{source}: gate threshold on unknown metric {metric!r}; a {kind} model "
+                f"{source}: gate threshold on unknown metric {metric!r}; the {kind} model "
                 f"records: {', '.join(sorted(known))}"
             )
         if not isinstance(rules, dict) or not rules:

@@ -55,13 +55,21 @@ class Report:
     plots: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     markdown: str = ""
+    plots_url: str | None = None  # embed images as <plots_url>/<file>
+    plots_artifact: str | None = None  # do not embed; link to where the files are attached
     seconds: float = 0.0
 
 
 def build_report(root: str | Path, name: str | None = None, base: str | None = None,
                  head: str | None = None, output: str | Path | None = None,
-                 plots: bool = True, top_k: int | None = None) -> Report:
-    """Build the report; with ``output``, write it there and the PNG plots next to it."""
+                 plots: bool = True, top_k: int | None = None, plots_url: str | None = None,
+                 plots_artifact: str | None = None) -> Report:
+    """Build the report; with ``output``, write it there and the PNG plots next to it.
+
+    Images are linked relative to the markdown file, or as ``plots_url/FILE`` (e.g. a CI
+    job's artifact URL); with ``plots_artifact`` they are not embedded but named, with a
+    link to where they are attached (a GitHub Actions run: artifacts are zip files there).
+    """
     from dvc_monitor import diffing, review
     from dvc_monitor import gate as gates
     from dvc_monitor.stages import metric_directions
@@ -130,6 +138,7 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
         name=name, kind=head_state.kind, base=base_state.label, head=head_state.label,
         base_commit=base_state.commit, head_commit=head_state.commit, metrics=rows,
         gate=gate_result, changes=changes, same_data=same, notes=notes,
+        plots_url=plots_url.rstrip("/") if plots_url else None, plots_artifact=plots_artifact,
     )
     written: list[Path] = []
     if out_path is not None and plots:
@@ -313,9 +322,14 @@ def render(report: Report) -> str:
     if report.plots:
         add("### Plots")
         add("")
-        for name in report.plots:
-            title = name.rsplit("-", 1)[-1].removesuffix(".png").replace("_", " ")
-            add(f"![{title}]({name})")
+        if report.plots_artifact:
+            add(f"PNG plots ({', '.join(_code(n) for n in report.plots)}) are attached to "
+                f"[the CI run]({report.plots_artifact}).")
+        else:
+            for name in report.plots:
+                title = name.rsplit("-", 1)[-1].removesuffix(".png").replace("_", " ")
+                link = f"{report.plots_url}/{name}" if report.plots_url else name
+                add(f"![{title}]({link})")
         add("")
     add(f"<sub>dvc-monitor report · base `{report.base_commit or report.base}` · head "
         f"`{report.head_commit or 'workspace'}`</sub>")

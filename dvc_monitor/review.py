@@ -223,7 +223,7 @@ def resolve_name(root: str | Path, name: str | None) -> str:
 
 
 def default_base(root: str | Path, name: str, head: str | None) -> str:
-    """The base revision when none is given (documented in docs/review.md):
+    """The base revision when none is given (also in ``report --help``):
 
     1. the merge-base of HEAD with ``main``/``master`` (local, else ``origin/``), when
        HEAD is not already on that branch's history tip (a feature branch);
@@ -427,8 +427,11 @@ def check_fits(config: ModelConfig, df: "pd.DataFrame", source: str, who: str) -
     if config.label and config.label_required and config.label not in df.columns:
         missing.append(config.label)
     if missing:
+        needs = ", ".join(config.features)
+        if config.label and config.label_required:
+            needs += f" and the label {config.label}"
         raise SchemaError(f"{source} does not fit {who}: missing column(s) "
-                          f"{', '.join(missing)}; the model needs {', '.join(config.columns)}")
+                          f"{', '.join(missing)}; the model needs {needs}")
     if len(df) == 0:
         raise SchemaError(f"{source} has no rows")
     needed = list(config.features)

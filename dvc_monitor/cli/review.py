@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write the markdown here and PNG plots next to it "
                         "(default: markdown on stdout, no plots)")
     p.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+    p.add_argument("--plots-url", metavar="URL",
+                   help="link the images as URL/FILE (e.g. a CI job's artifact URL) instead "
+                        "of relative to the markdown file")
+    p.add_argument("--plots-artifact", metavar="URL",
+                   help="do not embed the images; name them and link to URL where they are "
+                        "attached (e.g. a GitHub Actions run)")
     p.add_argument("--top-k", type=int, metavar="K",
                    help="rows compared in the top-k overlap (default: the larger number of "
                         "alerts of the two models, at least 10)")
@@ -72,7 +78,8 @@ def run_report(args: argparse.Namespace) -> int:
     from dvc_monitor.output import info, print_json
 
     report = api.report(args.repo, args.name, base=args.base, head=args.head,
-                        output=args.output, plots=not args.no_plots, top_k=args.top_k)
+                        output=args.output, plots=not args.no_plots, top_k=args.top_k,
+                        plots_url=args.plots_url, plots_artifact=args.plots_artifact)
     if args.json:
         print_json(api.report_json(report))
     elif not args.output:
