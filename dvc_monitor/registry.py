@@ -888,16 +888,16 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         from dvc_monitor import dvcops
 
         stale = dvcops.status(root, [pipeline])
+        uncached = _not_in_cache(stale)
+        if stale and uncached is not None:
+            raise RegistryError(_missing_message(name, uncached, pipeline))
         if stale:
             raise StalePipeline(
                 f"the pipeline of {name} is not up to date ({_status_summary(stale)}); run "
                 f"'dvc repro {pipeline}', commit, then register")
         missing = _missing_from_cache(root, git, head, facts)
         if missing:
-            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more"
-                                              if len(missing) > 3 else "")
-            raise RegistryError(f"outputs of {name} are not in the DVC cache ({shown}); "
-                                f"run 'dvc repro {pipeline}' or 'dvc pull', then register")
+            raise RegistryError(_missing_message(name, missing, pipeline))
 
         same = [mv for mv in reg._all_versions(name) if mv.id == identity.id] if art else []
         if same:
@@ -925,6 +925,29 @@ def _pipeline_file(model_path: str | None) -> str:
     return _join(str(PurePosixPath(model_path).parent), "dvc.yaml")
 
 
+def _not_in_cache(status: dict) -> list[str] | None:
+    """The paths ``dvc status`` reports as "not in cache", when that is all it reports."""
+    paths = []
+    for changes in status.values():
+        for change in changes if isinstance(changes, list) else [changes]:
+            if not isinstance(change, dict):
+                return None
+            for detail in change.values():
+                if not isinstance(detail, dict):
+                    return None
+                for path, state in detail.items():
+                    if state != "not in cache":
+                        return None
+                    paths.append(path)
+    return paths or None
+
+
+def _missing_message(name: str, missing: list[str], pipeline: str) -> str:
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return (f"outputs of {name} are not in the DVC cache ({shown}); run 'dvc pull' "
+            f"(or 'dvc repro {pipeline}'), then register")
+
+
 def _status_summary(status: dict) -> str:
     parts = []
     for target, changes in list(status.items())[:3]:
@@ -933,7 +956,7 @@ def _status_summary(status: dict) -> str:
             if isinstance(change, dict):
                 for kind, detail in change.items():
                     if isinstance(detail, dict):
-                        what += [f"{kind} {p}: {s}" for p, s in list(detail.items())[:2]]
+                        what += [f"{kind} {p}: {_state_text(s)}" for p, s in list(detail.items())[:2]]
                     else:
                         what.append(f"{kind}: {detail}")
             else:
@@ -942,6 +965,12 @@ def _status_summary(status: dict) -> str:
         parts.append(f"{label}: {'; '.join(what[:3]) or 'changed'}")
     more = len(status) - 3
     return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
+def _state_text(state: object) -> str:
+    if isinstance(state, dict):
+        return ", ".join(f"{k} {v}" for k, v in state.items())
+    return str(state)
 
 
 def _missing_from_cache(root: Path, git: GitRepo, head: str, facts: _Facts) -> list[str]:
