@@ -26,7 +26,8 @@ the journal (``pending_journal``: a file-exists test, no DVC import), or by
 Test hook: the environment variable ``DVC_MONITOR_FAULT=<step>`` makes the rollback raise
 an exception right after ``<step>`` (one of ``STEPS``); ``<step>:hang`` makes it print a
 line to stderr and sleep there (so a test can kill it), ``<step>:kill`` makes it SIGKILL
-itself. It is read only by this module and has no other effect.
+itself, ``<step>:pause`` makes it wait for SIGUSR1 and then go on (so a test can take the
+remote away between two steps). It is read only by this module and has no other effect.
 """
 
 from __future__ import annotations
@@ -233,6 +234,13 @@ def _fault(step: str) -> None:
             time.sleep(3600)
     if how == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if how == "pause":  # wait for SIGUSR1, then go on (a test changes the world meanwhile)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        print(f"dvc-monitor: test fault: paused after {step} (pid {os.getpid()})",
+              file=sys.stderr, flush=True)
+        signal.sigwait({signal.SIGUSR1})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+        return
     raise RuntimeError(f"injected fault after step '{step}' ({FAULT_ENV})")
 
 

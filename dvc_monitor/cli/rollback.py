@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="commit even when the restored hashes differ from the registered ones")
     p.add_argument("--recover", action="store_true",
                    help="finish or undo an interrupted rollback (same as 'dvc-monitor recover')")
+    p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                   help="how long to wait for another dvc-monitor write in this repository "
+                        "(default 30)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run_rollback)
 
@@ -72,7 +75,8 @@ def run_rollback(args: argparse.Namespace) -> int:
     with _stdout_to_stderr(args.json):
         result = api.rollback(args.repo, args.name, to=args.to, previous=args.previous,
                               stage=args.stage, message=args.message, dry_run=args.dry_run,
-                              allow_mismatch=args.allow_mismatch, progress=step)
+                              allow_mismatch=args.allow_mismatch, progress=step,
+                              lock_timeout=args.wait)
     if args.json:
         print_json(result_to_json(result))
         return 0

@@ -1,0 +1,221 @@
+"""Fixtures for the rollback tests: one repository with history, built once, copied per test.
+
+The base repository (built once per test session, shared by the xdist workers through a
+file lock) holds two models:
+
+* ``fraud-detector`` with three registered versions and a stage history::
+
+      v1.0.0  initial data, default params          prod#1
+      v1.1.0  n_estimators 60                       prod#2
+      v1.2.0  v1.1.0 + a fourth data batch          prod#3   (HEAD)
+
+* ``atm-watch``, one version, which no rollback of fraud-detector may touch.
+
+Every version was pushed to the DVC remote. Tests get a private copy (``shutil.copytree``
+with ``symlinks=True``) whose ``.dvc/config.local`` points the remote at the copy's own
+remote folder, so a test may delete, move or corrupt anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, Repo, cli_env, init_model, new_repo, sample_csv
+
+MODEL = "fraud-detector"
+OTHER = "atm-watch"
+VERSIONS = ("v1.0.0", "v1.1.0", "v1.2.0")
+MODEL_DIR = f"models/{MODEL}"
+MODEL_FILE = f"{MODEL_DIR}/model.skops"
+METRICS = f"{MODEL_DIR}/metrics.json"
+BASE_FORMAT = 3  # bump when the base repository's recipe changes
+
+
+def _set_param(repo: Repo, name: str, key: str, value: str) -> None:
+    params = repo.path / "models" / name / "params.yaml"
+    lines = params.read_text().splitlines()
+    lines = [f"  {key}: {value}" if line.strip().startswith(f"{key}:") else line
+             for line in lines]
+    params.write_text("\n".join(lines) + "\n")
+
+
+def build_base(folder: Path) -> Repo:
+    """The base repository described in the module docstring."""
+    repo = init_model(new_repo(folder), "anomaly", MODEL)
+    repo.dvc("push", "-q")
+    repo.dm("register", MODEL, "--version", "v1.0.0")
+    repo.dm("promote", MODEL, "v1.0.0", "--stage", "prod")
+
+    init_model(repo, "anomaly", OTHER)
+    repo.dvc("push", "-q")
+    repo.dm("register", OTHER, "--version", "v0.1.0")
+
+    _set_param(repo, MODEL, "n_estimators", "60")
+    repo.dvc("repro", f"{MODEL_DIR}/dvc.yaml")
+    repo.commit_all("fraud-detector: fewer trees")
+    repo.dvc("push", "-q")
+    repo.dm("register", MODEL, "--version", "v1.1.0")
+    repo.dm("promote", MODEL, "v1.1.0", "--stage", "prod")
+
+    repo.dm("ingest", MODEL, str(sample_csv(folder, "anomaly", 4)))
+    repo.dvc("repro", f"{MODEL_DIR}/dvc.yaml")
+    repo.commit_all("fraud-detector: a fourth batch of data")
+    repo.dvc("push", "-q")
+    repo.dm("register", MODEL, "--version", "v1.2.0")
+    repo.dm("promote", MODEL, "v1.2.0", "--stage", "prod")
+    assert repo.git("status", "--porcelain").stdout == ""
+    return repo
+
+
+@pytest.fixture(scope="session")
+def rollback_base(tmp_path_factory, worker_id) -> Path:
+    """Folder holding ``repo``, ``home`` and ``remote`` of the base repository."""
+    from filelock import FileLock
+
+    if worker_id == "master":
+        shared = tmp_path_factory.getbasetemp()
+    else:
+        shared = tmp_path_factory.getbasetemp().parent
+    folder = shared / f"rollback-base-{BASE_FORMAT}"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "ready").exists():
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir()
+            build_base(folder)
+            (folder / "ready").write_text("ok")
+    return folder
+
+
+def copy_base(base: Path, dst: Path) -> Repo:
+    """A private copy of the base repository whose DVC remote is the copy's own."""
+    shutil.copytree(base, dst, symlinks=True, ignore=shutil.ignore_patterns("ready"))
+    repo = Repo(dst / "repo", cli_env(dst / "home"), dst / "remote")
+    (repo.path / ".dvc" / "config.local").write_text(
+        f"['remote \"local\"']\n    url = {repo.remote}\n")
+    return repo
+
+
+@pytest.fixture
+def rb_repo(rollback_base, tmp_path) -> Repo:
+    return copy_base(rollback_base, tmp_path / "copy")
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: str
+    commit: str
+    id: str
+    model_md5: str
+    data: dict
+
+
+def registered(repo: Repo, version: str, name: str = MODEL) -> Registered:
+    for v in json.loads(repo.dm("versions", name, "--json").stdout):
+        if v["version"] == version:
+            return Registered(v["version"], v["commit"], v["id"], v["model_md5"], v["data"])
+    raise AssertionError(f"{name} {version} is not registered")
+
+
+def md5_bytes(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def show_at(repo: Repo, commit: str, path: str) -> bytes:
+    return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=repo.path,
+                          capture_output=True, check=True).stdout
+
+
+def cache_file(repo: Repo, md5: str) -> Path:
+    return repo.path / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def remote_file(repo: Repo, md5: str) -> Path:
+    return repo.remote / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def rollback(repo: Repo, *args: str, check: bool = True, env: dict | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess:
+    """``dvc-monitor rollback MODEL ARGS`` (with extra environment variables)."""
+    full = dict(repo.env)
+    full.update(env or {})
+    proc = subprocess.run([str(BIN / "dvc-monitor"), "rollback", MODEL, *args], cwd=repo.path,
+                          env=full, text=True, capture_output=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rollback {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def start_rollback(repo: Repo, *args: str, env: dict | None = None,
+                   name: str = MODEL) -> subprocess.Popen:
+    full = dict(repo.env)
+    full.update(env or {})
+    return subprocess.Popen([str(BIN / "dvc-monitor"), "rollback", name, *args], cwd=repo.path,
+                            env=full, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+
+
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> list[str]:
+    """Read the process's stderr until a line contains ``needle``; returns the lines read."""
+    import selectors
+
+    lines: list[str] = []
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            break
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    proc.kill()
+    raise AssertionError(f"'{needle}' never appeared; stderr so far:\n{''.join(lines)}")
+
+
+def kill_and_reap(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
+    os.kill(proc.pid, sig)
+    return proc.wait(timeout=60)
+
+
+def assert_clean(repo: Repo) -> None:
+    """git status empty and ``dvc status`` up to date."""
+    assert repo.git("status", "--porcelain", "--untracked-files=all").stdout == ""
+    out = repo.dvc("status").stdout
+    assert "up to date" in out, out
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dvc-monitor: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return errors[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,233 @@
+"""Issue #4: ``dvc-monitor rollback`` restores a registered version, verified, as a new commit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rollback_support import (  # noqa: F401  (fixtures)
+    METRICS,
+    MODEL,
+    MODEL_DIR,
+    MODEL_FILE,
+    OTHER,
+    assert_clean,
+    assert_one_line_error,
+    cache_file,
+    md5_bytes,
+    registered,
+    remote_file,
+    rollback,
+    rollback_base,
+    rb_repo,
+    show_at,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def other_model_files(repo) -> dict:
+    snap = repo.snapshot()["files"]
+    return {k: v for k, v in snap.items() if k.startswith(f"models/{OTHER}/")}
+
+
+@pytest.mark.parametrize("version", ["v1.0.0", "v1.1.0"])
+def test_rollback_to_a_version(rb_repo, version):
+    repo = rb_repo
+    target = registered(repo, version)
+    head = repo.head()
+    other = other_model_files(repo)
+
+    out = json.loads(rollback(repo, "--to", version, "-m", "alerts doubled", "--json").stdout)
+
+    assert out["version"] == version and out["id"] == target.id
+    assert out["proof"]["ok"] is True
+    assert out["proof"]["got_id"] == target.id
+    assert out["proof"]["model"] == {"what": "model", "path": MODEL_FILE,
+                                     "expected": target.model_md5, "got": target.model_md5,
+                                     "ok": True}
+    assert repo.md5(MODEL_FILE) == target.model_md5
+    # cache: false outputs come from the target commit, not from the newer version
+    assert (repo.path / METRICS).read_bytes() == show_at(repo, target.commit, METRICS)
+    for plot in ("plots/pr_curve.csv", "plots/score_hist.csv"):
+        path = f"{MODEL_DIR}/{plot}"
+        assert (repo.path / path).read_bytes() == show_at(repo, target.commit, path)
+    # a new commit on the branch; history kept
+    log = repo.git("log", "-2", "--format=%H %P%n%s").stdout.splitlines()
+    assert log[1] == f"Roll back {MODEL} to {version} (id {target.id})"
+    assert repo.git("rev-parse", "HEAD^").stdout.strip() == head
+    body = repo.git("log", "-1", "--format=%B").stdout
+    assert "Rollback-Reason: alerts doubled" in body
+    assert "Rollback-By: Test User <test@example.com>" in body
+    assert "Rollback-From: v1.2.0" in body
+    assert out["commit"] == repo.head()
+    assert_clean(repo)
+    # the other model in the repository is untouched
+    assert other_model_files(repo) == other
+    # the data is the target's
+    assert out["expected"]["data"] == target.data
+    data_dvc = f"{MODEL_DIR}/data.dvc"
+    assert (repo.path / data_dvc).read_bytes() == show_at(repo, target.commit, data_dvc)
+
+
+def test_roll_back_then_forward_and_by_short_id(rb_repo):
+    repo = rb_repo
+    v1 = registered(repo, "v1.0.0")
+    v3 = registered(repo, "v1.2.0")
+    rollback(repo, "--to", v1.id.split(":")[1][:12])
+    assert repo.md5(MODEL_FILE) == v1.model_md5
+    rollback(repo, "--to", "v1.2.0")
+    assert repo.md5(MODEL_FILE) == v3.model_md5
+    assert (repo.path / METRICS).read_bytes() == show_at(repo, v3.commit, METRICS)
+    assert len(repo.git("log", "--format=%s", "--grep=^Roll back").stdout.splitlines()) == 2
+    assert_clean(repo)
+
+
+def test_already_at_the_target_commits_nothing(rb_repo):
+    repo = rb_repo
+    before = repo.snapshot()
+    out = json.loads(rollback(repo, "--to", "v1.2.0", "--json").stdout)
+    assert out["commit"] is None and out["proof"]["ok"] is True
+    assert repo.snapshot() == before
+
+
+def test_previous_assigns_the_stage_and_gto_shows_it(rb_repo):
+    repo = rb_repo
+    v2 = registered(repo, "v1.1.0")
+    out = json.loads(rollback(repo, "--previous", "--stage", "prod", "-m", "bad batch",
+                              "--json").stdout)
+    assert out["version"] == "v1.1.0"
+    assert out["tag"] == f"{MODEL}#prod#4"
+    new_commit = repo.head()
+
+    shown = json.loads(repo.run("gto", "show", "--json").stdout)
+    assert shown[MODEL]["stage"]["prod"] == "v1.1.0"
+    assert shown[MODEL]["version"] == "v1.2.0"  # latest is unchanged: nothing was registered
+    versions = {v["version"]: v for v in json.loads(repo.dm("versions", MODEL, "--json").stdout)}
+    assert versions["v1.1.0"]["stages"] == ["prod"]
+    assert versions["v1.2.0"]["stages"] == []
+    # GTO finds a version by commit: the stage tag is on v1.1.0's registered commit,
+    # the tag's block points at the rollback commit
+    assert repo.git("rev-list", "-n1", out["tag"]).stdout.strip() == v2.commit
+    message = repo.git("tag", "-l", "--format=%(contents)", out["tag"]).stdout
+    block = json.loads(message.split("-----BEGIN DVC-MONITOR-----")[1]
+                       .split("-----END DVC-MONITOR-----")[0])
+    assert block["rollback"]["commit"] == new_commit
+    assert block["rollback"]["from"] == "v1.2.0"
+    assert block["rollback"]["why"] == "bad batch"
+    assert block["rollback"]["by"] == "Test User <test@example.com>"
+    assert repo.md5(MODEL_FILE) == v2.model_md5
+    assert_clean(repo)
+
+    # --previous again: the version that held prod before v1.1.0 took it back
+    out = json.loads(rollback(repo, "--previous", "--stage", "prod", "--json").stdout)
+    assert out["version"] == "v1.2.0"
+    assert json.loads(repo.run("gto", "show", "--json").stdout)[MODEL]["stage"]["prod"] == "v1.2.0"
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(rb_repo):
+    repo = rb_repo
+    v1 = registered(repo, "v1.0.0")
+    cache_file(repo, v1.model_md5).unlink()
+    before = repo.snapshot()
+
+    text = rollback(repo, "--to", "v1.0.0", "--stage", "prod", "--dry-run").stdout
+    assert f"{MODEL_DIR}/dvc.lock" in text and f"{MODEL_DIR}/metrics.json" in text
+    assert "fetch           1 object(s) from local" in text
+    assert f"expected model  {MODEL_FILE} md5 {v1.model_md5}" in text
+    assert "retrain         no" in text
+    assert "assign prod to v1.0.0 (now: v1.2.0)" in text
+    assert "Dry run: nothing was changed." in text
+
+    plan = json.loads(rollback(repo, "--to", "v1.0.0", "--dry-run", "--json").stdout)
+    assert plan["dry_run"] is True and plan["commit"] is None
+    assert plan["plan"]["fetch"] == [v1.model_md5]
+    assert plan["expected"]["model"] == {MODEL_FILE: v1.model_md5}
+    assert plan["expected"]["params"]["params.yaml"]["train"]["n_estimators"] == 100
+    assert repo.snapshot() == before
+
+
+def test_model_absent_from_cache_and_remote_is_retrained_to_the_same_bytes(rb_repo):
+    repo = rb_repo
+    v1 = registered(repo, "v1.0.0")
+    cache_file(repo, v1.model_md5).unlink()
+    remote_file(repo, v1.model_md5).unlink()
+    plan = json.loads(rollback(repo, "--to", "v1.0.0", "--dry-run", "--json").stdout)
+    assert plan["plan"]["retrain"] is True
+    assert MODEL_FILE in plan["plan"]["retrain_reason"]
+
+    out = json.loads(rollback(repo, "--to", "v1.0.0", "--json").stdout)
+    assert out["retrained"] is True
+    assert f"{MODEL_DIR}/dvc.yaml:train" in out["stages_run"]
+    assert out["proof"]["ok"] is True
+    assert repo.md5(MODEL_FILE) == v1.model_md5
+    assert (repo.path / METRICS).read_bytes() == show_at(repo, v1.commit, METRICS)
+    assert_clean(repo)
+
+
+def test_dirty_tree_is_refused_and_kept(rb_repo):
+    repo = rb_repo
+    params = repo.path / MODEL_DIR / "params.yaml"
+    params.write_text(params.read_text() + "# my edit\n")
+    before = repo.snapshot()
+    proc = rollback(repo, "--to", "v1.0.0", check=False)
+    assert proc.returncode == 1
+    line = assert_one_line_error(proc)
+    assert "uncommitted changes" in line and "params.yaml" in line and "git stash" in line
+    assert repo.snapshot() == before
+
+
+def test_changed_dvc_output_is_refused_and_kept(rb_repo):
+    repo = rb_repo
+    model = repo.path / MODEL_FILE
+    data = model.read_bytes()
+    model.unlink()  # DVC may have linked it to the cache: never write through the link
+    model.write_bytes(data + b"edited")
+    before = repo.snapshot()
+    proc = rollback(repo, "--to", "v1.0.0", check=False)
+    line = assert_one_line_error(proc)
+    assert "differ from HEAD's dvc.lock" in line and MODEL_FILE in line
+    assert repo.snapshot() == before
+
+
+def test_unknown_version_and_usage_errors(rb_repo):
+    repo = rb_repo
+    before = repo.snapshot()
+    line = assert_one_line_error(rollback(repo, "--to", "v9.9.9", check=False))
+    assert "no version v9.9.9" in line
+    proc = rollback(repo, check=False)
+    assert proc.returncode == 2 and "--to VERSION" in assert_one_line_error(proc)
+    line = assert_one_line_error(rollback(repo, "--previous", "--stage", "staging", check=False))
+    assert "staging" in line and "--to VERSION" in line
+    assert repo.snapshot() == before
+
+
+def test_missing_data_is_reported_before_anything_changes(rb_repo):
+    repo = rb_repo
+    v1 = registered(repo, "v1.0.0")
+    manifest = v1.data[f"{MODEL_DIR}/data"]
+    for path in (cache_file(repo, manifest), remote_file(repo, manifest)):
+        path.unlink()
+    before = repo.snapshot()
+    proc = rollback(repo, "--to", "v1.0.0", check=False)
+    line = assert_one_line_error(proc)
+    assert "needs 1 data object(s) found neither in the local cache" in line
+    assert manifest[:10] in line and str(repo.remote) in line and "dvc push" in line
+    assert repo.snapshot() == before
+
+
+def test_recover_without_journal(rb_repo):
+    out = rb_repo.dm("recover").stdout
+    assert "no interrupted rollback" in out
+
+
+def test_journal_check_does_not_import_dvc(rb_repo, tmp_path):
+    code = (
+        "import sys\n"
+        "from dvc_monitor.cli import _recover_interrupted_rollback\n"
+        "import argparse\n"
+        f"_recover_interrupted_rollback(argparse.Namespace(command='versions', repo={str(rb_repo.path)!r}))\n"
+        "assert not [m for m in sys.modules if m == 'dvc' or m.startswith('dvc.')], 'dvc imported'\n"
+    )
+    rb_repo.run(__import__("sys").executable, "-c", code)
