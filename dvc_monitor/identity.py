@@ -251,6 +251,9 @@ def _hash_of(item: dict) -> str:
 
 
 def _norm(path: str) -> str:
+    if "\\" not in path and "." not in path[:2] and "//" not in path and "/." not in path \
+            and not path.endswith("/"):
+        return path  # already normal (the usual case)
     path = path.replace("\\", "/")
     norm = normpath(path)
     return "" if norm == "." else norm
@@ -350,150 +353,186 @@ class _FastYaml:
     """
 
     def __init__(self, text: str):
-        lines = []
-        for raw in text.split("\n"):
-            if "\t" in raw or "\r" in raw:
-                raise _Unsupported
-            stripped = raw.lstrip(" ")
-            if not stripped or stripped.startswith("#"):
-                continue
-            if stripped.startswith(("---", "...", "%")) and len(raw) == len(stripped):
-                raise _Unsupported
-            lines.append((len(raw) - len(stripped), stripped.rstrip(" ")))
-        self.lines = lines
-        self.n = len(lines)
+        self.text = text
 
     def parse(self) -> Any:
-        if not self.lines:
-            return None
-        value, i = self._node(0, self.lines[0][0])
-        if i != self.n:
-            raise _Unsupported
-        return value
+        return _fast_parse(self.text)
 
-    def _node(self, i: int, indent: int) -> tuple[Any, int]:
-        ind, content = self.lines[i]
-        if ind != indent:
-            raise _Unsupported
-        if content == "-" or content.startswith("- "):
-            return self._seq(i, indent)
-        return self._map(i, indent)
 
-    def _seq(self, i: int, indent: int) -> tuple[list, int]:
-        items = []
-        lines = self.lines
-        while i < self.n:
-            ind, content = lines[i]
-            if ind < indent or (ind == indent and not (
-                    content == "-" or content.startswith("- "))):
-                break  # the parent mapping goes on (a sequence may sit at its key's indent)
-            if ind > indent:
+_MAP, _SEQ = 0, 1
+_NO_VALUE = object()  # "key:" or a lone "-": the value is on the following lines
+_NEW_LIST = object()  # "[]": a fresh list each time
+_NEW_DICT = object()  # "{}"
+_LINE_CACHE: dict[str, tuple | None] = {}
+_LINE_CACHE_MAX = 100_000
+
+
+def _classify(raw: str) -> tuple | None:
+    """(indent, dash, item column, key, value) for one line; None for blanks/comments.
+
+    ``key`` is None for a sequence item that is a plain value; ``value`` is
+    ``_NO_VALUE`` when the value follows on the next lines.
+    """
+    content = raw.lstrip(" ")
+    if not content or content[0] == "#":
+        return None
+    ind = len(raw) - len(content)
+    content = content.rstrip(" ")
+    dash = content[0] == "-" and (len(content) == 1 or content[1] == " ")
+    if not dash:
+        key, value = _split_key(content)
+        return ind, False, ind, key, _scalar(value) if value else _NO_VALUE
+    if len(content) == 1:
+        return ind, True, ind + 2, None, _NO_VALUE
+    rest = content[2:]
+    item = rest.lstrip(" ")
+    col = ind + 2 + len(rest) - len(item)
+    c0 = item[0]
+    if c0 == "-" and (len(item) == 1 or item[1] == " ") or c0 == "?":
+        raise _Unsupported
+    if ": " in item or item[-1] == ":":
+        if c0 in "'\"":
+            raise _Unsupported  # a quoted key
+        key, value = _split_key(item)
+        return ind, True, col, key, _scalar(value) if value else _NO_VALUE
+    return ind, True, col, None, _scalar(item)
+
+
+def _fast_parse(text: str) -> Any:  # noqa: C901 - one tight loop, on purpose
+    """One pass over the lines with an explicit stack of open containers.
+
+    Stack entries are ``[indent, kind, container, pending_key]``; ``pending_key`` is a
+    mapping key whose value starts on a later line (for a sequence: ``_SEQ`` marks an
+    item given as a lone ``-``). Lines repeat a lot between lock files (``hash: md5``,
+    ``- path: data``): their classification is cached.
+    """
+    if "\t" in text or "\r" in text:
+        raise _Unsupported
+    cache = _LINE_CACHE
+    if len(cache) > _LINE_CACHE_MAX:
+        cache.clear()
+    stack: list = []
+    root = None
+    for raw in text.split("\n"):
+        try:
+            info = cache[raw]
+        except KeyError:
+            info = cache[raw] = _classify(raw)
+        if info is None:
+            continue
+        ind, dash, col, key, value = info
+        if value is _NEW_LIST:
+            value = []
+        elif value is _NEW_DICT:
+            value = {}
+        if not stack:
+            if root is not None or ind != 0 or raw.startswith(("---", "...", "%")):
                 raise _Unsupported
-            if content == "-":
-                i += 1
-                if i < self.n and lines[i][0] > indent:
-                    value, i = self._node(i, lines[i][0])
+            root = [] if dash else {}
+            stack.append([0, _SEQ if dash else _MAP, root, None])
+        top = stack[-1]
+        pending = top[3]
+        if pending is not None:
+            top[3] = None
+            if ind > top[0] or (dash and ind == top[0] and top[1] == _MAP):
+                child = [] if dash else {}
+                if top[1] == _MAP:
+                    top[2][pending] = child
                 else:
-                    value = None
-                items.append(value)
-                continue
-            rest = content[2:]
-            stripped = rest.lstrip(" ")
-            col = indent + 2 + (len(rest) - len(stripped))
-            if stripped.startswith(("- ", "? ")) or stripped == "-":
-                raise _Unsupported
-            if self._is_map_entry(stripped):
-                lines[i] = (col, stripped)
-                value, i = self._map(i, col)
+                    top[2].append(child)
+                top = [ind, _SEQ if dash else _MAP, child, None]
+                stack.append(top)
+            elif top[1] == _MAP:
+                top[2][pending] = None
             else:
-                value = self._scalar(stripped)
-                i += 1
-                if i < self.n and lines[i][0] > indent:
-                    raise _Unsupported  # a multi-line scalar
-            items.append(value)
-        return items, i
-
-    @staticmethod
-    def _is_map_entry(content: str) -> bool:
-        if content.startswith(("'", '"')):
-            if ": " in content or content.endswith(":"):
-                raise _Unsupported  # a quoted key
-            return False
-        return ": " in content or content.endswith(":")
-
-    def _map(self, i: int, indent: int) -> tuple[dict, int]:
-        result: dict = {}
-        lines = self.lines
-        while i < self.n:
-            ind, content = lines[i]
-            if ind < indent:
-                break
-            if ind > indent or content == "-" or content.startswith("- "):
+                top[2].append(None)
+        while top[0] > ind or (top[1] == _SEQ and top[0] == ind and not dash):
+            stack.pop()
+            if not stack:
                 raise _Unsupported
-            key, rest = self._split_key(content)
-            if key in result:
-                raise _Unsupported  # duplicate keys: let ruamel report it
-            i += 1
-            if rest:
-                result[key] = self._scalar(rest)
-                if i < self.n and lines[i][0] > indent:
-                    raise _Unsupported  # a multi-line scalar
+            top = stack[-1]
+        if top[0] != ind:
+            raise _Unsupported  # deeper than expected: a continuation line
+        if top[1] == _SEQ:
+            if not dash:
+                raise _Unsupported
+            if key is None:
+                if value is _NO_VALUE:
+                    top[3] = _SEQ  # the item's value follows on deeper lines
+                else:
+                    top[2].append(value)
                 continue
-            if i < self.n and lines[i][0] > indent:
-                result[key], i = self._node(i, lines[i][0])
-            elif i < self.n and lines[i][0] == indent and (
-                    lines[i][1] == "-" or lines[i][1].startswith("- ")):
-                result[key], i = self._seq(i, indent)
-            else:
-                result[key] = None
-        return result, i
-
-    def _split_key(self, content: str) -> tuple[str, str]:
-        if content.endswith(":") and ": " not in content:
-            key, rest = content[:-1], ""
-        else:
-            pos = content.find(": ")
-            if pos < 0:
-                raise _Unsupported
-            key, rest = content[:pos], content[pos + 2:].lstrip(" ")
-        if not _PLAIN_KEY_RE.fullmatch(key) or key in _SPECIAL_WORDS:
+            child = {}
+            top[2].append(child)
+            top = [col, _MAP, child, None]
+            stack.append(top)
+        elif dash:
             raise _Unsupported
-        return key, rest
+        container = top[2]
+        if key in container:
+            raise _Unsupported  # duplicate keys: let ruamel report it
+        if value is _NO_VALUE:
+            top[3] = key
+        else:
+            container[key] = value
+    if stack and stack[-1][3] is not None:
+        top = stack[-1]
+        if top[1] == _MAP:
+            top[2][top[3]] = None
+        else:
+            top[2].append(None)
+    return root
 
-    def _scalar(self, s: str) -> Any:
-        c = s[0]
-        if c == "'":
-            if len(s) < 2 or not s.endswith("'"):
-                raise _Unsupported
-            body = s[1:-1]
+
+def _split_key(content: str) -> tuple[str, str]:
+    pos = content.find(": ")
+    if pos < 0:
+        if content[-1] != ":":
+            raise _Unsupported
+        key, rest = content[:-1], ""
+    else:
+        key, rest = content[:pos], content[pos + 2:].lstrip(" ")
+    if not _PLAIN_KEY_RE.fullmatch(key) or key in _SPECIAL_WORDS:
+        raise _Unsupported
+    return key, rest
+
+
+def _scalar(s: str) -> Any:
+    c = s[0]
+    if c.isalpha() or c == "_" or c == "/":
+        if ": " in s or " #" in s or s[-1] == ":":
+            raise _Unsupported
+        if s in _SPECIAL_WORDS:
+            return None if s in _NULLS else s in _TRUE
+        return s
+    if c == "'":
+        if len(s) < 2 or s[-1] != "'":
+            raise _Unsupported
+        body = s[1:-1]
+        if "'" in body:
             if "'" in body.replace("''", ""):
                 raise _Unsupported
             return body.replace("''", "'")
-        if c == '"':
-            if len(s) < 2 or not s.endswith('"') or "\\" in s:
-                raise _Unsupported
-            body = s[1:-1]
-            if '"' in body:
-                raise _Unsupported
-            return body
-        if s == "[]":
-            return []
-        if s == "{}":
-            return {}
-        if " #" in s:
+        return body
+    if c == '"':
+        if len(s) < 2 or s[-1] != '"' or "\\" in s:
             raise _Unsupported
-        if s in _NULLS:
-            return None
-        if s in _TRUE:
-            return True
-        if s in _FALSE:
-            return False
-        if _INT_RE.fullmatch(s):
-            return int(s)
-        if _FLOAT_RE.fullmatch(s):
-            return float(s)
-        if _PLAIN_START_RE.match(s) and ": " not in s and not s.endswith(":"):
-            return s
-        if _HASH_RE.fullmatch(s) and not set(s) <= _NUMERIC_CHARS:
-            return s
+        body = s[1:-1]
+        if '"' in body:
+            raise _Unsupported
+        return body
+    if s == "[]":
+        return _NEW_LIST
+    if s == "{}":
+        return _NEW_DICT
+    if " #" in s:
         raise _Unsupported
+    if s == "~":
+        return None
+    if _INT_RE.fullmatch(s):
+        return int(s)
+    if _FLOAT_RE.fullmatch(s):
+        return float(s)
+    if _HASH_RE.fullmatch(s) and not set(s) <= _NUMERIC_CHARS:
+        return s
+    raise _Unsupported

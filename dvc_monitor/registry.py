@@ -645,13 +645,12 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]
     """
     ydir, art_name, default_model = model_dirs(name)
     dvc_yaml = _join(ydir, "dvc.yaml")
-    default_locks = [_join(d, "dvc.lock") for d in _parents(default_model)]
-    default_metrics = _join(str(PurePosixPath(default_model).parent), METRICS_FILE)
+    default_dir = str(PurePosixPath(default_model).parent)
+    default_lock = _join(default_dir, "dvc.lock")
+    default_metrics = _join(default_dir, METRICS_FILE)
     specs = []
     for c in commits:
-        specs.append(f"{c}:{dvc_yaml}")
-        specs.extend(f"{c}:{p}" for p in default_locks)
-        specs.append(f"{c}:{default_metrics}")
+        specs += (f"{c}:{dvc_yaml}", f"{c}:{default_lock}", f"{c}:{default_metrics}")
     blobs = git.read_blobs(specs)
 
     yaml_cache: dict[bytes, object] = {}
@@ -665,10 +664,11 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]
     extra = []
     for c in commits:
         mp = model_paths[c]
-        if mp != default_model:
-            for d in _parents(mp):
-                extra.append(f"{c}:{_join(d, 'dvc.lock')}")
-                extra.append(f"{c}:{_join(d, METRICS_FILE)}")
+        if mp == default_model and blobs.get(f"{c}:{default_lock}") is not None:
+            continue  # the usual layout: everything is read already
+        for d in _parents(mp):
+            extra.append(f"{c}:{_join(d, 'dvc.lock')}")
+            extra.append(f"{c}:{_join(d, METRICS_FILE)}")
     if extra:
         blobs.update(git.read_blobs([s for s in extra if s not in blobs]))
 
