@@ -227,12 +227,13 @@ def diff_refs(root: str | Path, name: str, base: str, head: str | None = None) -
     """Like ``diff_revisions``, but A and B may also name versions: ``v1.2.0``,
     ``latest``, a version id, ``#STAGE``; anything else is a git revision."""
     git = GitRepo.discover(root)
-    base_commit = _resolve_ref(git, name, base)
-    head_commit = _resolve_ref(git, name, head) if head is not None else None
+    loaded: list = []
+    base_commit = _resolve_ref(git, name, base, loaded)
+    head_commit = _resolve_ref(git, name, head, loaded) if head is not None else None
     return _diff(git, name, base, base_commit, head, head_commit)
 
 
-def _resolve_ref(git: GitRepo, name: str, ref: str) -> str:
+def _resolve_ref(git: GitRepo, name: str, ref: str, loaded: list) -> str:
     from dvc_monitor.registry import Registry
 
     looks_like_version = ref in ("latest", "greatest") or ref.startswith(("#", "@", "sha256:")) \
@@ -240,7 +241,9 @@ def _resolve_ref(git: GitRepo, name: str, ref: str) -> str:
     is_hex = re.fullmatch(r"[0-9a-fA-F]{6,64}", ref) is not None
     if looks_like_version or is_hex:
         try:
-            reg = Registry.load(git.root)
+            if not loaded:
+                loaded.append(Registry.load(git.root))
+            reg = loaded[0]
             if ref.startswith("#"):
                 return reg.get(f"{name}{ref}").commit
             return reg.resolve(name, ref.lstrip("@")).commit

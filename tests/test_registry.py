@@ -272,3 +272,20 @@ def test_register_refusals_leave_the_repository_unchanged(copy):
     refused("not up to date")
     assert "dvc repro models/fraud-detector/dvc.yaml" in repo.dm(
         "register", NAME, check=False).stderr
+
+
+def test_partition_lists_missing_from_the_cache_are_reported(copy):
+    repo, _ = copy
+    v3 = repo.json("show", f"{NAME}@v0.3.0")
+    md5 = v3["data"][f"models/{NAME}/data"]["md5"]
+    manifest = repo.path / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    manifest.chmod(0o644)
+    manifest.unlink()
+    d = repo.json("diff", NAME, "v0.2.0", "v0.3.0")
+    assert d["partitions_added"] == []
+    assert d["data_changed"] and d["data_changed"][0]["head"] == md5
+    assert any("partition list not in local cache; run 'dvc fetch'" in n for n in d["notes"])
+    assert "run 'dvc fetch'" in repo.dm("diff", NAME, "v0.2.0", "v0.3.0", "--md").stdout
+    shown = repo.json("show", f"{NAME}@v0.3.0")
+    assert shown["data"][f"models/{NAME}/data"]["partitions"] is None
+    assert "run 'dvc fetch'" in repo.dm("show", f"{NAME}@v0.3.0").stdout
