@@ -864,6 +864,9 @@ class _Transaction:
     def undo(self) -> None:
         """Put HEAD, the index, the files and the outputs back; then drop the journal."""
         _kill_children()
+        if self.j.get("phase") == "backup":  # backups incomplete: nothing was touched yet
+            self.cleanup()
+            return
         git = self.git
         commit = self.j.get("commit")
         head = git.head()
@@ -1242,6 +1245,8 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
                 if plan.fetch:
                     n, failed = dvc.fetch(plan.fetch)
                     result.fetched = n
+                    failed = sorted(set(failed) | {oid for oid in plan.fetch
+                                                   if not dvc.in_cache(oid)})
                     if failed:
                         raise RollbackError(
                             f"could not download {len(failed)} object(s) from {plan.remote} "

@@ -40,7 +40,7 @@ VERSIONS = ("v1.0.0", "v1.1.0", "v1.2.0")
 MODEL_DIR = f"models/{MODEL}"
 MODEL_FILE = f"{MODEL_DIR}/model.skops"
 METRICS = f"{MODEL_DIR}/metrics.json"
-BASE_FORMAT = 3  # bump when the base repository's recipe changes
+BASE_FORMAT = 4  # bump when the base repository's recipe changes
 
 
 def _set_param(repo: Repo, name: str, key: str, value: str) -> None:
@@ -58,7 +58,10 @@ def build_base(folder: Path) -> Repo:
     repo.dm("register", MODEL, "--version", "v1.0.0")
     repo.dm("promote", MODEL, "v1.0.0", "--stage", "prod")
 
-    init_model(repo, "anomaly", OTHER)
+    # another model with other data (so that no cache object is shared with MODEL)
+    repo.dm("init", "--template", "anomaly", "--name", OTHER, "--sample-data", "--seed", "7")
+    repo.dvc("repro", f"models/{OTHER}/dvc.yaml")
+    repo.commit_all(f"Add anomaly model {OTHER}")
     repo.dvc("push", "-q")
     repo.dm("register", OTHER, "--version", "v0.1.0")
 
