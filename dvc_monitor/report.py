@@ -27,6 +27,8 @@ from typing import Any
 from dvc_monitor.errors import UsageError
 
 PSI_STABLE, PSI_MODERATE = 0.1, 0.25
+# The share of rows each kind flags, which the report's "alert rate" row shows.
+_ALERT_RATE_METRICS = ("alert_rate", "anomaly_rate", "positive_rate")
 
 
 @dataclass
@@ -290,13 +292,13 @@ def render(report: Report) -> str:
         add("")
         add("| | base | head | Δ |")
         add("|---|---:|---:|---:|")
-        add(f"| alert rate | {s.base_alert_rate:.4f} | {s.head_alert_rate:.4f} | "
+        add(f"| alert rate | {fmt(s.base_alert_rate)} | {fmt(s.head_alert_rate)} | "
             f"{signed(s.alert_rate_change)} |")
         names = sorted(set(same.base_metrics) | set(same.head_metrics))
         for metric in names:
             b, h = same.base_metrics.get(metric), same.head_metrics.get(metric)
-            if metric in ("alert_rate", "n_holdout"):
-                continue
+            if metric in _ALERT_RATE_METRICS or metric == "n_holdout":
+                continue  # the alert rate row above is the same number
             d = h - b if isinstance(b, (int, float)) and isinstance(h, (int, float)) else None
             add(f"| {metric} | {fmt(b)} | {fmt(h)} | {signed(d)} |")
         add("")

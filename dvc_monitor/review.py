@@ -294,9 +294,11 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    logger = logging.getLogger("dvc")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    # DVC's own warnings (e.g. "missing cache files") would repeat what we report.
+    loggers = [logging.getLogger(n) for n in ("dvc", "dvc_data", "dvc_objects")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         with contextlib.redirect_stderr(io.StringIO()), Repo(str(root)) as repo:
             repo.fetch(targets=[str(root / t) for t in targets],
@@ -305,7 +307,8 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
         first = " ".join(str(exc).split()) or type(exc).__name__
         raise ExternalCommandError(f"dvc fetch failed: {first}") from None
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _objects(state: ModelState, md5s: list[str], target: str, what: str) -> dict[str, bytes]:
