@@ -234,7 +234,7 @@ class DvcSession:
             return None
 
     def fetch(self, oids: list[str], jobs: int | None = None) -> tuple[int, list[str]]:
-        """Download exactly ``oids`` (``.dir`` ones with their files) into the local cache.
+        """Download exactly ``oids`` into the local cache (a ``.dir`` oid brings all its files).
 
         Returns (objects transferred, oids that failed).
         """
@@ -265,6 +265,46 @@ class DvcSession:
             _, _, obj = build(self.repo.cache.local, path, self.repo.fs, "md5", dry_run=True,
                               ignore=self.repo.dvcignore, state=self.repo.state)
         return obj.hash_info.value
+
+    def workspace_entries(self, rel: str) -> dict[str, str] | None:
+        """relpath -> md5 of the files in a workspace folder (DVC's view), None if absent."""
+        from dvc_data.hashfile.build import build
+
+        path = os.path.join(self.repo.root_dir, rel)
+        if not os.path.isdir(path):
+            return None
+        with self._dvc("status"):
+            _, _, obj = build(self.repo.cache.local, path, self.repo.fs, "md5", dry_run=True,
+                              ignore=self.repo.dvcignore, state=self.repo.state)
+        return {"/".join(key): hi.value for key, _, hi in obj}
+
+    def cache_workspace_files(self, files: dict[str, str]) -> int:
+        """Copy workspace files (rel path -> md5, hashes already known) into the local cache.
+
+        Done for outputs that are in the workspace but not cached, so that ``repro`` does not
+        see them as "not in cache" and rebuild them.
+        """
+        odb = self.repo.cache.local
+        n = 0
+        with self._dvc("commit"):
+            for rel, oid in files.items():
+                if not self.in_cache(oid):
+                    odb.add(os.path.join(self.repo.root_dir, rel), self.repo.fs, oid,
+                            hardlink=False)
+                    n += 1
+        return n
+
+    def add_manifest(self, oid: str, raw: bytes) -> None:
+        """Put a ``.dir`` manifest (read from the remote, hash checked) into the local cache."""
+        import hashlib
+
+        if hashlib.md5(raw).hexdigest() != oid.split(".")[0]:
+            raise ExternalCommandError(f"the remote's manifest {oid} is corrupted")
+        odb = self.repo.cache.local
+        if not self.in_cache(oid):
+            odb.add_bytes(oid, raw)
+            with contextlib.suppress(Exception):
+                odb.protect(odb.oid_to_path(oid))
 
     def checkout(self, targets: list[str], force: bool = True) -> dict:
         """``dvc checkout TARGETS`` (``--force`` for exactly these targets' outputs).

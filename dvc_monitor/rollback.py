@@ -548,6 +548,7 @@ class _Context:
     model_path: str  # repo-relative
     by: str
     from_version: str | None
+    remote_manifests: dict[str, bytes]  # .dir manifests read from the remote in preflight
 
 
 def _resolve_target(reg, name: str, to: str | None, previous: bool, stage: str | None):
@@ -675,20 +676,20 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
             f"them with 'dvc commit {pipeline}' and a git commit, or discard them with "
             f"'dvc checkout --force {pipeline}', then run again (nothing was changed)")
 
-    # objects the target needs: local cache, else remote
+    # objects the target needs: in the workspace already, in the local cache, else remote
     objects: list[ObjectNeed] = []
-    head_manifests: dict[str, dict[str, str]] = {}
-    for path, oid in head_pl.cached.items():
-        if oid.endswith(".dir") and dvc.workspace_hash(path) == oid:
-            raw = dvc.local_manifest(oid)
-            with contextlib.suppress(ValueError, TypeError):
-                head_manifests[path] = {e["relpath"]: e["md5"] for e in json.loads(raw or b"[]")}
+    remote_manifests: dict[str, bytes] = {}
+    workspace_dirs: dict[str, dict[str, str]] = {}
+    for path, oid in target_pl.cached.items():
+        if oid.endswith(".dir"):
+            entries = dvc.workspace_entries(path)
+            if entries is not None:
+                workspace_dirs[path] = entries
 
     pending_dirs: list[tuple[str, str, str]] = []
     for path, oid in sorted(target_pl.cached.items()):
         role = "data" if path in target_pl.sources else "output"
-        if head_pl.cached.get(path) == oid and dvc.workspace_hash(path) == oid \
-                and not oid.endswith(".dir"):
+        if not oid.endswith(".dir") and dvc.workspace_hash(path) == oid:
             objects.append(ObjectNeed(path, oid, role, "workspace"))
             continue
         if oid.endswith(".dir"):
@@ -697,7 +698,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
                 pending_dirs.append((path, oid, role))
                 continue
             objects.append(ObjectNeed(path, oid, role, "cache"))
-            objects.extend(_entries(path, raw, role, head_manifests.get(path), dvc))
+            objects.extend(_entries(path, raw, role, workspace_dirs.get(path), dvc))
         else:
             objects.append(ObjectNeed(path, oid, role, "cache" if dvc.in_cache(oid)
                                       else "unknown"))
@@ -722,7 +723,8 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
                         objects.append(ObjectNeed(path, oid, role, "missing"))
                         continue
                     objects.append(ObjectNeed(path, oid, role, "remote"))
-                    objects.extend(_entries(path, raw, role, head_manifests.get(path), dvc))
+                    remote_manifests[oid] = raw
+                    objects.extend(_entries(path, raw, role, workspace_dirs.get(path), dvc))
                 ask = sorted({o.oid for o in objects if o.location == "unknown"})
                 there = dvc.remote_has(ask)
             except RemoteUnavailable as exc:
@@ -791,6 +793,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         target_pl=target_pl, write=write, delete=delete, files=files, outs=outs,
         dvc_targets=[_norm(pdir, ModelLayout.DVC_YAML)] + sorted(target_pl.dvcfiles),
         model_path=model_path, by=f"{who.name} <{who.email}>",
+        remote_manifests=remote_manifests,
         from_version=(holder.version if holder is not None else current_version),
     )
     return plan, ctx
@@ -1242,9 +1245,13 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
             label = (f"Fetch {len(plan.fetch)} object(s) from {plan.remote}" if plan.fetch
                      else "Fetch: every object is in the local cache")
             with step(label):
+                dvc.cache_workspace_files({o.path: o.oid for o in plan.objects
+                                           if o.location == "workspace"})
                 if plan.fetch:
-                    n, failed = dvc.fetch(plan.fetch)
-                    result.fetched = n
+                    for oid, raw in ctx.remote_manifests.items():
+                        dvc.add_manifest(oid, raw)
+                    n, failed = dvc.fetch([o for o in plan.fetch if not o.endswith(".dir")])
+                    result.fetched = n + len(ctx.remote_manifests)
                     failed = sorted(set(failed) | {oid for oid in plan.fetch
                                                    if not dvc.in_cache(oid)})
                     if failed:
@@ -1265,7 +1272,9 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
             with step(label):
                 dvc.reset()
                 result.stages_run = dvc.repro([_norm(plan.pipeline_dir, ModelLayout.DVC_YAML)])
-                result.retrained = bool(result.stages_run)
+                model_stage = ctx.identity.stages[-1] if ctx.identity.stages else None
+                result.retrained = any(s.rsplit(":", 1)[-1] == model_stage
+                                       for s in result.stages_run)
                 _fault("repro")
             with step("Verify model, data and params against the registered version"):
                 proof = _verify(ctx, plan)

@@ -200,10 +200,10 @@ def kill_and_reap(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
     return proc.wait(timeout=60)
 
 
-def assert_clean(repo: Repo) -> None:
-    """git status empty and ``dvc status`` up to date."""
+def assert_clean(repo: Repo, *targets: str) -> None:
+    """git status empty and ``dvc status [TARGETS]`` up to date."""
     assert repo.git("status", "--porcelain", "--untracked-files=all").stdout == ""
-    out = repo.dvc("status").stdout
+    out = repo.dvc("status", *targets).stdout
     assert "up to date" in out, out
 
 
