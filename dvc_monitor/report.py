@@ -97,7 +97,10 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     if stale:
         notes.append(f"head pipeline is not up to date ({'; '.join(stale)}): "
                      f"run `dvc repro {head_state.layout.dvc_yaml}`")
+    for state in (base_state, head_state):
+        review.ensure_data_manifest(state)  # so the diff can list partitions (e.g. in CI)
     changes = diffing.diff_revisions(root, name, base_state.commit, head_state.commit)
+    notes += [n for n in getattr(changes, "notes", []) if "dvc.lock" not in n or not stale]
     directions = metric_directions(head_state.kind)
     try:
         gate_result = gates.gate_states(base_state, head_state, allow_stale=True)
@@ -249,7 +252,8 @@ def render(report: Report) -> str:
     g = report.gate
     add(f"## dvc-monitor review: `{report.name}` ({report.kind})")
     add("")
-    add(f"Base **{report.base}** → head **{report.head}**")
+    add(f"Base **{_side(report.changes, 'base', report.base)}** → head "
+        f"**{_side(report.changes, 'head', report.head)}**")
     add("")
     if g is None or not g.declared:
         add("**Quality gate:** none declared (add a `gate:` section to the model's params.yaml)")
@@ -338,6 +342,14 @@ def render(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _side(changes: Any, which: str, label: str) -> str:
+    """``v1.2.0 (abc1234)`` when a version is registered at that commit, else ``label``."""
+    side = getattr(changes, which, None)
+    version = getattr(side, "version", None)
+    commit = getattr(side, "commit", None)
+    return f"{version} ({commit[:7]})" if version and commit else label
+
+
 def _psi_reading(value: float) -> str:
     if value < PSI_STABLE:
         return "stable"
@@ -360,12 +372,15 @@ def render_changes(changes: Any) -> list[str]:
         lines += ["**Params:** unchanged", ""]
     added = list(getattr(changes, "partitions_added", None) or [])
     removed = list(getattr(changes, "partitions_removed", None) or [])
-    if added or removed:
+    rewritten = list(getattr(changes, "partitions_changed", None) or [])
+    if added or removed or rewritten:
         parts = []
         if added:
             parts.append("added " + ", ".join(_code(p) for p in added))
         if removed:
             parts.append("removed " + ", ".join(_code(p) for p in removed))
+        if rewritten:
+            parts.append("rewritten " + ", ".join(_code(p) for p in rewritten))
         lines += ["**Data partitions:** " + "; ".join(parts), ""]
     else:
         lines += ["**Data partitions:** unchanged", ""]

@@ -395,6 +395,23 @@ def load_data(state: ModelState) -> "pd.DataFrame":
         return read_partitions(tmp)
 
 
+def ensure_data_manifest(state: ModelState) -> None:
+    """Fetch the ``.dir`` manifest of ``state``'s data when the local cache lacks it.
+
+    After ``dvc pull`` in CI only the workspace's objects are local; the base revision's
+    manifest is what lists its partitions. Best effort: a failure leaves the diff's note.
+    """
+    md5 = state.data_md5
+    if not md5 or not md5.endswith(".dir"):
+        return
+    if (cache_dir(state.root) / "files" / "md5" / md5[:2] / md5[2:]).is_file():
+        return
+    try:
+        _objects(state, [md5], state.layout.data, f"the data of {state.name}")
+    except DvcMonitorError:
+        pass
+
+
 @dataclass
 class Split:
     """A revision's data cut by its recorded holdout rule."""

@@ -246,3 +246,18 @@ def test_plots_links_for_ci(reviewed, tmp_path):
     text = out.read_text()
     assert "![" not in text and "[the CI run](https://ci.example/run/7)" in text
     assert (out.parent / "report-pr_curve.png").is_file()
+
+
+def test_base_data_manifest_missing_locally_is_fetched_for_the_diff(repo):
+    """After `dvc pull` in CI only the head's objects are local; the report still lists
+    the partitions the pull request adds."""
+    import yaml
+
+    data_dvc = yaml.safe_load(repo.git("show", f"HEAD~1:{MODEL_DIR}/data.dvc").stdout)
+    manifest = cache_object(repo, data_dvc["outs"][0]["md5"])
+    manifest.unlink()
+    before = repo.snapshot()
+    data = repo.json("report", "--base", "HEAD~1", "--no-plots")
+    assert data["changes"]["partitions_added"] == [f"{MODEL_DIR}/data/batch-00004.csv"]
+    assert manifest.is_file()
+    assert repo.snapshot() == before
