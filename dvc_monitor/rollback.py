@@ -658,7 +658,8 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         raise DirtyWorkTree(
             f"uncommitted changes in {_list(tracked_dirty)}; commit or stash them "
             "(git stash -u), then run the rollback again (nothing was changed)")
-    clash = [p for p in untracked if p in set(files) or any(
+    file_set = set(files)
+    clash = [p for p in untracked if p in file_set or any(
         p == o or p.startswith(o + "/") for o in target_pl.git_outs)]
     if clash:
         raise DirtyWorkTree(
@@ -1185,7 +1186,7 @@ def rollback(root: str | os.PathLike[str], name: str, to: str | None = None,
             with dvcops.session(root) as dvc:
                 plan, _ = _preflight(git, dvc, name, to, previous, stage, message)
         result = RollbackResult(name, plan.version, plan.id, True, plan)
-        result.notes = _notes(plan)
+        result.notes = _notes(plan, previous)
         result.seconds = time.monotonic() - started
         return result
 
@@ -1199,19 +1200,20 @@ def rollback(root: str | os.PathLike[str], name: str, to: str | None = None,
                 plan, ctx = _preflight(git, dvc, name, to, previous, stage, message)
             result = RollbackResult(name, plan.version, plan.id, False, plan,
                                     recovered=recovered, allowed_mismatch=allow_mismatch)
-            result.notes = _notes(plan)
+            result.notes = _notes(plan, previous)
             _run(ctx, plan, dvc, result, step, allow_mismatch)
     result.seconds = time.monotonic() - started
     return result
 
 
-def _notes(plan: RollbackPlan) -> list[str]:
+def _notes(plan: RollbackPlan, previous: bool) -> list[str]:
     notes = []
     if plan.shared:
         notes.append(f"restores files outside {plan.pipeline_dir}: {_list(plan.shared)} "
                      "(other models that read them will see the change)")
-    if plan.stage is None and plan.stage_holder is None and plan.current_version != plan.version:
-        pass
+    if previous and plan.stage is None and plan.stage_holder:
+        notes.append(f"stage {DEFAULT_STAGE} still points to {plan.stage_holder}; add "
+                     f"--stage {DEFAULT_STAGE} to move it to {plan.version}")
     return notes
 
 
@@ -1421,10 +1423,17 @@ def _recover_locked(git: GitRepo, discard: bool = False) -> RecoveryResult:
     except FileNotFoundError:
         return RecoveryResult("none", message="no interrupted rollback")
     except ValueError:
-        # a journal torn while being written: the rollback had not started touching files
-        # (the journal is always complete before the first change)
+        # journals are written atomically, so this one was damaged from outside; without
+        # backups nothing had been touched, with backups a person must look
+        if (state / BACKUP_NAME).exists() and not discard:
+            raise RollbackError(
+                f"the rollback journal {path} is unreadable; the backups of the files it "
+                f"touched are in {state / BACKUP_NAME}: compare with 'git status', then run "
+                "'dvc-monitor recover --discard'") from None
         shutil.rmtree(state / BACKUP_NAME, ignore_errors=True)
         path.unlink()
+        with contextlib.suppress(OSError):
+            state.rmdir()
         return RecoveryResult("cleaned", message="removed an unreadable rollback journal "
                               "(the rollback had not changed anything)")
     tx = _Transaction(git, j)

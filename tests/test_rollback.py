@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -222,12 +223,24 @@ def test_recover_without_journal(rb_repo):
     assert "no interrupted rollback" in out
 
 
-def test_journal_check_does_not_import_dvc(rb_repo, tmp_path):
+def test_journal_check_is_a_file_test(rb_repo):
+    """Every command checks for a journal; without one nothing heavy is imported."""
     code = (
-        "import sys\n"
-        "from dvc_monitor.cli import _recover_interrupted_rollback\n"
-        "import argparse\n"
-        f"_recover_interrupted_rollback(argparse.Namespace(command='versions', repo={str(rb_repo.path)!r}))\n"
-        "assert not [m for m in sys.modules if m == 'dvc' or m.startswith('dvc.')], 'dvc imported'\n"
+        "import sys, argparse\n"
+        "from dvc_monitor.cli import _recover_interrupted_rollback, _rollback_journal_exists\n"
+        f"repo = {str(rb_repo.path / 'models')!r}\n"
+        "_recover_interrupted_rollback(argparse.Namespace(command='versions', repo=repo))\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] == 'dvc' or m in "
+        "('dvc_monitor.rollback', 'dvc_monitor.registry')]\n"
+        "assert not heavy, heavy\n"
+        "assert not _rollback_journal_exists(repo)\n"
+        "j = " + repr(str(rb_repo.path / ".git" / "dvc-monitor")) + "\n"
+        "import os; os.makedirs(j); open(j + '/rollback.json', 'w').close()\n"
+        "from dvc_monitor.rollback import pending_journal\n"
+        "assert _rollback_journal_exists(repo) and pending_journal(repo) is not None\n"
     )
-    rb_repo.run(__import__("sys").executable, "-c", code)
+    rb_repo.run(sys.executable, "-c", code)
+    # an unreadable (torn) journal is removed by the next command, which then works
+    out = rb_repo.dm("versions", MODEL)
+    assert "removed an unreadable rollback journal" in out.stderr
+    assert not (rb_repo.path / ".git" / "dvc-monitor").exists()

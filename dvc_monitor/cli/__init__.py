@@ -80,18 +80,40 @@ def main(argv: list[str] | None = None) -> int:
 def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
     """Finish or undo a rollback that was killed midway (its journal is in .git/).
 
-    A file-exists check: DVC and the rollback machinery are imported only when a journal
-    is there. Skipped for ``recover``/``rollback --recover`` (they do it themselves) and
-    for ``stage`` (run by dvc repro, possibly inside a rollback).
+    A file-exists check (``_rollback_journal_exists``): the rollback machinery and DVC are
+    imported only when a journal is there. Skipped for ``recover``/``rollback --recover``
+    (they do it themselves) and for ``stage`` (run by dvc repro, maybe inside a rollback).
     """
     if args.command in ("recover", "stage") or getattr(args, "recover", False):
         return
-    from dvc_monitor.rollback import pending_journal
-
-    if pending_journal(args.repo) is None:
+    if not _rollback_journal_exists(args.repo):
         return
     from dvc_monitor.rollback import recover_pending
 
     rec = recover_pending(args.repo)
     if rec is not None and rec.action not in ("none", "busy"):
         print(f"dvc-monitor: {rec.message}", file=sys.stderr)
+
+
+def _rollback_journal_exists(start: str) -> bool:
+    """True when ``<git dir>/dvc-monitor/rollback.json`` exists (see rollback.pending_journal).
+
+    Walks up from ``start`` to the first ``.git`` (folder, or file of a linked worktree)
+    with a few ``stat`` calls: no subprocess, no import.
+    """
+    try:
+        folder = os.path.abspath(start)
+    except OSError:
+        return False
+    while True:
+        dotgit = os.path.join(folder, ".git")
+        if os.path.isdir(dotgit):
+            return os.path.isfile(os.path.join(dotgit, "dvc-monitor", "rollback.json"))
+        if os.path.isfile(dotgit):  # a linked worktree: ask the real implementation
+            from dvc_monitor.rollback import pending_journal
+
+            return pending_journal(start) is not None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return False
+        folder = parent
