@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dvc_monitor.errors import SchemaError, UnknownModel, UsageError
+from dvc_monitor.errors import DvcMonitorError, UnknownModel, UsageError
 
 
 @dataclass
@@ -125,7 +125,7 @@ def _history_before(root: Path, name: str, df):
     try:
         state = review.read_state(root, name, None)
         past = review.load_data(state)
-    except Exception:  # no workspace data: the first hours of df serve as history
+    except DvcMonitorError:  # no workspace data: the first hours of df serve as history
         return None
     first = pd.to_numeric(df["timestamp"], errors="coerce").min()
     past = past[past["timestamp"] < first]

@@ -255,7 +255,6 @@ def evaluate_gate(root, name: str | None = None, base: str | None = None,
     from pathlib import Path
 
     from dvc_monitor import review
-    from dvc_monitor.stages import metric_directions
 
     if thresholds_from not in ("head", "base"):
         raise UsageError(f"--thresholds-from must be 'head' or 'base', got {thresholds_from!r}")
