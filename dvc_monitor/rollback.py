@@ -27,7 +27,9 @@ Test hook: the environment variable ``DVC_MONITOR_FAULT=<step>`` makes the rollb
 an exception right after ``<step>`` (one of ``STEPS``); ``<step>:hang`` makes it print a
 line to stderr and sleep there (so a test can kill it), ``<step>:kill`` makes it SIGKILL
 itself, ``<step>:pause`` makes it wait for SIGUSR1 and then go on (so a test can take the
-remote away between two steps). It is read only by this module and has no other effect.
+remote away between two steps). Several faults are separated by commas; the extra point
+``undo`` (half way through an undo) lets ``repro,undo:kill`` kill a rollback while it is
+undoing itself. It is read only by this module and has no other effect.
 """
 
 from __future__ import annotations
@@ -224,9 +226,13 @@ def _fault(step: str) -> None:
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
-    where, _, how = spec.partition(":")
-    if where != step:
-        return
+    for item in spec.split(","):
+        where, _, how = item.strip().partition(":")
+        if where == step:
+            _fault_now(step, how)
+
+
+def _fault_now(step: str, how: str) -> None:
     if how == "hang":
         print(f"dvc-monitor: test fault: hanging after {step} (pid {os.getpid()})",
               file=sys.stderr, flush=True)
@@ -671,11 +677,11 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         if got is not None and got != oid:
             changed_outs.append(path)
     if changed_outs:
-        pipeline = _norm(pdir, ModelLayout.DVC_YAML)
+        dvc_files = " ".join([_norm(pdir, ModelLayout.DVC_YAML), *sorted(head_pl.dvcfiles)])
         raise DirtyWorkTree(
             f"DVC-tracked outputs differ from HEAD's dvc.lock: {_list(changed_outs)}; keep "
-            f"them with 'dvc commit {pipeline}' and a git commit, or discard them with "
-            f"'dvc checkout --force {pipeline}', then run again (nothing was changed)")
+            f"them with 'dvc commit {dvc_files}' and a git commit, or discard them with "
+            f"'dvc checkout --force {dvc_files}', then run again (nothing was changed)")
 
     # objects the target needs: in the workspace already, in the local cache, else remote
     objects: list[ObjectNeed] = []
@@ -871,6 +877,9 @@ class _Transaction:
         if self.j.get("phase") == "backup":  # backups incomplete: nothing was touched yet
             self.cleanup()
             return
+        if self.j.get("phase") != "undo":  # a recovery after a kill goes on undoing
+            self.j["phase"] = "undo"
+            self.save()
         git = self.git
         commit = self.j.get("commit")
         head = git.head()
@@ -906,6 +915,7 @@ class _Transaction:
             if gone:
                 git.run("--literal-pathspecs", "rm", "-q", "--cached", "--ignore-unmatch",
                         "--", *gone, check=False)
+        _fault("undo")
         # DVC outputs: move each backup back (a missing backup was moved back already)
         for rel in self.j["outs"]:
             dst = self.root / rel
@@ -924,9 +934,11 @@ class _Transaction:
         self.cleanup()
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.backups, ignore_errors=True)
+        # the journal goes first: backups without a journal are stale and removed by the
+        # next rollback, a journal without its backups could not be undone
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        shutil.rmtree(self.backups, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.dir.rmdir()
 
@@ -1453,18 +1465,13 @@ def _recover_locked(git: GitRepo, discard: bool = False) -> RecoveryResult:
     commit = j.get("commit")
     if not commit and head != j["head"] and head and _commit_is_ours(git, head, j):
         commit = j["commit"] = head
-    if commit:
-        if head != commit:
-            raise RollbackError(
-                f"an interrupted rollback of {name} committed {commit[:7]}, but HEAD moved to "
-                f"{(head or '?')[:7]} since; check 'git log', then run 'dvc-monitor recover "
-                "--discard' to drop its journal")
+    if commit and head == commit and j.get("phase") != "undo":
         tag = tx.finish()
         extra = f" and tagged {tag}" if tag else ""
         return RecoveryResult("finished", name, version, commit,
                               message=f"finished an interrupted rollback of {name} to {version} "
                                       f"(commit {commit[:7]}{extra})")
-    if head != j["head"]:
+    if head != j["head"] and not (commit and head == commit):
         raise RollbackError(
             f"an interrupted rollback of {name} started at commit {j['head'][:7]}, but HEAD is "
             f"now {(head or '?')[:7]}; undo it by hand (backups in {state / BACKUP_NAME}) or "

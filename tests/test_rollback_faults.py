@@ -101,6 +101,20 @@ def test_killed_after_the_commit_is_finished_by_the_next_command(rb_repo, step):
     assert_clean(repo)
 
 
+def test_killed_while_undoing_is_undone_by_the_next_command(rb_repo):
+    repo = rb_repo
+    v1 = registered(repo, "v1.0.0")
+    cache_file(repo, v1.model_md5).unlink()
+    before = repo.snapshot()
+    proc = rollback(repo, "--to", "v1.0.0", "--stage", "prod", check=False,
+                    env={FAULT_ENV: "commit,undo:kill"})
+    assert proc.returncode == -9
+    assert journal(repo).exists()
+    out = repo.dm("recover")
+    assert "undid an interrupted rollback" in out.stdout
+    assert_unchanged(repo, before)
+
+
 @pytest.mark.parametrize("delay", [0.4, 0.9, 1.4, 2.0])
 def test_killed_at_a_random_moment(rb_repo, delay):
     """Whenever the kill lands (inside DVC's checkout too), the next command sorts it out."""
