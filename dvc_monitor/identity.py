@@ -82,17 +82,28 @@ def is_version_id(text: str) -> bool:
 # -- the id -----------------------------------------------------------------------------
 
 
-def canonical_payload(params: dict, deps: dict, cmds: dict) -> bytes:
-    """The exact bytes that are hashed (documented in docs/identity.md)."""
+def canonical_payload(params: dict, deps: dict, cmds: dict, plain: bool = False) -> bytes:
+    """The exact bytes that are hashed (documented in docs/identity.md).
+
+    ``plain`` promises that every key is a string and every value JSON-native (what the
+    fast lock reader produces): the canonicalising pass is then skipped, unless a
+    non-finite float turns up.
+    """
     doc = {"recipe": RECIPE, "params": params, "deps": deps, "cmds": cmds}
+    if plain:
+        try:
+            return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode("utf-8")
+        except (ValueError, TypeError):
+            pass
     return json.dumps(
         _canon(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
         allow_nan=False,
     ).encode("utf-8")
 
 
-def compute_id(params: dict, deps: dict, cmds: dict) -> str:
-    return ID_PREFIX + hashlib.sha256(canonical_payload(params, deps, cmds)).hexdigest()
+def compute_id(params: dict, deps: dict, cmds: dict, plain: bool = False) -> str:
+    return ID_PREFIX + hashlib.sha256(canonical_payload(params, deps, cmds, plain)).hexdigest()
 
 
 def _canon(value: Any) -> Any:
@@ -124,7 +135,7 @@ def identity_from_lock(lock: Any, model_path: str, source: str = "dvc.lock") -> 
     ``MissingLockFile`` for None or an empty lock, ``DvcMonitorError`` for a malformed
     lock or one where no stage produces ``model_path``.
     """
-    data = load_lock(lock, source)
+    data, plain = _load_lock(lock, source)
     stages = data.get("stages")
     if not isinstance(stages, dict) or not stages:
         raise DvcMonitorError(f"{source} has no stages; run 'dvc repro' and commit")
@@ -198,7 +209,7 @@ def identity_from_lock(lock: Any, model_path: str, source: str = "dvc.lock") -> 
     params = {k: params[k] for k in sorted(params)}
     deps = {k: deps[k] for k in sorted(deps)}
     return VersionIdentity(
-        id=compute_id(params, deps, cmds),
+        id=compute_id(params, deps, cmds, plain),
         params=params,
         deps=deps,
         cmds=cmds,
@@ -285,10 +296,15 @@ def _inside_md5(path: str, outs: dict[str, str]) -> str | None:
 
 def load_lock(lock: Any, source: str = "dvc.lock") -> dict:
     """A ``dvc.lock`` as a dict; ``MissingLockFile`` for None or empty input."""
+    return _load_lock(lock, source)[0]
+
+
+def _load_lock(lock: Any, source: str) -> tuple[dict, bool]:
+    """(the lock as a dict, whether the fast reader produced it)."""
     if isinstance(lock, dict):
         if not lock:
             raise MissingLockFile(f"{source} is empty; run 'dvc repro' and commit")
-        return lock
+        return lock, False
     if lock is None:
         raise MissingLockFile(f"{source} not found; run 'dvc repro' and commit it")
     if isinstance(lock, (bytes, bytearray)):
@@ -300,12 +316,15 @@ def load_lock(lock: Any, source: str = "dvc.lock") -> dict:
         raise TypeError(f"lock must be text, bytes or dict, got {type(lock).__name__}")
     if not lock.strip():
         raise MissingLockFile(f"{source} is empty; run 'dvc repro' and commit")
-    data = parse_yaml(lock, source)
+    try:
+        data, plain = _fast_parse(lock), True
+    except _Unsupported:
+        data, plain = _ruamel_load(lock, source), False
     if not isinstance(data, dict):
         raise DvcMonitorError(f"{source} is malformed: expected a mapping at the top")
     if not data:
         raise MissingLockFile(f"{source} is empty; run 'dvc repro' and commit")
-    return data
+    return data, plain
 
 
 def parse_yaml(text: str, source: str = "YAML file") -> Any:

@@ -177,6 +177,7 @@ class _Artifact:
     name: str
     versions: list = field(default_factory=list)  # [_VState] in creation order
     by_name: dict = field(default_factory=dict)
+    by_commit: dict = field(default_factory=dict)  # commit -> [registered _VState]
     discovered: dict = field(default_factory=dict)  # commit -> _VState
     deprecations: list = field(default_factory=list)
     events: list = field(default_factory=list)  # every event, in order
@@ -492,6 +493,12 @@ class Registry:
             raise UsageError(f"'{ref}' is too short for a version id: give at least "
                              f"{MIN_SHORT_ID} hex digits")
         matches = [v for v in allv if v.id and v.id[len(ID_PREFIX):].startswith(prefix)]
+        if not matches and not ref.startswith(ID_PREFIX):
+            # an unregistered commit with stages is named by its commit hexsha (as in GTO)
+            matches = [v for v in allv if not v.registered and v.version.startswith(prefix)]
+            if len(matches) == 1:
+                return matches[0]
+            matches = []
         if not matches:
             raise UnknownVersion(f"no version of {name} has an id starting with '{prefix}'; "
                                  f"{_known(allv)}")
@@ -544,6 +551,7 @@ def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:
         if state is None:
             state = _VState(tag.version, ref.commit, discovered=False)
             art.by_name[tag.version] = state
+            art.by_commit.setdefault(ref.commit, []).append(state)
             art.versions.append(state)
         ev = event(tag.version)
         state.direct.append(ev)
@@ -551,7 +559,7 @@ def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:
         art.events.append(ev)
         return
     # assignment / unassignment: the version is whatever is registered at that commit
-    at_commit = [v for v in art.versions if not v.discovered and v.commit == ref.commit]
+    at_commit = art.by_commit.get(ref.commit, [])
     if len(at_commit) > 1:
         active = [v for v in at_commit if v.active]
         state = (active or at_commit)[-1]
