@@ -359,7 +359,6 @@ _NULLS = frozenset({"~", "null", "Null", "NULL"})
 _TRUE = frozenset({"true", "True", "TRUE"})
 _FALSE = frozenset({"false", "False", "FALSE"})
 _PLAIN_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
-_PLAIN_START_RE = re.compile(r"[A-Za-z_/]")
 _HASH_RE = re.compile(r"[0-9a-f]{32,64}(?:\.dir)?")
 _NUMERIC_CHARS = frozenset("0123456789eE.+-_")
 _SPECIAL_WORDS = _NULLS | _TRUE | _FALSE

@@ -272,8 +272,12 @@ class Registry:
         return list(result)
 
     def resolve(self, name: str, ref: str) -> ModelVersion:
-        """The version ``ref`` names: ``v1.2.0``, ``1.2.0``, ``latest``, a (short) id."""
-        art = self._artifact(name)
+        """The version ``ref`` names: ``v1.2.0``, ``1.2.0``, ``latest``, a (short) id.
+
+        Deregistered versions are found too (check ``active``); the returned version has
+        ``identity`` filled in.
+        """
+        self._artifact(name)
         if not isinstance(ref, str) or not ref.strip():
             raise UsageError("give a version: vX.Y.Z, latest, or a version id")
         ref = ref.strip()
@@ -298,7 +302,6 @@ class Registry:
         for v in allv:
             if v.version == version:
                 return self._with_identity(v)
-        del art
         raise UnknownVersion(f"{name} has no version {version}; {_known(allv)}")
 
     def get(self, reference: str) -> ModelVersion:
