@@ -339,6 +339,28 @@ class DvcSession:
         return os.path.isdir(self.repo.stage_cache._get_cache_dir(key))
 
 
+def repair_rwlock(root: str | Path) -> bool:
+    """Remove ``.dvc/tmp/rwlock`` when a killed DVC call left it empty or torn.
+
+    DVC rewrites that file in place; a process killed in between leaves it unreadable and
+    every later ``dvc`` command fails ("Unable to read RWLock-file"). Without the file DVC
+    starts afresh. Done under DVC's own guard lock. Returns True when it was repaired.
+    """
+    from dvc.lock import make_lock
+
+    tmp = Path(root) / ".dvc" / "tmp"
+    path = tmp / "rwlock"
+    if not path.is_file():
+        return False
+    with make_lock(str(tmp / "rwlock.lock"), tmp_dir=str(tmp)):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+            return False
+        except (ValueError, UnicodeDecodeError):
+            path.unlink()
+            return True
+
+
 @contextlib.contextmanager
 def session(root: str | Path) -> Iterator[DvcSession]:
     """A ``DvcSession`` that is closed afterwards."""

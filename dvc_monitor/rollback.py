@@ -931,6 +931,7 @@ class _Transaction:
                 _remove_path(dst)
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
+        _repair_dvc_locks(self.root)
         self.cleanup()
 
     def cleanup(self) -> None:
@@ -969,6 +970,14 @@ class _Transaction:
                 tag = _assign_stage(self.root, self.j)
         self.cleanup()
         return tag
+
+
+def _repair_dvc_locks(root: Path) -> None:
+    """A DVC call interrupted while rewriting its rwlock file leaves it torn: repair it."""
+    from dvc_monitor import dvcops
+
+    with contextlib.suppress(Exception):
+        dvcops.repair_rwlock(root)
 
 
 def _kill_children() -> None:
@@ -1284,7 +1293,7 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
             label = ("Retrain with dvc repro (" + plan.retrain_reason + ")" if plan.retrain
                      else "Run dvc repro (outputs restored: nothing to retrain)")
             with step(label):
-                dvc.reset()
+                # checkout changed outputs only, not dvc.yaml/dvc.lock: DVC's index is current
                 result.stages_run = dvc.repro([_norm(plan.pipeline_dir, ModelLayout.DVC_YAML)])
                 model_stage = ctx.identity.stages[-1] if ctx.identity.stages else None
                 result.retrained = any(s.rsplit(":", 1)[-1] == model_stage
@@ -1456,6 +1465,7 @@ def _recover_locked(git: GitRepo, discard: bool = False) -> RecoveryResult:
                               message=f"discarded the journal of the rollback of {name} to "
                                       f"{version} without changing the repository")
     _kill_orphans(git.root)
+    _repair_dvc_locks(git.root)
     head = git.head()
     if j.get("phase") == "backup":
         tx.cleanup()

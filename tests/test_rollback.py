@@ -244,3 +244,35 @@ def test_journal_check_is_a_file_test(rb_repo):
     out = rb_repo.dm("versions", MODEL)
     assert "removed an unreadable rollback journal" in out.stderr
     assert not (rb_repo.path / ".git" / "dvc-monitor").exists()
+
+
+def test_code_dependency_outside_the_model_folder_is_restored(rb_repo):
+    repo = rb_repo
+    yaml_path = repo.path / MODEL_DIR / "dvc.yaml"
+    text = yaml_path.read_text()
+    marker = "    cmd: dvc-monitor stage train\n    deps:\n"
+    assert marker in text
+    yaml_path.write_text(text.replace(marker, marker + "      - ../../src/features.txt\n"))
+    (repo.path / "src").mkdir()
+    (repo.path / "src" / "features.txt").write_text("feature set A\n")
+    repo.dvc("repro", f"{MODEL_DIR}/dvc.yaml")
+    repo.commit_all("train reads src/features.txt")
+    repo.dm("register", MODEL, "--version", "v1.3.0")
+    (repo.path / "src" / "features.txt").write_text("feature set B\n")
+    repo.dvc("repro", f"{MODEL_DIR}/dvc.yaml")
+    repo.commit_all("feature set B")
+    repo.dm("register", MODEL, "--version", "v1.4.0")
+
+    out = json.loads(rollback(repo, "--to", "v1.3.0", "--json").stdout)
+    assert out["plan"]["shared"] == ["src/features.txt"]
+    assert any("src/features.txt" in note for note in out["notes"])
+    assert (repo.path / "src" / "features.txt").read_text() == "feature set A\n"
+    codes = {c["path"]: c for c in out["proof"]["checks"] if c["what"] == "code"}
+    assert codes["src/features.txt"]["ok"] is True
+    assert_clean(repo)
+
+    # v1.0.0 did not depend on it: the file is left as it is, the pipeline no longer reads it
+    rollback(repo, "--to", "v1.0.0")
+    assert (repo.path / "src" / "features.txt").read_text() == "feature set A\n"
+    assert "features.txt" not in (repo.path / MODEL_DIR / "dvc.yaml").read_text()
+    assert_clean(repo)

@@ -79,6 +79,18 @@ def test_killed_midway_is_undone_by_the_next_command(rb_repo, step):
     assert_unchanged(repo, before)
 
 
+def test_recovery_repairs_the_rwlock_file_a_killed_dvc_call_left_torn(rb_repo):
+    repo = rb_repo
+    before = repo.snapshot()
+    proc = start_rollback(repo, "--to", "v1.0.0", env={FAULT_ENV: "checkout:hang"})
+    wait_for_line(proc, "hanging after")
+    kill_and_reap(proc)
+    # what a SIGKILL inside DVC's rwlock rewrite leaves behind (seen with random kills)
+    (repo.path / ".dvc" / "tmp" / "rwlock").write_text("")
+    assert "undid an interrupted rollback" in repo.dm("versions", MODEL).stderr
+    assert_unchanged(repo, before)  # includes a working `dvc status`
+
+
 @pytest.mark.parametrize("step", ["commit", "tag"])
 def test_killed_after_the_commit_is_finished_by_the_next_command(rb_repo, step):
     repo = rb_repo
