@@ -116,7 +116,7 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     head_model = review.load_model(head_state)
     data = review.split_data(head_state, review.load_data(head_state))
     config = head_state.config
-    review.check_fits(base_state.config, data.holdout, f"the head's holdout data",
+    review.check_fits(base_state.config, data.holdout, "the head's holdout data",
                       f"{name} at {base_state.label}")
     params = head_state.evaluate_params
     history = data.history if head_state.kind == "forecast" else None
