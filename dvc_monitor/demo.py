@@ -44,8 +44,8 @@ class _Demo:
         exe = {"dvc-monitor": [sys.executable, "-m", "dvc_monitor"],
                "dvc": [sys.executable, "-m", "dvc"]}.get(args[0], [args[0]])
         proc = subprocess.run([*exe, *args[1:]], cwd=self.repo, env=self.env, text=True,
-                              capture_output=True)
-        out = (proc.stdout + proc.stderr).rstrip()
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out = proc.stdout.rstrip()
         if show and out:
             print(out, flush=True)
         if proc.returncode != 0:

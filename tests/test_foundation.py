@@ -140,8 +140,7 @@ def test_init_outside_git_repository(tmp_path):
 
 def test_init_writes_default_remote_outside_the_work_tree(git_repo):
     git_repo.dm("init", "--template", "risk", "--name", "risk")
-    remote = git_repo.dvc("remote", "list").stdout.split()
-    assert remote[0] == "local"
-    url = remote[1]
+    assert git_repo.dvc("config", "core.remote").stdout.strip() == "local"
+    url = git_repo.dvc("config", "remote.local.url").stdout.strip()
     assert str(git_repo.path) not in url
     assert url.startswith(git_repo.env["DVC_MONITOR_HOME"])
