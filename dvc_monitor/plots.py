@@ -39,8 +39,10 @@ def _save(fig, path: str | Path) -> Path:
 
 def score_distribution(path: str | Path, base: "np.ndarray", head: "np.ndarray",
                        base_label: str, head_label: str, title: str,
-                       xlabel: str = "score", bins: int = 40) -> Path:
-    """Histograms of two models' scores on the same rows (shared bins)."""
+                       xlabel: str = "score", bins: int = 40,
+                       thresholds: tuple[float | None, float | None] = (None, None)) -> Path:
+    """Histograms of two models' scores on the same rows (shared bins), with each
+    model's alert threshold as a dashed line when known."""
     import numpy as np
 
     fig = _figure()
@@ -51,6 +53,11 @@ def score_distribution(path: str | Path, base: "np.ndarray", head: "np.ndarray",
     ax.hist(base, bins=edges, alpha=0.55, color=BASE_COLOR, label=f"base {base_label}")
     ax.hist(head, bins=edges, histtype="step", linewidth=1.6, color=HEAD_COLOR,
             label=f"head {head_label}")
+    for value, color, who, style in ((thresholds[0], BASE_COLOR, "base", "--"),
+                                     (thresholds[1], HEAD_COLOR, "head", ":")):
+        if value is not None and lo <= value <= hi:
+            ax.axvline(value, color=color, linestyle=style, linewidth=1.4,
+                       label=f"{who} alert threshold")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("rows")
     ax.set_title(title)

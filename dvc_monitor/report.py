@@ -183,7 +183,8 @@ def _plots(report: Report, out_path: Path, params: dict, labels, base_scored, he
     }[kind]
     written.append(plots.score_distribution(
         plot_path(out_path, "scores"), b_score, h_score, b, h,
-        title + f"score distribution on the same {len(h_score)} rows", xlabel=score_label))
+        title + f"score distribution on the same {len(h_score)} rows", xlabel=score_label,
+        thresholds=(base_scored.threshold, head_scored.threshold)))
     has_both_classes = labels is not None and 0 < int(labels.sum()) < len(labels)
     if kind == "anomaly" and has_both_classes:
         written.append(plots.pr_curves(plot_path(out_path, "pr_curve"), labels,

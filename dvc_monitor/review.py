@@ -480,6 +480,7 @@ class Scored:
     score: "np.ndarray"
     alert: "np.ndarray"
     frame: "pd.DataFrame | None" = None  # forecast: timestamp, actual, predicted, lower, upper
+    threshold: float | None = None  # the score above which the model alerts
 
 
 def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
@@ -496,7 +497,8 @@ def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
             half = np.maximum((pred["upper"] - pred["lower"]).to_numpy(dtype=float) / 2, 1e-9)
             score = np.abs(pred["actual"] - pred["predicted"]).to_numpy(dtype=float) / half
             return Scored(pred["timestamp"].to_numpy(), score,
-                          pred["anomaly"].to_numpy().astype(bool), pred)
+                          pred["anomaly"].to_numpy().astype(bool), pred,
+                          module.alert_threshold(model))
         score = np.asarray(module.score(model, rows, config), dtype=float)
         alert = np.asarray(module.alerts(model, rows, config), dtype=bool)
     except DvcMonitorError:
@@ -506,7 +508,7 @@ def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
         raise TemplateError(f"the {kind} model could not score the data ({detail}); "
                             "does the data fit this model?") from None
     key = rows["_row"].to_numpy() if "_row" in rows.columns else np.arange(len(rows))
-    return Scored(key, score, alert)
+    return Scored(key, score, alert, threshold=module.alert_threshold(model))
 
 
 def evaluate_on(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",

@@ -74,6 +74,11 @@ def score(model, df: pd.DataFrame, config) -> np.ndarray:
     return -model.score_samples(df[list(config.features)].to_numpy(dtype=float))
 
 
+def alert_threshold(model) -> float:
+    """The score above which the model raises an alert (set by ``contamination``)."""
+    return float(-model.offset_)
+
+
 def alerts(model, df: pd.DataFrame, config) -> np.ndarray:
     """True where the model raises an alert."""
     return model.decision_function(df[list(config.features)].to_numpy(dtype=float)) < 0

@@ -106,6 +106,11 @@ def predict(model: dict, df: pd.DataFrame, history: pd.DataFrame | None = None) 
     return out
 
 
+def alert_threshold(model: dict) -> float:
+    """Scores above 1 lie outside the prediction interval: flagged as anomalies."""
+    return 1.0
+
+
 def score(model: dict, df: pd.DataFrame, config) -> np.ndarray:
     """Absolute error relative to the interval half-width (>1 = outside the interval)."""
     pred = predict(model, df)

@@ -70,7 +70,15 @@ def score(model, df: pd.DataFrame, config) -> np.ndarray:
     return model.predict_proba(df[list(config.features)].to_numpy(dtype=float))[:, 1]
 
 
-def alerts(model, df: pd.DataFrame, config, threshold: float = 0.5) -> np.ndarray:
+ALERT_PROBABILITY = 0.5
+
+
+def alert_threshold(model) -> float:
+    """The probability at or above which a case is flagged."""
+    return ALERT_PROBABILITY
+
+
+def alerts(model, df: pd.DataFrame, config, threshold: float = ALERT_PROBABILITY) -> np.ndarray:
     return score(model, df, config) >= threshold
 
 
