@@ -294,6 +294,22 @@ class DvcSession:
                     n += 1
         return n
 
+    def cache_workspace_dir(self, rel: str, oid: str) -> None:
+        """Save a workspace folder whose hash is ``oid`` to the cache (manifest and files)."""
+        from dvc_data.hashfile.build import build
+        from dvc_data.hashfile.transfer import transfer
+
+        if self.in_cache(oid):
+            return
+        odb = self.repo.cache.local
+        path = os.path.join(self.repo.root_dir, rel)
+        with self._dvc("commit"):
+            staging, _, obj = build(odb, path, self.repo.fs, "md5",
+                                    ignore=self.repo.dvcignore, state=self.repo.state)
+            if obj.hash_info.value != oid:
+                raise ExternalCommandError(f"{rel} changed while it was being cached")
+            transfer(staging, odb, {obj.hash_info}, shallow=False, hardlink=False)
+
     def add_manifest(self, oid: str, raw: bytes) -> None:
         """Put a ``.dir`` manifest (read from the remote, hash checked) into the local cache."""
         import hashlib

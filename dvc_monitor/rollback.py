@@ -701,6 +701,12 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
             continue
         if oid.endswith(".dir"):
             raw = dvc.local_manifest(oid)
+            if raw is None and dvc.workspace_hash(path) == oid:
+                # the folder is in the workspace as the target has it: cache it from there
+                objects.append(ObjectNeed(path, oid, role, "workspace"))
+                objects.extend(ObjectNeed(f"{path}/{rel}", md5, role, "workspace")
+                               for rel, md5 in sorted(workspace_dirs.get(path, {}).items()))
+                continue
             if raw is None:
                 pending_dirs.append((path, oid, role))
                 continue
@@ -1268,8 +1274,12 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
             label = (f"Fetch {len(plan.fetch)} object(s) from {plan.remote}" if plan.fetch
                      else "Fetch: every object is in the local cache")
             with step(label):
-                dvc.cache_workspace_files({o.path: o.oid for o in plan.objects
-                                           if o.location == "workspace"})
+                in_ws = [o for o in plan.objects if o.location == "workspace"]
+                for o in in_ws:
+                    if o.oid.endswith(".dir"):
+                        dvc.cache_workspace_dir(o.path, o.oid)
+                dvc.cache_workspace_files({o.path: o.oid for o in in_ws
+                                           if not o.oid.endswith(".dir")})
                 if plan.fetch:
                     for oid, raw in ctx.remote_manifests.items():
                         dvc.add_manifest(oid, raw)
@@ -1317,7 +1327,6 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
                         tx.j["commit"] = result.commit
                         result.tag = _assign_stage(ctx.root, tx.j)
                     _fault("tag")
-            tx.cleanup()
     except BaseException as exc:
         with _signals_ignored():
             try:
@@ -1346,6 +1355,9 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
             raise RollbackError(f"{_reason(exc)}; the repository was restored to its previous "
                                 "state") from None
         raise
+    # done: outside the try, so that nothing can undo a finished rollback (a kill from here
+    # on leaves a journal that the next command finishes)
+    tx.cleanup()
 
 
 def _reason(exc: BaseException) -> str:

@@ -276,3 +276,19 @@ def test_code_dependency_outside_the_model_folder_is_restored(rb_repo):
     assert (repo.path / "src" / "features.txt").read_text() == "feature set A\n"
     assert "features.txt" not in (repo.path / MODEL_DIR / "dvc.yaml").read_text()
     assert_clean(repo)
+
+
+def test_data_only_left_in_the_workspace_is_used_and_cached_again(rb_repo):
+    repo = rb_repo
+    rollback(repo, "--to", "v1.1.0")
+    v1 = registered(repo, "v1.0.0")
+    manifest = v1.data[f"{MODEL_DIR}/data"]
+    assert registered(repo, "v1.1.0").data[f"{MODEL_DIR}/data"] == manifest  # same data
+    for path in (cache_file(repo, manifest), remote_file(repo, manifest)):
+        path.unlink()
+    plan = json.loads(rollback(repo, "--to", "v1.0.0", "--dry-run", "--json").stdout)["plan"]
+    assert plan["missing"] == [] and plan["fetch"] == []
+    out = json.loads(rollback(repo, "--to", "v1.0.0", "--json").stdout)
+    assert out["proof"]["ok"] is True and out["retrained"] is False
+    assert cache_file(repo, manifest).is_file()
+    assert_clean(repo)

@@ -23,6 +23,7 @@ from rollback_support import (  # noqa: F401  (fixtures)
     cache_file,
     kill_and_reap,
     registered,
+    remote_file,
     rollback,
     rollback_base,
     rb_repo,
@@ -89,6 +90,22 @@ def test_recovery_repairs_the_rwlock_file_a_killed_dvc_call_left_torn(rb_repo):
     (repo.path / ".dvc" / "tmp" / "rwlock").write_text("")
     assert "undid an interrupted rollback" in repo.dm("versions", MODEL).stderr
     assert_unchanged(repo, before)  # includes a working `dvc status`
+
+
+def test_training_left_running_by_a_killed_rollback_is_stopped(rb_repo):
+    repo = rb_repo
+    v1 = registered(repo, "v1.0.0")
+    cache_file(repo, v1.model_md5).unlink()
+    remote_file(repo, v1.model_md5).unlink()
+    before = repo.snapshot()
+    proc = start_rollback(repo, "--to", "v1.0.0")
+    wait_for_line(proc, "Retrain with dvc repro")
+    time.sleep(0.3)
+    kill_and_reap(proc)  # the rollback only: `dvc-monitor stage train` goes on as an orphan
+    assert "undid an interrupted rollback" in repo.dm("versions", MODEL).stderr
+    assert_unchanged(repo, before)
+    time.sleep(8)  # long enough for the orphan to have written model.skops, were it alive
+    assert repo.snapshot() == before
 
 
 @pytest.mark.parametrize("step", ["commit", "tag"])
