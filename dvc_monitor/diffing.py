@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dvc_monitor.dvccache import object_path
 from dvc_monitor.errors import DvcMonitorError, UnknownVersion, UsageError
 from dvc_monitor.gitrepo import GitRepo
 
@@ -481,35 +482,12 @@ def _lookup(doc: dict, key: str) -> Any:
 # -- partitions from the local DVC cache ------------------------------------------------
 
 
-def cache_dir(root: str | Path) -> Path:
-    """The local cache's md5 object folder, read from .dvc/config(.local) without DVC."""
-    root = Path(root)
-    configured = None
-    for name in ("config", "config.local"):
-        f = root / ".dvc" / name
-        try:
-            text = f.read_text()
-        except OSError:
-            continue
-        section = None
-        for line in text.splitlines():
-            s = line.strip()
-            if s.startswith("[") and s.endswith("]"):
-                section = s[1:-1].strip().strip("'\"")
-            elif section == "cache" and "=" in s:
-                key, _, value = s.partition("=")
-                if key.strip() == "dir":
-                    configured = (root / ".dvc" / value.strip()).resolve()
-    base = configured or root / ".dvc" / "cache"
-    return base / "files" / "md5"
-
-
 def partitions_of(root: str | Path, md5: str) -> tuple[list | None, str | None]:
     """The files of a ``.dir`` object (``[{"relpath", "md5"}]``, sorted), or
     (None, note) when its manifest is not in the local cache."""
     if not md5 or not md5.endswith(".dir"):
         return [], None
-    obj = cache_dir(root) / md5[:2] / md5[2:]
+    obj = object_path(root, md5)
     try:
         entries = json.loads(obj.read_text())
     except (OSError, ValueError):

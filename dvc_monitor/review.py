@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from dvc_monitor.data import ModelConfig
+from dvc_monitor.dvccache import object_path, objects_dir
 from dvc_monitor.errors import (
     DvcMonitorError,
     ExternalCommandError,
@@ -254,34 +255,6 @@ def default_base(root: str | Path, name: str, head: str | None) -> str:
 # -- DVC cache --------------------------------------------------------------------------
 
 
-def cache_dir(root: str | Path) -> Path:
-    """The local DVC cache (``core``/``cache.dir`` from .dvc/config[.local], else .dvc/cache)."""
-    import configparser
-
-    dvc_dir = Path(root) / ".dvc"
-    found = None
-    for name in ("config", "config.local"):
-        path = dvc_dir / name
-        if not path.is_file():
-            continue
-        parser = configparser.ConfigParser(strict=False, interpolation=None)
-        try:
-            parser.read_string(path.read_text())
-        except configparser.Error:
-            continue
-        if parser.has_option("cache", "dir"):
-            found = parser.get("cache", "dir").strip().strip("'\"")
-    if not found:
-        return dvc_dir / "cache"
-    path = Path(found)
-    return path if path.is_absolute() else (dvc_dir / path).resolve()
-
-
-def object_path(root: str | Path, md5: str) -> Path:
-    """Where DVC 3 keeps the object with hash ``md5`` (``files/md5/ab/cdef...``)."""
-    return cache_dir(root) / "files" / "md5" / md5[:2] / md5[2:]
-
-
 def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
     """``dvc fetch`` of ``targets`` as recorded at ``commit`` (None: the workspace's).
 
@@ -314,7 +287,7 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
 def _objects(state: ModelState, md5s: list[str], target: str, what: str) -> dict[str, bytes]:
     """The cache objects ``md5s``, fetching the missing ones for ``target`` once."""
     root = state.root
-    objects = cache_dir(root) / "files" / "md5"
+    objects = objects_dir(root)
     missing = [m for m in md5s if not (objects / m[:2] / m[2:]).is_file()]
     if missing:
         from dvc_monitor import dvcops
@@ -404,7 +377,7 @@ def ensure_data_manifest(state: ModelState) -> None:
     md5 = state.data_md5
     if not md5 or not md5.endswith(".dir"):
         return
-    if (cache_dir(state.root) / "files" / "md5" / md5[:2] / md5[2:]).is_file():
+    if object_path(state.root, md5).is_file():
         return
     try:
         _objects(state, [md5], state.layout.data, f"the data of {state.name}")
