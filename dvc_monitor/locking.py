@@ -2,7 +2,8 @@
 
 The lock file lives in ``.git/`` so it is never committed or seen by ``git status``.
 Two writers never interleave: the second waits up to ``timeout`` seconds, then fails
-with a message that names the holder.
+with a message that names the holder. Within one process the lock is re-entrant, so a
+rollback that holds it can call ``registry.promote``, which takes it too.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def repo_lock(root: str | Path, command: str, timeout: float = DEFAULT_TIMEOUT) 
 
     path = lock_path(root)
     info_path = path.with_suffix(".owner")
-    lock = FileLock(str(path))
+    lock = FileLock(str(path), is_singleton=True)  # same path, same lock: re-entrant
+    outermost = not lock.is_locked
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
@@ -45,14 +47,16 @@ def repo_lock(root: str | Path, command: str, timeout: float = DEFAULT_TIMEOUT) 
             "wait for it to finish and try again"
         ) from None
     try:
-        info_path.write_text(json.dumps({
-            "command": command, "pid": os.getpid(), "host": socket.gethostname(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }))
+        if outermost:
+            info_path.write_text(json.dumps({
+                "command": command, "pid": os.getpid(), "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }))
         yield path
     finally:
-        with contextlib.suppress(OSError):
-            info_path.unlink()
+        if outermost:
+            with contextlib.suppress(OSError):
+                info_path.unlink()
         lock.release()
 
 
