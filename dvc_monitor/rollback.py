@@ -1156,17 +1156,33 @@ def _mismatch_message(plan: RollbackPlan, proof: Proof, dvc) -> str:
     what = (f"{first.path}: expected {_short(first.expected)}, got {_short(first.got)}"
             if first.what != "params" else "params differ from the ones it was built with")
     hint = "pass --allow-mismatch to keep it anyway"
-    for c in bad:
-        if c.what in ("model", "data", "output") and isinstance(c.expected, str) \
-                and not c.expected.endswith(".dir"):
-            cache_file = dvc.cache_path(c.expected)
-            if os.path.isfile(cache_file) and _md5_file(cache_file) != c.expected:
-                hint = (f"the DVC cache object {cache_file} is corrupted: delete it and run the "
-                        "rollback again (it will be fetched from the remote or retrained)")
-                break
+    corrupted = _corrupted_objects(
+        [c.expected for c in bad if c.what in ("model", "data", "output")
+         and isinstance(c.expected, str)], dvc)
+    if corrupted:
+        hint = (f"the DVC cache object {corrupted[0]} is corrupted: delete it and run the "
+                "rollback again (it will be fetched from the remote or rebuilt)")
     more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
     return (f"verification failed for {plan.name} {plan.version}: {what}{more}; the repository "
             f"was restored to its previous state; {hint}")
+
+
+def _corrupted_objects(oids: list[str], dvc) -> list[str]:
+    """Cache files (of these oids, or of the files of these folders) whose bytes lie."""
+    found = []
+    for oid in oids:
+        names = [oid]
+        if oid.endswith(".dir"):
+            raw = dvc.local_manifest(oid)
+            try:
+                names = [e["md5"] for e in json.loads(raw or b"[]") if isinstance(e, dict)]
+            except (ValueError, KeyError):
+                names = []
+        for name in names:
+            path = dvc.cache_path(name)
+            if os.path.isfile(path) and _md5_file(path) != name:
+                found.append(path)
+    return found
 
 
 def _short(value: Any) -> str:

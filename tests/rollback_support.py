@@ -18,14 +18,11 @@ remote folder, so a test may delete, move or corrupt anything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,10 +132,6 @@ def registered(repo: Repo, version: str, name: str = MODEL) -> Registered:
     raise AssertionError(f"{name} {version} is not registered")
 
 
-def md5_bytes(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
-
-
 def show_at(repo: Repo, commit: str, path: str) -> bytes:
     return subprocess.run(["git", "show", f"{commit}:{path}"], cwd=repo.path,
                           capture_output=True, check=True).stdout
@@ -212,13 +205,3 @@ def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
     assert len(errors) == 1, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     return errors[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def python() -> str:
-    return sys.executable

@@ -16,7 +16,6 @@ from rollback_support import (  # noqa: F401  (fixtures)
     assert_clean,
     assert_one_line_error,
     cache_file,
-    md5_bytes,
     registered,
     remote_file,
     rollback,

@@ -230,6 +230,21 @@ def test_corrupted_cache_object_is_caught_by_verification(rb_repo):
     assert repo.md5(MODEL_FILE) == v1.model_md5
 
 
+def test_corrupted_data_partition_is_caught_by_verification(rb_repo):
+    repo = rb_repo
+    rollback(repo, "--to", "v1.1.0")  # three batches; v1.2.0 has a fourth
+    v3 = registered(repo, "v1.2.0")
+    manifest = json.loads(cache_file(repo, v3.data["models/fraud-detector/data"]).read_text())
+    fourth = next(e for e in manifest if e["relpath"] == "batch-00004.csv")
+    obj = cache_file(repo, fourth["md5"])
+    corrupt(obj, writable=False)
+    before = repo.snapshot()
+    line = assert_one_line_error(rollback(repo, "--to", "v1.2.0", check=False))
+    assert "verification failed" in line and "models/fraud-detector/data" in line
+    assert f"the DVC cache object {obj} is corrupted" in line
+    assert_unchanged(repo, before)
+
+
 def test_corrupted_writable_cache_object_is_dropped_by_dvc_and_rebuilt(rb_repo):
     """DVC re-hashes a cache object that is not read-only, drops it, and repro retrains."""
     repo = rb_repo

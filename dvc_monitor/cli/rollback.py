@@ -163,12 +163,12 @@ def result_to_json(result) -> dict:
 
 
 def _counts(objects) -> str:
+    labels = {"workspace": "in the workspace", "cache": "in the local cache",
+              "remote": "on the remote", "missing": "missing"}
     by: dict[str, int] = {}
     for o in objects:
         by[o.location] = by.get(o.location, 0) + 1
-    order = ("workspace", "cache", "remote", "missing")
-    return ", ".join(f"{by[k]} {'in the ' + k if k in ('workspace', 'cache') else k if k == 'missing' else 'on the remote'}"
-                     for k in order if by.get(k))
+    return ", ".join(f"{by[k]} {label}" for k, label in labels.items() if by.get(k))
 
 
 def print_plan(plan) -> None:
