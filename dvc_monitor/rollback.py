@@ -1027,26 +1027,11 @@ def _kill_orphans(root: Path) -> None:
 
 @contextlib.contextmanager
 def _lock(root: Path, command: str, timeout: float | None = None) -> Iterator[None]:
-    """The repository lock, re-entrant for registry writes made while we hold it."""
-    from dvc_monitor import locking
+    """The repository lock (re-entrant: ``registry.promote`` takes it again inside)."""
+    from dvc_monitor.locking import repo_lock
 
-    kwargs = {} if timeout is None else {"timeout": timeout}
-    with locking.repo_lock(root, command, **kwargs) as held:
-        real = locking.repo_lock
-
-        @contextlib.contextmanager
-        def reentrant(r, cmd, timeout=locking.DEFAULT_TIMEOUT):
-            if locking.lock_path(r) == held:
-                yield held
-            else:  # pragma: no cover - another repository
-                with real(r, cmd, timeout=timeout) as p:
-                    yield p
-
-        locking.repo_lock = reentrant
-        try:
-            yield
-        finally:
-            locking.repo_lock = real
+    with repo_lock(root, command, **({} if timeout is None else {"timeout": timeout})):
+        yield
 
 
 def _assign_stage(root: Path, j: dict) -> str:
