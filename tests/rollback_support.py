@@ -80,14 +80,13 @@ def build_base(folder: Path) -> Repo:
 
 
 @pytest.fixture(scope="session")
-def rollback_base(tmp_path_factory, worker_id) -> Path:
+def rollback_base(tmp_path_factory) -> Path:
     """Folder holding ``repo``, ``home`` and ``remote`` of the base repository."""
     from filelock import FileLock
 
-    if worker_id == "master":
-        shared = tmp_path_factory.getbasetemp()
-    else:
-        shared = tmp_path_factory.getbasetemp().parent
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share their parent folder
+        shared = shared.parent
     folder = shared / f"rollback-base-{BASE_FORMAT}"
     with FileLock(str(folder) + ".lock"):
         if not (folder / "ready").exists():

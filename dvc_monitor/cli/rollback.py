@@ -204,6 +204,8 @@ def print_plan(plan) -> None:
     for path in plan.shared:
         print(f"  note            {path} is outside {plan.pipeline_dir}: other models that "
               "read it see the change")
+    if plan.current_id == plan.id and not plan.restore and not plan.delete:
+        print(f"  note            the workspace holds {plan.version} already: nothing to commit")
     print("Dry run: nothing was changed.")
 
 
