@@ -22,7 +22,9 @@ test: install
 	$(BIN)/pytest -n auto -q
 
 bench: install
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_registry.py
+	$(BIN)/python bench/bench_rollback.py
+	$(BIN)/python bench/bench_cache_growth.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
