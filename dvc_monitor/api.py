@@ -1,78 +1,78 @@
 """The Python API of dvc-monitor. The CLI is a thin skin over these functions.
 
-Every function takes the repository path first and returns small dataclasses.
+Every function takes the repository path first and returns small dataclasses::
+
+    from dvc_monitor import api
+    api.init("repo", "anomaly", "fraud-detector", sample_data=True)
+    v = api.register("repo", "fraud-detector", version="v1.0.0")
+    api.promote("repo", "fraud-detector", "v1.0.0", "prod")
+    api.Registry.load("repo").versions("fraud-detector")
+    api.rollback("repo", "fraud-detector", previous=True, stage="prod", message="why")
+
+Names are resolved lazily (PEP 562), so ``import dvc_monitor.api`` costs nothing and a
+program that only lists versions never imports the rollback or review machinery.
 """
 
 from __future__ import annotations
 
-from dvc_monitor.scaffold import IngestResult, InitResult, ingest, init
+import importlib
+from typing import Any
 
-__all__ = ["init", "ingest", "InitResult", "IngestResult"]
+# public name -> (module, attribute)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    # scaffolding (scaffold.py)
+    "init": ("scaffold", "init"),
+    "ingest": ("scaffold", "ingest"),
+    "InitResult": ("scaffold", "InitResult"),
+    "IngestResult": ("scaffold", "IngestResult"),
+    # registry (identity.py, registry.py, diffing.py)
+    "VersionIdentity": ("identity", "VersionIdentity"),
+    "identity_from_lock": ("identity", "identity_from_lock"),
+    "Event": ("registry", "Event"),
+    "ModelVersion": ("registry", "ModelVersion"),
+    "Registry": ("registry", "Registry"),
+    "register": ("registry", "register"),
+    "promote": ("registry", "promote"),
+    "unassign": ("registry", "unassign"),
+    "deregister": ("registry", "deregister"),
+    "deprecate": ("registry", "deprecate"),
+    "ModelDiff": ("diffing", "ModelDiff"),
+    "MetricRow": ("diffing", "MetricRow"),
+    "diff_revisions": ("diffing", "diff_revisions"),
+    "diff_refs": ("diffing", "diff_refs"),
+    # review (report.py, gate.py, compare.py, review.py)
+    "report": ("report", "build_report"),
+    "Report": ("report", "Report"),
+    "gate": ("gate", "gate"),
+    "evaluate_gate": ("gate", "evaluate_gate"),
+    "GateResult": ("gate", "GateResult"),
+    "compare": ("compare", "compare"),
+    "CompareResult": ("compare", "CompareResult"),
+    "VersionResult": ("compare", "VersionResult"),
+    "tag_info": ("review", "tag_info"),
+    "TagInfo": ("review", "TagInfo"),
+    "tag_info_env": ("review", "tag_info_env"),
+    # rollback (rollback.py)
+    "rollback": ("rollback", "rollback"),
+    "recover": ("rollback", "recover"),
+    "RollbackPlan": ("rollback", "RollbackPlan"),
+    "RollbackResult": ("rollback", "RollbackResult"),
+    "RecoveryResult": ("rollback", "RecoveryResult"),
+    "Proof": ("rollback", "Proof"),
+}
 
-# -- registry (identity.py, registry.py, diffing.py) -------------------------------------
-from dvc_monitor.identity import VersionIdentity, identity_from_lock  # noqa: E402
-from dvc_monitor.registry import (  # noqa: E402
-    Event,
-    ModelVersion,
-    Registry,
-    deprecate,
-    deregister,
-    promote,
-    register,
-    unassign,
-)
-
-__all__ += [
-    "VersionIdentity", "identity_from_lock", "Event", "ModelVersion", "Registry",
-    "register", "promote", "unassign", "deregister", "deprecate",
-]
-from dvc_monitor.diffing import ModelDiff, MetricRow, diff_refs, diff_revisions  # noqa: E402
-
-__all__ += ["ModelDiff", "MetricRow", "diff_revisions", "diff_refs"]
-
-# -- review: report, gate, compare, tag-info (review.py, report.py, gate.py, compare.py) --
-from dvc_monitor.compare import CompareResult, VersionResult, compare  # noqa: E402
-from dvc_monitor.gate import GateResult, evaluate_gate, gate  # noqa: E402
-from dvc_monitor.report import Report  # noqa: E402
-from dvc_monitor.report import build_report as report  # noqa: E402
-from dvc_monitor.review import TagInfo, tag_info, tag_info_env  # noqa: E402
-
-
-def report_json(r: "Report") -> dict:
-    """The numbers of a report as plain JSON (metrics rows match ``dvc metrics diff``)."""
-    from dvc_monitor.output import to_jsonable
-
-    return {
-        "name": r.name, "kind": r.kind, "base": r.base, "head": r.head,
-        "base_commit": r.base_commit, "head_commit": r.head_commit,
-        "metrics": [{"metric": m.metric, "base": m.base, "head": m.head, "delta": m.delta,
-                     "direction": m.direction, "change": m.change,
-                     "gate": r.gate.status_of(m.metric) if r.gate else ""} for m in r.metrics],
-        "gate": gate_json(r.gate) if r.gate else None,
-        "same_data": to_jsonable(r.same_data),
-        "changes": r.changes.to_dict() if hasattr(r.changes, "to_dict") else to_jsonable(r.changes),
-        "plots": r.plots, "notes": r.notes, "seconds": r.seconds,
-    }
-
-
-def gate_json(g: "GateResult") -> dict:
-    from dvc_monitor.output import to_jsonable
-
-    return to_jsonable(g) | {"passed": g.passed}
+__all__ = sorted(_EXPORTS)
 
 
-__all__ += ["report", "Report", "report_json", "evaluate_gate", "gate", "GateResult",
-            "gate_json", "compare", "CompareResult", "VersionResult", "tag_info", "TagInfo",
-            "tag_info_env"]
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'dvc_monitor.api' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"dvc_monitor.{module}"), attr)
+    globals()[name] = value  # resolve once
+    return value
 
-# -- rollback (rollback.py) -------------------------------------------------------------
-from dvc_monitor.rollback import (  # noqa: E402
-    Proof,
-    RecoveryResult,
-    RollbackPlan,
-    RollbackResult,
-    recover,
-    rollback,
-)
 
-__all__ += ["rollback", "recover", "RollbackPlan", "RollbackResult", "RecoveryResult", "Proof"]
+def __dir__() -> list[str]:
+    return __all__

@@ -119,6 +119,11 @@ class GateResult:
     def failures(self) -> list[Check]:
         return [c for c in self.checks if c.status == "fail"]
 
+    def to_json(self) -> dict:
+        from dvc_monitor.output import to_jsonable
+
+        return to_jsonable(self) | {"passed": self.passed}
+
     def status_of(self, metric: str) -> str:
         """fail / pass / "" for the report's metrics table."""
         states = {c.status for c in self.checks if c.metric == metric}

@@ -61,6 +61,24 @@ class Report:
     plots_artifact: str | None = None  # do not embed; link to where the files are attached
     seconds: float = 0.0
 
+    def to_json(self) -> dict:
+        """The report's numbers as plain JSON (metrics rows match ``dvc metrics diff``)."""
+        from dvc_monitor.output import to_jsonable
+
+        return {
+            "name": self.name, "kind": self.kind, "base": self.base, "head": self.head,
+            "base_commit": self.base_commit, "head_commit": self.head_commit,
+            "metrics": [{"metric": m.metric, "base": m.base, "head": m.head, "delta": m.delta,
+                         "direction": m.direction, "change": m.change,
+                         "gate": self.gate.status_of(m.metric) if self.gate else ""}
+                        for m in self.metrics],
+            "gate": self.gate.to_json() if self.gate else None,
+            "same_data": to_jsonable(self.same_data),
+            "changes": (self.changes.to_dict() if hasattr(self.changes, "to_dict")
+                        else to_jsonable(self.changes)),
+            "plots": self.plots, "notes": self.notes, "seconds": self.seconds,
+        }
+
 
 def build_report(root: str | Path, name: str | None = None, base: str | None = None,
                  head: str | None = None, output: str | Path | None = None,

@@ -81,7 +81,7 @@ def run_report(args: argparse.Namespace) -> int:
                         output=args.output, plots=not args.no_plots, top_k=args.top_k,
                         plots_url=args.plots_url, plots_artifact=args.plots_artifact)
     if args.json:
-        print_json(api.report_json(report))
+        print_json(report.to_json())
     elif not args.output:
         sys.stdout.write(report.markdown)
     if args.output:
@@ -98,7 +98,7 @@ def run_gate(args: argparse.Namespace) -> int:
     result = api.evaluate_gate(args.repo, args.name, base=args.base, head=args.head,
                                thresholds_from=args.thresholds_from)
     if args.json:
-        print_json(api.gate_json(result))
+        print_json(result.to_json())
     else:
         rows = []
         for r in result.rows:
