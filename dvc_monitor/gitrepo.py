@@ -123,25 +123,17 @@ class GitRepo:
 
     # -- state -------------------------------------------------------------------------
 
+    def _answer(self, *args: str) -> str | None:
+        """Stripped stdout of a git query, or None when it prints nothing (or fails)."""
+        return self.run(*args, check=False).strip() or None
+
     def head(self) -> str | None:
         """The commit HEAD points to, or None in a repository with no commits."""
-        proc = subprocess.run(
-            ["git", "rev-parse", "--verify", "-q", "HEAD^{commit}"],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-        )
-        return proc.stdout.strip() or None
+        return self._answer("rev-parse", "--verify", "-q", "HEAD^{commit}")
 
     def branch(self) -> str | None:
         """The current branch name, or None when HEAD is detached."""
-        proc = subprocess.run(
-            ["git", "symbolic-ref", "-q", "--short", "HEAD"],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-        )
-        return proc.stdout.strip() or None
+        return self._answer("symbolic-ref", "-q", "--short", "HEAD")
 
     def status_porcelain(self, *paths: str) -> str:
         """``git status --porcelain`` (untracked files included), optionally limited to paths."""
@@ -157,13 +149,7 @@ class GitRepo:
         """The full commit id of ``rev``, or None when it names no commit."""
         if rev.startswith("-"):
             return None
-        proc = subprocess.run(
-            ["git", "rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}"],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-        )
-        return proc.stdout.strip() or None
+        return self._answer("rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}")
 
     def identity(self) -> Identity:
         name = self.run("config", "user.name", check=False).strip() or "unknown"
