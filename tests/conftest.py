@@ -115,6 +115,16 @@ def new_repo(tmp_path: Path) -> Repo:
     return repo
 
 
+def copy_repo(src: Repo, tmp_path: Path) -> Repo:
+    """A private copy of a repository built once per module (its home and cache come
+    along; the DVC remote is shared, so tests on copies must not push)."""
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(src.path.parent, dst, symlinks=True)
+    return Repo(dst / "repo", cli_env(dst / "home"), src.remote)
+
+
 @pytest.fixture
 def git_repo(tmp_path: Path) -> Repo:
     """An empty git repository."""

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import subprocess
 
 import pytest
 
-from conftest import Repo, cli_env, init_model, new_repo, new_version
+from conftest import Repo, copy_repo, init_model, new_repo, new_version
 from dvc_monitor.data import write_batch
 from dvc_monitor.stages import kind_module
 
@@ -35,9 +34,7 @@ def versions(tmp_path_factory):
 
 @pytest.fixture
 def repo(versions, tmp_path):
-    dst = tmp_path / "copy"
-    shutil.copytree(versions.path.parent, dst, symlinks=True)
-    return Repo(dst / "repo", cli_env(dst / "home"), versions.remote)
+    return copy_repo(versions, tmp_path)
 
 
 @pytest.fixture(scope="module")

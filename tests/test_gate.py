@@ -5,12 +5,11 @@ thresholds that cannot work. Real git, real DVC, real training."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import yaml
 
-from conftest import Repo, cli_env, init_model, new_repo, new_version
+from conftest import Repo, copy_repo, init_model, new_repo, new_version
 from dvc_monitor.errors import UsageError
 from dvc_monitor.gate import MetricRow, Threshold, check, metric_rows, parse_gate
 from dvc_monitor.stages import metric_directions
@@ -31,9 +30,7 @@ def regressed(tmp_path_factory):
 @pytest.fixture
 def repo(regressed, tmp_path):
     """A private copy for tests that write."""
-    dst = tmp_path / "copy"
-    shutil.copytree(regressed.path.parent, dst, symlinks=True)
-    return Repo(dst / "repo", cli_env(dst / "home"), regressed.remote)
+    return copy_repo(regressed, tmp_path)
 
 
 def set_gate(repo: Repo, gate: dict | None) -> None:

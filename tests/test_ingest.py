@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import yaml
 
-from conftest import init_model, new_repo, sample_csv
+from conftest import copy_repo, init_model, new_repo, sample_csv
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +20,7 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def repo(trained, tmp_path):
     """A private copy of the trained repository (its remote and home come along)."""
-    from conftest import Repo, cli_env
-
-    dst = tmp_path / "copy"
-    shutil.copytree(trained.path.parent, dst, symlinks=True)
-    env = cli_env(dst / "home")
-    return Repo(dst / "repo", env, trained.remote)  # no test here pushes to the remote
+    return copy_repo(trained, tmp_path)  # no test here pushes to the remote
 
 
 def test_ingest_adds_partition_and_new_version_trains(repo, tmp_path):

@@ -8,12 +8,11 @@ git, real DVC (with a local remote), real training.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import Repo, cli_env, init_model, new_repo, sample_csv
+from conftest import Repo, copy_repo, init_model, new_repo, sample_csv
 
 NAME = "fraud-detector"
 MODEL_DIR = f"models/{NAME}"
@@ -35,9 +34,7 @@ def reviewed(tmp_path_factory):
 @pytest.fixture
 def repo(reviewed, tmp_path):
     """A private copy (it shares the DVC remote, which no test here writes to)."""
-    dst = tmp_path / "copy"
-    shutil.copytree(reviewed.path.parent, dst, symlinks=True)
-    return Repo(dst / "repo", cli_env(dst / "home"), reviewed.remote)
+    return copy_repo(reviewed, tmp_path)
 
 
 def one_line_error(proc) -> str:
