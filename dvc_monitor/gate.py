@@ -263,12 +263,7 @@ def evaluate_gate(root, name: str | None = None, base: str | None = None,
 
     if thresholds_from not in ("head", "base"):
         raise UsageError(f"--thresholds-from must be 'head' or 'base', got {thresholds_from!r}")
-    root = Path(root)
-    name = review.resolve_name(root, name)
-    head_rev = None if head in (None, review.WORKSPACE) else head
-    base_rev = base or review.default_base(root, name, head_rev)
-    head_state = review.read_state(root, name, head_rev)
-    base_state = review.read_state(root, name, base_rev)
+    base_state, head_state = review.read_base_and_head(Path(root), name, base, head)
     return gate_states(base_state, head_state, thresholds_from, allow_stale)
 
 

@@ -96,11 +96,8 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
 
     started = time.perf_counter()
     root = Path(root)
-    name = review.resolve_name(root, name)
-    head_rev = None if head in (None, review.WORKSPACE) else head
-    base_rev = base or review.default_base(root, name, head_rev)
-    head_state = review.read_state(root, name, head_rev)
-    base_state = review.read_state(root, name, base_rev)
+    base_state, head_state = review.read_base_and_head(root, name, base, head)
+    name = head_state.name
     if base_state.kind != head_state.kind:
         raise UsageError(f"{name} is a {base_state.kind} model at {base_state.label} but a "
                          f"{head_state.kind} model at {head_state.label}; nothing to compare")
@@ -279,7 +276,7 @@ def render(report: Report) -> str:
     elif g.passed:
         add(f"**Quality gate:** ✅ passed ({len(g.checks)} threshold(s))")
     else:
-        add(f"**Quality gate:** ❌ failed: " + "; ".join(c.detail for c in g.failures))
+        add("**Quality gate:** ❌ failed: " + "; ".join(c.detail for c in g.failures))
     for note in report.notes:
         add("")
         add(f"> ⚠️ {note}")

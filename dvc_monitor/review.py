@@ -123,6 +123,16 @@ def resolve_commit(root: str | Path, rev: str) -> str:
     return commit
 
 
+def read_base_and_head(root: str | Path, name: str | None, base: str | None,
+                       head: str | None) -> tuple[ModelState, ModelState]:
+    """The model's state at ``base`` (default: ``default_base``) and at ``head``
+    (None or ``workspace``: the files on disk), as report and gate compare them."""
+    name = resolve_name(root, name)
+    head_rev = None if head in (None, WORKSPACE) else head
+    base_rev = base or default_base(root, name, head_rev)
+    return read_state(root, name, base_rev), read_state(root, name, head_rev)
+
+
 def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
     """Model ``name``'s pipeline files at ``rev`` (None = workspace), read without checkout."""
     root = Path(root)
