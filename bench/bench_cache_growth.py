@@ -70,7 +70,7 @@ def main() -> int:
     sh(repo, "git", "add", "-A", env=env)
     sh(repo, "git", "commit", "-qm", "v0", env=env)
 
-    from dvc_monitor.data import write_batch
+    from dvc_monitor.model.data import write_batch
     from dvc_monitor.stages import anomaly
 
     print(f"{'versions':>8} {'data KB':>9} {'intermediates KB':>17} {'models KB':>10} "

@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dvc_monitor import tags as T  # noqa: E402
-from dvc_monitor.identity import identity_from_lock  # noqa: E402
+from dvc_monitor.registry import tags as T  # noqa: E402
+from dvc_monitor.registry.identity import identity_from_lock  # noqa: E402
 
 NAME = "fraud-detector"
 BIN = Path(sys.executable).parent

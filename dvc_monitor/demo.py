@@ -56,7 +56,7 @@ class _Demo:
 
     def batch(self, index: int, **overrides) -> str:
         """Write sample batch ``index`` to a CSV outside the repository; return its path."""
-        from dvc_monitor.data import write_batch
+        from dvc_monitor.model.data import write_batch
         from dvc_monitor.stages import kind_module
 
         path = self.base / "incoming" / f"batch-{index}.csv"

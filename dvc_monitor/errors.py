@@ -89,3 +89,9 @@ class GateFailed(DvcMonitorError):
 
 class ExternalCommandError(DvcMonitorError):
     """git or dvc failed; the message carries its last line of output."""
+
+
+def some(items: list[str], n: int = 3) -> str:
+    """The first ``n`` items joined, and how many more: for messages that list paths."""
+    shown = ", ".join(items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")

@@ -150,7 +150,7 @@ def anomaly_repo(tmp_path: Path) -> Repo:
 
 def sample_csv(tmp_path: Path, kind: str, index: int, seed: int = 0) -> Path:
     """Write sample batch ``index`` of ``kind`` to a CSV file and return its path."""
-    from dvc_monitor.data import write_batch
+    from dvc_monitor.model.data import write_batch
     from dvc_monitor.stages import kind_module
 
     path = tmp_path / f"{kind}-batch-{index}.csv"

@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,12 +145,22 @@ def remote_file(repo: Repo, md5: str) -> Path:
     return repo.remote / "files" / "md5" / md5[:2] / md5[2:]
 
 
+FAULT_CLI = Path(__file__).with_name("faultcli.py")
+
+
+def dm_command(fault: str | None) -> list[str]:
+    """The dvc-monitor command line; with ``fault``, the test hook of faultcli.py."""
+    if fault is None:
+        return [str(BIN / "dvc-monitor")]
+    return [sys.executable, str(FAULT_CLI), fault]
+
+
 def rollback(repo: Repo, *args: str, check: bool = True, env: dict | None = None,
-             timeout: float = 300) -> subprocess.CompletedProcess:
-    """``dvc-monitor rollback MODEL ARGS`` (with extra environment variables)."""
+             timeout: float = 300, fault: str | None = None) -> subprocess.CompletedProcess:
+    """``dvc-monitor rollback MODEL ARGS`` (extra environment variables; a checkpoint fault)."""
     full = dict(repo.env)
     full.update(env or {})
-    proc = subprocess.run([str(BIN / "dvc-monitor"), "rollback", MODEL, *args], cwd=repo.path,
+    proc = subprocess.run([*dm_command(fault), "rollback", MODEL, *args], cwd=repo.path,
                           env=full, text=True, capture_output=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"rollback {' '.join(args)} exited {proc.returncode}\n"
@@ -158,10 +169,10 @@ def rollback(repo: Repo, *args: str, check: bool = True, env: dict | None = None
 
 
 def start_rollback(repo: Repo, *args: str, env: dict | None = None,
-                   name: str = MODEL) -> subprocess.Popen:
+                   name: str = MODEL, fault: str | None = None) -> subprocess.Popen:
     full = dict(repo.env)
     full.update(env or {})
-    return subprocess.Popen([str(BIN / "dvc-monitor"), "rollback", name, *args], cwd=repo.path,
+    return subprocess.Popen([*dm_command(fault), "rollback", name, *args], cwd=repo.path,
                             env=full, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
 

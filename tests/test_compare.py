@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from conftest import Repo, copy_repo, init_model, new_repo, new_version
-from dvc_monitor.data import write_batch
+from dvc_monitor.model.data import write_batch
 from dvc_monitor.stages import kind_module
 
 NAME = "fraud-detector"

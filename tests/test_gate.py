@@ -11,7 +11,7 @@ import yaml
 
 from conftest import Repo, copy_repo, init_model, new_repo, new_version
 from dvc_monitor.errors import UsageError
-from dvc_monitor.gate import MetricRow, Threshold, check, metric_rows, parse_gate
+from dvc_monitor.review.gate import MetricRow, Threshold, check, metric_rows, parse_gate
 from dvc_monitor.stages import metric_directions
 
 NAME = "fraud-detector"

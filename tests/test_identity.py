@@ -11,15 +11,8 @@ import random
 import pytest
 
 from dvc_monitor.errors import DvcMonitorError, MissingLockFile
-from dvc_monitor.identity import (
-    ID_PREFIX,
-    _FastYaml,
-    _Unsupported,
-    canonical_payload,
-    identity_from_lock,
-    parse_yaml,
-    short_id,
-)
+from dvc_monitor.registry.identity import ID_PREFIX, canonical_payload, identity_from_lock, short_id
+from dvc_monitor.repo.dvcfiles import _FastYaml, _Unsupported, parse_yaml
 
 LOCK = """\
 schema: '2.0'

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from dvc_monitor.errors import ModelFileError
-from dvc_monitor.modelio import (
+from dvc_monitor.model.files import (
     TRUSTED_TYPES,
     canonical_archive,
     file_md5,
@@ -314,7 +314,7 @@ def test_saving_a_model_we_would_not_load_is_refused(tmp_path):
 
 def test_import_is_cheap():
     out = finish(python(
-        "import sys, dvc_monitor.modelio\n"
+        "import sys, dvc_monitor.model.files\n"
         "print(sorted(m for m in ('numpy', 'sklearn', 'skops') if m in sys.modules))"
     ))
     assert out.strip() == "[]"

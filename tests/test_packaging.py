@@ -30,7 +30,7 @@ def test_wheel_ships_templates_and_init_works_from_it(tmp_path):
     env = dict(repo.env, PYTHONPATH=str(site))
     proc = subprocess.run(
         [sys.executable, "-c",
-         "import dvc_monitor.scaffold as s, sys; print(s.templates_dir()); "
+         "import dvc_monitor.model.scaffold as s, sys; print(s.templates_dir()); "
          "from dvc_monitor.cli import main; sys.exit(main(sys.argv[1:]))",
          "init", "--template", "risk", "--name", "risk", "--remote", str(tmp_path / "remote")],
         cwd=repo.path, env=env, capture_output=True, text=True)

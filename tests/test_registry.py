@@ -193,7 +193,7 @@ def test_diff_between_versions(trained):
     assert all(m["delta"] == 0 for m in ws["metrics"])
     assert "no changes" in repo.dm("diff", NAME, "v0.3.0").stdout
 
-    from dvc_monitor.diffing import diff_revisions
+    from dvc_monitor.registry.diff import diff_revisions
 
     api = diff_revisions(repo.path, NAME, "HEAD~1", "HEAD")
     assert len(api.partitions_added) == 1 and api.params_changed == []
@@ -201,7 +201,7 @@ def test_diff_between_versions(trained):
 
 
 def test_ids_are_the_same_in_a_fresh_clone(trained, tmp_path):
-    from dvc_monitor.registry import Registry
+    from dvc_monitor.registry.state import Registry
 
     repo, _ = trained
     clone = tmp_path / "clone"

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import BIN, Repo, new_repo
 from dvc_monitor.errors import AmbiguousVersion, UnknownModel, UnknownVersion
-from dvc_monitor.identity import identity_from_lock, short_id
+from dvc_monitor.registry.identity import identity_from_lock, short_id
 
 NAME = "fraud-detector"
 ROOT_DVC_YAML = f"""\
@@ -262,7 +262,7 @@ def test_events_in_one_second_without_blocks_keep_their_order(synth):
 
 
 def test_two_promotions_in_one_second(synth):
-    from dvc_monitor import registry
+    from dvc_monitor import api as registry
 
     repo = synth
     c1 = synth_commit(repo, seed=1)
@@ -291,7 +291,7 @@ def test_two_promotions_in_one_second(synth):
 
 
 def test_resolve_forms_and_errors(synth):
-    from dvc_monitor.registry import Registry
+    from dvc_monitor.registry.state import Registry
 
     repo = synth
     c1 = synth_commit(repo, seed=1)
@@ -332,7 +332,8 @@ def test_resolve_forms_and_errors(synth):
 
 
 def test_ambiguous_short_id(synth):
-    from dvc_monitor.registry import MIN_SHORT_ID, Registry
+    from dvc_monitor.registry.values import MIN_SHORT_ID
+    from dvc_monitor.registry.state import Registry
 
     seen: dict[str, int] = {}
     pair = None

@@ -230,12 +230,12 @@ def test_journal_check_is_a_file_test(rb_repo):
         f"repo = {str(rb_repo.path / 'models')!r}\n"
         "_recover_interrupted_rollback(argparse.Namespace(command='versions', repo=repo))\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] == 'dvc' or m in "
-        "('dvc_monitor.rollback', 'dvc_monitor.registry')]\n"
+        "('dvc_monitor.rollback.transaction', 'dvc_monitor.rollback.plan', 'dvc_monitor.registry.state')]\n"
         "assert not heavy, heavy\n"
         "assert not _rollback_journal_exists(repo)\n"
         "j = " + repr(str(rb_repo.path / ".git" / "dvc-monitor")) + "\n"
         "import os; os.makedirs(j); open(j + '/rollback.json', 'w').close()\n"
-        "from dvc_monitor.rollback import pending_journal\n"
+        "from dvc_monitor.rollback.journal import pending_journal\n"
         "assert _rollback_journal_exists(repo) and pending_journal(repo) is not None\n"
     )
     rb_repo.run(sys.executable, "-c", code)

@@ -1,7 +1,7 @@
 """Issue #4: a rollback that fails, is interrupted or killed leaves the repository as it was.
 
-Faults are injected with the test hook ``DVC_MONITOR_FAULT=<step>[:hang|:pause]`` read by
-``dvc_monitor.rollback`` (documented there), or for real: signals, SIGKILL, a remote that
+Faults are injected at exact checkpoints by the test hook ``faultcli.py``
+(``<step>[:hang|:pause|:kill]``, documented there), or for real: signals, SIGKILL, a remote that
 disappears, a corrupted cache object, a second rollback at the same time.
 """
 
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from dvc_monitor.rollback import FAULT_ENV, STEPS
+from dvc_monitor.rollback.signals import STEPS
 from rollback_support import (  # noqa: F401  (fixtures)
     MODEL,
     MODEL_FILE,
@@ -52,7 +52,7 @@ def test_exception_after_each_step_changes_nothing(rb_repo, step):
     cache_file(repo, v1.model_md5).unlink()  # so that the fetch step has work to do
     before = repo.snapshot()
     proc = rollback(repo, "--to", "v1.0.0", "--stage", "prod", check=False,
-                    env={FAULT_ENV: step})
+                    fault=step)
     assert proc.returncode == 1
     line = assert_one_line_error(proc)
     assert f"injected fault after step '{step}'" in line
@@ -69,7 +69,7 @@ def test_killed_midway_is_undone_by_the_next_command(rb_repo, step):
     cache_file(repo, v1.model_md5).unlink()
     before = repo.snapshot()
     proc = start_rollback(repo, "--to", "v1.0.0", "--stage", "prod",
-                          env={FAULT_ENV: f"{step}:hang"})
+                          fault=f"{step}:hang")
     wait_for_line(proc, "hanging after")
     kill_and_reap(proc)
     assert journal(repo).exists()
@@ -83,7 +83,7 @@ def test_killed_midway_is_undone_by_the_next_command(rb_repo, step):
 def test_recovery_repairs_the_rwlock_file_a_killed_dvc_call_left_torn(rb_repo):
     repo = rb_repo
     before = repo.snapshot()
-    proc = start_rollback(repo, "--to", "v1.0.0", env={FAULT_ENV: "checkout:hang"})
+    proc = start_rollback(repo, "--to", "v1.0.0", fault="checkout:hang")
     wait_for_line(proc, "hanging after")
     kill_and_reap(proc)
     # what a SIGKILL inside DVC's rwlock rewrite leaves behind (seen with random kills)
@@ -114,7 +114,7 @@ def test_killed_after_the_commit_is_finished_by_the_next_command(rb_repo, step):
     v1 = registered(repo, "v1.0.0")
     head = repo.head()
     proc = start_rollback(repo, "--to", "v1.0.0", "--stage", "prod", "-m", "why",
-                          env={FAULT_ENV: f"{step}:hang"})
+                          fault=f"{step}:hang")
     wait_for_line(proc, "hanging after")
     kill_and_reap(proc)
 
@@ -136,7 +136,7 @@ def test_killed_while_undoing_is_undone_by_the_next_command(rb_repo):
     cache_file(repo, v1.model_md5).unlink()
     before = repo.snapshot()
     proc = rollback(repo, "--to", "v1.0.0", "--stage", "prod", check=False,
-                    env={FAULT_ENV: "commit,undo:kill"})
+                    fault="commit,undo:kill")
     assert proc.returncode == -9
     assert journal(repo).exists()
     out = repo.dm("recover")
@@ -169,7 +169,7 @@ def test_killed_at_a_random_moment(rb_repo, delay):
 def test_signal_midway_is_undone_at_once(rb_repo, sig, code):
     repo = rb_repo
     before = repo.snapshot()
-    proc = start_rollback(repo, "--to", "v1.0.0", env={FAULT_ENV: "checkout:hang"})
+    proc = start_rollback(repo, "--to", "v1.0.0", fault="checkout:hang")
     wait_for_line(proc, "hanging after")
     assert kill_and_reap(proc, sig) == code
     err = proc.stderr.read()
@@ -195,7 +195,7 @@ def test_remote_vanishing_during_the_rollback_is_undone(rb_repo):
     v1 = registered(repo, "v1.0.0")
     cache_file(repo, v1.model_md5).unlink()
     before = repo.snapshot()
-    proc = start_rollback(repo, "--to", "v1.0.0", env={FAULT_ENV: "restore:pause"})
+    proc = start_rollback(repo, "--to", "v1.0.0", fault="restore:pause")
     wait_for_line(proc, "paused after")
     shutil.move(repo.remote, repo.remote.with_name("remote-away"))
     proc.send_signal(signal.SIGUSR1)
@@ -269,7 +269,7 @@ def test_allow_mismatch_keeps_a_mismatching_result(rb_repo):
 def test_second_rollback_fails_clearly_while_the_first_runs(rb_repo):
     repo = rb_repo
     v1 = registered(repo, "v1.0.0")
-    first = start_rollback(repo, "--to", "v1.0.0", env={FAULT_ENV: "backup:pause"})
+    first = start_rollback(repo, "--to", "v1.0.0", fault="backup:pause")
     wait_for_line(first, "paused after")
     second = rollback(repo, "--to", "v1.1.0", "--wait", "1", check=False)
     line = assert_one_line_error(second)
@@ -288,7 +288,7 @@ def test_second_rollback_waits_for_the_first(rb_repo):
     repo = rb_repo
     v2 = registered(repo, "v1.1.0")
     head = repo.head()
-    first = start_rollback(repo, "--to", "v1.0.0", env={FAULT_ENV: "backup:pause"})
+    first = start_rollback(repo, "--to", "v1.0.0", fault="backup:pause")
     wait_for_line(first, "paused after")
     second = start_rollback(repo, "--to", "v1.1.0")
     time.sleep(1.0)

@@ -1,4 +1,4 @@
-"""Tests for dvc_monitor.tags: GTO agreement, validation, counters, message blocks."""
+"""Tests for dvc_monitor.registry.tags: GTO agreement, validation, counters, message blocks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from gto import tag as gto_tag
 from gto.versions import SemVer
 
 from dvc_monitor.errors import InvalidName, UsageError
-from dvc_monitor.tags import (
+from dvc_monitor.registry.tags import (
     BEGIN_MARKER,
     END_MARKER,
     MAX_NAME_LENGTH,
@@ -512,7 +512,7 @@ def test_default_summary_is_gtos(tag, version, expected):
 
 def test_import_is_light():
     code = (
-        "import sys, dvc_monitor.tags; "
+        "import sys, dvc_monitor.registry.tags; "
         "heavy = [m for m in ('gto', 'dvc', 'pydantic', 'semver', 'scmrepo') if m in sys.modules]; "
         "print(heavy)"
     )

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Callable
 
 from dvc_monitor import __version__
 from dvc_monitor.errors import DvcMonitorError
@@ -53,9 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, checkpoint: Callable[[str], None] | None = None) -> int:
+    """Run the command line. ``checkpoint`` is called after each rollback step (the
+    default does nothing; tests pass their own to cause faults at exact points)."""
+    from dvc_monitor.rollback.signals import no_checkpoint
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.checkpoint = checkpoint or no_checkpoint
     try:
         _recover_interrupted_rollback(args)
         result = args.func(args)
@@ -88,7 +94,7 @@ def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
         return
     if not _rollback_journal_exists(args.repo):
         return
-    from dvc_monitor.rollback import recover_pending
+    from dvc_monitor.rollback.journal import recover_pending
 
     rec = recover_pending(args.repo)
     if rec is not None and rec.action not in ("none", "busy"):
@@ -110,7 +116,7 @@ def _rollback_journal_exists(start: str) -> bool:
         if os.path.isdir(dotgit):
             return os.path.isfile(os.path.join(dotgit, "dvc-monitor", "rollback.json"))
         if os.path.isfile(dotgit):  # a linked worktree: ask the real implementation
-            from dvc_monitor.rollback import pending_journal
+            from dvc_monitor.rollback.journal import pending_journal
 
             return pending_journal(start) is not None
         parent = os.path.dirname(folder)

@@ -83,14 +83,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _root(args: argparse.Namespace):
-    from dvc_monitor.gitrepo import GitRepo
+    from dvc_monitor.repo.git import GitRepo
 
     return GitRepo.discover(args.repo).root
 
 
 def _load(args: argparse.Namespace):
-    from dvc_monitor.output import info
-    from dvc_monitor.registry import Registry
+    from dvc_monitor.cli.output import info
+    from dvc_monitor.registry.state import Registry
 
     reg = Registry.load(args.repo)
     for w in reg.warnings:
@@ -165,7 +165,7 @@ def event_dict(ev) -> dict:
 
 
 def _print_event(ev, json_out: bool) -> None:
-    from dvc_monitor.output import print_json
+    from dvc_monitor.cli.output import print_json
 
     if json_out:
         print_json(event_dict(ev))
@@ -178,8 +178,8 @@ def _print_event(ev, json_out: bool) -> None:
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from dvc_monitor.output import print_json
-    from dvc_monitor.registry import register as do_register
+    from dvc_monitor.cli.output import print_json
+    from dvc_monitor.registry.writes import register as do_register
 
     mv = do_register(_root(args), args.name, version=args.version_name, bump=args.bump,
                      message=args.message)
@@ -193,7 +193,7 @@ def run_register(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from dvc_monitor.registry import promote
+    from dvc_monitor.registry.writes import promote
 
     _print_event(promote(_root(args), args.name, args.version, args.stage, message=args.message),
                  args.json)
@@ -201,8 +201,8 @@ def run_promote(args: argparse.Namespace) -> int:
 
 
 def run_unassign(args: argparse.Namespace) -> int:
-    from dvc_monitor.output import print_json
-    from dvc_monitor.registry import unassign
+    from dvc_monitor.cli.output import print_json
+    from dvc_monitor.registry.writes import unassign
 
     events = unassign(_root(args), args.name, args.stage, args.version, message=args.message)
     if args.json:
@@ -214,14 +214,14 @@ def run_unassign(args: argparse.Namespace) -> int:
 
 
 def run_deregister(args: argparse.Namespace) -> int:
-    from dvc_monitor.registry import deregister
+    from dvc_monitor.registry.writes import deregister
 
     _print_event(deregister(_root(args), args.name, args.version, message=args.message), args.json)
     return 0
 
 
 def run_deprecate(args: argparse.Namespace) -> int:
-    from dvc_monitor.registry import deprecate
+    from dvc_monitor.registry.writes import deprecate
 
     _print_event(deprecate(_root(args), args.name, message=args.message), args.json)
     return 0
@@ -231,9 +231,9 @@ def run_deprecate(args: argparse.Namespace) -> int:
 
 
 def run_versions(args: argparse.Namespace) -> int:
-    from dvc_monitor import tags
-    from dvc_monitor.output import info, print_table
-    from dvc_monitor.registry import key_metrics
+    from dvc_monitor.cli.output import info, print_table
+    from dvc_monitor.registry import tags
+    from dvc_monitor.registry.facts import key_metrics
 
     if args.name is not None:
         tags.validate_artifact_name(args.name)
@@ -277,8 +277,8 @@ def run_versions(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from dvc_monitor.diffing import partitions_of
-    from dvc_monitor.output import print_json
+    from dvc_monitor.cli.output import print_json
+    from dvc_monitor.registry.diff import partitions_of
 
     reg = _load(args)
     mv = reg.get(args.ref)
@@ -365,8 +365,8 @@ def _flatten(params: dict, prefix: str = ""):
 
 
 def run_history(args: argparse.Namespace) -> int:
-    from dvc_monitor import tags
-    from dvc_monitor.output import info, print_table
+    from dvc_monitor.cli.output import info, print_table
+    from dvc_monitor.registry import tags
 
     if args.name is not None:
         tags.validate_artifact_name(args.name)
@@ -385,9 +385,9 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from dvc_monitor import tags
-    from dvc_monitor.diffing import diff_refs
-    from dvc_monitor.output import print_json
+    from dvc_monitor.cli.output import print_json
+    from dvc_monitor.registry import tags
+    from dvc_monitor.registry.diff import diff_refs
 
     tags.validate_artifact_name(args.name)
     d = diff_refs(args.repo, args.name, args.base, args.head)

@@ -75,7 +75,7 @@ def run_report(args: argparse.Namespace) -> int:
     import sys
 
     from dvc_monitor import api
-    from dvc_monitor.output import info, print_json
+    from dvc_monitor.cli.output import info, print_json
 
     report = api.report(args.repo, args.name, base=args.base, head=args.head,
                         output=args.output, plots=not args.no_plots, top_k=args.top_k,
@@ -92,8 +92,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_gate(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.gate import raise_if_failed
-    from dvc_monitor.output import info, print_json, print_table
+    from dvc_monitor.cli.output import info, print_json, print_table
+    from dvc_monitor.review.gate import raise_if_failed
 
     result = api.evaluate_gate(args.repo, args.name, base=args.base, head=args.head,
                                thresholds_from=args.thresholds_from)
@@ -122,8 +122,8 @@ def run_gate(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.compare import table
-    from dvc_monitor.output import info, print_json, print_table
+    from dvc_monitor.cli.output import info, print_json, print_table
+    from dvc_monitor.review.compare import table
 
     result = api.compare(args.repo, args.name, args.versions, data=args.data,
                          metric=args.metric, best=args.best)
@@ -147,7 +147,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_tag_info(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.output import print_json
+    from dvc_monitor.cli.output import print_json
 
     info = api.tag_info(args.repo, args.tag)
     if args.json:

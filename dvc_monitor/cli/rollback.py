@@ -64,19 +64,19 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    from dvc_monitor import rollback as api  # the same functions as dvc_monitor.api, lighter
+    from dvc_monitor import api
+    from dvc_monitor.cli.output import print_json, step
     from dvc_monitor.errors import UsageError
-    from dvc_monitor.output import print_json, step
 
     if args.recover:
-        return _print_recovery(api.recover(args.repo), args.json)
+        return _print_recovery(api.recover(args.repo, checkpoint=args.checkpoint), args.json)
     if not args.name:
         raise UsageError("give the model name: dvc-monitor rollback NAME --to VERSION")
     with _stdout_to_stderr(args.json):
         result = api.rollback(args.repo, args.name, to=args.to, previous=args.previous,
                               stage=args.stage, message=args.message, dry_run=args.dry_run,
                               allow_mismatch=args.allow_mismatch, progress=step,
-                              lock_timeout=args.wait)
+                              lock_timeout=args.wait, checkpoint=args.checkpoint)
     if args.json:
         print_json(result_to_json(result))
         return 0
@@ -88,13 +88,14 @@ def run_rollback(args: argparse.Namespace) -> int:
 
 
 def run_recover(args: argparse.Namespace) -> int:
-    from dvc_monitor import rollback as api
+    from dvc_monitor import api
 
-    return _print_recovery(api.recover(args.repo, discard=args.discard), args.json)
+    return _print_recovery(api.recover(args.repo, discard=args.discard,
+                                       checkpoint=args.checkpoint), args.json)
 
 
 def _print_recovery(rec, as_json: bool) -> int:
-    from dvc_monitor.output import print_json
+    from dvc_monitor.cli.output import print_json
 
     if as_json:
         print_json(rec)
@@ -107,7 +108,7 @@ def _print_recovery(rec, as_json: bool) -> int:
 
 
 def result_to_json(result) -> dict:
-    from dvc_monitor.output import to_jsonable
+    from dvc_monitor.values import to_jsonable
 
     plan = result.plan
     doc = {

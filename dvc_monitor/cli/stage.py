@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dvc_monitor.output import info
+    from dvc_monitor.cli.output import info
     from dvc_monitor.stages import run_stage
 
     summary = run_stage(args.stage, args.repo)

@@ -14,11 +14,10 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-import yaml
-
-from dvc_monitor.data import ModelConfig, partition_files, read_partitions
 from dvc_monitor.errors import DvcMonitorError
-from dvc_monitor.layout import ModelLayout
+from dvc_monitor.model.data import ModelConfig, partition_files, read_partitions
+from dvc_monitor.model.layout import ModelLayout
+from dvc_monitor.repo.dvcfiles import load_lock, parse_yaml
 
 STAGES = ("prepare", "train", "evaluate")
 
@@ -36,7 +35,7 @@ def load_params(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DvcMonitorError(f"{path} not found")
-    return yaml.safe_load(path.read_text()) or {}
+    return parse_yaml(path.read_text(), str(path)) or {}
 
 
 def run_stage(stage: str, workdir: str | Path = ".") -> dict:
@@ -57,7 +56,7 @@ def run_stage(stage: str, workdir: str | Path = ".") -> dict:
 def _load_split(workdir: Path):
     import json
 
-    from dvc_monitor.data import read_partitions
+    from dvc_monitor.model.data import read_partitions
 
     split = json.loads((workdir / ModelLayout.SPLIT).read_text())
     df = read_partitions(workdir / ModelLayout.DATA)
@@ -85,7 +84,7 @@ def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType)
 
 
 def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
-    from dvc_monitor.modelio import save_model
+    from dvc_monitor.model.files import save_model
 
     split, df = _load_split(workdir)
     mask = kind.holdout_mask(df, split["holdout"])
@@ -95,7 +94,7 @@ def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -
 
 
 def _evaluate(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
-    from dvc_monitor.modelio import load_model
+    from dvc_monitor.model.files import load_model
     from dvc_monitor.stages.common import write_csv, write_json
 
     split, df = _load_split(workdir)
@@ -120,9 +119,9 @@ def _locked_md5(workdir: Path, out_path: str) -> str | None:
     lock_file = workdir / ModelLayout.DVC_LOCK
     if not lock_file.is_file():
         return None
-    lock = yaml.safe_load(lock_file.read_text()) or {}
+    lock = load_lock(lock_file.read_text(), str(lock_file))
     for stage in (lock.get("stages") or {}).values():
-        for out in stage.get("outs") or []:
+        for out in (stage or {}).get("outs") or []:
             if out.get("path") == out_path:
                 return out.get("md5")
     return None

@@ -3,7 +3,7 @@
 Reads are done in bulk: all tags with their peeled commits, taggers and messages in
 one ``git for-each-ref``; file contents at many commits in one ``git cat-file --batch``.
 Arguments are passed as a list (never through a shell), and user-supplied names are
-validated by ``dvc_monitor.tags`` before they get here.
+validated by ``dvc_monitor.registry.tags`` before they get here.
 """
 
 from __future__ import annotations
@@ -194,6 +194,22 @@ class GitRepo:
                 )
             )
         return result
+
+    def ls_tree(self, rev: str, paths: list[str]) -> dict[str, tuple[str, str]]:
+        """Tracked files under ``paths`` at ``rev``: path -> (mode, blob oid)."""
+        if not paths:
+            return {}
+        out = self.run("--literal-pathspecs", "ls-tree", "-r", "-z", "--full-tree", rev, "--",
+                       *paths, check=False)
+        tree = {}
+        for rec in out.split("\0"):
+            if not rec:
+                continue
+            meta, _, path = rec.partition("\t")
+            mode, otype, oid = meta.split()
+            if otype == "blob":
+                tree[path] = (mode, oid)
+        return tree
 
     def read_blobs(self, specs: Iterable[str]) -> dict[str, bytes | None]:
         """Contents of many ``REV:PATH`` objects in one ``git cat-file --batch`` call.

@@ -120,7 +120,7 @@ class GateResult:
         return [c for c in self.checks if c.status == "fail"]
 
     def to_json(self) -> dict:
-        from dvc_monitor.output import to_jsonable
+        from dvc_monitor.values import to_jsonable
 
         return to_jsonable(self) | {"passed": self.passed}
 
@@ -134,7 +134,7 @@ class GateResult:
 
 def metric_rows(base: dict | None, head: dict | None, directions: dict[str, str | None]) -> list[MetricRow]:
     """Every numeric metric of either side, in the order ``dvc metrics diff`` sorts them."""
-    from dvc_monitor.registry import flatten_metrics
+    from dvc_monitor.registry.facts import flatten_metrics
 
     # nested metrics are flattened with '.', as dvc metrics diff shows them
     base, head = flatten_metrics(base or {}), flatten_metrics(head or {})
@@ -259,7 +259,7 @@ def evaluate_gate(root, name: str | None = None, base: str | None = None,
     """
     from pathlib import Path
 
-    from dvc_monitor import review
+    from dvc_monitor.review import revision as review
 
     if thresholds_from not in ("head", "base"):
         raise UsageError(f"--thresholds-from must be 'head' or 'base', got {thresholds_from!r}")
@@ -270,7 +270,7 @@ def evaluate_gate(root, name: str | None = None, base: str | None = None,
 def gate_states(base_state, head_state, thresholds_from: str = "head",
                 allow_stale: bool = False) -> GateResult:
     """``evaluate_gate`` on two ``review.ModelState`` already read."""
-    from dvc_monitor import review
+    from dvc_monitor.review import revision as review
     from dvc_monitor.stages import metric_directions
 
     name = head_state.name

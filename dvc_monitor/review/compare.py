@@ -60,8 +60,8 @@ def _split_ref(ref: str) -> tuple[str | None, str]:
 
 def resolve_versions(root: Path, name: str, refs: list[str]) -> list[tuple[str, Any]]:
     """(ref, ModelVersion or None for the workspace) for each reference, or a one-line error."""
-    from dvc_monitor.registry import Registry
-    from dvc_monitor.review import WORKSPACE
+    from dvc_monitor.registry.state import Registry
+    from dvc_monitor.review.revision import WORKSPACE
 
     if not refs:
         raise UsageError("give at least one version to compare, e.g. v1.0.0 v1.1.0")
@@ -97,8 +97,8 @@ def resolve_versions(root: Path, name: str, refs: list[str]) -> list[tuple[str, 
 
 def load_rows(root: Path, name: str, data: str | Path | None, kind: str):
     """(rows, history, description): the rows to evaluate on, and the hours before them."""
-    from dvc_monitor import review
-    from dvc_monitor.data import read_batch
+    from dvc_monitor.model.data import read_batch
+    from dvc_monitor.review import revision as review
 
     if data is None:
         state = review.read_state(root, name, None)
@@ -120,7 +120,7 @@ def _history_before(root: Path, name: str, df):
     """The workspace's hours before the first hour of ``df`` (lag features need them)."""
     import pandas as pd
 
-    from dvc_monitor import review
+    from dvc_monitor.review import revision as review
 
     try:
         state = review.read_state(root, name, None)
@@ -145,7 +145,8 @@ def _numeric(df, columns):
 def compare(root: str | Path, name: str, refs: list[str], data: str | Path | None = None,
             metric: str | None = None, best: bool = False) -> CompareResult:
     """Evaluate the versions ``refs`` of ``name`` on the same rows; see the module doc."""
-    from dvc_monitor import review
+    from dvc_monitor.review import revision as review
+    from dvc_monitor.review import scoring
     from dvc_monitor.stages import metric_directions
     from dvc_monitor.stages.common import labels_of
 
@@ -189,7 +190,7 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
         key = state.model_md5 or f"workspace:{ref}"
         if key not in models:
             models[key] = review.load_model(state)
-        metrics = review.evaluate_on(kind, models[key], state.config, rows, eval_params,
+        metrics = scoring.evaluate_on(kind, models[key], state.config, rows, eval_params,
                                      history)
         results.append(VersionResult(
             ref=ref, version=mv.version if mv else review.WORKSPACE,
@@ -216,7 +217,7 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
 
 
 def _ranking_problem(kind: str, metric: str, directions: dict, labelled: bool) -> str | None:
-    from dvc_monitor.review import LABEL_METRICS
+    from dvc_monitor.review.revision import LABEL_METRICS
 
     if metric not in directions:
         ranked = [m for m, d in directions.items() if d]

@@ -5,25 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from dataclasses import asdict, is_dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
-
-def to_jsonable(obj: Any) -> Any:
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in obj]
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    if hasattr(obj, "value") and type(obj).__class__.__name__ == "EnumType":
-        return obj.value
-    return obj
+from dvc_monitor.values import to_jsonable
 
 
 def print_json(obj: Any) -> None:
+    if hasattr(obj, "to_json"):
+        obj = obj.to_json()
     json.dump(to_jsonable(obj), sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
 

@@ -23,7 +23,7 @@ DEFAULT_TIMEOUT = 30.0
 
 
 def lock_path(root: str | Path) -> Path:
-    from dvc_monitor.gitrepo import GitRepo
+    from dvc_monitor.repo.git import GitRepo
 
     git_dir = GitRepo(root).run("rev-parse", "--absolute-git-dir").strip()
     return Path(git_dir) / LOCK_NAME

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
-from dvc_monitor.errors import SchemaError, TemplateError
+from dvc_monitor.errors import DvcMonitorError, SchemaError, TemplateError
+from dvc_monitor.repo.dvcfiles import parse_yaml
 
 if TYPE_CHECKING:  # pandas is imported lazily: read commands never need it
     import pandas as pd
@@ -44,11 +43,11 @@ class ModelConfig:
     @classmethod
     def from_text(cls, text: str, source: str = "monitor.yaml") -> "ModelConfig":
         try:
-            raw = yaml.safe_load(text) or {}
+            raw = parse_yaml(text, source) or {}
             schema = raw.get("schema") or {}
             kind = raw["kind"]
             features = tuple(str(f) for f in schema["features"])
-        except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
+        except (DvcMonitorError, KeyError, TypeError, AttributeError) as exc:
             raise TemplateError(f"{source} is not a valid dvc-monitor model file ({exc})") from None
         if kind not in KINDS:
             raise TemplateError(f"{source}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")

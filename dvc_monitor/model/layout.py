@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dvc_monitor.tags import validate_artifact_name
+from dvc_monitor.registry.tags import validate_artifact_name
 
 MODELS_DIR = "models"
 ROOT_DVC_YAML = "dvc.yaml"

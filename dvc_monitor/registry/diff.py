@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dvc_monitor.dvccache import object_path
 from dvc_monitor.errors import DvcMonitorError, UnknownVersion, UsageError
-from dvc_monitor.gitrepo import GitRepo
+from dvc_monitor.repo.cache import object_path
+from dvc_monitor.repo.git import GitRepo
 
 NOT_IN_CACHE = "partition list not in local cache; run 'dvc fetch'"
 _MISSING = object()
@@ -181,7 +181,7 @@ def _side(s: Side) -> str:
 
 
 def _short(vid: str | None) -> str:
-    from dvc_monitor.identity import short_id
+    from dvc_monitor.registry.identity import short_id
 
     return short_id(vid) or "-"
 
@@ -235,7 +235,7 @@ def diff_refs(root: str | Path, name: str, base: str, head: str | None = None) -
 
 
 def _resolve_ref(git: GitRepo, name: str, ref: str, loaded: list) -> str:
-    from dvc_monitor.registry import Registry
+    from dvc_monitor.registry.state import Registry
 
     looks_like_version = ref in ("latest", "greatest") or ref.startswith(("#", "@", "sha256:")) \
         or re.fullmatch(r"v?\d+\.\d+\.\d+([-+].*)?", ref) is not None
@@ -265,7 +265,7 @@ def _commit(git: GitRepo, rev: str) -> str:
 
 def _diff(git: GitRepo, name: str, base_label: str, base_commit: str,
           head_label: str | None, head_commit: str | None) -> ModelDiff:
-    from dvc_monitor.registry import read_facts
+    from dvc_monitor.registry.facts import read_facts
 
     commits = [c for c in (base_commit, head_commit) if c is not None]
     facts = read_facts(git, name, commits)
@@ -337,7 +337,7 @@ def _make_side(label: str, commit: str | None, version: str | None, st: _State) 
 
 def _versions_at(git: GitRepo, name: str, commits: list[str]) -> dict[str, str]:
     """Registered version of ``name`` at each commit (tags only, no registry load)."""
-    from dvc_monitor import tags as T
+    from dvc_monitor.registry import tags as T
 
     result = {}
     wanted = set(commits)
@@ -405,9 +405,15 @@ def _metric_rows(base: dict, head: dict) -> list[MetricRow]:
 
 def workspace_state(root: Path, name: str) -> _State:
     """Identity and metrics of ``name`` from the files on disk (committed or not)."""
-    from dvc_monitor.identity import identity_from_lock
-    from dvc_monitor.registry import METRICS_FILE, _artifact_path, _join, _parents, \
-        flatten_metrics, model_dirs
+    from dvc_monitor.registry.facts import (
+        _artifact_path,
+        _parents,
+        flatten_metrics,
+        model_dirs,
+    )
+    from dvc_monitor.registry.identity import identity_from_lock
+    from dvc_monitor.registry.state import _join
+    from dvc_monitor.registry.values import METRICS_FILE
 
     ydir, art_name, default_model = model_dirs(name)
     yaml_path = Path(root) / _join(ydir, "dvc.yaml")
@@ -435,7 +441,7 @@ def _workspace_notes(root: Path, st: _State) -> list[str]:
     """Warn when the workspace files moved on from its dvc.lock (repro not run)."""
     if st.identity is None or st.lock_path is None:
         return []
-    from dvc_monitor.identity import load_lock, parse_yaml
+    from dvc_monitor.repo.dvcfiles import load_lock, parse_yaml
 
     base = Path(root) / (str(PurePosixPath(st.lock_path).parent) if "/" in st.lock_path else "")
     notes = []

@@ -12,11 +12,19 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dvc_monitor.data import KINDS, ModelConfig, expected_columns, next_partition_name, \
-    partition_files, read_batch, validate_batch, write_batch
 from dvc_monitor.errors import DvcMonitorError, SchemaError, TemplateError, UnknownModel
-from dvc_monitor.gitrepo import GitRepo
-from dvc_monitor.layout import ROOT_DVC_YAML, ModelLayout
+from dvc_monitor.model.data import (
+    KINDS,
+    ModelConfig,
+    expected_columns,
+    next_partition_name,
+    partition_files,
+    read_batch,
+    validate_batch,
+    write_batch,
+)
+from dvc_monitor.model.layout import ROOT_DVC_YAML, ModelLayout
+from dvc_monitor.repo.git import GitRepo
 
 TEMPLATE_FILES = ("dvc.yaml", "params.yaml", "monitor.yaml")
 SAMPLE_BATCHES = 3
@@ -25,10 +33,10 @@ CI_KINDS = ("github", "gitlab")
 
 def templates_dir() -> Path:
     """Templates shipped in the wheel, or the checkout's top-level ``templates/``."""
-    packaged = Path(__file__).parent / "_templates"
+    packaged = Path(__file__).resolve().parents[1] / "_templates"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "templates"
+    return Path(__file__).resolve().parents[2] / "templates"
 
 
 def default_remote_dir(root: Path) -> Path:
@@ -145,7 +153,7 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
          force: bool = False, remote: str | None = None, ci: str | None = None,
          seed: int = 0) -> InitResult:
     """Scaffold model ``name`` of ``kind`` into the git repository at ``path``."""
-    from dvc_monitor import dvcops
+    from dvc_monitor.repo import dvc as dvcops
 
     if kind not in KINDS:
         raise TemplateError(f"unknown template {kind!r}; choose one of: {', '.join(KINDS)}")
@@ -249,7 +257,7 @@ class IngestResult:
 
 def ingest(path: str | Path, name: str, batch_file: str | Path) -> IngestResult:
     """Check a CSV batch against model ``name``'s schema and add it as a new partition."""
-    from dvc_monitor import dvcops
+    from dvc_monitor.repo import dvc as dvcops
 
     layout = ModelLayout(name)
     git = GitRepo.discover(path)

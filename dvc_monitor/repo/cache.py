@@ -7,6 +7,9 @@ cache; importing DVC just to locate it would cost them a second.
 from __future__ import annotations
 
 import configparser
+import hashlib
+import json
+import os
 from pathlib import Path
 
 
@@ -39,3 +42,36 @@ def objects_dir(root: str | Path) -> Path:
 def object_path(root: str | Path, md5: str) -> Path:
     """Where the object with hash ``md5`` (``ab12...``, or ``ab12....dir``) lives."""
     return objects_dir(root) / md5[:2] / md5[2:]
+
+
+def md5_file(path: str | Path) -> str:
+    """The md5 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def workspace_hash(path: Path) -> str | None:
+    """md5 of a file, or DVC's ``.dir`` hash of a folder, computed from the bytes (no state db).
+
+    A folder's hash is the md5 of its manifest, ``json.dumps(sorted [{"md5", "relpath"}])``,
+    which is how DVC computes it. None when nothing is there.
+    """
+    if path.is_symlink() and not path.exists():
+        return None
+    if path.is_file():
+        return md5_file(path)
+    if not path.is_dir():
+        return None
+    entries = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for fn in filenames:
+            full = Path(dirpath) / fn
+            rel = full.relative_to(path).as_posix()
+            entries.append({"md5": md5_file(full), "relpath": rel})
+    entries.sort(key=lambda e: e["relpath"])
+    manifest = json.dumps(entries, sort_keys=True).encode()
+    return hashlib.md5(manifest).hexdigest() + ".dir"

@@ -39,7 +39,7 @@ class SameData:
     labelled: bool
     base_metrics: dict
     head_metrics: dict
-    shift: Any  # review.ScoreShift
+    shift: Any  # scoring.ScoreShift
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Report:
 
     def to_json(self) -> dict:
         """The report's numbers as plain JSON (metrics rows match ``dvc metrics diff``)."""
-        from dvc_monitor.output import to_jsonable
+        from dvc_monitor.values import to_jsonable
 
         return {
             "name": self.name, "kind": self.kind, "base": self.base, "head": self.head,
@@ -90,8 +90,10 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     job's artifact URL); with ``plots_artifact`` they are not embedded but named, with a
     link to where they are attached (a GitHub Actions run: artifacts are zip files there).
     """
-    from dvc_monitor import diffing, review
-    from dvc_monitor import gate as gates
+    from dvc_monitor.registry import diff as diffing
+    from dvc_monitor.review import gate as gates
+    from dvc_monitor.review import revision as review
+    from dvc_monitor.review import scoring
     from dvc_monitor.stages import metric_directions
 
     started = time.perf_counter()
@@ -135,20 +137,20 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
                       f"{name} at {base_state.label}")
     params = head_state.evaluate_params
     history = data.history if head_state.kind == "forecast" else None
-    base_scored = review.score_rows(base_state.kind, base_model, base_state.config,
+    base_scored = scoring.score_rows(base_state.kind, base_model, base_state.config,
                                     data.holdout, history)
-    head_scored = review.score_rows(head_state.kind, head_model, config, data.holdout, history)
-    b_score, h_score, b_alert, h_alert = review.align(base_scored, head_scored)
-    shift = review.score_shift(b_score, h_score, b_alert, h_alert, top_k=top_k)
+    head_scored = scoring.score_rows(head_state.kind, head_model, config, data.holdout, history)
+    b_score, h_score, b_alert, h_alert = scoring.align(base_scored, head_scored)
+    shift = scoring.score_shift(b_score, h_score, b_alert, h_alert, top_k=top_k)
     from dvc_monitor.stages.common import labels_of
 
     labels = labels_of(data.holdout, config)
     same = SameData(
         rows=shift.rows,
         labelled=labels is not None and 0 < int(labels.sum()) < len(labels),
-        base_metrics=review.evaluate_on(base_state.kind, base_model, base_state.config,
+        base_metrics=scoring.evaluate_on(base_state.kind, base_model, base_state.config,
                                         data.holdout, params, history),
-        head_metrics=review.evaluate_on(head_state.kind, head_model, config, data.holdout,
+        head_metrics=scoring.evaluate_on(head_state.kind, head_model, config, data.holdout,
                                         params, history),
         shift=shift,
     )
@@ -185,7 +187,7 @@ def plot_path(out_path: Path, plot: str) -> Path:
 
 def _plots(report: Report, out_path: Path, params: dict, labels, base_scored, head_scored,
            b_score, h_score) -> list[Path]:
-    from dvc_monitor import plots
+    from dvc_monitor.review import plots
 
     kind = report.kind
     b, h = report.base, report.head

@@ -16,16 +16,11 @@ alert rates, overlap of their top-k rows, the KS statistic and the PSI of the sc
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from dvc_monitor.data import ModelConfig
-from dvc_monitor.dvccache import object_path, objects_dir
 from dvc_monitor.errors import (
     DvcMonitorError,
     ExternalCommandError,
@@ -34,11 +29,13 @@ from dvc_monitor.errors import (
     UnknownModel,
     UsageError,
 )
-from dvc_monitor.gitrepo import GitRepo
-from dvc_monitor.layout import MODELS_DIR, ModelLayout
+from dvc_monitor.model.data import ModelConfig
+from dvc_monitor.model.layout import MODELS_DIR, ModelLayout
+from dvc_monitor.repo.cache import object_path, objects_dir
+from dvc_monitor.repo.dvcfiles import parse_yaml
+from dvc_monitor.repo.git import GitRepo
 
 if TYPE_CHECKING:  # pandas/numpy are imported lazily
-    import numpy as np
     import pandas as pd
 
 WORKSPACE = "workspace"
@@ -182,10 +179,9 @@ def _yaml(text: str | None, rel: str, where: str) -> Any:
     if text is None:
         return None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "parse error"
-        raise TemplateError(f"{rel} at {where} is not valid YAML ({first})") from None
+        return parse_yaml(text, f"{rel} at {where}")
+    except DvcMonitorError as exc:
+        raise TemplateError(str(exc)) from None
 
 
 def _lock_out_md5(lock: Any, stage: str, path: str) -> str | None:
@@ -300,7 +296,7 @@ def _objects(state: ModelState, md5s: list[str], target: str, what: str) -> dict
     objects = objects_dir(root)
     missing = [m for m in md5s if not (objects / m[:2] / m[2:]).is_file()]
     if missing:
-        from dvc_monitor import dvcops
+        from dvc_monitor.repo import dvc as dvcops
 
         objects = Path(dvcops.md5_cache_dir(root))  # DVC's own answer (any config level)
         missing = [m for m in md5s if not (objects / m[:2] / m[2:]).is_file()]
@@ -331,7 +327,8 @@ def load_model(state: ModelState) -> Any:
     The workspace's model file is used as it is (a note is added when it differs from
     dvc.lock); a revision's model comes from the DVC cache by the md5 its dvc.lock records.
     """
-    from dvc_monitor.modelio import file_md5, load_model as load_file, load_model_bytes
+    from dvc_monitor.model.files import file_md5, load_model_bytes
+    from dvc_monitor.model.files import load_model as load_file
 
     layout = state.layout
     if state.is_workspace:
@@ -352,7 +349,7 @@ def load_model(state: ModelState) -> Any:
 
 def load_data(state: ModelState) -> "pd.DataFrame":
     """All data partitions of ``state`` with their ``_row`` keys (see ``data.read_partitions``)."""
-    from dvc_monitor.data import partition_files, read_partitions
+    from dvc_monitor.model.data import partition_files, read_partitions
 
     layout = state.layout
     if state.is_workspace and partition_files(state.root / layout.data):
@@ -452,154 +449,6 @@ def check_fits(config: ModelConfig, df: "pd.DataFrame", source: str, who: str) -
             )
 
 
-# -- scoring ----------------------------------------------------------------------------
-
-
-@dataclass
-class Scored:
-    """One model's scores on rows; ``key`` identifies a row across models."""
-
-    key: "np.ndarray"
-    score: "np.ndarray"
-    alert: "np.ndarray"
-    frame: "pd.DataFrame | None" = None  # forecast: timestamp, actual, predicted, lower, upper
-    threshold: float | None = None  # the score above which the model alerts
-
-
-def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
-               history: "pd.DataFrame | None" = None) -> Scored:
-    """Score ``rows`` with ``model``: higher = more anomalous / riskier / a worse miss."""
-    import numpy as np
-
-    from dvc_monitor.stages import kind_module
-
-    module = kind_module(kind)
-    try:
-        if kind == "forecast":
-            pred = module.predict(model, rows, history)
-            half = np.maximum((pred["upper"] - pred["lower"]).to_numpy(dtype=float) / 2, 1e-9)
-            score = np.abs(pred["actual"] - pred["predicted"]).to_numpy(dtype=float) / half
-            return Scored(pred["timestamp"].to_numpy(), score,
-                          pred["anomaly"].to_numpy().astype(bool), pred,
-                          module.alert_threshold(model))
-        score = np.asarray(module.score(model, rows, config), dtype=float)
-        alert = np.asarray(module.alerts(model, rows, config), dtype=bool)
-    except DvcMonitorError:
-        raise
-    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise TemplateError(f"the {kind} model could not score the data ({detail}); "
-                            "does the data fit this model?") from None
-    key = rows["_row"].to_numpy() if "_row" in rows.columns else np.arange(len(rows))
-    return Scored(key, score, alert, threshold=module.alert_threshold(model))
-
-
-def evaluate_on(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
-                params: dict, history: "pd.DataFrame | None" = None) -> dict:
-    """The metrics ``stage evaluate`` would compute for ``model`` on ``rows``."""
-    from dvc_monitor.stages import kind_module
-    from dvc_monitor.stages.common import clean_number
-
-    try:
-        metrics, _ = kind_module(kind).evaluate(model, rows, config, params, history=history)
-    except DvcMonitorError:
-        raise
-    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise TemplateError(f"the {kind} model could not be evaluated on the data ({detail})") \
-            from None
-    return clean_number(metrics)
-
-
-def align(base: Scored, head: Scored) -> tuple["np.ndarray", "np.ndarray", "np.ndarray", "np.ndarray"]:
-    """(base score, head score, base alert, head alert) on the rows both models scored."""
-    import numpy as np
-
-    common, bi, hi = np.intersect1d(base.key, head.key, assume_unique=True, return_indices=True)
-    order = np.argsort(hi)  # keep the head's row order
-    bi, hi = bi[order], hi[order]
-    return base.score[bi], head.score[hi], base.alert[bi], head.alert[hi]
-
-
-@dataclass(frozen=True)
-class ScoreShift:
-    """How two models differ on the same rows, without labels."""
-
-    rows: int
-    base_alert_rate: float
-    head_alert_rate: float
-    alert_rate_change: float
-    alert_jaccard: float | None  # |A ∩ B| / |A ∪ B| of the alerted rows (None: no alerts)
-    top_k: int
-    top_k_overlap: float  # |top-k base ∩ top-k head| / k
-    top_k_jaccard: float
-    ks_statistic: float
-    ks_pvalue: float
-    psi: float
-    psi_bins: int
-
-
-def score_shift(base_score: "np.ndarray", head_score: "np.ndarray", base_alert: "np.ndarray",
-                head_alert: "np.ndarray", top_k: int | None = None, bins: int = 10) -> ScoreShift:
-    """Label-free comparison of two models' scores on the same rows.
-
-    ``top_k`` defaults to the larger number of alerts of the two models, at least 10
-    (at most the number of rows). PSI uses ``bins`` quantile bins of the base scores.
-    """
-    import numpy as np
-    from scipy.stats import ks_2samp
-
-    n = len(base_score)
-    if n == 0:
-        raise UsageError("no rows to compare the models on")
-    if top_k is None:
-        top_k = max(10, int(base_alert.sum()), int(head_alert.sum()))
-    k = max(1, min(int(top_k), n))
-    # Ties are broken by row position so the result does not depend on sort stability.
-    top_b = set(np.lexsort((np.arange(n), -base_score))[:k].tolist())
-    top_h = set(np.lexsort((np.arange(n), -head_score))[:k].tolist())
-    inter = len(top_b & top_h)
-    alerted_b, alerted_h = set(np.flatnonzero(base_alert)), set(np.flatnonzero(head_alert))
-    union_alerts = alerted_b | alerted_h
-    ks = ks_2samp(base_score, head_score)
-    psi_value, used_bins = psi(base_score, head_score, bins)
-    rate_b, rate_h = float(base_alert.mean()), float(head_alert.mean())
-    return ScoreShift(
-        rows=n,
-        base_alert_rate=rate_b,
-        head_alert_rate=rate_h,
-        alert_rate_change=rate_h - rate_b,
-        alert_jaccard=(len(alerted_b & alerted_h) / len(union_alerts)) if union_alerts else None,
-        top_k=k,
-        top_k_overlap=inter / k,
-        top_k_jaccard=inter / len(top_b | top_h),
-        ks_statistic=float(ks.statistic),
-        ks_pvalue=float(ks.pvalue),
-        psi=psi_value,
-        psi_bins=used_bins,
-    )
-
-
-def psi(expected: "np.ndarray", actual: "np.ndarray", bins: int = 10,
-        eps: float = 1e-4) -> tuple[float, int]:
-    """Population stability index of ``actual`` against ``expected`` and the bins used.
-
-    Bin edges are quantiles of ``expected`` (duplicates merged); empty bins count as
-    ``eps`` so the index stays finite. < 0.1: stable, 0.1-0.25: moderate, > 0.25: large.
-    """
-    import numpy as np
-
-    expected = np.asarray(expected, dtype=float)
-    actual = np.asarray(actual, dtype=float)
-    inner = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
-    e = np.bincount(np.searchsorted(inner, expected, side="right"), minlength=len(inner) + 1)
-    a = np.bincount(np.searchsorted(inner, actual, side="right"), minlength=len(inner) + 1)
-    pe = np.maximum(e / max(len(expected), 1), eps)
-    pa = np.maximum(a / max(len(actual), 1), eps)
-    value = float(np.sum((pa - pe) * np.log(pa / pe)))
-    return (0.0 if math.isclose(value, 0.0, abs_tol=1e-12) else value), len(inner) + 1
-
-
 # -- freshness --------------------------------------------------------------------------
 
 
@@ -640,69 +489,3 @@ def staleness(state: ModelState) -> list[str]:
     return reasons
 
 
-# -- tags for CI ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TagInfo:
-    """What a GTO event tag records, for a CI job that a pushed tag triggered."""
-
-    tag: str
-    name: str
-    event: str  # register | deregister | assign | unassign | deprecate
-    version: str | None  # for stage events: the version registered at the tag's commit
-    stage: str | None
-    counter: int | None
-    commit: str | None  # None when the tag does not exist in this clone
-    model_path: str | None
-    model_md5: str | None
-
-
-def tag_info(root: str | Path, tag: str) -> TagInfo:
-    """Parse ``tag`` (GTO grammar) and add what the repository knows about it."""
-    from dvc_monitor.tags import parse_tag
-
-    parsed = parse_tag(tag) if isinstance(tag, str) else None
-    if parsed is None:
-        raise UsageError(f"{tag!r} is not a GTO event tag; expected NAME@vX.Y.Z, "
-                         "NAME@vX.Y.Z!, NAME#STAGE#N, NAME#STAGE!#N or NAME@deprecated")
-    git = GitRepo(root)
-    commit = git.resolve(f"refs/tags/{tag}")
-    name = parsed.artifact
-    version = parsed.version
-    if commit is not None and version is None and parsed.stage is not None:
-        version = _version_of_stage_tag(Path(root), name, tag, commit)
-    model_path = model_md5 = None
-    if ":" not in name:
-        model_path = ModelLayout(name).model
-        if commit is not None:
-            try:
-                model_md5 = read_state(root, name, commit).model_md5
-            except DvcMonitorError:
-                model_md5 = None
-    return TagInfo(tag=tag, name=name, event=parsed.action.value, version=version,
-                   stage=parsed.stage, counter=parsed.counter, commit=commit,
-                   model_path=model_path, model_md5=model_md5)
-
-
-def _version_of_stage_tag(root: Path, name: str, tag: str, commit: str) -> str | None:
-    """The version a stage tag points at, as GTO reports it (registry events)."""
-    try:
-        from dvc_monitor.registry import Registry
-
-        for event in Registry.load(root).history(name):
-            if event.tag == tag:
-                return event.version
-    except DvcMonitorError:
-        pass
-    return None
-
-
-def tag_info_env(info: TagInfo) -> dict[str, str]:
-    """``KEY=value`` pairs for $GITHUB_OUTPUT / a GitLab dotenv report (empty = unknown)."""
-    values = {
-        "MODEL_EVENT": info.event, "MODEL_NAME": info.name, "MODEL_VERSION": info.version,
-        "MODEL_STAGE": info.stage, "MODEL_COMMIT": info.commit,
-        "MODEL_PATH": info.model_path, "MODEL_MD5": info.model_md5,
-    }
-    return {k: "" if v is None else str(v) for k, v in values.items()}

@@ -1,0 +1,185 @@
+"""Facts of a model at a commit, read from git in bulk: identity, metrics, model and lock paths."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from dvc_monitor.errors import (
+    DvcMonitorError,
+)
+from dvc_monitor.registry.identity import VersionIdentity, identity_from_lock
+from dvc_monitor.registry.values import _PREFERRED_METRICS, METRICS_FILE
+from dvc_monitor.repo.dvcfiles import parse_yaml
+from dvc_monitor.repo.git import GitRepo
+
+
+@dataclass(frozen=True)
+class _Facts:
+    identity: VersionIdentity | None
+    metrics: dict
+    model_path: str | None
+    lock_path: str | None
+    error: str | None = None
+    declared: bool = False  # an artifacts: entry names the model at that commit
+    found_lock: bool = False  # some dvc.lock above the model path exists
+
+
+
+
+def _join(base: str, rel: str) -> str:
+    return rel if base in ("", ".") else f"{base}/{rel}"
+
+
+# -- facts from commits -----------------------------------------------------------------
+
+
+def model_dirs(name: str) -> tuple[str, str, str]:
+    """(folder of the dvc.yaml declaring NAME, artifact name in it, default model path)."""
+    dirname, sep, base = name.rpartition(":")
+    if sep:
+        default = _join(dirname, f"{base}.skops")
+        return dirname, base, default
+    return "", name, f"models/{name}/model.skops"
+
+
+def _parents(path: str) -> list[str]:
+    """Folders from the nearest parent of ``path`` up to the root ("")."""
+    parts = PurePosixPath(path).parts[:-1]
+    return ["/".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]:
+    """Facts of ``name`` at each commit, normally in one ``cat-file --batch`` call.
+
+    The model path comes from the ``artifacts:`` entry of the dvc.yaml at that commit
+    (fallback: ``models/NAME/model.skops``); its lock is the nearest ``dvc.lock`` above
+    it with a stage producing it. A second batch is read only for artifacts declared at
+    paths other than the default layout.
+    """
+    ydir, art_name, default_model = model_dirs(name)
+    dvc_yaml = _join(ydir, "dvc.yaml")
+    default_dir = str(PurePosixPath(default_model).parent)
+    default_lock = _join(default_dir, "dvc.lock")
+    default_metrics = _join(default_dir, METRICS_FILE)
+    specs = []
+    for c in commits:
+        specs += (f"{c}:{dvc_yaml}", f"{c}:{default_lock}", f"{c}:{default_metrics}")
+    blobs = git.read_blobs(specs)
+
+    yaml_cache: dict[bytes, object] = {}
+    model_paths: dict[str, str] = {}
+    declared: dict[str, bool] = {}
+    for c in commits:
+        raw = blobs.get(f"{c}:{dvc_yaml}")
+        path = _artifact_path(raw, art_name, ydir, yaml_cache)
+        declared[c] = path is not None
+        model_paths[c] = path or default_model
+    extra = []
+    for c in commits:
+        mp = model_paths[c]
+        if mp == default_model and blobs.get(f"{c}:{default_lock}") is not None:
+            continue  # the usual layout: everything is read already
+        for d in _parents(mp):
+            extra.append(f"{c}:{_join(d, 'dvc.lock')}")
+            extra.append(f"{c}:{_join(d, METRICS_FILE)}")
+    if extra:
+        blobs.update(git.read_blobs([s for s in extra if s not in blobs]))
+
+    lock_cache: dict[tuple[bytes, str], VersionIdentity | Exception] = {}
+    metrics_cache: dict[bytes, dict] = {}
+    result: dict[str, _Facts] = {}
+    for c in commits:
+        mp = model_paths[c]
+        identity = None
+        lock_path = None
+        error = None
+        found_lock = False
+        for d in _parents(mp):
+            lp = _join(d, "dvc.lock")
+            raw = blobs.get(f"{c}:{lp}")
+            if raw is None:
+                continue
+            found_lock = True
+            rel = mp[len(d) + 1:] if d else mp
+            key = (raw, rel)
+            got = lock_cache.get(key)
+            if got is None:
+                try:
+                    got = identity_from_lock(raw, rel, source=f"{lp} at {c[:7]}")
+                except DvcMonitorError as exc:
+                    got = exc
+                lock_cache[key] = got
+            if isinstance(got, VersionIdentity):
+                identity, lock_path, error = got, lp, None
+                break
+            if error is None:
+                error = str(got)
+        if identity is None and error is None:
+            error = f"no dvc.lock for {mp} at commit {c[:7]}"
+        metrics = {}
+        if lock_path is not None:
+            mraw = blobs.get(f"{c}:{_join(str(PurePosixPath(lock_path).parent), METRICS_FILE)}"
+                             if "/" in lock_path else f"{c}:{METRICS_FILE}")
+            if mraw is not None:
+                if mraw not in metrics_cache:
+                    metrics_cache[mraw] = flatten_metrics(mraw)
+                metrics = metrics_cache[mraw]
+        result[c] = _Facts(identity, metrics, mp, lock_path, error, declared[c], found_lock)
+    return result
+
+
+def _artifact_path(raw: bytes | None, art_name: str, ydir: str,
+                   cache: dict[bytes, object]) -> str | None:
+    if raw is None:
+        return None
+    if raw not in cache:
+        try:
+            cache[raw] = parse_yaml(raw.decode("utf-8"), "dvc.yaml")
+        except (DvcMonitorError, UnicodeDecodeError):
+            cache[raw] = None
+    doc = cache[raw]
+    if not isinstance(doc, dict):
+        return None
+    arts = doc.get("artifacts")
+    entry = arts.get(art_name) if isinstance(arts, dict) else None
+    path = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(path, str) or not path:
+        return None
+    from posixpath import normpath
+    path = normpath(_join(ydir, path.replace("\\", "/")))
+    if path.startswith("../") or path.startswith("/"):
+        return None
+    return path
+
+
+def flatten_metrics(raw: bytes | str | dict) -> dict:
+    """Numeric metrics, nested keys joined with '.'; {} for anything unreadable."""
+    if isinstance(raw, (bytes, str)):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    out: dict = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value == value and value not in (float("inf"), float("-inf")):
+                out[prefix] = value
+
+    walk("", raw)
+    return out
+
+
+def key_metrics(metrics: dict, n: int = 3) -> dict:
+    """The few metrics a table shows: well-known quality metrics first."""
+    chosen = [k for k in _PREFERRED_METRICS if k in metrics][:n]
+    if len(chosen) < n:
+        chosen += [k for k in sorted(metrics) if k not in chosen][: n - len(chosen)]
+    return {k: metrics[k] for k in chosen}
+
+

@@ -1,0 +1,547 @@
+"""The model registry: state built from git tags in one pass, and the writes that add tags.
+
+Reading (``Registry.load``) costs one ``git for-each-ref`` and, for versions whose tags
+carry no dvc-monitor block (lightweight tags, tags made by ``gto``), one batched
+``git cat-file`` to compute their facts from ``dvc.lock`` at their commits. Nothing here
+imports DVC at module level; only ``register`` calls into DVC (``dvc status``).
+
+The state follows GTO 1.10.1 (``gto.base``) so that ``gto show`` and dvc-monitor agree:
+
+* a version is *active* when its latest registration event is a registration;
+* a version *holds* a stage when its latest event for that stage is an assignment and,
+  among all active versions with that stage, its latest assignment is the most recent
+  (``gto show``'s default ``--sort timestamp`` with one version per stage);
+* a model is *deprecated* when its latest event of any kind is a deprecation.
+
+Events are ordered by ``order_key``: the ``time_ns`` of our block when present (its
+second always equals the tagger time), else tagger seconds; then the tag's ``#N``
+counter; then GTO's action priority; then the tag name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from dvc_monitor.errors import (
+    AmbiguousVersion,
+    DvcMonitorError,
+    UnknownModel,
+    UnknownVersion,
+    UsageError,
+)
+from dvc_monitor.registry import tags as T
+from dvc_monitor.registry.facts import _Facts, _join, read_facts
+from dvc_monitor.registry.identity import (
+    ID_PREFIX,
+    VersionIdentity,
+    is_version_id,
+    short_id,
+)
+from dvc_monitor.registry.tags import Action
+from dvc_monitor.registry.values import MIN_SHORT_ID, SCHEMA, Event, ModelVersion
+from dvc_monitor.repo.git import GitRepo, TagRef
+
+
+@dataclass
+class _Raw:
+    ref: TagRef
+    tag: T.TagName
+    meta: dict | None
+    order_key: tuple
+
+
+@dataclass
+class _VState:
+    version: str
+    commit: str
+    discovered: bool
+    direct: list = field(default_factory=list)  # registrations / deregistrations
+    stage_events: dict = field(default_factory=dict)  # stage -> [Event]
+    all_events: list = field(default_factory=list)
+
+    @property
+    def registered(self) -> bool:
+        return any(e.action is Action.REGISTER for e in self.direct)
+
+    @property
+    def active(self) -> bool:
+        if self.direct:
+            return self.direct[-1].action is Action.REGISTER
+        return bool(self.all_events)
+
+    def active_stages(self) -> dict[str, Event]:
+        """stage -> its latest assignment, for stages whose latest event is an assignment."""
+        result = {}
+        for stage, events in self.stage_events.items():
+            if events and events[-1].action is Action.ASSIGN:
+                result[stage] = events[-1]
+        return result
+
+
+@dataclass
+class _Artifact:
+    name: str
+    versions: list = field(default_factory=list)  # [_VState] in creation order
+    by_name: dict = field(default_factory=dict)
+    by_commit: dict = field(default_factory=dict)  # commit -> [registered _VState]
+    discovered: dict = field(default_factory=dict)  # commit -> _VState
+    deprecations: list = field(default_factory=list)
+    events: list = field(default_factory=list)  # every event, in order
+    tagnames: list = field(default_factory=list)  # every parsed tag of this artifact
+    max_tag_time: int = 0
+    max_time_ns: int = 0
+
+    @property
+    def deprecated(self) -> bool:
+        return bool(self.events) and self.events[-1].action is Action.DEPRECATE
+
+    def holders(self) -> dict[str, _VState]:
+        """stage -> the version holding it, as ``gto show`` computes it."""
+        best: dict[str, tuple[tuple, _VState]] = {}
+        for v in self.versions:
+            if not v.active:
+                continue
+            for stage, ev in v.active_stages().items():
+                if stage not in best or ev.order_key > best[stage][0]:
+                    best[stage] = (ev.order_key, v)
+        return {s: v for s, (_, v) in sorted(best.items(), key=lambda kv: kv[1][0])}
+
+
+# -- the registry -----------------------------------------------------------------------
+
+
+class Registry:
+    """Registry state of every model in a repository, from its tags."""
+
+    def __init__(self, git: GitRepo, artifacts: dict[str, _Artifact], warnings: list[str]):
+        self.git = git
+        self.root = git.root
+        self.warnings = warnings
+        self._artifacts = artifacts
+        self._facts: dict[tuple[str, str], _Facts] = {}
+        self._versions: dict[str, list[ModelVersion]] = {}
+        self._by_state: dict[str, dict[int, ModelVersion]] = {}
+
+    # -- loading ------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, root: str | Path = ".") -> "Registry":
+        """Read every tag in one ``for-each-ref``; skip (with a warning) malformed ones."""
+        git = GitRepo.discover(root)
+        warnings: list[str] = []
+        raws: list[_Raw] = []
+        for ref in git.tags():
+            tag = T.parse_tag(ref.name)
+            if tag is None:
+                if T.is_event_like(ref.name):
+                    warnings.append(f"skipped tag '{ref.name}': not a valid GTO event tag")
+                continue
+            meta = T.parse_message(ref.message) if ref.annotated else None
+            if meta is not None and (meta.get("schema") != SCHEMA
+                                     or meta.get("event") != tag.action.value):
+                meta = None  # someone else's block, or a copied message
+            t_ns = ref.time * 1_000_000_000
+            if meta is not None:
+                ns = meta.get("time_ns")
+                if isinstance(ns, int) and not isinstance(ns, bool) and ns // 1_000_000_000 == ref.time:
+                    t_ns = ns
+            counter = -1 if tag.counter is None else tag.counter
+            raws.append(_Raw(ref, tag, meta, (t_ns, counter, tag.action.priority, ref.name)))
+        raws.sort(key=lambda r: r.order_key)
+        artifacts: dict[str, _Artifact] = {}
+        for raw in raws:
+            art = artifacts.get(raw.tag.artifact)
+            if art is None:
+                art = artifacts[raw.tag.artifact] = _Artifact(raw.tag.artifact)
+            _apply(art, raw, warnings)
+        return cls(git, artifacts, warnings)
+
+    # -- models and versions ------------------------------------------------------------
+
+    def models(self, include_deprecated: bool = True) -> list[str]:
+        """Names of models with at least one registry event, sorted."""
+        return sorted(n for n, a in self._artifacts.items()
+                      if a.events and (include_deprecated or not a.deprecated))
+
+    def is_deprecated(self, name: str) -> bool:
+        return self.artifact(name).deprecated
+
+    def versions(self, name: str, include_inactive: bool = False) -> list[ModelVersion]:
+        """Versions of ``name``, newest semver first (unregistered commits with stages last).
+
+        Without ``include_inactive``: the versions ``gto show NAME`` lists (deregistered
+        ones left out).
+        """
+        result = self.all_versions(name)
+        if not include_inactive:
+            result = [v for v in result if v.active]
+        return list(result)
+
+    def resolve(self, name: str, ref: str) -> ModelVersion:
+        """The version ``ref`` names: ``v1.2.0``, ``1.2.0``, ``latest``, a (short) id.
+
+        Deregistered versions are found too (check ``active``); the returned version has
+        ``identity`` filled in.
+        """
+        self.artifact(name)
+        if not isinstance(ref, str) or not ref.strip():
+            raise UsageError("give a version: vX.Y.Z, latest, or a version id")
+        ref = ref.strip()
+        allv = self.all_versions(name)
+        if ref in ("latest", "greatest"):
+            latest = self.latest(name)
+            if latest is None:
+                raise UnknownVersion(f"{name} has no registered versions; register one with "
+                                     f"'dvc-monitor register {name}'")
+            return self._with_identity(latest)
+        if ref.startswith(ID_PREFIX) or _is_hex(ref):
+            return self._with_identity(self._by_id(name, ref, allv))
+        try:
+            version = T.validate_version(ref)
+        except DvcMonitorError:
+            for v in allv:  # an unregistered commit with stages is named by its hexsha
+                if not v.registered and v.version == ref:
+                    return self._with_identity(v)
+            raise UnknownVersion(
+                f"'{ref}' is not a version of {name}: use vX.Y.Z, latest or a version id "
+                f"(at least {MIN_SHORT_ID} hex digits); {_known(allv)}") from None
+        for v in allv:
+            if v.version == version:
+                return self._with_identity(v)
+        raise UnknownVersion(f"{name} has no version {version}; {_known(allv)}")
+
+    def get(self, reference: str) -> ModelVersion:
+        """``NAME`` (latest), ``NAME@v1.2.0``, ``NAME@latest``, ``NAME#STAGE``, ``NAME@<id>``."""
+        if not isinstance(reference, str) or not reference:
+            raise UsageError("give a model reference: NAME, NAME@vX.Y.Z, NAME@latest or NAME#STAGE")
+        cut = min((i for i in (reference.find("@"), reference.find("#")) if i >= 0), default=-1)
+        if cut < 0:
+            return self.resolve(T.validate_artifact_name(reference), "latest")
+        name, sep, rest = reference[:cut], reference[cut], reference[cut + 1:]
+        T.validate_artifact_name(name)
+        if not rest:
+            raise UsageError(f"invalid reference {reference!r}: use NAME, NAME@vX.Y.Z, "
+                             "NAME@latest, NAME@<id> or NAME#STAGE")
+        if sep == "#":
+            stage = T.validate_stage_name(rest)
+            holder = self.stage_holder(name, stage)
+            if holder is None:
+                stages = sorted(self.artifact(name).holders())
+                have = f"stages in use: {', '.join(stages)}" if stages else "no stage is assigned"
+                raise UnknownVersion(f"no version of {name} is in stage '{stage}'; {have}")
+            return holder
+        return self.resolve(name, rest)
+
+    def latest(self, name: str) -> ModelVersion | None:
+        """The greatest active registered version (``gto show``'s "latest")."""
+        for v in self.all_versions(name):
+            if v.registered and v.active:
+                return v
+        return None
+
+    def stage_holder(self, name: str, stage: str) -> ModelVersion | None:
+        """The version in ``stage`` now: the same answer as ``gto show NAME#STAGE``."""
+        art = self.artifact(name)
+        holder = art.holders().get(stage)
+        if holder is None:
+            return None
+        return self._with_identity(self._mv(name, holder))
+
+    def stages(self, name: str) -> dict[str, ModelVersion]:
+        """stage -> holder, for every stage in use."""
+        return {s: self._mv(name, v) for s, v in self.artifact(name).holders().items()}
+
+    def previous_in_stage(self, name: str, stage: str) -> ModelVersion | None:
+        """The version that held ``stage`` before its current holder.
+
+        Walks the stage's assignments from newest to oldest, skipping the current
+        holder's version and versions deregistered since (they cannot take a stage).
+        """
+        art = self.artifact(name)
+        holder = art.holders().get(stage)
+        seen = {holder.version} if holder is not None else set()
+        for ev in reversed(art.events):
+            if ev.action is not Action.ASSIGN or ev.stage != stage or ev.version in seen:
+                continue
+            seen.add(ev.version)
+            state = _state_of(art, ev)
+            if state is not None and state.active:
+                return self._with_identity(self._mv(name, state))
+        return None
+
+    def history(self, name: str | None = None) -> list[Event]:
+        """Every event (of ``name``, or of every model), oldest first."""
+        if name is not None:
+            return list(self.artifact(name).events)
+        events = [e for a in self._artifacts.values() for e in a.events]
+        return sorted(events, key=lambda e: e.order_key)
+
+    def events_of(self, mv: ModelVersion) -> list[Event]:
+        return list(mv.events)
+
+    def identity(self, mv: ModelVersion) -> VersionIdentity | None:
+        return self._with_identity(mv).identity
+
+    def facts_at(self, name: str, commit: str) -> _Facts:
+        """Identity and metrics of ``name`` at any commit (one batched read)."""
+        return self._read_facts(name, [commit])[commit]
+
+    # -- internals ----------------------------------------------------------------------
+
+    def artifact_or_none(self, name: str) -> _Artifact | None:
+        """The replayed tags of ``name``, or None when it has none (for the writes)."""
+        return self._artifacts.get(name)
+
+    def note_write(self, name: str, tag: str, when: int, t_ns: int) -> None:
+        """Keep the in-memory clock and counters moving for several writes under one lock."""
+        art = self._artifacts.get(name)
+        if art is None:
+            art = self._artifacts[name] = _Artifact(name)
+        art.max_tag_time = when
+        art.max_time_ns = t_ns
+        art.tagnames.append(T.parse_tag(tag))
+
+    def artifact(self, name: str) -> _Artifact:
+        art = self._artifacts.get(name)
+        if art is None or not art.events:
+            if ":" not in name:
+                T.validate_artifact_name(name)
+            known = self.models()
+            have = f"known models: {', '.join(known)}" if known else \
+                "no model is registered in this repository yet"
+            raise UnknownModel(f"unknown model '{name}'; {have}")
+        return art
+
+    def all_versions(self, name: str) -> list[ModelVersion]:
+        cached = self._versions.get(name)
+        if cached is not None:
+            return cached
+        art = self.artifact(name)
+        need = []
+        for v in art.versions:
+            meta = _reg_meta(v)
+            if meta is None or not is_version_id(meta.get("id")):
+                need.append(v.commit)
+        if need:
+            self._read_facts(name, need)
+        holders = art.holders()
+        held: dict[int, list[str]] = {}
+        for stage, v in holders.items():
+            held.setdefault(id(v), []).append(stage)
+        built = [(v, self._build(name, v, tuple(held.get(id(v), ())))) for v in art.versions]
+        self._by_state[name] = {id(v): mv for v, mv in built}
+        semver = [mv for v, mv in built if not v.discovered]
+        semver.sort(key=lambda m: T.parse_semver(m.version), reverse=True)
+        others = sorted((mv for v, mv in built if v.discovered), key=lambda m: m.version,
+                        reverse=True)
+        self._versions[name] = semver + others
+        return self._versions[name]
+
+    def _mv(self, name: str, state: _VState) -> ModelVersion:
+        self.all_versions(name)
+        return self._by_state[name][id(state)]
+
+    def _build(self, name: str, v: _VState, stages: tuple) -> ModelVersion:
+        regs = [e for e in v.direct if e.action is Action.REGISTER]
+        authoring = regs[0] if regs else (v.all_events[0] if v.all_events else v.direct[0])
+        meta = _reg_meta(v)
+        facts = None
+        if meta is not None and is_version_id(meta.get("id")):
+            vid = meta["id"]
+            metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+            model_md5 = meta.get("model_md5") if isinstance(meta.get("model_md5"), str) else None
+            model_path = meta.get("model_path") if isinstance(meta.get("model_path"), str) else None
+            data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+            lock_path = meta.get("lock") if isinstance(meta.get("lock"), str) else None
+            identity, warning = None, None
+        else:
+            facts = self._facts.get((name, v.commit))
+            identity = facts.identity if facts else None
+            vid = identity.id if identity else None
+            metrics = facts.metrics if facts else {}
+            model_md5 = identity.model_md5 if identity else None
+            model_path = facts.model_path if facts else None
+            lock_path = facts.lock_path if facts else None
+            data = _repo_data(identity, lock_path)
+            warning = facts.error if facts else None
+        last = v.all_events[-1] if v.all_events else authoring
+        return ModelVersion(
+            name=name,
+            version=v.version,
+            commit=v.commit,
+            id=vid,
+            short_id=short_id(vid),
+            identity=identity,
+            created_at=authoring.created_at,
+            author=authoring.author,
+            stages=stages,
+            metrics=metrics,
+            model_md5=model_md5,
+            registered=v.registered,
+            active=v.active if v.registered else v.active and not v.direct,
+            message=authoring.message,
+            events=tuple(v.all_events),
+            author_email=authoring.author_email,
+            updated_at=last.created_at,
+            model_path=model_path,
+            data=data,
+            lock_path=lock_path,
+            warning=warning,
+        )
+
+    def _with_identity(self, mv: ModelVersion) -> ModelVersion:
+        if mv.identity is not None:
+            return mv
+        facts = self._read_facts(mv.name, [mv.commit])[mv.commit]
+        if facts.identity is None:
+            return mv
+        updates = {"identity": facts.identity}
+        if mv.id is None:
+            updates.update(id=facts.identity.id, short_id=facts.identity.short)
+        if not mv.metrics and facts.metrics:
+            updates["metrics"] = facts.metrics
+        if mv.model_md5 is None:
+            updates["model_md5"] = facts.identity.model_md5
+        if not mv.data:
+            updates["data"] = _repo_data(facts.identity, facts.lock_path)
+        updates.setdefault("model_path", mv.model_path or facts.model_path)
+        updates.setdefault("lock_path", mv.lock_path or facts.lock_path)
+        return replace(mv, **updates)
+
+    def _by_id(self, name: str, ref: str, allv: list[ModelVersion]) -> ModelVersion:
+        prefix = ref[len(ID_PREFIX):] if ref.startswith(ID_PREFIX) else ref
+        prefix = prefix.lower()
+        if len(prefix) < MIN_SHORT_ID or not _is_hex(prefix):
+            raise UsageError(f"'{ref}' is too short for a version id: give at least "
+                             f"{MIN_SHORT_ID} hex digits")
+        matches = [v for v in allv if v.id and v.id[len(ID_PREFIX):].startswith(prefix)]
+        if not matches and not ref.startswith(ID_PREFIX):
+            # an unregistered commit with stages is named by its commit hexsha (as in GTO)
+            matches = [v for v in allv if not v.registered and v.version.startswith(prefix)]
+            if len(matches) == 1:
+                return matches[0]
+            matches = []
+        if not matches:
+            raise UnknownVersion(f"no version of {name} has an id starting with '{prefix}'; "
+                                 f"{_known(allv)}")
+        ids = {v.id for v in matches}
+        if len(ids) > 1:
+            listed = ", ".join(f"{v.version} ({v.short_id})" for v in matches)
+            raise AmbiguousVersion(f"'{prefix}' matches several versions of {name}: {listed}; "
+                                   "give more digits")
+        active = [v for v in matches if v.active]
+        return (active or matches)[0]  # same id registered twice: the greatest active one
+
+    def _read_facts(self, name: str, commits: Iterable[str]) -> dict[str, _Facts]:
+        """Identity and metrics of ``name`` at many commits, reading git in one batch."""
+        wanted = list(dict.fromkeys(commits))
+        todo = [c for c in wanted if (name, c) not in self._facts]
+        if todo:
+            for c, f in read_facts(self.git, name, todo).items():
+                self._facts[(name, c)] = f
+        return {c: self._facts[(name, c)] for c in wanted}
+
+
+# -- replaying tags into state ----------------------------------------------------------
+
+
+def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:
+    ref, tag = raw.ref, raw.tag
+    art.tagnames.append(tag)
+    art.max_tag_time = max(art.max_tag_time, ref.time)
+    art.max_time_ns = max(art.max_time_ns, raw.order_key[0])
+
+    def event(version: str | None) -> Event:
+        return Event(
+            artifact=tag.artifact, action=tag.action, version=version, stage=tag.stage,
+            commit=ref.commit, tag=ref.name, time=ref.time, order_key=raw.order_key,
+            author=ref.tagger_name, author_email=ref.tagger_email,
+            message=T.message_summary(ref.message), meta=raw.meta,
+        )
+
+    if tag.action is Action.DEPRECATE:
+        ev = event(None)
+        art.deprecations.append(ev)
+        art.events.append(ev)
+        return
+    if tag.action in (Action.REGISTER, Action.DEREGISTER):
+        state = art.by_name.get(tag.version)
+        if state is not None and state.commit != ref.commit:
+            warnings.append(f"skipped tag '{ref.name}': {tag.artifact} {tag.version} is "
+                            f"already registered at commit {state.commit[:7]}")
+            return
+        if state is None:
+            state = _VState(tag.version, ref.commit, discovered=False)
+            art.by_name[tag.version] = state
+            art.by_commit.setdefault(ref.commit, []).append(state)
+            art.versions.append(state)
+        ev = event(tag.version)
+        state.direct.append(ev)
+        state.all_events.append(ev)
+        art.events.append(ev)
+        return
+    # assignment / unassignment: the version is whatever is registered at that commit
+    at_commit = art.by_commit.get(ref.commit, [])
+    if len(at_commit) > 1:
+        active = [v for v in at_commit if v.active]
+        state = (active or at_commit)[-1]
+        warnings.append(f"tag '{ref.name}': commit {ref.commit[:7]} has several versions of "
+                        f"{tag.artifact} ({', '.join(v.version for v in at_commit)}); "
+                        f"using {state.version} (GTO fails on this)")
+    elif at_commit:
+        state = at_commit[0]
+    else:
+        state = art.discovered.get(ref.commit)
+        if state is None:
+            state = _VState(ref.commit, ref.commit, discovered=True)
+            art.discovered[ref.commit] = state
+            art.versions.append(state)
+    ev = event(state.version)
+    state.stage_events.setdefault(tag.stage, []).append(ev)
+    state.all_events.append(ev)
+    art.events.append(ev)
+
+
+def _state_of(art: _Artifact, ev: Event) -> _VState | None:
+    for v in art.versions:
+        if v.version == ev.version and v.commit == ev.commit:
+            return v
+    return None
+
+
+def _reg_meta(v: _VState) -> dict | None:
+    for e in v.direct:
+        if e.action is Action.REGISTER and e.meta is not None:
+            return e.meta
+    return None
+
+
+def _is_semver(text: str) -> bool:
+    try:
+        T.validate_version(text)
+        return text.startswith("v")
+    except DvcMonitorError:
+        return False
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _known(versions: list[ModelVersion]) -> str:
+    names = [v.version for v in versions if v.registered]
+    if not names:
+        return "it has no registered versions"
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return f"versions: {shown}"
+
+
+def _repo_data(identity: VersionIdentity | None, lock_path: str | None) -> dict:
+    if identity is None:
+        return {}
+    base = str(PurePosixPath(lock_path).parent) if lock_path else ""
+    return {_join(base, p): m for p, m in identity.data_deps.items()}
+
+

@@ -1,0 +1,506 @@
+"""Rollback planning: the model's pipeline at a revision, and the preflight that makes a plan
+(changes nothing)."""
+
+
+import contextlib
+import json
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dvc_monitor.errors import (
+    DirtyWorkTree,
+    DvcMonitorError,
+    MissingObjects,
+    RollbackError,
+    UnknownVersion,
+    some,
+)
+from dvc_monitor.model.layout import ModelLayout
+from dvc_monitor.repo.dvcfiles import inside, norm, stage_wdir
+from dvc_monitor.repo.git import GitRepo
+
+DEFAULT_STAGE = "prod"
+
+
+
+
+
+
+
+@dataclass(frozen=True)
+class ObjectNeed:
+    """One DVC object the target version needs, and where it is."""
+
+    path: str  # the workspace path it becomes (repo-relative)
+    oid: str  # md5 (``...dir`` for a folder manifest)
+    role: str  # "data" (from a .dvc file: cannot be rebuilt) or "output" (a stage makes it)
+    location: str  # "workspace" | "cache" | "remote" | "missing"
+
+
+@dataclass
+class RollbackPlan:
+    """What a rollback will do. ``--dry-run`` prints it; nothing is changed to compute it."""
+
+    name: str
+    version: str  # the target
+    commit: str  # the target version's registered commit
+    id: str
+    short_id: str
+    head: str
+    branch: str
+    current_version: str | None  # the version the workspace holds now (same id), if any
+    current_id: str | None
+    stage: str | None  # stage to assign to the target (--stage)
+    stage_holder: str | None  # who holds that stage now
+    message: str | None
+    pipeline_dir: str  # the model's dvc.yaml folder
+    restore: list[str]  # files written from the target commit
+    delete: list[str]  # files removed (this model's, absent at the target)
+    shared: list[str]  # restored files outside the model folder (other models may read them)
+    outputs: list[str]  # DVC-tracked outputs checked out
+    objects: list[ObjectNeed]
+    fetch: list[str]  # oids to download
+    remote: str | None  # "name (url)"
+    cache_dir: str
+    retrain: bool
+    retrain_reason: str
+    run_cache: bool | None  # a run-cache entry for the model's stage exists
+    expected: dict  # {"id", "model": {path: md5}, "data": {path: md5}, "params": {...}}
+
+    @property
+    def missing(self) -> list[ObjectNeed]:
+        return [o for o in self.objects if o.location == "missing"]
+
+
+
+
+
+
+@dataclass
+class _Pipeline:
+    rev: str
+    dir: str  # repo-relative folder of the model's dvc.yaml
+    tree: dict[str, tuple[str, str]]  # tracked file -> (mode, blob oid), under dir + extras
+    yaml: dict
+    lock: dict | None
+    lock_raw: bytes | None
+    dvcfiles: dict[str, dict]  # .dvc file -> parsed
+    cached: dict[str, str] = field(default_factory=dict)  # DVC-cached output -> oid
+    sources: set[str] = field(default_factory=set)  # cached outputs from .dvc files (data)
+    git_outs: set[str] = field(default_factory=set)  # cache: false outputs (in git)
+    git_deps: set[str] = field(default_factory=set)  # git-tracked deps of its stages
+    params_files: set[str] = field(default_factory=set)
+    external: set[str] = field(default_factory=set)  # deps neither in git nor made here
+    legacy: list[str] = field(default_factory=list)  # outputs with DVC 2 hashes
+
+    def tracked(self, path: str) -> bool:
+        return path in self.tree or any(p.startswith(path + "/") for p in self.tree)
+
+    def files_under(self, path: str) -> list[str]:
+        if path in self.tree:
+            return [path]
+        return sorted(p for p in self.tree if p.startswith(path + "/"))
+
+    def own_files(self) -> set[str]:
+        """This model's pipeline files and cache:false outputs (written by rollback)."""
+        own = set()
+        for path in self.tree:
+            if not path.startswith(self.dir + "/") and self.dir:
+                continue
+            base = posixpath.basename(path)
+            if base in (ModelLayout.DVC_YAML, ModelLayout.DVC_LOCK, ".gitignore", ".dvcignore") \
+                    or base.endswith(".dvc"):
+                own.add(path)
+        for p in self.params_files:
+            own.update(self.files_under(p))
+        for p in self.git_outs:
+            own.update(self.files_under(p))
+        return own
+
+    def dep_files(self) -> set[str]:
+        out = set()
+        for p in self.git_deps:
+            out.update(self.files_under(p))
+        return out
+
+
+def _read_pipeline(git: GitRepo, rev: str, pdir: str, extra: set[str] = frozenset()) -> _Pipeline:
+    from dvc_monitor.repo.dvcfiles import load_lock, parse_yaml
+
+    tree = git.ls_tree(rev, [pdir or "."])
+    yaml_path = norm(pdir, ModelLayout.DVC_YAML)
+    lock_path = norm(pdir, ModelLayout.DVC_LOCK)
+    dvc_paths = sorted(p for p in tree if p.endswith(".dvc"))
+    blobs = git.read_blobs([f"{rev}:{p}" for p in (yaml_path, lock_path, *dvc_paths)])
+
+    def parsed(path: str) -> Any:
+        raw = blobs.get(f"{rev}:{path}")
+        if raw is None:
+            return None
+        return parse_yaml(raw.decode("utf-8", errors="replace"), f"{path} at {rev[:7]}")
+
+    yaml_doc = parsed(yaml_path) or {}
+    lock_raw = blobs.get(f"{rev}:{lock_path}")
+    lock = load_lock(lock_raw, f"{lock_path} at {rev[:7]}") if lock_raw else None
+    dvcfiles = {p: parsed(p) or {} for p in dvc_paths}
+    pl = _Pipeline(rev, pdir, tree, yaml_doc if isinstance(yaml_doc, dict) else {}, lock,
+                   lock_raw, dvcfiles)
+
+    # DVC-tracked data: outs of .dvc files
+    for dpath, doc in dvcfiles.items():
+        base = norm(posixpath.dirname(dpath), str(doc.get("wdir") or "."))
+        for out in doc.get("outs") or []:
+            if not isinstance(out, dict) or "path" not in out:
+                continue
+            path = norm(base, str(out["path"]))
+            if out.get("md5"):
+                pl.cached[path] = str(out["md5"])
+                pl.sources.add(path)
+                if out.get("hash") != "md5":
+                    pl.legacy.append(path)
+
+    # stages: outs (cached or in git), deps, params
+    outs_of_stages: dict[str, str] = {}
+    deps: set[str] = set()
+    for stage, body in ((lock or {}).get("stages") or {}).items():
+        if not isinstance(body, dict):
+            continue
+        base = norm(pdir, stage_wdir(pl.yaml, str(stage)))
+        for out in body.get("outs") or []:
+            if isinstance(out, dict) and "path" in out:
+                path = norm(base, str(out["path"]))
+                outs_of_stages[path] = str(out.get("md5") or "")
+                if out.get("md5") and out.get("hash") != "md5":
+                    pl.legacy.append(path)
+        for dep in body.get("deps") or []:
+            if isinstance(dep, dict) and "path" in dep:
+                deps.add(norm(base, str(dep["path"])))
+        for fname in (body.get("params") or {}):
+            pl.params_files.add(norm(base, str(fname)))
+    pl.params_files.add(norm(pdir, ModelLayout.PARAMS))
+
+    outside = sorted({p for p in (*outs_of_stages, *deps, *pl.params_files, *extra)
+                      if inside(p) and pdir and not p.startswith(pdir + "/")})
+    pl.tree.update(git.ls_tree(rev, outside))
+
+    def made_here(path: str) -> bool:
+        return any(path == o or path.startswith(o + "/") for o in (*outs_of_stages, *pl.cached))
+
+    for path, md5 in outs_of_stages.items():
+        if pl.tracked(path):
+            pl.git_outs.add(path)
+        elif md5:
+            pl.cached[path] = md5
+    for path in deps:
+        if not inside(path) or made_here(path):
+            continue
+        if pl.tracked(path):
+            pl.git_deps.add(path)
+        else:
+            pl.external.add(path)
+    return pl
+
+
+# -- preflight --------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    """What preflight learned, kept for the transaction (not shown to users)."""
+
+    git: GitRepo
+    root: Path
+    target: Any  # registry.ModelVersion
+    identity: Any  # identity.VersionIdentity of the target
+    head_pl: _Pipeline
+    target_pl: _Pipeline
+    write: dict[str, tuple[str, str]]  # path -> (mode, blob oid) at the target
+    delete: list[str]
+    files: list[str]  # every git-tracked path whose bytes are backed up
+    outs: list[str]  # every DVC output path that is backed up
+    dvc_targets: list[str]  # what checkout is given
+    model_path: str  # repo-relative
+    by: str
+    from_version: str | None
+    remote_manifests: dict[str, bytes]  # .dir manifests read from the remote in preflight
+
+
+def _resolve_target(reg, name: str, to: str | None, previous: bool, stage: str | None):
+    """(target version, holder of the stage now or None)."""
+    if previous:
+        s = stage or DEFAULT_STAGE
+        holder = reg.stage_holder(name, s)
+        if holder is None:
+            raise UnknownVersion(f"no version of {name} is in stage '{s}', so there is no "
+                                 f"previous one; give the version with --to VERSION")
+        prev = reg.previous_in_stage(name, s)
+        if prev is None:
+            raise UnknownVersion(f"no other version of {name} held stage '{s}' before "
+                                 f"{holder.version}; give the version with --to VERSION")
+        return reg.resolve(name, prev.version) if prev.registered else prev, holder
+    target = reg.resolve(name, to)
+    holder = reg.stage_holder(name, stage) if stage else None
+    return target, holder
+
+
+def _dirty_paths(porcelain: str) -> tuple[list[str], list[str]]:
+    """(tracked paths with changes, untracked paths) from ``git status --porcelain -z``-ish text."""
+    tracked, untracked = [], []
+    for line in porcelain.splitlines():
+        if len(line) < 4:
+            continue
+        code, path = line[:2], line[3:]
+        if " -> " in path:
+            path = path.split(" -> ", 1)[1]
+        path = path.strip('"')
+        (untracked if code == "??" else tracked).append(path)
+    return tracked, untracked
+
+
+def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
+               stage: str | None, message: str | None) -> tuple[RollbackPlan, _Context]:
+    from dvc_monitor.registry.identity import identity_from_lock
+    from dvc_monitor.registry.state import Registry
+
+    root = git.root
+    head = git.head()
+    if head is None:
+        raise RollbackError("the repository has no commits; there is nothing to roll back")
+    branch = git.branch()
+    if branch is None:
+        raise RollbackError("HEAD is detached; switch to the branch the rollback should be "
+                            "committed on (git switch main) and run again")
+
+    reg = Registry.load(root)
+    target, holder = _resolve_target(reg, name, to, previous, stage)
+    if target.registered and not target.active:
+        raise RollbackError(f"{name} {target.version} is deregistered; pick an active version "
+                            f"('dvc-monitor versions {name}')")
+    identity = target.identity
+    if identity is None:
+        raise RollbackError(f"cannot read the pipeline of {name} {target.version} at commit "
+                            f"{target.commit[:7]} ({target.warning or 'no dvc.lock'}); "
+                            "it cannot be restored")
+
+    layout = ModelLayout(name)
+    pdir = posixpath.dirname(target.lock_path) if target.lock_path else layout.dir
+    model_path = norm(pdir, identity.model_path)
+
+    # the pipeline at HEAD and at the target, from git (two ls-tree + one cat-file each)
+    head_pl = _read_pipeline(git, head, pdir)
+    target_pl = _read_pipeline(git, target.commit, pdir,
+                               extra=head_pl.git_outs | head_pl.params_files)
+    head_pl.tree.update(git.ls_tree(head, sorted(
+        p for p in target_pl.git_deps | target_pl.git_outs | target_pl.params_files
+        if inside(p) and p not in head_pl.tree)))
+    if target_pl.lock is None:
+        raise RollbackError(f"{name} {target.version} has no {norm(pdir, 'dvc.lock')} at "
+                            f"{target.commit[:7]}; it cannot be restored")
+    if target_pl.legacy:
+        raise RollbackError(f"{name} {target.version} was built with DVC 2 hashes "
+                            f"({some(target_pl.legacy)}); restore it with 'dvc checkout' "
+                            "by hand")
+
+    current_id = None
+    if head_pl.lock is not None:
+        with contextlib.suppress(DvcMonitorError):
+            current_id = identity_from_lock(head_pl.lock, identity.model_path).id
+    current_version = None
+    if current_id:
+        same = [v for v in reg.versions(name) if v.id == current_id]
+        at_head = [v for v in same if v.commit == head]
+        current_version = (at_head or same or [None])[0]
+        current_version = current_version.version if current_version else None
+
+    # which git-tracked files change
+    target_files = target_pl.own_files() | target_pl.dep_files()
+    write = {p: target_pl.tree[p] for p in sorted(target_files)
+             if head_pl.tree.get(p) != target_pl.tree[p]}
+    delete = sorted(p for p in head_pl.own_files() if p not in target_pl.tree)
+    shared = sorted(p for p in write if pdir and not p.startswith(pdir + "/"))
+
+    # DVC outputs: all of HEAD's and the target's
+    outs = sorted(set(head_pl.cached) | set(target_pl.cached))
+    gitignores = {norm(posixpath.dirname(o), ".gitignore") for o in outs}
+    gitignores |= {p for p in head_pl.own_files() if p.endswith("/.gitignore")}
+    files = sorted(set(write) | set(delete) | gitignores)
+
+    # dirty tree: never lose an uncommitted edit
+    porcelain = git.run("status", "--porcelain", "--untracked-files=all")
+    tracked_dirty, untracked = _dirty_paths(porcelain)
+    if tracked_dirty:
+        raise DirtyWorkTree(
+            f"uncommitted changes in {some(tracked_dirty)}; commit or stash them "
+            "(git stash -u), then run the rollback again (nothing was changed)")
+    file_set = set(files)
+    clash = [p for p in untracked if p in file_set or any(
+        p == o or p.startswith(o + "/") for o in target_pl.git_outs)]
+    if clash:
+        raise DirtyWorkTree(
+            f"untracked files would be overwritten: {some(clash)}; move them away or commit "
+            "them, then run the rollback again (nothing was changed)")
+    changed_outs = []
+    for path, oid in sorted(head_pl.cached.items()):
+        got = dvc.workspace_hash(path)
+        if got is not None and got != oid:
+            changed_outs.append(path)
+    if changed_outs:
+        dvc_files = " ".join([norm(pdir, ModelLayout.DVC_YAML), *sorted(head_pl.dvcfiles)])
+        raise DirtyWorkTree(
+            f"DVC-tracked outputs differ from HEAD's dvc.lock: {some(changed_outs)}; keep "
+            f"them with 'dvc commit {dvc_files}' and a git commit, or discard them with "
+            f"'dvc checkout --force {dvc_files}', then run again (nothing was changed)")
+
+    # objects the target needs: in the workspace already, in the local cache, else remote
+    objects: list[ObjectNeed] = []
+    remote_manifests: dict[str, bytes] = {}
+    workspace_dirs: dict[str, dict[str, str]] = {}
+    for path, oid in target_pl.cached.items():
+        if oid.endswith(".dir"):
+            entries = dvc.workspace_entries(path)
+            if entries is not None:
+                workspace_dirs[path] = entries
+
+    pending_dirs: list[tuple[str, str, str]] = []
+    for path, oid in sorted(target_pl.cached.items()):
+        role = "data" if path in target_pl.sources else "output"
+        if not oid.endswith(".dir") and dvc.workspace_hash(path) == oid:
+            objects.append(ObjectNeed(path, oid, role, "workspace"))
+            continue
+        if oid.endswith(".dir"):
+            raw = dvc.local_manifest(oid)
+            if raw is None and dvc.workspace_hash(path) == oid:
+                # the folder is in the workspace as the target has it: cache it from there
+                objects.append(ObjectNeed(path, oid, role, "workspace"))
+                objects.extend(ObjectNeed(f"{path}/{rel}", md5, role, "workspace")
+                               for rel, md5 in sorted(workspace_dirs.get(path, {}).items()))
+                continue
+            if raw is None:
+                pending_dirs.append((path, oid, role))
+                continue
+            objects.append(ObjectNeed(path, oid, role, "cache"))
+            objects.extend(_entries(path, raw, role, workspace_dirs.get(path), dvc))
+        else:
+            objects.append(ObjectNeed(path, oid, role, "cache" if dvc.in_cache(oid)
+                                      else "unknown"))
+
+    remote = dvc.remote()
+    remote_label = f"{remote[0]} ({remote[1]})" if remote else None
+    unknown = [o for o in objects if o.location == "unknown"]
+    if unknown or pending_dirs:
+        if remote is None:
+            objects = [ObjectNeed(o.path, o.oid, o.role, "missing") if o.location == "unknown"
+                       else o for o in objects]
+            objects += [ObjectNeed(p, oid, role, "missing") for p, oid, role in pending_dirs]
+        else:
+            from dvc_monitor.repo.dvc import RemoteUnavailable
+
+            try:
+                if dvc.remote_root_missing():
+                    raise RemoteUnavailable(f"the DVC remote folder {remote[1]} does not exist")
+                for path, oid, role in pending_dirs:
+                    raw = dvc.remote_manifest(oid)
+                    if raw is None:
+                        objects.append(ObjectNeed(path, oid, role, "missing"))
+                        continue
+                    objects.append(ObjectNeed(path, oid, role, "remote"))
+                    remote_manifests[oid] = raw
+                    objects.extend(_entries(path, raw, role, workspace_dirs.get(path), dvc))
+                ask = sorted({o.oid for o in objects if o.location == "unknown"})
+                there = dvc.remote_has(ask)
+            except RemoteUnavailable as exc:
+                raise RollbackError(
+                    f"{name} {target.version} needs objects that are not in the local cache "
+                    f"and the DVC remote cannot be reached: {exc}; check the remote "
+                    "('dvc remote list') and the network, then run again (nothing was changed)"
+                ) from None
+            objects = [ObjectNeed(o.path, o.oid, o.role,
+                                  ("remote" if o.oid in there else "missing"))
+                       if o.location == "unknown" else o for o in objects]
+
+    missing_data = [o for o in objects if o.location == "missing" and o.role == "data"]
+    if missing_data:
+        where = f"the local cache ({dvc.cache_dir})" + (
+            f" nor on the remote {remote_label}" if remote else " and no DVC remote is set")
+        raise MissingObjects(
+            f"{name} {target.version} needs {len(missing_data)} data object(s) found neither in "
+            f"{where}: {some([f'{o.path} ({o.oid[:10]})' for o in missing_data])}; "
+            "run 'dvc push' where they exist, then run the rollback again (nothing was changed)")
+
+    missing_outs = [o for o in objects if o.location == "missing"]
+    model_stage = identity.stages[-1] if identity.stages else None
+    run_cache = None
+    if model_stage and target_pl.lock:
+        entry = (target_pl.lock.get("stages") or {}).get(model_stage)
+        if isinstance(entry, dict):
+            run_cache = dvc.run_cache_has(entry)
+    if missing_outs:
+        retrain_reason = (f"{some([o.path for o in missing_outs])} in neither the local cache "
+                          f"nor {'the remote ' + remote_label if remote else 'a remote'}: "
+                          "dvc repro rebuilds them" + ("" if not run_cache else
+                                                       " (a run-cache entry exists)"))
+    else:
+        retrain_reason = "every output is in the workspace, the local cache or the remote"
+
+    expected_data = {}
+    for p, m in (target.data or {}).items():
+        expected_data[p] = m
+    if not expected_data:
+        for p, m in identity.deps.items():
+            rp = norm(pdir, p)
+            if rp in target_pl.cached:
+                expected_data[rp] = m
+    expected = {
+        "id": target.id or identity.id,
+        "model": {model_path: target.model_md5 or identity.model_md5},
+        "data": expected_data,
+        "params": identity.params,
+    }
+
+    who = git.identity()
+    plan = RollbackPlan(
+        name=name, version=target.version, commit=target.commit, id=target.id or identity.id,
+        short_id=target.short_id or identity.short, head=head, branch=branch,
+        current_version=current_version, current_id=current_id, stage=stage,
+        stage_holder=holder.version if holder is not None else None, message=message,
+        pipeline_dir=pdir, restore=sorted(write), delete=delete, shared=shared,
+        outputs=sorted(target_pl.cached), objects=objects,
+        fetch=sorted({o.oid for o in objects if o.location == "remote"}),
+        remote=remote_label, cache_dir=dvc.cache_dir, retrain=bool(missing_outs),
+        retrain_reason=retrain_reason, run_cache=run_cache, expected=expected,
+    )
+    ctx = _Context(
+        git=git, root=root, target=target, identity=identity, head_pl=head_pl,
+        target_pl=target_pl, write=write, delete=delete, files=files, outs=outs,
+        dvc_targets=[norm(pdir, ModelLayout.DVC_YAML)] + sorted(target_pl.dvcfiles),
+        model_path=model_path, by=f"{who.name} <{who.email}>",
+        remote_manifests=remote_manifests,
+        from_version=(holder.version if holder is not None else current_version),
+    )
+    return plan, ctx
+
+
+def _entries(path: str, raw: bytes, role: str, head_entries: dict[str, str] | None,
+             dvc) -> list[ObjectNeed]:
+    """The files of a folder object: in the workspace already, in the cache, or unknown."""
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return [ObjectNeed(path, "?", role, "missing")]
+    out = []
+    for e in entries:
+        rel, md5 = e.get("relpath"), e.get("md5")
+        if not rel or not md5:
+            continue
+        if head_entries and head_entries.get(rel) == md5:
+            loc = "workspace"
+        else:
+            loc = "cache" if dvc.in_cache(md5) else "unknown"
+        out.append(ObjectNeed(f"{path}/{rel}", md5, role, loc))
+    return out
+
+
+# -- the transaction --------------------------------------------------------------------
+

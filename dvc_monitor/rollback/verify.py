@@ -1,0 +1,168 @@
+"""Rollback verification: compare the restored workspace with what the version registered."""
+
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from dvc_monitor.errors import (
+    DvcMonitorError,
+)
+from dvc_monitor.model.layout import ModelLayout
+from dvc_monitor.repo.cache import md5_file, workspace_hash
+from dvc_monitor.repo.dvcfiles import inside, norm, stage_wdir
+from dvc_monitor.rollback.plan import RollbackPlan, _Context
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str  # "id" | "model" | "data" | "code" | "output" | "params"
+    path: str
+    expected: Any
+    got: Any
+    ok: bool
+
+
+@dataclass
+class Proof:
+    """What verification compared: every check, and the overall verdict."""
+
+    target_id: str
+    got_id: str | None
+    model: Check | None
+    checks: list[Check]
+    ok: bool
+
+    @property
+    def mismatches(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+
+
+def _lookup(doc: Any, key: str) -> Any:
+    if isinstance(doc, dict) and key in doc:
+        return doc[key]
+    cur = doc
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return _MISSING
+        cur = cur[part]
+    return cur
+
+
+_MISSING = "<missing>"
+
+
+def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
+    """Compare the restored workspace with what the target version registered."""
+    from dvc_monitor.registry.identity import identity_from_lock
+    from dvc_monitor.repo.dvcfiles import parse_yaml
+
+    root = ctx.root
+    pdir = plan.pipeline_dir
+    checks: list[Check] = []
+    lock_file = root / norm(pdir, ModelLayout.DVC_LOCK)
+    got_id = None
+    try:
+        got_identity = identity_from_lock(lock_file.read_bytes(), ctx.identity.model_path)
+        got_id = got_identity.id
+    except (OSError, DvcMonitorError):
+        got_identity = None
+    checks.append(Check("id", norm(pdir, ModelLayout.DVC_LOCK), plan.id, got_id,
+                        got_id == plan.id))
+
+    model_check = None
+    for path, md5 in plan.expected["model"].items():
+        got = workspace_hash(root / path)
+        model_check = Check("model", path, md5, got, got == md5 and md5 is not None)
+        checks.append(model_check)
+    for path, md5 in sorted(plan.expected["data"].items()):
+        got = workspace_hash(root / path)
+        checks.append(Check("data", path, md5, got, got == md5))
+    # code deps, the other lineage outputs, and cache:false outputs (metrics, plots)
+    seen = set(plan.expected["model"]) | set(plan.expected["data"])
+    for p, md5 in ctx.identity.deps.items():
+        rp = norm(pdir, p)
+        if rp in seen or not inside(rp) or "+" in md5:
+            continue
+        seen.add(rp)
+        got = workspace_hash(root / rp)
+        checks.append(Check("code" if rp in ctx.target_pl.git_deps else "data", rp, md5, got,
+                            got == md5))
+    lock_stages = (ctx.target_pl.lock or {}).get("stages") or {}
+    for stage, body in lock_stages.items():
+        base = norm(pdir, stage_wdir(ctx.target_pl.yaml, str(stage)))
+        for out in (body or {}).get("outs") or []:
+            if not isinstance(out, dict) or "path" not in out:
+                continue
+            rp = norm(base, str(out["path"]))
+            md5 = out.get("md5")
+            if rp in seen or not md5:
+                continue
+            seen.add(rp)
+            got = workspace_hash(root / rp)
+            checks.append(Check("output", rp, md5, got, got == md5))
+    # params: the values in the params files equal the ones the version was built with
+    expected_params = ctx.identity.params or {}
+    got_params: dict = {}
+    params_ok = True
+    for fname, values in expected_params.items():
+        path = root / norm(pdir, fname)
+        try:
+            doc = parse_yaml(path.read_text(), str(path))
+        except (OSError, DvcMonitorError):
+            doc = None
+        got_params[fname] = {}
+        for key, value in (values or {}).items():
+            got = _lookup(doc, key)
+            got_params[fname][key] = got
+            params_ok = params_ok and got == value
+    if got_identity is not None:
+        params_ok = params_ok and got_identity.params == expected_params
+    checks.append(Check("params", ", ".join(norm(pdir, f) for f in expected_params),
+                        expected_params, got_params, params_ok))
+    return Proof(target_id=plan.id, got_id=got_id, model=model_check, checks=checks,
+                 ok=all(c.ok for c in checks))
+
+
+def _mismatch_message(plan: RollbackPlan, proof: Proof, dvc) -> str:
+    bad = proof.mismatches
+    first = bad[0]
+    what = (f"{first.path}: expected {_short(first.expected)}, got {_short(first.got)}"
+            if first.what != "params" else "params differ from the ones it was built with")
+    hint = "pass --allow-mismatch to keep it anyway"
+    corrupted = _corrupted_objects(
+        [c.expected for c in bad if c.what in ("model", "data", "output")
+         and isinstance(c.expected, str)], dvc)
+    if corrupted:
+        hint = (f"the DVC cache object {corrupted[0]} is corrupted: delete it and run the "
+                "rollback again (it will be fetched from the remote or rebuilt)")
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    return (f"verification failed for {plan.name} {plan.version}: {what}{more}; the repository "
+            f"was restored to its previous state; {hint}")
+
+
+def _corrupted_objects(oids: list[str], dvc) -> list[str]:
+    """Cache files (of these oids, or of the files of these folders) whose bytes lie."""
+    found = []
+    for oid in oids:
+        names = [oid]
+        if oid.endswith(".dir"):
+            raw = dvc.local_manifest(oid)
+            try:
+                names = [e["md5"] for e in json.loads(raw or b"[]") if isinstance(e, dict)]
+            except (ValueError, KeyError):
+                names = []
+        for name in names:
+            path = dvc.cache_path(name)
+            if os.path.isfile(path) and md5_file(path) != name:
+                found.append(path)
+    return found
+
+
+def _short(value: Any) -> str:
+    text = "nothing" if value is None else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
