@@ -59,6 +59,16 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RollbackResult": ("rollback", "RollbackResult"),
     "RecoveryResult": ("rollback", "RecoveryResult"),
     "Proof": ("rollback", "Proof"),
+    # team work (publish.py, restorable.py)
+    "push": ("publish", "push"),
+    "sync": ("publish", "sync"),
+    "PushResult": ("publish", "PushResult"),
+    "SyncResult": ("publish", "SyncResult"),
+    "Renumbered": ("publish", "Renumbered"),
+    "check": ("restorable", "check"),
+    "CheckResult": ("restorable", "CheckResult"),
+    "VersionState": ("restorable", "VersionState"),
+    "ObjectState": ("restorable", "ObjectState"),
 }
 
 __all__ = sorted(_EXPORTS)
