@@ -133,7 +133,9 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        """Every version can be restored from the remote."""
+        """Every version can be restored from the remote (no versions: trivially)."""
+        if not self.versions:
+            return True
         return self.remote is not None and all(v.restorable for v in self.versions)
 
     def get(self, name: str, version: str) -> VersionState | None:

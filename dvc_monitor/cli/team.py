@@ -156,10 +156,9 @@ def run_check(args: argparse.Namespace) -> int:
     print_table(rows, ["model", "version", "objects", "in cache", "on remote", "status",
                        "note"], title=f"DVC remote: {result.remote or 'none'}")
     bad = [v for v in result.versions if not v.restorable]
-    if bad:
+    if bad and result.remote is not None:
         info(f"dvc-monitor: {len(bad)} version(s) cannot be restored from the remote: "
              + ", ".join(f"{v.name} {v.version}" for v in bad[:5])
              + ("; 'dvc-monitor push' uploads objects found in the local cache"
                 if any(v.in_cache for v in bad) else ""))
-        return 1
-    return 0
+    return 0 if result.ok else 1
