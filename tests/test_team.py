@@ -176,8 +176,15 @@ def test_push_publishes_objects_before_tags_and_a_fresh_clone_rolls_back(team):
     assert check["ok"] is True and check["remote"].startswith("s3 (s3://team/store")
     assert {v["status"] for v in check["versions"]} == {"remote"}
     assert {v["in_cache"] for v in check["versions"]} == {0}  # a fresh clone: all remote
-    res = json.loads(bob.dm("rollback", MODEL, "--to", "v1.0.0", "--json").stdout)
+    # rollback --push: the new commit goes to the branch on the remote (a fast-forward)
+    bob.git("remote", "add", "second", f"file://{team.folder / 'served' / 'protected.git'}")
+    proc = bob.dm("rollback", MODEL, "--to", "v1.0.0", "--json", "--push",
+                  "--git-remote", "second")
+    res = json.loads(proc.stdout)
     assert res["verified"] is True and res["fetched"] > 0 and res["retrained"] is False
+    assert "Pushed branch main to second" in proc.stderr
+    second = bob.git("ls-remote", "second", "refs/heads/main").stdout.split()[0]
+    assert second == res["commit"] == bob.head()
 
 
 def test_concurrent_promotions_keep_both_events_and_sync_agrees(team):
