@@ -86,8 +86,9 @@ def _print_push(result, brief: bool = False) -> None:
         info(f"dvc-monitor: warning: {w}")
     for m in result.allowed_missing:
         info(f"dvc-monitor: warning: published without its object (rebuildable): {m}")
-    objects = (f"{result.objects_pushed} of {result.objects_needed} object(s) uploaded to "
-               f"{result.dvc_remote}" if result.dvc_remote else "no DVC objects involved")
+    objects = (f"all {result.objects_needed} object(s) on {result.dvc_remote}, "
+               f"{result.objects_pushed} uploaded now" if result.dvc_remote
+               else "no DVC objects involved")
     if result.pushed:
         print(f"Pushed {len(result.pushed)} tag(s) to {result.git_remote} ({objects}): "
               + ", ".join(result.pushed))
