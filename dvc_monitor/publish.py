@@ -224,6 +224,38 @@ class _Views:
         return Registry.from_tags(self.git, refs)
 
 
+def _holders_for(views: _Views, origin_reg, tag: str):
+    """(block, version, holder expected when the local event was made, origin's holder)."""
+    ref, tn = views.local[tag]
+    meta = T.parse_message(ref.message) if ref.annotated else None
+    version = meta.get("version") if isinstance(meta, dict) else None
+    expected = meta.get("previous") if isinstance(meta, dict) else None
+    origin_holder = None
+    if tn.stage is not None:
+        with contextlib.suppress(DvcMonitorError):
+            holder = origin_reg.stage_holder(tn.artifact, tn.stage)
+            origin_holder = holder.version if holder is not None else None
+        if tn.action is Action.UNASSIGN:
+            expected = version  # it was in the stage when it was taken away
+    return meta, version, expected, origin_holder
+
+
+def _holder_changes(views: _Views, candidates: list[str]) -> list[str]:
+    """Warnings for stage events (not colliding) made while the origin's holder changed."""
+    origin_reg = views.origin_registry()
+    out = []
+    for tag in candidates:
+        tn = views.local[tag][1] if tag in views.local else None
+        if tn is None or tn.action is not Action.ASSIGN or tag in views.origin_oid:
+            continue
+        meta, version, expected, holder = _holders_for(views, origin_reg, tag)
+        if meta is not None and "previous" in meta and expected != holder:
+            out.append(f"on the origin, stage '{tn.stage}' of {tn.artifact} moved from "
+                       f"{expected or 'nobody'} to {holder or 'nobody'} since {tag} was made; "
+                       f"it lands after that, so {version} is the result")
+    return out
+
+
 def _renumber(views: _Views, tag: str) -> Renumbered:
     """Re-create local tag ``tag`` (taken on the origin) after every event of its model."""
     from dvc_monitor.registry import _next_time
@@ -247,17 +279,7 @@ def _renumber(views: _Views, tag: str) -> Renumbered:
         new = T.format_tag(replace(tn, counter=counter))
     when, t_ns = _next_time(art)
 
-    origin_reg = views.origin_registry()
-    meta = T.parse_message(ref.message) if ref.annotated else None
-    version = meta.get("version") if isinstance(meta, dict) else None
-    expected = meta.get("previous") if isinstance(meta, dict) else None
-    origin_holder = None
-    if tn.stage is not None:
-        with contextlib.suppress(DvcMonitorError):
-            holder = origin_reg.stage_holder(tn.artifact, tn.stage)
-            origin_holder = holder.version if holder is not None else None
-        if tn.action is Action.UNASSIGN:
-            expected = version  # it was in the stage when it was taken away
+    meta, version, expected, origin_holder = _holders_for(views, views.origin_registry(), tag)
     if meta is not None:
         meta = {**meta, "time_ns": t_ns, "renumbered_from": tag}
         if tn.action is Action.ASSIGN:
@@ -420,6 +442,7 @@ def push(root: str | Path = ".", names: list[str] | None = None, *,
                                  progress)
 
         # 2. the tags, atomically; a name taken meanwhile: renumber and retry
+        result.warnings += _holder_changes(views, candidates)
         pending = candidates
         for attempt in range(1, retries + 2):
             result.attempts = attempt
