@@ -59,6 +59,16 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RollbackResult": ("rollback.transaction", "RollbackResult"),
     "RecoveryResult": ("rollback.journal", "RecoveryResult"),
     "Proof": ("rollback.verify", "Proof"),
+    # team work (registry/publish.py, registry/restorable.py)
+    "push": ("registry.publish", "push"),
+    "sync": ("registry.publish", "sync"),
+    "PushResult": ("registry.publish", "PushResult"),
+    "SyncResult": ("registry.publish", "SyncResult"),
+    "Renumbered": ("registry.publish", "Renumbered"),
+    "check": ("registry.restorable", "check"),
+    "CheckResult": ("registry.restorable", "CheckResult"),
+    "VersionState": ("registry.restorable", "VersionState"),
+    "ObjectState": ("registry.restorable", "ObjectState"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -189,7 +189,7 @@ def all_scripts() -> list[str]:
 def test_every_dvc_monitor_call_in_the_workflows_parses():
     calls = [c for s in all_scripts() for c in dvc_monitor_calls(s)]
     commands = {c[0] for c in calls}
-    assert {"report", "gate", "tag-info", "show"} <= commands
+    assert {"report", "gate", "tag-info", "show", "check"} <= commands
     parser = build_parser()
     for call in calls:
         try:

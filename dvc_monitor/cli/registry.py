@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from dvc_monitor.cli.team import add_push_options, publish_after
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("register", help="register the committed model as a new version (NAME@vX.Y.Z)")
@@ -19,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bump the greatest version so far (default: patch; v0.0.1 first)")
     p.add_argument("-m", "--message", help="tag message (default: GTO's)")
     p.add_argument("--json", action="store_true", help="print the new version as JSON")
+    add_push_options(p)
     p.set_defaults(func=run_register)
 
     p = sub.add_parser("promote", help="assign a stage to a version (NAME#STAGE#N)")
@@ -27,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", required=True, metavar="STAGE")
     p.add_argument("-m", "--message")
     p.add_argument("--json", action="store_true")
+    add_push_options(p)
     p.set_defaults(func=run_promote)
 
     p = sub.add_parser("unassign", help="take a stage away (NAME#STAGE!#N)")
@@ -36,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", required=True, metavar="STAGE")
     p.add_argument("-m", "--message")
     p.add_argument("--json", action="store_true")
+    add_push_options(p)
     p.set_defaults(func=run_unassign)
 
     p = sub.add_parser("deregister", help="deregister a version (NAME@vX.Y.Z!)")
@@ -49,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("-m", "--message")
     p.add_argument("--json", action="store_true")
+    add_push_options(p)
     p.set_defaults(func=run_deprecate)
 
     p = sub.add_parser("versions", help="list versions with ids, stages and key metrics")
@@ -96,6 +102,19 @@ def _load(args: argparse.Namespace):
     for w in reg.warnings:
         info(f"dvc-monitor: warning: {w}")
     return reg
+
+
+def _warn_unpublished(reg) -> None:
+    """Warn when local stage tags are not on the origin (as of the last push or sync)."""
+    from dvc_monitor.cli.output import info
+    from dvc_monitor.registry.publish import unpublished_stage_tags
+
+    found = unpublished_stage_tags(reg.root)
+    if found and found[1]:
+        remote, tags = found
+        shown = ", ".join(tags[:5]) + (f" and {len(tags) - 5} more" if len(tags) > 5 else "")
+        info(f"dvc-monitor: warning: {len(tags)} stage tag(s) are not on {remote} (as of the "
+             f"last push or sync): {shown}; publish them with 'dvc-monitor push'")
 
 
 def _print_json_rows(rows: list) -> None:
@@ -181,22 +200,26 @@ def run_register(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
     from dvc_monitor.registry.writes import register as do_register
 
-    mv = do_register(_root(args), args.name, version=args.version_name, bump=args.bump,
+    root = _root(args)
+    mv = do_register(root, args.name, version=args.version_name, bump=args.bump,
                      message=args.message)
     if args.json:
         print_json(version_dict(mv))
     else:
         print(f"Registered {mv.name} {mv.version} (id {mv.short_id}) at commit {mv.commit[:7]}: "
               f"tag {mv.name}@{mv.version}")
-        print(f"Push it with: git push origin {mv.name}@{mv.version}")
+    if publish_after(args, root, [f"{mv.name}@{mv.version}"]) is None and not args.json:
+        print(f"Publish it (tag, model and data) with: dvc-monitor push {mv.name}")
     return 0
 
 
 def run_promote(args: argparse.Namespace) -> int:
     from dvc_monitor.registry.writes import promote
 
-    _print_event(promote(_root(args), args.name, args.version, args.stage, message=args.message),
-                 args.json)
+    root = _root(args)
+    ev = promote(root, args.name, args.version, args.stage, message=args.message)
+    _print_event(ev, args.json)
+    publish_after(args, root, [ev.tag])
     return 0
 
 
@@ -204,12 +227,14 @@ def run_unassign(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
     from dvc_monitor.registry.writes import unassign
 
-    events = unassign(_root(args), args.name, args.stage, args.version, message=args.message)
+    root = _root(args)
+    events = unassign(root, args.name, args.stage, args.version, message=args.message)
     if args.json:
         print_json([event_dict(e) for e in events])
     else:
         for ev in events:
             _print_event(ev, False)
+    publish_after(args, root, [e.tag for e in events])
     return 0
 
 
@@ -223,7 +248,10 @@ def run_deregister(args: argparse.Namespace) -> int:
 def run_deprecate(args: argparse.Namespace) -> int:
     from dvc_monitor.registry.writes import deprecate
 
-    _print_event(deprecate(_root(args), args.name, message=args.message), args.json)
+    root = _root(args)
+    ev = deprecate(root, args.name, message=args.message)
+    _print_event(ev, args.json)
+    publish_after(args, root, [ev.tag])
     return 0
 
 
@@ -245,6 +273,7 @@ def run_versions(args: argparse.Namespace) -> int:
             info(f"dvc-monitor: warning: {args.name} is deprecated (register a version to revive it)")
     else:
         names = reg.models(include_deprecated=args.all)
+    _warn_unpublished(reg)
     rows = []
     for name in names:
         deprecated = reg.is_deprecated(name)
@@ -282,6 +311,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     reg = _load(args)
     mv = reg.get(args.ref)
+    _warn_unpublished(reg)
     root = reg.root
     identity = mv.identity
     stage_history = [

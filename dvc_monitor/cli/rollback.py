@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how long to wait for another dvc-monitor write in this repository "
                         "(default 30)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    from dvc_monitor.cli.team import add_push_options
+
+    add_push_options(p)  # --push: publish the stage tag, and the branch if fast-forward
     p.set_defaults(func=run_rollback)
 
     p = sub.add_parser("recover", help="finish or undo an interrupted rollback")
@@ -79,11 +82,16 @@ def run_rollback(args: argparse.Namespace) -> int:
                               lock_timeout=args.wait, checkpoint=args.checkpoint)
     if args.json:
         print_json(result_to_json(result))
-        return 0
-    if result.dry_run:
+    elif result.dry_run:
         print_plan(result.plan)
     else:
         print_proof(result)
+    if not result.dry_run:
+        from dvc_monitor.cli.team import publish_after
+
+        with _stdout_to_stderr(args.json):
+            publish_after(args, args.repo, [result.tag] if result.tag else [],
+                          branch=bool(result.commit))
     return 0
 
 

@@ -130,9 +130,14 @@ class Registry:
     def load(cls, root: str | Path = ".") -> "Registry":
         """Read every tag in one ``for-each-ref``; skip (with a warning) malformed ones."""
         git = GitRepo.discover(root)
+        return cls.from_tags(git, git.tags())
+
+    @classmethod
+    def from_tags(cls, git: GitRepo, refs: Iterable[TagRef]) -> "Registry":
+        """The registry view of ``refs`` (e.g. a remote's tags fetched to a mirror)."""
         warnings: list[str] = []
         raws: list[_Raw] = []
-        for ref in git.tags():
+        for ref in refs:
             tag = T.parse_tag(ref.name)
             if tag is None:
                 if T.is_event_like(ref.name):

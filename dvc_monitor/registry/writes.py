@@ -30,7 +30,7 @@ def _warn(message: str) -> None:
     print(f"dvc-monitor: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _next_time(art: _Artifact | None) -> tuple[int, int]:
+def next_time(art: _Artifact | None) -> tuple[int, int]:
     """(tagger seconds, time_ns) strictly after every event of the artifact."""
     now_ns = time.time_ns()
     last_s = art.max_tag_time if art else 0
@@ -42,7 +42,7 @@ def _next_time(art: _Artifact | None) -> tuple[int, int]:
 
 def _write(reg: Registry, name: str, tag: str, commit: str, summary: str, meta: dict,
            extra_meta: dict | None = None) -> None:
-    when, t_ns = _next_time(reg.artifact_or_none(name))
+    when, t_ns = next_time(reg.artifact_or_none(name))
     block = {"schema": SCHEMA, **meta, "time_ns": t_ns}
     if extra_meta:
         for k, v in extra_meta.items():

@@ -127,7 +127,7 @@ class DvcSession:
     that DVC reads them again. Every DVC error becomes a one-line ``ExternalCommandError``.
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, remote: str | None = None):
         from dvc.exceptions import DvcException
         from dvc.repo import Repo
 
@@ -137,6 +137,7 @@ class DvcSession:
         except DvcException as exc:
             raise ExternalCommandError(f"dvc: {_one_line(exc)}") from None
         self._remote = None
+        self.remote_name = remote  # None: the default remote (core.remote)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -180,10 +181,16 @@ class DvcSession:
     # -- the remote -----------------------------------------------------------------
 
     def remote(self) -> tuple[str, str] | None:
-        """(name, url) of the default remote, or None when there is none."""
-        name = self.repo.config["core"].get("remote")
+        """(name, url) of the remote in use (``remote_name`` or the default), or None."""
+        name = self.remote_name or self.repo.config["core"].get("remote")
         if not name:
             return None
+        if name not in self.repo.config["remote"]:
+            from dvc_monitor.errors import UsageError
+
+            known = ", ".join(sorted(self.repo.config["remote"])) or "none configured"
+            raise UsageError(f"unknown DVC remote '{name[:60]}' (remotes: {known}); add it with "
+                             "'dvc remote add NAME URL'")
         conf = self.repo.config["remote"].get(name) or {}
         return name, str(conf.get("url", ""))
 
@@ -193,7 +200,7 @@ class DvcSession:
 
             try:
                 with quiet():
-                    self._remote = self.repo.cloud.get_remote_odb(None, "rollback")
+                    self._remote = self.repo.cloud.get_remote_odb(self.remote_name, "rollback")
             except DvcException as exc:
                 raise RemoteUnavailable(f"dvc remote: {_one_line(exc)}") from None
         return self._remote
@@ -248,6 +255,20 @@ class DvcSession:
         self.repo.drop_data_index()
         failed = sorted(hi.value for hi in result.failed)
         return len(result.transferred), failed
+
+    def push(self, oids: list[str], jobs: int | None = None) -> tuple[int, list[str]]:
+        """Upload exactly ``oids`` from the local cache to the remote.
+
+        Returns (objects transferred, oids that failed).
+        """
+        from dvc_data.hashfile.hash_info import HashInfo
+
+        if not oids:
+            return 0, []
+        odb = self._remote_odb()
+        his = [HashInfo("md5", oid) for oid in oids]
+        result = self._remote_call(lambda: self.repo.cloud.push(his, jobs=jobs, odb=odb))
+        return len(result.transferred), sorted(hi.value for hi in result.failed)
 
     # -- the workspace ---------------------------------------------------------------
 
@@ -378,9 +399,9 @@ def repair_rwlock(root: str | Path) -> bool:
 
 
 @contextlib.contextmanager
-def session(root: str | Path) -> Iterator[DvcSession]:
-    """A ``DvcSession`` that is closed afterwards."""
-    s = DvcSession(root)
+def session(root: str | Path, remote: str | None = None) -> Iterator[DvcSession]:
+    """A ``DvcSession`` (on remote ``remote``, default: core.remote), closed afterwards."""
+    s = DvcSession(root, remote)
     try:
         yield s
     finally:

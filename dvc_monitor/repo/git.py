@@ -159,8 +159,14 @@ class GitRepo:
     # -- bulk reads --------------------------------------------------------------------
 
     def tags(self, pattern: str = "refs/tags") -> list[TagRef]:
-        """Every tag under ``pattern`` in one ``git for-each-ref`` call."""
-        fmt = _FS.join(_TAG_FIELDS) + _RS
+        """Every tag under ``pattern`` in one ``git for-each-ref`` call.
+
+        Names are relative to ``pattern`` (``refs/tags/a@v1`` and, for a mirror namespace,
+        ``refs/dvc-monitor/remotes/origin/tags/a@v1`` are both ``a@v1``).
+        """
+        depth = len([p for p in pattern.split("/") if p])
+        fields = (f"%(refname:strip={depth})",) + _TAG_FIELDS[1:]
+        fmt = _FS.join(fields) + _RS
         out = self.run("for-each-ref", f"--format={fmt}", pattern)
         result = []
         for record in out.split(_RS):
@@ -284,3 +290,99 @@ class GitRepo:
 
     def delete_tag(self, name: str) -> None:
         self.run("tag", "-d", "--end-of-options", name)
+
+    # -- remotes (team work: push, sync) ---------------------------------------------------
+
+    def remotes(self) -> list[str]:
+        """Names of the configured git remotes."""
+        return [line.strip() for line in self.run("remote").splitlines() if line.strip()]
+
+    def _network(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """A git call that talks to a remote: never prompts (no terminal, ssh batch mode)."""
+        env = dict(os.environ)
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        try:
+            return subprocess.run(["git", *args], cwd=self.root, capture_output=True,
+                                  text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise ExternalCommandError(f"git {args[0]} timed out after {timeout:.0f} s") from None
+
+    @staticmethod
+    def _last_line(proc: subprocess.CompletedProcess) -> str:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else f"exit code {proc.returncode}"
+
+    def ls_remote_tags(self, remote: str) -> dict[str, str]:
+        """tag name -> object id (the tag object, not peeled) of every tag on ``remote``."""
+        proc = self._network("ls-remote", "--tags", "--refs", remote)
+        if proc.returncode != 0:
+            raise ExternalCommandError(
+                f"cannot reach git remote '{remote}': {self._last_line(proc)}")
+        result = {}
+        for line in proc.stdout.splitlines():
+            oid, _, ref = line.partition("\t")
+            if ref.startswith("refs/tags/"):
+                result[ref[len("refs/tags/"):]] = oid
+        return result
+
+    def fetch_tags_into(self, remote: str, namespace: str) -> None:
+        """Copy ``remote``'s tags to ``NAMESPACE/*`` (never to ``refs/tags``: nothing local
+        is clobbered); refs gone from the remote are pruned from the namespace."""
+        proc = self._network("fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                             "--prune", remote, f"+refs/tags/*:{namespace}/*")
+        if proc.returncode != 0:
+            raise ExternalCommandError(
+                f"cannot fetch tags from git remote '{remote}': {self._last_line(proc)}")
+
+    def ref_oids(self, *patterns: str) -> dict[str, str]:
+        """Full ref name -> object id (unpeeled) for the refs under ``patterns``."""
+        out = self.run("for-each-ref", "--format=%(refname) %(objectname)", *patterns)
+        pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
+        return {ref: oid for ref, oid in pairs}
+
+    def create_ref(self, ref: str, oid: str) -> bool:
+        """Create ``ref`` at ``oid`` only if it does not exist yet; False if it does."""
+        proc = subprocess.run(["git", "update-ref", "--no-deref", ref, oid, ""],
+                              cwd=self.root, capture_output=True, text=True)
+        return proc.returncode == 0
+
+    def push_refs(self, remote: str, refspecs: list[str], atomic: bool = True) -> "PushOutcome":
+        """``git push [--atomic] --porcelain REMOTE REFSPEC...``; never forced.
+
+        Returns what the remote did with each ref; a remote that cannot be reached raises.
+        """
+        args = ["push", "--porcelain"]
+        if atomic:
+            args.append("--atomic")
+        proc = self._network(*args, remote, *refspecs)
+        rejected: dict[str, str] = {}
+        done: list[str] = []
+        for line in proc.stdout.splitlines():
+            parts = line.split("\t")
+            if len(parts) < 3 or len(parts[0]) != 1:
+                continue
+            flag, spec, summary = parts[0], parts[1], parts[2]
+            dst = spec.rpartition(":")[2]
+            if flag == "!":
+                rejected[dst] = summary.strip()
+            elif flag in ("*", " ", "+", "-", "="):
+                done.append(dst)
+        if proc.returncode != 0 and not rejected:
+            raise ExternalCommandError(
+                f"cannot push to git remote '{remote}': {self._last_line(proc)}")
+        return PushOutcome(done=done, rejected=rejected, detail=self._last_line(proc)
+                           if proc.returncode else "")
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    """What ``git push --porcelain`` reported: refs updated, refs rejected (ref -> reason)."""
+
+    done: list
+    rejected: dict
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected

@@ -1,0 +1,266 @@
+"""Where the DVC objects of each registered version are, and whether it can be restored.
+
+A version needs the objects of its commit: every cached output in the model's
+``dvc.lock`` (the model itself, intermediate outputs) and every ``.dvc``-tracked input
+(the data partitions and their ``.dir`` manifests). ``check`` looks for each one in the
+local cache and on the DVC remote (one batched existence query for all versions), and
+calls a version *rebuildable* when its inputs are present and its pipeline is
+deterministic, so that ``dvc repro`` makes the same outputs again.
+
+``CheckResult`` is the value ``dvc-monitor check`` prints, ``dvc-monitor push`` relies on
+(it refuses to publish a tag whose objects are nowhere) and a garbage collector may use
+(drop a cold object only when its versions are rebuildable without it).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from dvc_monitor.repo import cache as dvccache
+
+# stage commands whose outputs are reproducible byte for byte (seeded training,
+# canonicalised model files, deterministic JSON/CSV): the dvc-monitor model stages
+_DETERMINISTIC_CMD = "dvc-monitor stage "
+
+STATUS_REMOTE = "remote"  # every object on the DVC remote
+STATUS_REBUILDABLE = "rebuildable"  # inputs on the remote, outputs rebuilt by dvc repro
+STATUS_LOCAL = "local-only"  # some objects only in this machine's cache: push them
+STATUS_MISSING = "missing"  # an object is nowhere and the version cannot be rebuilt
+STATUS_UNREADABLE = "unreadable"  # its pipeline files cannot be read at its commit
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """One DVC object a version needs."""
+
+    path: str  # repo-relative workspace path (a file inside a folder: ``dir/file``)
+    oid: str  # md5, ``...dir`` for a folder manifest
+    role: str  # "data" (a .dvc-tracked input) or "output" (a stage makes it)
+    local: bool  # in the local cache
+    remote: bool | None  # on the DVC remote; None when there is no remote
+
+    @property
+    def nowhere(self) -> bool:
+        return not self.local and not self.remote
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """Where the objects of one registered version are."""
+
+    name: str
+    version: str
+    commit: str
+    objects: tuple[ObjectState, ...]
+    deterministic: bool
+    why_not: str  # why the pipeline is not known to be deterministic ("" if it is)
+    error: str | None = None  # its pipeline cannot be read
+
+    @property
+    def on_remote(self) -> int:
+        return sum(1 for o in self.objects if o.remote)
+
+    @property
+    def in_cache(self) -> int:
+        return sum(1 for o in self.objects if o.local)
+
+    @property
+    def nowhere(self) -> list[ObjectState]:
+        return [o for o in self.objects if o.nowhere]
+
+    @property
+    def can_rebuild(self) -> bool:
+        """Inputs present (cache or remote) and a deterministic pipeline."""
+        return self.error is None and self.deterministic and all(
+            o.local or o.remote for o in self.objects if o.role == "data")
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return STATUS_UNREADABLE
+        if all(o.remote for o in self.objects):
+            return STATUS_REMOTE
+        if self.deterministic and all(o.remote for o in self.objects if o.role == "data"):
+            return STATUS_REBUILDABLE
+        if not self.nowhere or self.can_rebuild:
+            return STATUS_LOCAL
+        return STATUS_MISSING
+
+    @property
+    def restorable(self) -> bool:
+        """A fresh clone can restore it from the remote (objects there, or rebuildable)."""
+        return self.status in (STATUS_REMOTE, STATUS_REBUILDABLE)
+
+    @property
+    def note(self) -> str:
+        if self.error is not None:
+            return self.error
+        gone = self.nowhere
+        if gone:
+            shown = ", ".join(o.path for o in gone[:2]) + (
+                f" and {len(gone) - 2} more" if len(gone) > 2 else "")
+            what = "rebuilt by dvc repro" if self.can_rebuild else \
+                f"cannot be rebuilt: {self.why_not or 'an input is missing'}"
+            return f"nowhere: {shown} ({what})"
+        if self.status == STATUS_LOCAL:
+            return "only in the local cache: run 'dvc-monitor push'"
+        if self.status == STATUS_REBUILDABLE:
+            return "outputs not on the remote; dvc repro rebuilds them"
+        return ""
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "version": self.version, "commit": self.commit,
+            "status": self.status, "restorable": self.restorable,
+            "rebuildable": self.can_rebuild, "deterministic": self.deterministic,
+            "why_not_deterministic": self.why_not or None, "error": self.error,
+            "objects": len(self.objects), "in_cache": self.in_cache,
+            "on_remote": self.on_remote, "note": self.note,
+            "nowhere": [{"path": o.path, "oid": o.oid, "role": o.role} for o in self.nowhere],
+        }
+
+
+@dataclass
+class CheckResult:
+    """``check``'s answer: one row per registered version."""
+
+    remote: str | None  # "name (url)" of the DVC remote asked, None when there is none
+    versions: list[VersionState] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Every version can be restored from the remote (no versions: trivially)."""
+        if not self.versions:
+            return True
+        return self.remote is not None and all(v.restorable for v in self.versions)
+
+    def get(self, name: str, version: str) -> VersionState | None:
+        for v in self.versions:
+            if v.name == name and v.version == version:
+                return v
+        return None
+
+    def to_json(self) -> dict:
+        return {"remote": self.remote, "ok": self.ok,
+                "versions": [v.to_json() for v in self.versions]}
+
+
+# -- what a version needs ---------------------------------------------------------------
+
+
+def _needed(git, root: Path, mv) -> tuple[dict[str, tuple[str, str]], bool, str, str | None]:
+    """(path -> (oid, role), deterministic, why_not, error) for one version."""
+    from dvc_monitor.errors import DvcMonitorError
+    from dvc_monitor.model.layout import ModelLayout
+    from dvc_monitor.rollback.plan import _read_pipeline
+
+    pdir = posixpath.dirname(mv.lock_path) if mv.lock_path else ModelLayout(mv.name).dir
+    try:
+        pl = _read_pipeline(git, mv.commit, pdir)
+    except DvcMonitorError as exc:
+        return {}, False, "", str(exc)
+    if pl.lock is None:
+        return {}, False, "", f"no {posixpath.join(pdir, 'dvc.lock')} at {mv.commit[:7]}"
+    needed = {p: (oid, "data" if p in pl.sources else "output") for p, oid in pl.cached.items()}
+    why = _why_not_deterministic(pl)
+    return needed, not why, why, None
+
+
+def _why_not_deterministic(pl) -> str:
+    if pl.external:
+        return f"it reads files outside git and DVC ({', '.join(sorted(pl.external)[:2])})"
+    stages = (pl.yaml.get("stages") or {}) if isinstance(pl.yaml, dict) else {}
+    for name, body in ((pl.lock or {}).get("stages") or {}).items():
+        decl = stages.get(str(name).split("@")[0]) if isinstance(stages, dict) else None
+        if isinstance(decl, dict) and (decl.get("always_changed") or decl.get("frozen")):
+            return f"stage {name} is always_changed or frozen"
+        cmd = body.get("cmd") if isinstance(body, dict) else None
+        cmds = cmd if isinstance(cmd, list) else [cmd]
+        for c in cmds:
+            if not isinstance(c, str) or not c.strip().startswith(_DETERMINISTIC_CMD):
+                return f"stage {name} runs '{str(c)[:60]}', not known to be deterministic"
+    return ""
+
+
+def _manifest_entries(raw: bytes | None) -> list[tuple[str, str]] | None:
+    try:
+        entries = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    if not isinstance(entries, list):
+        return None
+    return [(str(e["relpath"]), str(e["md5"])) for e in entries
+            if isinstance(e, dict) and e.get("md5") and e.get("relpath")]
+
+
+def _local(root: Path, oid: str) -> bool:
+    return dvccache.object_path(root, oid).is_file()
+
+
+# -- the check --------------------------------------------------------------------------
+
+
+def scan(root: str | Path, versions: Iterable, dvc=None) -> CheckResult:
+    """Where the objects of ``versions`` (``ModelVersion``s) are.
+
+    ``dvc`` is an open ``DvcSession`` (its remote is asked); None: local cache only.
+    """
+    from dvc_monitor.repo.git import GitRepo
+
+    git = GitRepo.discover(root)
+    root = git.root
+    remote = dvc.remote() if dvc is not None else None
+    rows = []
+    for mv in versions:
+        needed, deterministic, why, error = _needed(git, root, mv)
+        rows.append((mv, needed, deterministic, why, error))
+
+    # .dir manifests: from the local cache, else from the remote
+    objects: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for mv, needed, *_ in rows:
+        items = []
+        for path, (oid, role) in sorted(needed.items()):
+            items.append((path, oid, role))
+            if oid.endswith(".dir"):
+                raw = None
+                obj = dvccache.object_path(root, oid)
+                if obj.is_file():
+                    raw = obj.read_bytes()
+                elif remote is not None:
+                    raw = dvc.remote_manifest(oid)
+                for rel, md5 in _manifest_entries(raw) or []:
+                    items.append((f"{path}/{rel}", md5, role))
+        objects[(mv.name, mv.version)] = items
+
+    oids = sorted({oid for items in objects.values() for _, oid, _ in items})
+    there = dvc.remote_has(oids) if remote is not None else set()
+    result = CheckResult(remote=f"{remote[0]} ({remote[1]})" if remote else None)
+    for mv, _, deterministic, why, error in rows:
+        states = tuple(
+            ObjectState(path, oid, role, _local(root, oid),
+                        (oid in there) if remote is not None else None)
+            for path, oid, role in objects[(mv.name, mv.version)])
+        result.versions.append(VersionState(mv.name, mv.version, mv.commit, states,
+                                            deterministic, why, error))
+    return result
+
+
+def check(root: str | Path = ".", names: list[str] | None = None,
+          remote: str | None = None) -> CheckResult:
+    """Where each active registered version's objects are (of ``names``, or of all models).
+
+    ``remote`` names a DVC remote (default: the repository's default remote). With no
+    remote configured, ``CheckResult.remote`` is None and nothing counts as restorable.
+    """
+    from dvc_monitor.repo import dvc as dvcops
+    from dvc_monitor.registry.state import Registry
+
+    reg = Registry.load(root)
+    wanted = list(names) if names else reg.models(include_deprecated=True)
+    versions = [mv for n in wanted for mv in reg.versions(n) if mv.registered]
+    with dvcops.session(reg.root, remote) as dvc:
+        return scan(reg.root, versions, dvc if dvc.remote() is not None else None)
