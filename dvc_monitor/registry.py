@@ -119,6 +119,7 @@ class ModelVersion:
     data: dict = field(default_factory=dict)  # data dependency (repo-relative) -> md5
     lock_path: str | None = None
     warning: str | None = None  # why id is None, if it is
+    model_digest: str | None = None  # content digest from the tag block (modelio)
 
     @property
     def ref(self) -> str:
@@ -435,6 +436,7 @@ class Registry:
             data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
             lock_path = meta.get("lock") if isinstance(meta.get("lock"), str) else None
             identity, warning = None, None
+            model_digest = meta.get("digest") if isinstance(meta.get("digest"), str) else None
         else:
             facts = self._facts.get((name, v.commit))
             identity = facts.identity if facts else None
@@ -445,6 +447,7 @@ class Registry:
             lock_path = facts.lock_path if facts else None
             data = _repo_data(identity, lock_path)
             warning = facts.error if facts else None
+            model_digest = None
         last = v.all_events[-1] if v.all_events else authoring
         return ModelVersion(
             name=name,
@@ -468,6 +471,7 @@ class Registry:
             data=data,
             lock_path=lock_path,
             warning=warning,
+            model_digest=model_digest,
         )
 
     def _with_identity(self, mv: ModelVersion) -> ModelVersion:
@@ -827,7 +831,7 @@ def _root(root: str | Path) -> Path:
 
 def register(root: str | Path, name: str, version: str | None = None, bump: str | None = None,
              message: str | None = None, *,
-             warn: Callable[[str], None] | None = None) -> ModelVersion:
+             warn: Callable[[str], None] | None = None, force: bool = False) -> ModelVersion:
     """Register HEAD as a new version of ``name`` (tag ``NAME@vX.Y.Z``).
 
     Without ``version`` or ``bump``: the patch after the greatest version ever
@@ -911,6 +915,13 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
             raise RegistryError(_missing_message(name, missing, pipeline))
 
         same = [mv for mv in reg._all_versions(name) if mv.id == identity.id] if art else []
+        # -- model file: a safe canonical archive; same id + other bytes refused (modelio) --
+        from dvc_monitor.modelio import accept_registration
+
+        checked = accept_registration(root, facts.model_path, identity.model_md5, name, version,
+                                      [(m.version, m.model_md5, m.model_digest) for m in same],
+                                      force=force, warn=warn)
+        # -- end model file --
         if same:
             warn(f"{name} {version} has the same id ({identity.short}) as "
                  f"{', '.join(m.version for m in same)}: same params, data and code")
@@ -921,6 +932,7 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
             "id": identity.id,
             "model_path": facts.model_path,
             "model_md5": identity.model_md5,
+            "digest": checked.digest,
             "lock": facts.lock_path,
             "data": _repo_data(identity, facts.lock_path),
             "metrics": facts.metrics,

@@ -132,6 +132,7 @@ class Check:
     expected: Any
     got: Any
     ok: bool
+    note: str = ""  # the model check: modelio's one-line verdict
 
 
 @dataclass
@@ -143,6 +144,8 @@ class Proof:
     model: Check | None
     checks: list[Check]
     ok: bool
+    model_match: str | None = None  # "byte-identical" | "content-identical" (modelio)
+    unsafe: str | None = None  # why the model file is refused (never kept)
 
     @property
     def mismatches(self) -> list[Check]:
@@ -785,6 +788,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
     expected = {
         "id": target.id or identity.id,
         "model": {model_path: target.model_md5 or identity.model_md5},
+        "model_digest": {model_path: target.model_digest},
         "data": expected_data,
         "params": identity.params,
     }
@@ -1082,9 +1086,16 @@ def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
                         got_id == plan.id))
 
     model_check = None
+    model_match = unsafe = None
     for path, md5 in plan.expected["model"].items():
-        got = _md5_path(root / path)
-        model_check = Check("model", path, md5, got, got == md5 and md5 is not None)
+        # -- model file: format and types, then md5 or content digest (modelio) --
+        from dvc_monitor.modelio import registered_digest, verify_model_file
+
+        recorded = (plan.expected.get("model_digest") or {}).get(path)
+        match = verify_model_file(root / path, md5, registered_digest(root, md5, recorded))
+        model_check = Check("model", path, md5, match.check.md5, match.ok, match.reason)
+        model_match, unsafe = match.match, None if match.check.safe else match.reason
+        # -- end model file --
         checks.append(model_check)
     for path, md5 in sorted(plan.expected["data"].items()):
         got = _md5_path(root / path)
@@ -1132,10 +1143,14 @@ def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
     checks.append(Check("params", ", ".join(_norm(pdir, f) for f in expected_params),
                         expected_params, got_params, params_ok))
     return Proof(target_id=plan.id, got_id=got_id, model=model_check, checks=checks,
-                 ok=all(c.ok for c in checks))
+                 ok=all(c.ok for c in checks), model_match=model_match, unsafe=unsafe)
 
 
 def _mismatch_message(plan: RollbackPlan, proof: Proof, dvc) -> str:
+    if proof.unsafe:  # an unsafe model file is never kept, even with --allow-mismatch
+        return (f"verification failed for {plan.name} {plan.version}: {proof.unsafe}; it was "
+                "not loaded, and the repository was restored to its previous state; roll back "
+                "to a version whose model file is a safe dvc-monitor archive")
     bad = proof.mismatches
     first = bad[0]
     what = (f"{first.path}: expected {_short(first.expected)}, got {_short(first.got)}"
@@ -1313,7 +1328,7 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
             with step("Verify model, data and params against the registered version"):
                 proof = _verify(ctx, plan)
                 result.proof = proof
-                if not proof.ok and not allow_mismatch:
+                if not proof.ok and (not allow_mismatch or proof.unsafe):
                     raise VerificationError(_mismatch_message(plan, proof, dvc))
                 _fault("verify")
             with step(f"Commit on {plan.branch}"):
@@ -1412,6 +1427,7 @@ def _commit(ctx: _Context, plan: RollbackPlan, tx: _Transaction, proof: Proof) -
         "files, params, data and model, verified against the registered version.",
         "",
         f"model md5: {proof.model.got if proof.model else 'n/a'}"
+        + (f" ({proof.model_match})" if proof.model_match else "")
         + ("" if proof.ok else " (MISMATCH allowed with --allow-mismatch)"),
     ]
     if plan.message:
