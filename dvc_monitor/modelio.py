@@ -549,11 +549,26 @@ def verify_model_file(path_or_bytes: bytes | str | os.PathLike, md5: str | None,
         return result(CONTENT_IDENTICAL,
                       f"{check.source} is content-identical (digest {digest[:19]}...; md5 "
                       f"{check.md5} differs from {md5}: compressed differently)")
+    if digest is None and md5 is not None and _stored_md5(path_or_bytes) == md5:
+        return result(CONTENT_IDENTICAL,
+                      f"{check.source} is content-identical (its stored, uncompressed form has "
+                      f"md5 {md5}: a version registered before compression)")
     if digest is None:
         return result(None, f"{check.source} has md5 {check.md5}, expected {md5} (no content "
                             "digest recorded to compare)")
     return result(None, f"{check.source} has md5 {check.md5} and digest {check.digest[:19]}..., "
                         f"expected md5 {md5} or digest {digest[:19]}...")
+
+
+def _stored_md5(path_or_bytes: bytes | str | os.PathLike) -> str | None:
+    """md5 of the archive rewritten with stored members, as save_model wrote it before
+    members were deflated (that layout is deterministic too)."""
+    data, _, _ = _source_bytes(path_or_bytes)
+    try:
+        stored = _write_zip(_read_zip_strict(data or b""), deflate=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
+        return None
+    return hashlib.md5(stored, usedforsecurity=False).hexdigest()
 
 
 def cached_digest(object_path: str | os.PathLike, md5: str) -> str | None:

@@ -377,8 +377,13 @@ def test_old_stored_archive_still_loads_and_verifies(archive, tmp_path):
     check = inspect_model_file(path)
     assert (check.safe, check.canonical, check.compression) == (True, True, "stored")
     assert verify_model_file(path, old_md5, None).match == "byte-identical"
-    # the stored archive of a version retrained now: same content, other bytes
+    # a version registered before compression, retrained now: same content, other bytes;
+    # with or without a recorded digest (old tag blocks have none), it is content-identical
     assert verify_model_file(data, old_md5, content_digest(old)).match == "content-identical"
+    retrained = verify_model_file(data, old_md5, None)
+    assert (retrained.ok, retrained.match) == (True, "content-identical")
+    assert "a version registered before compression" in retrained.reason
+    assert not verify_model_file(data, hashlib.md5(b"other").hexdigest(), None).ok
 
 
 def test_recompressed_archive_is_content_identical_not_byte_identical(archive):
