@@ -373,10 +373,16 @@ class ModelFileCheck:
     digest: str | None  # content_digest, for zip archives
     compression: str | None = None  # "deflated" | "stored" | "mixed" (zip archives)
 
+    @property
+    def dangerous(self) -> bool:
+        """Loading it could run code: a pickle, or types outside the trusted list (a corrupt
+        or non-canonical archive is unsafe to call verified, but not dangerous)."""
+        return self.format in ("pickle", "joblib") or bool(self.untrusted)
+
     def to_json(self) -> dict:
         from dvc_monitor.output import to_jsonable
 
-        return to_jsonable(self)
+        return to_jsonable(self) | {"dangerous": self.dangerous}
 
 
 @dataclass(frozen=True)
@@ -393,7 +399,7 @@ class ModelMatch:
     def to_json(self) -> dict:
         from dvc_monitor.output import to_jsonable
 
-        return to_jsonable(self)
+        return to_jsonable(self) | {"check": self.check.to_json()}
 
 
 def _digest_members(members: dict[str, bytes]) -> str:

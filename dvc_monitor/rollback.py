@@ -145,7 +145,7 @@ class Proof:
     checks: list[Check]
     ok: bool
     model_match: str | None = None  # "byte-identical" | "content-identical" (modelio)
-    unsafe: str | None = None  # why the model file is refused (never kept)
+    unsafe: str | None = None  # a pickle or untrusted types: refused, never kept
 
     @property
     def mismatches(self) -> list[Check]:
@@ -1094,7 +1094,7 @@ def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
         recorded = (plan.expected.get("model_digest") or {}).get(path)
         match = verify_model_file(root / path, md5, registered_digest(root, md5, recorded))
         model_check = Check("model", path, md5, match.check.md5, match.ok, match.reason)
-        model_match, unsafe = match.match, None if match.check.safe else match.reason
+        model_match, unsafe = match.match, match.reason if match.check.dangerous else None
         # -- end model file --
         checks.append(model_check)
     for path, md5 in sorted(plan.expected["data"].items()):

@@ -326,7 +326,7 @@ def test_import_is_cheap():
 # -- compression, content digest, inspection -------------------------------------------
 
 
-def _rezip(data: bytes, method: int, level: int | None = None) -> bytes:
+def rezip(data: bytes, method: int, level: int | None = None) -> bytes:
     """The same members, names, times and order, written with another compression."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(buffer, "w") as dst:
@@ -347,7 +347,7 @@ def archive(tmp_path_factory) -> tuple[bytes, str]:
 
 def test_archive_members_are_deflated_and_smaller_than_stored(archive):
     data, _ = archive
-    stored = _rezip(data, zipfile.ZIP_STORED)
+    stored = rezip(data, zipfile.ZIP_STORED)
     assert len(data) < len(stored) / 2
     assert content_digest(data) == content_digest(stored)
 
@@ -359,7 +359,7 @@ def test_digest_covers_member_names_and_bytes(archive):
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         members = {name: zf.read(name) for name in zf.namelist()}
     renamed = dict(members)
-    npy = sorted(n for n in members if n.endswith(".npy"))[-1]
+    npy = max(n for n in members if n.endswith(".npy"))
     renamed["x" + npy] = renamed.pop(npy)
     changed = dict(members, **{npy: members[npy][:-1] + bytes([members[npy][-1] ^ 1])})
     assert len({digest, content_digest(_zip(renamed)), content_digest(_zip(changed))}) == 3
@@ -367,8 +367,8 @@ def test_digest_covers_member_names_and_bytes(archive):
 
 def test_old_stored_archive_still_loads_and_verifies(archive, tmp_path):
     """Archives written before compression (ZIP_STORED) stay valid."""
-    data, md5 = archive
-    old = _rezip(data, zipfile.ZIP_STORED)
+    data, _ = archive
+    old = rezip(data, zipfile.ZIP_STORED)
     path = tmp_path / "model.skops"
     path.write_bytes(old)
     old_md5 = hashlib.md5(old).hexdigest()
@@ -390,7 +390,7 @@ def test_recompressed_archive_is_content_identical_not_byte_identical(archive):
     """Level 1 stands in for another zlib build (zlib-ng, a new zlib release): the same
     members, compressed to other bytes. Nothing else can be compared across builds."""
     data, md5 = archive
-    other_build = _rezip(data, zipfile.ZIP_DEFLATED, level=1)
+    other_build = rezip(data, zipfile.ZIP_DEFLATED, level=1)
     assert other_build != data
     digest = content_digest(data)
     honest = verify_model_file(data, md5, digest)
@@ -429,6 +429,7 @@ def test_untrusted_types_are_named_without_loading():
     system = inspect_model_file(canonical_archive(skops.io.dumps({"run": os.system})))
     assert (system.format, system.safe, system.untrusted) == ("skops", False, ("posix.system",))
     assert system.reason == "<bytes> references untrusted type posix.system"
+    assert system.dangerous and system.to_json()["untrusted"] == ["posix.system"]
     custom = inspect_model_file(canonical_archive(skops.io.dumps(Custom())))
     assert not custom.safe and custom.untrusted == (f"{__name__}.Custom",)
 
@@ -439,6 +440,7 @@ def test_plain_skops_dump_is_safe_but_not_canonical():
     check = inspect_model_file(skops.io.dumps(fit("iforest")))
     assert (check.format, check.canonical, check.untrusted, check.safe) == ("skops", False, (), False)
     assert check.reason == "<bytes> is not canonical: not written by dvc-monitor's trainer"
+    assert not check.dangerous
 
 
 def test_pickles_are_recognised_by_their_bytes_and_never_unpickled(tmp_path):
@@ -456,7 +458,7 @@ def test_pickles_are_recognised_by_their_bytes_and_never_unpickled(tmp_path):
             path = tmp_path / "model.pkl"
             path.write_bytes(blob)
             check = inspect_model_file(path)
-            assert (check.format, check.safe, check.digest) == (fmt, False, None)
+            assert (check.format, check.safe, check.dangerous, check.digest) == (fmt, False, True, None)
             assert check.reason.startswith(f"model.pkl is a {fmt}") and check.reason.endswith(": not loaded")
             assert not verify_model_file(path, check.md5, None).ok  # its md5 matches: still refused
     assert not marker.exists()
@@ -470,7 +472,8 @@ def test_pickles_are_recognised_by_their_bytes_and_never_unpickled(tmp_path):
 ])
 def test_other_files_are_not_safe(blob, fmt, reason):
     check = inspect_model_file(blob)
-    assert (check.format, check.safe) == (fmt, False) and reason in check.reason
+    assert (check.format, check.safe, check.dangerous) == (fmt, False, False)
+    assert reason in check.reason
 
 
 def test_missing_file_and_folder(tmp_path):
