@@ -52,6 +52,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "tag_info": ("review", "tag_info"),
     "TagInfo": ("review", "TagInfo"),
     "tag_info_env": ("review", "tag_info_env"),
+    # model files (modelio.py): checked from their bytes, never unpickled
+    "content_digest": ("modelio", "content_digest"),
+    "inspect_model_file": ("modelio", "inspect_model_file"),
+    "verify_model_file": ("modelio", "verify_model_file"),
+    "ModelFileCheck": ("modelio", "ModelFileCheck"),
+    "ModelMatch": ("modelio", "ModelMatch"),
     # rollback (rollback.py)
     "rollback": ("rollback", "rollback"),
     "recover": ("rollback", "recover"),
