@@ -443,11 +443,16 @@ def content_digest(path_or_bytes: bytes | str | os.PathLike) -> str:
                              f"{_one_line(err)}") from None
 
 
+_MAX_UNCOMPRESSED = 4 << 30  # a zip bomb is refused before anything is inflated
+
+
 def _read_zip_strict(data: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         names = zf.namelist()
         if len(set(names)) != len(names):
             raise ValueError("duplicate member names")
+        if sum(i.file_size for i in zf.infolist()) > _MAX_UNCOMPRESSED:
+            raise ValueError(f"members larger than {_MAX_UNCOMPRESSED} bytes uncompressed")
         return {name: zf.read(name) for name in names}  # zipfile checks each CRC
 
 

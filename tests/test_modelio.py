@@ -481,3 +481,13 @@ def test_missing_file_and_folder(tmp_path):
     assert inspect_model_file(tmp_path).format == "missing"
     with pytest.raises(ModelFileError, match="model file nope.skops does not exist"):
         content_digest(tmp_path / "nope.skops")
+
+
+def test_zip_bomb_is_refused_before_inflating(archive, monkeypatch):
+    """The cap (4 GiB) is lowered here: a real bomb would take seconds to build."""
+    import dvc_monitor.modelio as modelio
+
+    data, _ = archive
+    monkeypatch.setattr(modelio, "_MAX_UNCOMPRESSED", 1000)
+    check = inspect_model_file(data)
+    assert not check.safe and "members larger than 1000 bytes uncompressed" in check.reason
