@@ -179,6 +179,11 @@ def canonical_archive(raw: bytes) -> bytes:
     references them, set contents are sorted, padding bytes inside structured arrays
     (sklearn's tree nodes) are zeroed, and the zip is rebuilt canonically.
     """
+    return _write_zip(_canonical_members(raw))
+
+
+def _canonical_members(raw: bytes) -> dict[str, bytes]:
+    """The members ``canonical_archive`` writes (name -> uncompressed bytes)."""
     members = _read_zip(raw)
     schema = json.loads(members.pop(_SCHEMA))
     renamed = _renumber(schema, members)
@@ -190,7 +195,7 @@ def canonical_archive(raw: bytes) -> bytes:
     # key order is skops' own (deterministic); sort_keys would break DictNode, whose
     # ``key_types`` list is aligned with the order of its ``content`` keys
     out[_SCHEMA] = json.dumps(schema, separators=(",", ":"), ensure_ascii=True).encode()
-    return _write_zip(out)
+    return out
 
 
 def _read_zip(data: bytes) -> dict[str, bytes]:
@@ -537,7 +542,7 @@ def _is_canonical(data: bytes, infos: list[zipfile.ZipInfo], digest: str) -> boo
             or i.extra or i.comment for i in infos):
         return False
     try:
-        return _digest_members(_read_zip(canonical_archive(data))) == digest
+        return _digest_members(_canonical_members(data)) == digest
     except Exception:  # noqa: BLE001 - anything canonical_archive cannot rewrite is not canonical
         return False
 
