@@ -52,6 +52,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "tag_info": ("review.taginfo", "tag_info"),
     "TagInfo": ("review.taginfo", "TagInfo"),
     "tag_info_env": ("review.taginfo", "tag_info_env"),
+    # model files (modelio.py): checked from their bytes, never unpickled
+    "content_digest": ("model.files", "content_digest"),
+    "inspect_model_file": ("model.files", "inspect_model_file"),
+    "verify_model_file": ("model.files", "verify_model_file"),
+    "ModelFileCheck": ("model.files", "ModelFileCheck"),
+    "ModelMatch": ("model.files", "ModelMatch"),
     # rollback (rollback.py)
     "rollback": ("rollback.transaction", "rollback"),
     "recover": ("rollback.journal", "recover"),

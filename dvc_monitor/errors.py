@@ -43,6 +43,11 @@ class ModelFileError(DvcMonitorError):
     """A model file is unsafe, corrupt, or does not match its recorded hash."""
 
 
+class UnsafeModelFile(ModelFileError):
+    """A model file that is not a canonical skops archive of trusted types (a pickle,
+    an untrusted type): refused without loading it."""
+
+
 class UnknownModel(DvcMonitorError):
     pass
 
@@ -57,6 +62,10 @@ class AmbiguousVersion(DvcMonitorError):
 
 class RegistryError(DvcMonitorError):
     """A registry write (register, promote, ...) was refused."""
+
+
+class SameIdDifferentModel(RegistryError):
+    """A new version with a registered version's id but other model bytes."""
 
 
 class StalePipeline(RegistryError):

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--bump", choices=("major", "minor", "patch"),
                    help="bump the greatest version so far (default: patch; v0.0.1 first)")
     p.add_argument("-m", "--message", help="tag message (default: GTO's)")
+    p.add_argument("--force", action="store_true",
+                   help="register a model file whose id equals a registered version's but "
+                        "whose bytes differ (never an unsafe file)")
     p.add_argument("--json", action="store_true", help="print the new version as JSON")
     add_push_options(p)
     p.set_defaults(func=run_register)
@@ -156,6 +159,7 @@ def version_dict(mv, deprecated: bool = False) -> dict:
         "stages": list(mv.stages),
         "metrics": mv.metrics,
         "model_md5": mv.model_md5,
+        "digest": mv.model_digest,
         "model_path": mv.model_path,
         "data": mv.data,
         "registered": mv.registered,
@@ -202,7 +206,7 @@ def run_register(args: argparse.Namespace) -> int:
 
     root = _root(args)
     mv = do_register(root, args.name, version=args.version_name, bump=args.bump,
-                     message=args.message)
+                     message=args.message, force=args.force)
     if args.json:
         print_json(version_dict(mv))
     else:
@@ -354,6 +358,7 @@ def run_show(args: argparse.Namespace) -> int:
         f"  updated:  {_time(mv.updated_at)}",
         f"  stages:   {', '.join(mv.stages) or '-'}",
         f"  model:    {mv.model_path or '-'}  md5 {mv.model_md5 or '-'}",
+        f"  digest:   {mv.model_digest or '- (not recorded)'}",
     ]
     if mv.message:
         lines.append(f"  message:  {mv.message.splitlines()[0]}")

@@ -361,6 +361,7 @@ class Registry:
             data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
             lock_path = meta.get("lock") if isinstance(meta.get("lock"), str) else None
             identity, warning = None, None
+            model_digest = meta.get("digest") if isinstance(meta.get("digest"), str) else None
         else:
             facts = self._facts.get((name, v.commit))
             identity = facts.identity if facts else None
@@ -371,6 +372,7 @@ class Registry:
             lock_path = facts.lock_path if facts else None
             data = _repo_data(identity, lock_path)
             warning = facts.error if facts else None
+            model_digest = None
         last = v.all_events[-1] if v.all_events else authoring
         return ModelVersion(
             name=name,
@@ -394,6 +396,7 @@ class Registry:
             data=data,
             lock_path=lock_path,
             warning=warning,
+            model_digest=model_digest,
         )
 
     def _with_identity(self, mv: ModelVersion) -> ModelVersion:

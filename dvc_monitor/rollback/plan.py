@@ -455,6 +455,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
     expected = {
         "id": target.id or identity.id,
         "model": {model_path: target.model_md5 or identity.model_md5},
+        "model_digest": {model_path: target.model_digest},
         "data": expected_data,
         "params": identity.params,
     }
