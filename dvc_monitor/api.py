@@ -59,6 +59,19 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RollbackResult": ("rollback", "RollbackResult"),
     "RecoveryResult": ("rollback", "RecoveryResult"),
     "Proof": ("rollback", "Proof"),
+    # monitoring (monitoring/)
+    "watch": ("monitoring.watch", "watch"),
+    "evaluate_windows": ("monitoring.watch", "evaluate_windows"),
+    "Watcher": ("monitoring.watch", "Watcher"),
+    "Window": ("monitoring.watch", "Window"),
+    "Subject": ("monitoring.watch", "Subject"),
+    "WatchResult": ("monitoring.watch", "WatchResult"),
+    "WindowResult": ("monitoring.watch", "WindowResult"),
+    "read_windows": ("monitoring.watch", "read_windows"),
+    "WatchRules": ("monitoring.rules", "WatchRules"),
+    "parse_watch_rules": ("monitoring.rules", "parse_rules"),
+    "Profile": ("monitoring.reference", "Profile"),
+    "build_profile": ("monitoring.reference", "build_profile"),
 }
 
 __all__ = sorted(_EXPORTS)

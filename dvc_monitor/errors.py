@@ -89,3 +89,12 @@ class GateFailed(DvcMonitorError):
 
 class ExternalCommandError(DvcMonitorError):
     """git or dvc failed; the message carries its last line of output."""
+
+
+class WatchActionFailed(DvcMonitorError):
+    """``watch --rollback`` decided but could not act; ``result`` is the decision."""
+
+    def __init__(self, message: str, result: object, exit_code: int = 1):
+        super().__init__(message)
+        self.result = result
+        self.exit_code = exit_code
