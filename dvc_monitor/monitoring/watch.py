@@ -410,6 +410,9 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     workspace = review.read_state(root, name, None)
     rules, note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
     windows = read_windows(data, window)
+    config = replace(review.read_state(root, name, mv.commit).config, label_required=False)
+    for w in windows:  # before any model is loaded: a bad file fails fast
+        review.check_fits(config, w.rows, f"window {w.name}", f"{name} {mv.version}")
     states: dict[str, Any] = {}
 
     def loader(version: str) -> Subject:
