@@ -158,13 +158,14 @@ def test_watch_rollback_end_to_end(flood_copy, tmp_path):
     proc = repo.dm("watch", f"{ANOMALY}#prod", "--data", live(repo), "--window", "300",
                    "--rollback", "-o", str(report))
     assert "Decision: rollback -> v1.0.0" in proc.stdout
-    assert "Rolled back: commit" in proc.stdout
+    assert f"Rolled back {ANOMALY} to v1.0.0 in commit" in proc.stdout
+    assert "Proof (verified)" in proc.stdout
     assert repo.git("rev-parse", "HEAD^").stdout.strip() == head
     body = repo.git("log", "-1", "--format=%B").stdout
     assert body.startswith(f"Roll back {ANOMALY} to v1.0.0")
     for part in ("alert_rate max 0.05 breached", "w010.csv[0:300]", "w010.csv[300:600]"):
         assert part in body
-    [tag] = re.findall(r"tag (\S+#prod#\d+)", proc.stdout)
+    [tag] = re.findall(r"\(tag (\S+#prod#\d+)\)", proc.stdout)
     assert repo.git("rev-parse", f"{tag}^{{commit}}").stdout.strip() == \
         repo.git("rev-list", "-n1", f"{ANOMALY}@v1.0.0").stdout.strip()
     assert "alert_rate max 0.05 breached" in repo.git("tag", "-l", "--format=%(contents)",
@@ -280,7 +281,7 @@ def test_forecast_that_misses_the_trend_rolls_back(trend):
     assert all(b["value"] > 0.3 for b in out["breaches"] if b["measure"] == "outside_rate")
     assert out["candidates"][0]["passed"] is True
     # every hour of the window was forecast, from the hours before it
-    assert [w["rows"] for w in out["windows"]] == [84, 84]
+    assert [w["rows"] for w in out["windows"]] == [84, 84, 84, 84]
 
 
 @pytest.fixture(scope="module")

@@ -72,9 +72,10 @@ def _show(result, args: argparse.Namespace) -> None:
         target = f" -> {result.target}" if result.target else ""
         print(f"Decision: {result.decision}{target}")
         print(f"Evidence: {result.evidence}")
-        if result.rolled_back:
-            print(f"Rolled back: commit {(result.rolled_back['commit'] or '')[:12]}, "
-                  f"tag {result.rolled_back['tag']}")
+        if result.rollback is not None:
+            from dvc_monitor.cli.rollback import print_proof
+
+            print_proof(result.rollback)
     for note in result.notes:
         info(f"note: {note}")
     if args.output:

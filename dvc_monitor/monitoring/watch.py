@@ -120,14 +120,17 @@ class WatchResult:
     drifted_features: dict  # feature -> largest PSI on the breaching windows (retrain)
     evidence: str
     profile: str  # where the watched version's reference profile came from
-    rolled_back: dict | None = None  # {"commit", "tag", "message"} after --rollback
+    rolled_back: dict | None = None  # {"commit", "tag", "message", "verified"} after --rollback
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    rollback: Any = field(default=None, repr=False, compare=False)  # the RollbackResult
 
     def to_json(self) -> dict:
         from dvc_monitor.output import to_jsonable
 
-        return to_jsonable(self)
+        out = to_jsonable(replace(self, rollback=None))
+        out.pop("rollback")
+        return out
 
 
 # -- measuring --------------------------------------------------------------------------
@@ -477,4 +480,6 @@ def _act(root: Path, result: WatchResult, stage: str | None) -> None:
     except DvcMonitorError as exc:
         raise WatchActionFailed(f"{exc} (decision: rollback to {result.target})", result,
                                 exit_code=exc.exit_code) from None
-    result.rolled_back = {"commit": done.commit, "tag": done.tag, "message": message}
+    result.rollback = done
+    result.rolled_back = {"commit": done.commit, "tag": done.tag, "message": message,
+                          "verified": bool(done.proof and done.proof.ok)}
