@@ -63,6 +63,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "watch": ("monitoring.watch", "watch"),
     "evaluate_windows": ("monitoring.watch", "evaluate_windows"),
     "Watcher": ("monitoring.watch", "Watcher"),
+    "decide": ("monitoring.watch", "decide"),
+    "Decision": ("monitoring.watch", "Decision"),
     "Window": ("monitoring.watch", "Window"),
     "Subject": ("monitoring.watch", "Subject"),
     "WatchResult": ("monitoring.watch", "WatchResult"),

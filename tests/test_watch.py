@@ -112,7 +112,7 @@ def test_watch_rules_do_not_change_the_version_id(flood_copy):
 
 def test_alert_flood_decides_rollback_and_changes_nothing(flood):
     before = flood.snapshot()
-    proc, out = watch(flood, f"{ANOMALY}#prod", "--data", live(flood), "--window", "300")
+    _, out = watch(flood, f"{ANOMALY}#prod", "--data", live(flood), "--window", "300")
     assert flood.snapshot() == before
     assert out["decision"] == "rollback" and out["target"] == "v1.0.0"
     assert out["version"] == "v1.1.0" and out["stage"] == "prod"
@@ -322,3 +322,32 @@ def test_badly_calibrated_risk_version_rolls_back(calibration, tmp_path):
     proc, _ = watch(repo, f"{RISK}@v1.0.0", "--data", str(unlabelled), "--labels",
                     "malignant", check=False)
     assert "has no complete label column 'malignant'" in error_line(proc)
+
+
+def test_versions_without_reference_json_get_the_same_profile_from_their_holdout(flood):
+    """A version evaluated before reference.json existed (its dvc.lock records no such
+    output) gets its profile computed from its own holdout: the same numbers."""
+    import copy
+    from dataclasses import replace
+
+    import numpy as np
+
+    from dvc_monitor import review
+    from dvc_monitor.monitoring.reference import COMPUTED, load_profile
+
+    state = review.read_state(flood.path, ANOMALY, f"{ANOMALY}@v1.0.0")
+    model = review.load_model(state)
+    stored = load_profile(state, model)
+    assert stored.source.startswith(f"models/{ANOMALY}/reference.json at")
+    lock = copy.deepcopy(state.lock)
+    evaluate = lock["stages"]["evaluate"]
+    evaluate["outs"] = [o for o in evaluate["outs"] if o["path"] != "reference.json"]
+    computed = load_profile(replace(state, lock=lock), model)
+    assert computed.source == COMPUTED
+    assert computed.rows == stored.rows and computed.bins == stored.bins
+    for key in ("edges", "fractions"):
+        np.testing.assert_allclose(computed.score[key], stored.score[key], atol=1e-5)
+        for f in stored.features:
+            np.testing.assert_allclose(computed.features[f][key], stored.features[f][key],
+                                       atol=1e-5)
+    assert computed.measures == pytest.approx(stored.measures, abs=1e-5)

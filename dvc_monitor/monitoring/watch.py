@@ -4,6 +4,8 @@ The core is pure and reusable (a server feeds it its own traffic windows)::
 
     watcher = Watcher(subject, rules)          # one version, its profile, the rules
     result = watcher.observe(window)           # -> WindowResult (measures, breaches, alarm)
+    if result.alarm:                           # judge the candidates on the same windows
+        decide(watcher.breaching_streak(result), those_windows, model_loader, candidates, rules)
 
     evaluate_windows(model_loader, windows, rules, current, candidates) -> WatchResult
 
@@ -239,13 +241,49 @@ def judge_candidate(subject: Subject, windows: Sequence[Window], rules: "WatchRu
                            failures)
 
 
+@dataclass
+class Decision:
+    """What to do about an alarm: ``rollback`` to ``target``, or ``retrain``."""
+
+    decision: str
+    target: str | None
+    candidates: list[CandidateResult]
+    drifted_features: dict
+
+
+def decide(streak: Sequence[WindowResult], windows: Sequence[Window],
+           model_loader: Callable[[str], Subject], candidates: Sequence[str],
+           rules: "WatchRules", labels: str | None = None,
+           progress: Callable[[str], None] | None = None) -> Decision:
+    """Judge ``candidates`` (most recent first) on the breaching ``windows`` of ``streak``
+    (``Watcher.breaching_streak``; ``windows[i]`` is the window of ``streak[i]``)."""
+    say = progress or (lambda _m: None)
+    judged: list[CandidateResult] = []
+    decision, target = "retrain", None
+    idx = [r.index for r in streak]
+    for version in candidates:
+        say(f"Scoring candidate {version} on windows {', '.join(r.window for r in streak)}")
+        verdict = judge_candidate(model_loader(version), windows, rules, idx, labels)
+        judged.append(verdict)
+        if verdict.passed:
+            decision, target = "rollback", version
+            break
+    limit = _psi_limit(rules)
+    drifted: dict[str, float] = {}
+    for r in streak:
+        for feature, value in r.feature_psi.items():
+            if value > limit:
+                drifted[feature] = max(value, drifted.get(feature, 0.0))
+    return Decision(decision, target, judged,
+                    dict(sorted(drifted.items(), key=lambda kv: -kv[1])))
+
+
 def evaluate_windows(model_loader: Callable[[str], Subject], windows: Sequence[Window],
                      rules: "WatchRules", current: str, candidates: Sequence[str] = (),
                      stage: str | None = None, labels: str | None = None,
                      progress: Callable[[str], None] | None = None) -> WatchResult:
     """Measure ``windows`` with version ``current`` and decide (see the module docstring)."""
     started = time.monotonic()
-    say = progress or (lambda _m: None)
     subject = model_loader(current)
     watcher = Watcher(subject, rules, labels)
     alarm = None
@@ -253,34 +291,19 @@ def evaluate_windows(model_loader: Callable[[str], Subject], windows: Sequence[W
         result = watcher.observe(window)
         if result.alarm and alarm is None:
             alarm = result
-    decision, target, judged, streak = "ok", None, [], []
-    drifted: dict[str, float] = {}
+    verdict = Decision("ok", None, [], {})
+    streak: list[WindowResult] = []
     if alarm is not None:
         streak = watcher.breaching_streak(alarm)
-        idx = [r.index for r in streak]
-        for version in candidates:
-            say(f"Scoring candidate {version} on windows {', '.join(r.window for r in streak)}")
-            verdict = judge_candidate(model_loader(version), [windows[i] for i in idx], rules,
-                                      idx, labels)
-            judged.append(verdict)
-            if verdict.passed:
-                decision, target = "rollback", version
-                break
-        else:
-            decision = "retrain"
-        limit = _psi_limit(rules)
-        for r in streak:
-            for feature, value in r.feature_psi.items():
-                if value > limit:
-                    drifted[feature] = max(value, drifted.get(feature, 0.0))
-        drifted = dict(sorted(drifted.items(), key=lambda kv: -kv[1]))
-    breaches = [b for r in streak for b in r.breaches]
+        verdict = decide(streak, [windows[r.index] for r in streak], model_loader, candidates,
+                         rules, labels, progress)
     result = WatchResult(
-        name=subject.name, kind=subject.kind, stage=stage, version=current, decision=decision,
-        target=target, rules=rules.to_json(), windows=watcher.history,
-        alarm_window=None if alarm is None else alarm.index,
-        breaching_windows=[r.window for r in streak], breaches=breaches, candidates=judged,
-        drifted_features=drifted, evidence="", profile=subject.profile.source,
+        name=subject.name, kind=subject.kind, stage=stage, version=current,
+        decision=verdict.decision, target=verdict.target, rules=rules.to_json(),
+        windows=watcher.history, alarm_window=None if alarm is None else alarm.index,
+        breaching_windows=[r.window for r in streak],
+        breaches=[b for r in streak for b in r.breaches], candidates=verdict.candidates,
+        drifted_features=verdict.drifted_features, evidence="", profile=subject.profile.source,
     )
     result.evidence = evidence(result)
     result.seconds = time.monotonic() - started
@@ -456,8 +479,12 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     return result
 
 
+MAX_MESSAGE = 2000
+
+
 def rollback_message(result: WatchResult) -> str:
-    return f"watch: {result.evidence}"
+    text = f"watch: {result.evidence}"
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
 
 
 def _act(root: Path, result: WatchResult, stage: str | None) -> None:
