@@ -75,6 +75,21 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "CheckResult": ("registry.restorable", "CheckResult"),
     "VersionState": ("registry.restorable", "VersionState"),
     "ObjectState": ("registry.restorable", "ObjectState"),
+    # monitoring (monitoring/)
+    "watch": ("monitoring.watch", "watch"),
+    "evaluate_windows": ("monitoring.watch", "evaluate_windows"),
+    "Watcher": ("monitoring.watch", "Watcher"),
+    "decide": ("monitoring.watch", "decide"),
+    "Decision": ("monitoring.watch", "Decision"),
+    "Window": ("monitoring.watch", "Window"),
+    "Subject": ("monitoring.watch", "Subject"),
+    "WatchResult": ("monitoring.watch", "WatchResult"),
+    "WindowResult": ("monitoring.watch", "WindowResult"),
+    "read_windows": ("monitoring.watch", "read_windows"),
+    "WatchRules": ("monitoring.rules", "WatchRules"),
+    "parse_watch_rules": ("monitoring.rules", "parse_rules"),
+    "Profile": ("monitoring.reference", "Profile"),
+    "build_profile": ("monitoring.reference", "build_profile"),
 }
 
 __all__ = sorted(_EXPORTS)

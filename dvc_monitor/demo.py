@@ -115,12 +115,35 @@ def run_demo(directory: str | None = None, template: str = "anomaly") -> int:
     demo.run("dvc-monitor", "report", name, "--base", f"{name}@v1.1.0", "--head", f"{name}@v1.2.0",
              "-o", str(report))
 
-    demo.say("Roll prod back to the version before, atomically, with proof")
-    demo.run("dvc-monitor", "rollback", name, "--previous", "--stage", "prod",
-             "-m", "v1.2.0 floods the on-call with alerts")
+    demo.say("Live windows arrive: watch catches the bad version and rolls prod back to the "
+             "version proven to pass on the same windows (atomic, with proof)")
+    live, window = _live_windows(demo)
+    timeline = demo.base / "report" / "watch.md"
+    out = demo.run("dvc-monitor", "watch", f"{name}#prod", "--data", str(live),
+                   "--window", window, "--rollback", "-o", str(timeline))
+    if "Proof (" not in out:  # this template's bad version passed the watch rules
+        demo.run("dvc-monitor", "rollback", name, "--previous", "--stage", "prod",
+                 "-m", "v1.2.0 is worse than v1.1.0")
+    print(f"(the timeline, per window: {timeline})")
     demo.run("dvc-monitor", "versions", name)
     demo.run("dvc-monitor", "history", name)
     demo.run("git", "log", "--oneline", "-3")
 
-    print(f"\nDone. Repository: {demo.repo}\nDVC remote: {demo.remote}\nPR report: {report}")
+    print(f"\nDone. Repository: {demo.repo}\nDVC remote: {demo.remote}\nPR report: {report}"
+          f"\nWatch report: {timeline}")
     return 0
+
+
+def _live_windows(demo: _Demo) -> tuple[Path, str]:
+    """Sample batches after the training data, as live windows; and the window size."""
+    from dvc_monitor.model.data import write_batch
+    from dvc_monitor.stages import kind_module
+
+    module = kind_module(demo.template)
+    folder = demo.base / "live"
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = {"forecast": [5]}.get(demo.template, [5, 6])
+    for index in batches:
+        write_batch(module.sample_batch(index), folder / f"live-{index}.csv")
+    window = {"anomaly": "500", "forecast": "84"}.get(demo.template, "95")
+    return folder, window

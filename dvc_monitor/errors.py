@@ -104,3 +104,12 @@ def some(items: list[str], n: int = 3) -> str:
     """The first ``n`` items joined, and how many more: for messages that list paths."""
     shown = ", ".join(items[:n])
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+class WatchActionFailed(DvcMonitorError):
+    """``watch --rollback`` decided but could not act; ``result`` is the decision."""
+
+    def __init__(self, message: str, result: object, exit_code: int = 1):
+        super().__init__(message)
+        self.result = result
+        self.exit_code = exit_code

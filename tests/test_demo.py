@@ -28,6 +28,8 @@ def test_demo_runs_end_to_end_and_rolls_prod_back(tmp_path):
     report = tmp_path / "demo" / "report" / "report.md"
     assert "contamination" in report.read_text()
     assert (report.parent / "report-scores.png").stat().st_size > 1000
+    timeline = (report.parent / "watch.md").read_text()  # watch --rollback caught v1.2.0
+    assert "**Decision: rollback** → **v1.1.0**" in timeline
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, env=env,
                             capture_output=True, text=True, check=True).stdout
     assert status == ""
