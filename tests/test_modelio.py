@@ -485,7 +485,7 @@ def test_missing_file_and_folder(tmp_path):
 
 def test_zip_bomb_is_refused_before_inflating(archive, monkeypatch):
     """The cap (4 GiB) is lowered here: a real bomb would take seconds to build."""
-    import dvc_monitor.modelio as modelio
+    import dvc_monitor.model.files as modelio
 
     data, _ = archive
     monkeypatch.setattr(modelio, "_MAX_UNCOMPRESSED", 1000)
