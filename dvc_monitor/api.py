@@ -22,9 +22,9 @@ from typing import Any
 _EXPORTS: dict[str, tuple[str, str]] = {
     # scaffolding (scaffold.py)
     "init": ("scaffold", "init"),
-    "ingest": ("scaffold", "ingest"),
+    "ingest": ("ingesting", "ingest"),
     "InitResult": ("scaffold", "InitResult"),
-    "IngestResult": ("scaffold", "IngestResult"),
+    "IngestResult": ("ingesting", "IngestResult"),
     # registry (identity.py, registry.py, diffing.py)
     "VersionIdentity": ("identity", "VersionIdentity"),
     "identity_from_lock": ("identity", "identity_from_lock"),

@@ -13,7 +13,7 @@ import os
 import sys
 
 from dvc_monitor import __version__
-from dvc_monitor.errors import DvcMonitorError
+from dvc_monitor.errors import DvcMonitorError, one_line
 
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -58,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _recover_interrupted_rollback(args)
+        _recover_interrupted_ingest(args)
         result = args.func(args)
     except DvcMonitorError as exc:
-        print(f"dvc-monitor: error: {exc}", file=sys.stderr)
+        print(f"dvc-monitor: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("dvc-monitor: interrupted", file=sys.stderr)
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, or a failure we did not foresee: still one line
         if os.environ.get("DVC_MONITOR_DEBUG"):
             raise
-        detail = " ".join(str(exc).split()) or type(exc).__name__
+        detail = one_line(str(exc)) or type(exc).__name__
         print(f"dvc-monitor: error: {type(exc).__name__}: {detail} "
               "(set DVC_MONITOR_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 1
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
     """Finish or undo a rollback that was killed midway (its journal is in .git/).
 
-    A file-exists check (``_rollback_journal_exists``): the rollback machinery and DVC are
+    A file-exists check (``_journal_exists``): the rollback machinery and DVC are
     imported only when a journal is there. Skipped for ``recover``/``rollback --recover``
     (they do it themselves) and for ``stage`` (run by dvc repro, maybe inside a rollback).
     """
@@ -95,8 +96,24 @@ def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
         print(f"dvc-monitor: {rec.message}", file=sys.stderr)
 
 
+def _recover_interrupted_ingest(args: argparse.Namespace) -> None:
+    """Undo an ingest that was killed midway (its journal is in .git/; see ``ingesting``)."""
+    if args.command == "stage" or not _journal_exists(args.repo, "ingest.json"):
+        return
+    from dvc_monitor.ingesting import recover_pending
+
+    rec = recover_pending(args.repo)
+    if rec is not None:
+        print(f"dvc-monitor: {rec.message}", file=sys.stderr)
+
+
 def _rollback_journal_exists(start: str) -> bool:
-    """True when ``<git dir>/dvc-monitor/rollback.json`` exists (see rollback.pending_journal).
+    return _journal_exists(start, "rollback.json")
+
+
+def _journal_exists(start: str, journal: str) -> bool:
+    """True when ``<git dir>/dvc-monitor/JOURNAL`` may exist (always in a linked worktree,
+    where the owner of the journal checks it: see rollback.pending_journal).
 
     Walks up from ``start`` to the first ``.git`` (folder, or file of a linked worktree)
     with a few ``stat`` calls: no subprocess, no import.
@@ -108,11 +125,9 @@ def _rollback_journal_exists(start: str) -> bool:
     while True:
         dotgit = os.path.join(folder, ".git")
         if os.path.isdir(dotgit):
-            return os.path.isfile(os.path.join(dotgit, "dvc-monitor", "rollback.json"))
-        if os.path.isfile(dotgit):  # a linked worktree: ask the real implementation
-            from dvc_monitor.rollback import pending_journal
-
-            return pending_journal(start) is not None
+            return os.path.isfile(os.path.join(dotgit, "dvc-monitor", journal))
+        if os.path.isfile(dotgit):  # a linked worktree: the real implementation checks
+            return True
         parent = os.path.dirname(folder)
         if parent == folder:
             return False
