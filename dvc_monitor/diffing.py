@@ -16,8 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dvc_monitor.dvccache import object_path
-from dvc_monitor.errors import DvcMonitorError, UnknownVersion, UsageError
-from dvc_monitor.gitrepo import GitRepo
+from dvc_monitor.errors import DvcMonitorError, UnknownVersion, shown
+from dvc_monitor.gitrepo import GitRepo, check_rev
 
 NOT_IN_CACHE = "partition list not in local cache; run 'dvc fetch'"
 _MISSING = object()
@@ -237,6 +237,7 @@ def diff_refs(root: str | Path, name: str, base: str, head: str | None = None) -
 def _resolve_ref(git: GitRepo, name: str, ref: str, loaded: list) -> str:
     from dvc_monitor.registry import Registry
 
+    check_rev(ref)
     looks_like_version = ref in ("latest", "greatest") or ref.startswith(("#", "@", "sha256:")) \
         or re.fullmatch(r"v?\d+\.\d+\.\d+([-+].*)?", ref) is not None
     is_hex = re.fullmatch(r"[0-9a-fA-F]{6,64}", ref) is not None
@@ -255,11 +256,9 @@ def _resolve_ref(git: GitRepo, name: str, ref: str, loaded: list) -> str:
 
 
 def _commit(git: GitRepo, rev: str) -> str:
-    if not isinstance(rev, str) or not rev or rev.startswith("-") or "\n" in rev:
-        raise UsageError(f"invalid revision {rev!r}")
     commit = git.resolve(rev)
     if commit is None:
-        raise UnknownVersion(f"'{rev}' names no version and no git commit")
+        raise UnknownVersion(f"{shown(rev)} names no version and no git commit")
     return commit
 
 

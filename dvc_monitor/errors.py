@@ -6,6 +6,34 @@ nothing below the CLI prints errors or calls ``sys.exit``.
 
 from __future__ import annotations
 
+# How much of a user's input an error message may echo.
+ECHO_LIMIT = 200
+# How long a whole error line may be (a net for messages that echo tool output).
+MESSAGE_LIMIT = 2000
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control (non-printable) character written as an escape, so an
+    echoed value can neither break the one-line message nor drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def shown(value: object, limit: int = ECHO_LIMIT) -> str:
+    """User text as an error message echoes it: quoted, control characters escaped, and
+    at most ``limit`` characters of it (the rest is counted, not shown)."""
+    text = str(value)
+    more = len(text) - limit
+    out = repr(text[:limit]) if more > 0 else repr(text)
+    return f"{out}... ({more} more characters)" if more > 0 else out
+
+
+def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """An error message made safe to print: one line, no control characters, capped."""
+    text = escape_controls(" ".join(str(message).split()))
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return text
+
 
 class DvcMonitorError(Exception):
     """Base class: a failure the user can act on. ``str(err)`` is the one-line message."""

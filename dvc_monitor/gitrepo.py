@@ -9,12 +9,13 @@ validated by ``dvc_monitor.tags`` before they get here.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from dvc_monitor.errors import ExternalCommandError, NotAGitRepository
+from dvc_monitor.errors import ExternalCommandError, NotAGitRepository, UsageError, shown
 
 # Field and record separators that cannot appear in ref names or (practically) messages.
 _FS = "\x1f"
@@ -33,6 +34,32 @@ _TAG_FIELDS = (
     "%(*committerdate:unix)%(committerdate:unix)",
     "%(contents)",
 )
+
+
+# Suffixes that make one revision into a set of commits (git help revisions).
+_RANGE_SUFFIX = re.compile(r"\^(!|@|-\d*)$")
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
+def check_rev(rev: object, what: str = "revision") -> str:
+    """``rev`` when it can name one commit; else a one-line ``UsageError``.
+
+    Every revision a user gives (``diff A B``, ``--base``, ``--head``) passes here before
+    git sees it: no option-like text (``-x``), no newline or control character, and no
+    range (``A..B``, ``A...B``, ``A^!``, ``A^@``, ``A^-``), which names many commits.
+    """
+    if not isinstance(rev, str) or not rev.strip():
+        raise UsageError(f"empty {what}; give a branch, tag or commit")
+    if rev.startswith("-"):
+        raise UsageError(f"invalid {what} {shown(rev)}: it starts with '-'; "
+                         "give a branch, tag or commit")
+    if any(not c.isprintable() for c in rev):
+        raise UsageError(f"invalid {what} {shown(rev)}: it contains a newline or control "
+                         "character; give a branch, tag or commit")
+    if ".." in rev or _RANGE_SUFFIX.search(rev):
+        raise UsageError(f"{what} {shown(rev)} is a range of commits; give one revision "
+                         "(a branch, tag or commit, e.g. HEAD~1)")
+    return rev
 
 
 @dataclass(frozen=True)
@@ -146,10 +173,13 @@ class GitRepo:
         return bool(self.status_porcelain(*paths).strip())
 
     def resolve(self, rev: str) -> str | None:
-        """The full commit id of ``rev``, or None when it names no commit."""
-        if rev.startswith("-"):
-            return None
-        return self._answer("rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}")
+        """The full commit id of ``rev``, or None when it names no commit.
+
+        ``rev`` is checked by ``check_rev`` (a ``UsageError`` when it is no single revision).
+        """
+        check_rev(rev)
+        out = self._answer("rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}")
+        return out if out and _OBJECT_ID.fullmatch(out) else None
 
     def identity(self) -> Identity:
         name = self.run("config", "user.name", check=False).strip() or "unknown"

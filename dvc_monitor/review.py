@@ -33,6 +33,7 @@ from dvc_monitor.errors import (
     TemplateError,
     UnknownModel,
     UsageError,
+    shown,
 )
 from dvc_monitor.gitrepo import GitRepo
 from dvc_monitor.layout import MODELS_DIR, ModelLayout
@@ -119,7 +120,8 @@ def resolve_commit(root: str | Path, rev: str) -> str:
     """The commit ``rev`` names, or a one-line ``UsageError``."""
     commit = GitRepo(root).resolve(rev)
     if commit is None:
-        raise UsageError(f"unknown revision {rev!r}; use a branch, tag or commit of this repository")
+        raise UsageError(f"unknown revision {shown(rev)}; use a branch, tag or commit of this "
+                         "repository")
     return commit
 
 
