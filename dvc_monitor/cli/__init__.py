@@ -13,7 +13,7 @@ import os
 import sys
 
 from dvc_monitor import __version__
-from dvc_monitor.errors import DvcMonitorError, one_line
+from dvc_monitor.errors import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, DvcMonitorError, one_line
 
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "dvc_monitor.cli.rollback",   # rollback, recover
     "dvc_monitor.cli.review",     # report, gate, compare
     "dvc_monitor.cli.stage",      # stage (called by dvc.yaml)
+    "dvc_monitor.cli.completion", # completion (shell completion scripts)
 )
 
 
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dvc-monitor",
         description="Versioning, release tags and verified rollback for monitoring models on DVC.",
+        epilog="exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dvc-monitor {__version__}")
     parser.add_argument("-C", dest="repo", default=".", metavar="PATH",
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("dvc-monitor: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug, or a failure we did not foresee: still one line
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         detail = one_line(str(exc)) or type(exc).__name__
         print(f"dvc-monitor: error: {type(exc).__name__}: {detail} "
               "(set DVC_MONITOR_DEBUG=1 to see the traceback)", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     return int(result or 0)
 
 
