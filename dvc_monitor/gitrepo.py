@@ -162,6 +162,11 @@ class GitRepo:
         """The current branch name, or None when HEAD is detached."""
         return self._answer("symbolic-ref", "-q", "--short", "HEAD")
 
+    def remote_default_branch(self, remote: str = "origin") -> str | None:
+        """``origin/NAME`` when ``refs/remotes/origin/HEAD`` is set (by clone, or
+        ``git remote set-head origin --auto``), else None."""
+        return self._answer("symbolic-ref", "-q", "--short", f"refs/remotes/{remote}/HEAD")
+
     def status_porcelain(self, *paths: str) -> str:
         """``git status --porcelain`` (untracked files included), optionally limited to paths."""
         args = ["status", "--porcelain", "--untracked-files=all"]

@@ -238,8 +238,9 @@ def resolve_name(root: str | Path, name: str | None) -> str:
 def default_base(root: str | Path, name: str, head: str | None) -> str:
     """The base revision when none is given (also in ``report --help``):
 
-    1. the merge-base of HEAD with ``main``/``master`` (local, else ``origin/``), when
-       HEAD is not already on that branch's history tip (a feature branch);
+    1. the merge-base of HEAD with the main branch: the first of ``main``, ``master``,
+       the remote's default branch (``origin/HEAD``), ``origin/main``, ``origin/master``
+       that exists, when HEAD is not already on that branch's history tip (a feature branch);
     2. otherwise, when the head is the workspace and the model's files have uncommitted
        changes: ``HEAD`` (review what is about to be committed);
     3. otherwise ``HEAD~1`` (review the last commit).
@@ -249,7 +250,11 @@ def default_base(root: str | Path, name: str, head: str | None) -> str:
     if head_commit is None:
         raise UsageError("the repository has no commits yet; commit the model first")
     tip = head_commit if head in (None, WORKSPACE) else resolve_commit(root, head)
-    for branch in DEFAULT_BRANCHES:
+    remote_head = git.remote_default_branch()
+    branches = [b for b in DEFAULT_BRANCHES if not b.startswith("origin/")]
+    branches += [remote_head] if remote_head else []
+    branches += [b for b in DEFAULT_BRANCHES if b.startswith("origin/")]
+    for branch in branches:
         if git.resolve(branch) is None:
             continue
         base = git.run("merge-base", tip, branch, check=False).strip()

@@ -208,6 +208,7 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
         f"dvc repro {layout.dvc_yaml}",
         f'git add -A && git commit -m "Add {kind} model {name}"',
         f"dvc-monitor register {name} --bump minor",
+        f"git push -u origin {git.branch() or 'main'} --follow-tags",
         "dvc push",
     ]
     return InitResult(name, kind, files, remote_url, batches, steps)
