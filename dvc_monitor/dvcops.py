@@ -215,7 +215,10 @@ class DvcSession:
         if remote is None or "://" in remote[1]:
             return False
         odb = self._remote_odb()
-        return not os.path.isdir(odb.fs.parent(odb.path))
+        root = odb.path  # <remote>/files/md5 (DVC 3), or <remote> (DVC 2 layout)
+        while os.path.basename(root) in ("md5", "files"):
+            root = os.path.dirname(root)
+        return not os.path.isdir(root)  # an empty remote folder exists: objects are missing
 
     def remote_has(self, oids: list[str]) -> set[str]:
         """The subset of ``oids`` that the default remote holds."""

@@ -38,6 +38,7 @@ _TAG_FIELDS = (
 
 # Suffixes that make one revision into a set of commits (git help revisions).
 _RANGE_SUFFIX = re.compile(r"\^(!|@|-\d*)$")
+_IDENT = re.compile(r"^(?P<name>.*) <(?P<email>[^<>]*)> \d+ [+-]\d{4}$")
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 
 
@@ -80,7 +81,7 @@ class TagRef:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is writing: from git config user.name / user.email."""
+    """Who is writing: the committer identity git would use (see ``GitRepo.identity``)."""
 
     name: str
     email: str
@@ -187,9 +188,12 @@ class GitRepo:
         return out if out and _OBJECT_ID.fullmatch(out) else None
 
     def identity(self) -> Identity:
-        name = self.run("config", "user.name", check=False).strip() or "unknown"
-        email = self.run("config", "user.email", check=False).strip() or "unknown"
-        return Identity(name, email)
+        """Who is writing, as git decides it for a commit (``git var GIT_COMMITTER_IDENT``):
+        ``GIT_COMMITTER_NAME``/``EMAIL`` over ``user.name``/``user.email``."""
+        match = _IDENT.match(self._answer("var", "GIT_COMMITTER_IDENT") or "")
+        if match is None:  # git knows no identity: it would refuse to commit too
+            return Identity("unknown", "unknown")
+        return Identity(match["name"] or "unknown", match["email"] or "unknown")
 
     # -- bulk reads --------------------------------------------------------------------
 

@@ -254,3 +254,51 @@ def test_default_base_follows_the_remote_s_default_branch(tmp_path):
         subprocess.run(["git", "-C", str(clone), *args], check=True, env=origin.env,
                        capture_output=True)
     assert default_base(clone, MODEL, "HEAD") == fork
+
+
+# -- item 9: team-facing bugs ---------------------------------------------------------------
+
+from rollback_support import rb_repo, rollback_base  # noqa: E402,F401  (fixtures)
+
+
+def test_rollback_by_is_the_identity_git_uses(rb_repo):
+    """GIT_COMMITTER_NAME/EMAIL win over git config, as in git (and in the commit)."""
+    from rollback_support import rollback
+
+    env = {"GIT_COMMITTER_NAME": "Ops Bot", "GIT_COMMITTER_EMAIL": "ops@example.com"}
+    rollback(rb_repo, "--to", "v1.0.0", "--stage", "prod", env=env)
+    assert rb_repo.git("config", "user.name").stdout.strip() == "Test User"
+    body = rb_repo.git("log", "-1", "--format=%B").stdout
+    assert "Rollback-By: Ops Bot <ops@example.com>" in body
+    tag = rb_repo.git("tag", "-l", f"{MODEL}#prod#*", "--sort=-creatordate").stdout.split()[0]
+    message = rb_repo.git("tag", "-l", "--format=%(contents)", tag).stdout
+    assert '"by": "Ops Bot <ops@example.com>"' in message or \
+        '"by":"Ops Bot <ops@example.com>"' in message, message
+
+
+def test_empty_remote_folder_means_objects_not_pushed(rb_repo):
+    import shutil
+
+    from rollback_support import cache_file, registered, rollback
+
+    v1 = registered(rb_repo, "v1.0.0")
+    data_dir = next(iter(v1.data.values()))
+    cache_file(rb_repo, data_dir).unlink()  # the manifest must come from the remote now
+    shutil.rmtree(rb_repo.remote)
+    rb_repo.remote.mkdir()  # the folder is there, and empty
+    proc = rollback(rb_repo, "--to", "v1.0.0", "--dry-run", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("dvc-monitor: error: ") and "does not exist" not in line
+    assert "not in the local cache" in line or "found neither in" in line
+    assert "dvc push" in line
+
+
+def test_model_path_keeps_a_url(tmp_path):
+    repo = new_repo(tmp_path)
+    (repo.path / "dvc.yaml").write_text(
+        "artifacts:\n  ext:\n    path: s3://bucket/x/model.pkl\n    type: model\n")
+    repo.commit_all("remote artifact")
+    repo.git("tag", "-a", "ext@v0.1.0", "-m", "gto")
+    [row] = repo.json("versions", "ext")
+    assert row["model_path"] == "s3://bucket/x/model.pkl"
