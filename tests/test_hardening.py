@@ -302,3 +302,24 @@ def test_model_path_keeps_a_url(tmp_path):
     repo.git("tag", "-a", "ext@v0.1.0", "-m", "gto")
     [row] = repo.json("versions", "ext")
     assert row["model_path"] == "s3://bucket/x/model.pkl"
+
+
+def test_diff_sees_a_git_tracked_model_file_change(tmp_path):
+    """Two versions without dvc.lock whose model file git tracks: not "no changes"."""
+    import json
+
+    repo = new_repo(tmp_path)
+    (repo.path / "models/m").mkdir(parents=True)
+    (repo.path / "dvc.yaml").write_text(
+        "artifacts:\n  m:\n    path: models/m/model.skops\n    type: model\n")
+    (repo.path / "models/m/model.skops").write_bytes(b"one")
+    repo.commit_all("v1")
+    repo.git("tag", "-a", "m@v0.1.0", "-m", "gto")
+    (repo.path / "models/m/model.skops").write_bytes(b"two")
+    repo.commit_all("v2")
+    repo.git("tag", "-a", "m@v0.2.0", "-m", "gto")
+    out = repo.dm("diff", "m", "v0.1.0", "v0.2.0").stdout
+    assert "no changes" not in out and "models/m/model.skops: changed" in out
+    doc = json.loads(repo.dm("diff", "m", "v0.1.0", "v0.2.0", "--json").stdout)
+    assert [c["path"] for c in doc["code_changed"]] == ["models/m/model.skops"]
+    assert "no changes" in repo.dm("diff", "m", "v0.2.0").stdout  # workspace = v0.2.0
