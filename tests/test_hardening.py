@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import new_repo
+from conftest import Repo, new_repo
 
 MODEL = "fraud-detector"
 
@@ -323,3 +323,35 @@ def test_diff_sees_a_git_tracked_model_file_change(tmp_path):
     doc = json.loads(repo.dm("diff", "m", "v0.1.0", "v0.2.0", "--json").stdout)
     assert [c["path"] for c in doc["code_changed"]] == ["models/m/model.skops"]
     assert "no changes" in repo.dm("diff", "m", "v0.2.0").stdout  # workspace = v0.2.0
+
+
+def test_missing_credentials_are_not_called_unreachable(rb_repo, tmp_path):
+    """A real S3 server (moto, on 127.0.0.1) and a client that has no credentials at all:
+    botocore refuses before sending, which is not a network problem."""
+    import shutil
+
+    from rollback_support import rollback
+    from s3server import MotoServer
+
+    server = MotoServer().start()
+    try:
+        server.create_bucket("models")
+        config = server.dvc_config_local("s3", "s3://models/dvc-store")
+        (rb_repo.path / ".dvc" / "config.local").write_text(config)
+        rb_repo.dvc("push", "-q", "-r", "s3")
+        (rb_repo.path / ".dvc" / "config.local").write_text("".join(
+            line for line in config.splitlines(True) if "access_key" not in line))
+        shutil.rmtree(rb_repo.path / ".dvc" / "cache")
+        env = {k: v for k, v in rb_repo.env.items()
+               if not k.startswith("AWS_") or k == "AWS_CA_BUNDLE"}
+        env.update(AWS_EC2_METADATA_DISABLED="true",  # no instance-metadata lookup
+                   AWS_CONFIG_FILE=str(tmp_path / "none"),
+                   AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+        bare = Repo(rb_repo.path, env, rb_repo.remote)
+        proc = rollback(bare, "--to", "v1.0.0", "--dry-run", check=False)
+    finally:
+        server.stop()
+    line = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and line.startswith("dvc-monitor: error: "), proc.stderr
+    assert "has no valid credentials" in line and "AWS_ACCESS_KEY_ID" in line
+    assert "cannot reach" not in line
