@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump) that points at --help."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"dvc-monitor: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"dvc-monitor: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
