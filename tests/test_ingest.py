@@ -113,7 +113,7 @@ def test_ingest_accepts_columns_in_another_order(repo, tmp_path):
 PARTITION4 = "models/fraud-detector/data/batch-00004.csv"
 
 
-def _kill_during_dvc_add(repo, batch):
+def _kill_during_dvc_add(repo, batch, partition=PARTITION4):
     """Start an ingest and SIGKILL it once it has written the partition and its journal,
     that is while 'dvc add' runs (a point the real command reaches; nothing injected)."""
     import os
@@ -123,7 +123,7 @@ def _kill_during_dvc_add(repo, batch):
 
     from conftest import BIN
 
-    part = repo.path / PARTITION4
+    part = repo.path / partition
     journal = repo.path / ".git/dvc-monitor/ingest.json"
     proc = subprocess.Popen([str(BIN / "dvc-monitor"), "ingest", "fraud-detector", str(batch)],
                             cwd=repo.path, env=repo.env, stdout=subprocess.DEVNULL,
@@ -172,14 +172,17 @@ def test_batch_equal_to_a_partition_is_refused_by_content(repo, tmp_path):
     assert repo.snapshot() == before
 
 
-def test_ingest_keeps_what_the_user_had_staged_when_it_fails(repo, tmp_path):
-    """A failed ingest puts the index back as it was, not as HEAD has it."""
+def test_undo_puts_back_what_the_user_had_staged(repo, tmp_path):
+    """The undo of a killed ingest restores the index as it was (an earlier ingest staged
+    and not committed yet), not as HEAD has it."""
     repo.dm("ingest", "fraud-detector", str(sample_csv(tmp_path, "anomaly", 4)))
+    before = repo.snapshot()
     staged = repo.git("ls-files", "-s", "models/fraud-detector/data.dvc").stdout
-    bad = tmp_path / "bad.csv"
-    bad.write_text("amount,hour\n1,2\n")
-    repo.dm("ingest", "fraud-detector", str(bad), check=False)
+    _kill_during_dvc_add(repo, sample_csv(tmp_path, "anomaly", 5),
+                         "models/fraud-detector/data/batch-00005.csv")
+    assert "undid an interrupted ingest" in repo.dm("history", check=False).stderr
     assert repo.git("ls-files", "-s", "models/fraud-detector/data.dvc").stdout == staged
+    assert repo.snapshot() == before
 
 
 # -- issue 9, item 5: what ingest refuses, each with one clear line ---------------------------
