@@ -22,9 +22,9 @@ from typing import Any
 _EXPORTS: dict[str, tuple[str, str]] = {
     # scaffolding (scaffold.py)
     "init": ("model.scaffold", "init"),
-    "ingest": ("model.scaffold", "ingest"),
+    "ingest": ("model.ingest", "ingest"),
     "InitResult": ("model.scaffold", "InitResult"),
-    "IngestResult": ("model.scaffold", "IngestResult"),
+    "IngestResult": ("model.ingest", "IngestResult"),
     # registry (identity.py, registry.py, diffing.py)
     "VersionIdentity": ("registry.identity", "VersionIdentity"),
     "identity_from_lock": ("registry.identity", "identity_from_lock"),

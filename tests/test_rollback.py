@@ -174,7 +174,7 @@ def test_dirty_tree_is_refused_and_kept(rb_repo):
     params.write_text(params.read_text() + "# my edit\n")
     before = repo.snapshot()
     proc = rollback(repo, "--to", "v1.0.0", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 4
     line = assert_one_line_error(proc)
     assert "uncommitted changes" in line and "params.yaml" in line and "git stash" in line
     assert repo.snapshot() == before

@@ -67,8 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_versions)
 
-    p = sub.add_parser("show", help="one version: stages, params, data, model hash, metrics")
-    p.add_argument("ref", metavar="NAME[@vX.Y.Z|#STAGE|@latest|@ID]")
+    p = sub.add_parser("show", help="one version: stages, params, data, model hash, metrics "
+                                    "(no NAME: every model, as 'gto show')")
+    p.add_argument("ref", metavar="NAME[@vX.Y.Z|#STAGE|@latest|@ID]", nargs="?")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_show)
 
@@ -309,11 +310,31 @@ def run_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_models(args: argparse.Namespace, reg) -> int:
+    from dvc_monitor.cli.output import info, print_table
+    from dvc_monitor.registry.overview import summarize
+
+    models = summarize(reg)
+    if args.json:
+        _print_json_rows([m.to_json() for m in models])
+        return 0
+    if not models:
+        info("no registered models; register one with 'dvc-monitor register NAME'")
+        return 0
+    stages = sorted({s for m in models for s in m.stages})
+    print_table([[m.name, m.latest or "-", m.latest_id or "-",
+                  *(m.stages.get(s, "-") for s in stages)] for m in models],
+                ["name", "latest", "id", *(f"#{s}" for s in stages)])
+    return 0
+
+
 def run_show(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
     from dvc_monitor.registry.diff import partitions_of
 
     reg = _load(args)
+    if args.ref is None:
+        return _show_models(args, reg)
     mv = reg.get(args.ref)
     _warn_unpublished(reg)
     root = reg.root

@@ -439,8 +439,14 @@ class Registry:
             listed = ", ".join(f"{v.version} ({v.short_id})" for v in matches)
             raise AmbiguousVersion(f"'{prefix}' matches several versions of {name}: {listed}; "
                                    "give more digits")
-        active = [v for v in matches if v.active]
-        return (active or matches)[0]  # same id registered twice: the greatest active one
+        # the same id registered twice (same content) must not pick one silently
+        active = [v for v in matches if v.active] or matches
+        if len(active) > 1:
+            listed = ", ".join(v.version for v in active)
+            raise AmbiguousVersion(f"'{prefix}' is the id of several versions of {name} "
+                                   f"({listed}: the same content registered more than once); "
+                                   f"name the version instead, e.g. {name}@{active[0].version}")
+        return active[0]
 
     def _read_facts(self, name: str, commits: Iterable[str]) -> dict[str, _Facts]:
         """Identity and metrics of ``name`` at many commits, reading git in one batch."""

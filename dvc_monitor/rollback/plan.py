@@ -413,8 +413,9 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
             except RemoteUnavailable as exc:
                 raise RollbackError(
                     f"{name} {target.version} needs objects that are not in the local cache "
-                    f"and the DVC remote cannot be reached: {exc}; check the remote "
-                    "('dvc remote list') and the network, then run again (nothing was changed)"
+                    f"and the DVC remote cannot be used: {exc}; check the remote "
+                    "('dvc remote list'), the network and the credentials, then run again "
+                    "(nothing was changed)"
                 ) from None
             objects = [ObjectNeed(o.path, o.oid, o.role,
                                   ("remote" if o.oid in there else "missing"))
