@@ -26,7 +26,6 @@ Usage: .venv/bin/python bench/bench_rollback.py [--repeat 3] [--keep DIR]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess

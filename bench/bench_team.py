@@ -23,7 +23,6 @@ Usage: .venv/bin/python bench/bench_team.py [--sizes 1,10,50] [--keep DIR]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys

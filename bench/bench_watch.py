@@ -22,7 +22,6 @@ Usage: .venv/bin/python bench/bench_watch.py [--seeds 3] [--keep DIR]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
