@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "dvc_monitor.cli.registry",   # register, promote, unassign, deprecate, versions, show, history, diff
     "dvc_monitor.cli.rollback",   # rollback, recover
     "dvc_monitor.cli.review",     # report, gate, compare
+    "dvc_monitor.cli.production", # score, serve
     "dvc_monitor.cli.stage",      # stage (called by dvc.yaml)
 )
 
