@@ -395,6 +395,33 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
     return app
 
 
+def _server_class():
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a SIGTERM/SIGINT that shut it down gracefully ends the
+        process with exit code 0 (uvicorn re-raises the signal after shutting down)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            saved = {sig: signal.signal(sig, self.handle_exit)
+                     for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in saved.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+def _Server(config):
+    return _server_class()(config)
+
+
 def _worker_app(settings: ServeSettings):
     """The app of one ``--workers`` process (module-level, so it pickles)."""
     return create_app(settings)
@@ -411,7 +438,7 @@ def serve(settings: ServeSettings, first: LoadedModel, host: str = DEFAULT_HOST,
                   timeout_graceful_shutdown=30, lifespan="on")
     if workers <= 1:
         config = uvicorn.Config(create_app(settings, first), **common)
-        uvicorn.Server(config).run()
+        _Server(config).run()
         return
     from uvicorn.supervisors import Multiprocess
 
