@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -37,8 +36,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-NAME = "fraud-detector"
-BIN = Path(sys.executable).parent
+from bench_rollback import BIN, NAME  # noqa: E402  (bench/ is on sys.path when run)
+from bench_rollback import Bench as RollbackBench
+
 HERE = Path(__file__).resolve()
 
 # The hand-written server: what one would write without dvc-monitor.
@@ -68,18 +68,6 @@ async def score(request):
 app = Starlette(routes=[Route("/score", score, methods=["POST"])])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
 '''
-
-
-def env_for(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", HOME=str(home),
-        DVC_MONITOR_HOME=str(home / "dvc-monitor"), DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.com",
-        GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.com",
-        GIT_CONFIG_NOSYSTEM="1", PYTHONWARNINGS="ignore",
-    )
-    return env
 
 
 def free_port() -> int:
@@ -136,39 +124,15 @@ def summary(records: list[list], seconds: float) -> dict:
 # -- the benchmark ----------------------------------------------------------------------
 
 
-class Bench:
-    def __init__(self, root: Path):
-        self.root = root
-        self.repo = root / "repo"
-        self.env = env_for(root / "home")
-        (root / "home").mkdir(parents=True, exist_ok=True)
-
-    def sh(self, *args: str) -> str:
-        proc = subprocess.run(list(args), cwd=self.repo, env=self.env, text=True,
-                              capture_output=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-        return proc.stdout
+class Bench(RollbackBench):
+    """bench_rollback's repository (v1.0.0; v1.1.0 with 60 trees), both through ``prod``."""
 
     def dm(self, *args: str) -> str:
         return self.sh(str(BIN / "dvc-monitor"), *args)
 
     def build(self) -> None:
-        self.repo.mkdir(parents=True)
-        self.sh("git", "init", "-q", "-b", "main")
-        self.dm("init", "--template", "anomaly", "--name", NAME, "--sample-data",
-                "--remote", str(self.root / "remote"))
-        self.sh(str(BIN / "dvc"), "repro", "-q", f"models/{NAME}/dvc.yaml")
-        self.sh("git", "add", "-A")
-        self.sh("git", "commit", "-qm", "v1.0.0")
-        self.dm("register", NAME, "--version", "v1.0.0")
+        super().build()
         self.dm("promote", NAME, "v1.0.0", "--stage", "prod")
-        params = self.repo / "models" / NAME / "params.yaml"
-        params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 60"))
-        self.sh(str(BIN / "dvc"), "repro", "-q", f"models/{NAME}/dvc.yaml")
-        self.sh("git", "add", "-A")
-        self.sh("git", "commit", "-qm", "v1.1.0: 60 trees")
-        self.dm("register", NAME, "--version", "v1.1.0")
         self.dm("promote", NAME, "v1.1.0", "--stage", "prod")
 
     def start(self, args: list[str], port: int) -> subprocess.Popen:
