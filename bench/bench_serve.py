@@ -28,7 +28,6 @@ import asyncio
 import json
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile

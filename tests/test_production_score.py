@@ -4,7 +4,6 @@ model), real DVC remotes in local folders, a real `git daemon` on 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 

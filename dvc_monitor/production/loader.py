@@ -67,12 +67,17 @@ def open_repo(repo: str | Path = ".", cache_dir: str | Path | None = None,
     from filelock import FileLock
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock"):
+    with FileLock(_lock_file(dest)):
         if not (dest / ".git").is_dir():
             _git("clone", "-q", "--", url, str(dest), what=f"clone {url}")
-        elif refresh:
-            fetch_registry(dest)
+            return dest
+    if refresh:
+        fetch_registry(dest)
     return dest
+
+
+def _lock_file(clone: Path) -> str:
+    return str(clone) + ".lock"  # next to the clone: one writer at a time (workers, processes)
 
 
 def fetch_registry(clone: Path) -> None:
@@ -80,9 +85,12 @@ def fetch_registry(clone: Path) -> None:
 
     Tags are forced and pruned: a registry tag moved or deleted upstream is so here too.
     """
-    _git("-C", str(clone), "fetch", "-q", "--force", "--prune", "--prune-tags", "origin",
-         "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*",
-         what="fetch the registry tags")
+    from filelock import FileLock
+
+    with FileLock(_lock_file(clone)):
+        _git("-C", str(clone), "fetch", "-q", "--force", "--prune", "--prune-tags", "origin",
+             "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*",
+             what="fetch the registry tags")
 
 
 def _git(*args: str, what: str) -> None:

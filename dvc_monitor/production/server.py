@@ -21,9 +21,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from dvc_monitor.errors import DvcMonitorError, SchemaError
+from dvc_monitor.errors import DvcMonitorError
 from dvc_monitor.production.loader import LoadedModel, fetch_registry, load_version, resolve
 
 DEFAULT_HOST = "127.0.0.1"
@@ -323,9 +322,7 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
             loaded = follower.current  # this request's model, whatever a swap does meanwhile
             try:
                 scores = await run_in_threadpool(loaded.score_detail, rows, "the request")
-            except SchemaError as exc:
-                raise _HTTPError(422, str(exc)) from None
-            except DvcMonitorError as exc:
+            except DvcMonitorError as exc:  # SchemaError: a missing or non-numeric column
                 raise _HTTPError(422, str(exc)) from None
         except _HTTPError as exc:
             return _error(exc.status, exc.message)
