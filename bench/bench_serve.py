@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import shutil
 import socket
@@ -115,7 +116,8 @@ def run_load(url: str, body: Path, seconds: float, concurrency: int) -> subproce
 def summary(records: list[list], seconds: float) -> dict:
     ok = [r for r in records if r[2] == 200]
     lat = sorted(r[1] for r in ok) or [float("nan")]
-    return {"requests": len(records), "failed": len(records) - len(ok),
+    reasons = collections.Counter(str(r[2]) for r in records if r[2] != 200)
+    return {"requests": len(records), "failed": len(records) - len(ok), "reasons": dict(reasons),
             "rps": len(ok) / seconds, "p50_ms": 1000 * lat[len(lat) // 2],
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))]}
 
@@ -207,7 +209,8 @@ def main() -> None:
               f"{args.seconds:g} s each")
         print(f"    {'':14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
         for label, r in results.items():
-            print(f"    {label:14}{r['rps']:9.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['failed']:8d}")
+            print(f"    {label:14}{r['rps']:9.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['failed']:8d}"
+                  + (f"  {r['reasons']}" if r["reasons"] else ""))
         ratio = results["serve"]["rps"] / results["hand-written"]["rps"]
         print(f"    serve / hand-written throughput: {ratio:.2f}x  (target >= 0.9)")
 
@@ -227,6 +230,7 @@ def main() -> None:
             bench.stop(server)
         records = json.loads(out)
         failed = sum(1 for r in records if r[2] != 200)
+        reasons = summary(records, duration)["reasons"]
         old = [r[0] for r in records if r[3] == "v1.0.0" and r[2] == 200]
         new_after = [r[0] for r in records if r[3] == "v1.1.0" and r[0] > (min(old) if old else 0)]
         print(f"\n(b) rollback under load ({args.concurrency} connections, --poll {args.poll:g}):")
@@ -236,8 +240,8 @@ def main() -> None:
                   f"(target <= {args.poll + 1:g} s)")
         else:
             print("    no v1.0.0 response seen")
-        print(f"    failed requests: {failed} (target 0); v1.1.0 responses after the first "
-              f"v1.0.0 one: {len(new_after)}")
+        print(f"    failed requests: {failed} (target 0){' ' + str(reasons) if reasons else ''}; "
+              f"v1.1.0 responses after the first v1.0.0 one: {len(new_after)}")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
