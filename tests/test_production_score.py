@@ -106,7 +106,8 @@ def test_load_model_api_checks_md5_and_schema(kinds_repo, batches, tmp_path):
     frame.to_csv(tmp_path / "five.csv", index=False)  # the same rows in one batch: same floats
     assert loaded.score(frame) == score_json(kinds_repo, f"{RISK}@v1.0.0", tmp_path / "five.csv")["results"]
     same = api.load_model(RISK, version="v1.0.0", repo=kinds_repo.path)
-    assert same.md5 == loaded.md5
+    at_head = api.load_model(RISK, rev="HEAD", repo=kinds_repo.path)  # registered at HEAD
+    assert same.md5 == loaded.md5 == at_head.md5 and at_head.version == "v1.0.0"
     with pytest.raises(SchemaError, match="missing column.s. mean_area, worst_area"):
         loaded.score(frame.drop(columns=["mean_area", "worst_area"]))
 
