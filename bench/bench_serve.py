@@ -231,6 +231,10 @@ def main() -> None:
         records = json.loads(out)
         failed = sum(1 for r in records if r[2] != 200)
         reasons = summary(records, duration)["reasons"]
+        for r in records:
+            if r[2] != 200:  # when it was sent and how long it waited, vs the rollback's end
+                print(f"    failed: {r[2]} sent {r[0] - r[1] - t_end:+.2f} s from the rollback's "
+                      f"end, after {r[1]:.1f} s")
         old = [r[0] for r in records if r[3] == "v1.0.0" and r[2] == 200]
         new_after = [r[0] for r in records if r[3] == "v1.1.0" and r[0] > (min(old) if old else 0)]
         print(f"\n(b) rollback under load ({args.concurrency} connections, --poll {args.poll:g}):")
