@@ -80,6 +80,9 @@ def test_risk_probabilities_and_forecast_intervals(kinds_repo, batches, tmp_path
     assert ((0 <= p) & (p <= 1)).all()
     assert [r["alert"] for r in risk["results"]] == list(p >= 0.5)
     assert ((p >= 0.5) == labels).mean() > 0.85  # a real model on held-out-like rows
+    unlabelled = tmp_path / "unlabelled.csv"  # production rows have no label
+    pd.read_csv(batches["risk"]).drop(columns=["malignant"]).to_csv(unlabelled, index=False)
+    assert score_json(kinds_repo, f"{RISK}#prod", unlabelled)["results"] == risk["results"]
 
     frame = pd.read_csv(batches["forecast"])
     frame.loc[len(frame)] = {"timestamp": frame["timestamp"].iloc[-1] + 3600, "value": None}

@@ -71,8 +71,12 @@ def score_frame(loaded: "LoadedModel", df: "pd.DataFrame", source: str) -> Score
         _check_forecast(config, df, source, who)
         rows = df[[FORECAST_TIME, FORECAST_VALUE]].apply(_numeric)
     else:
-        check_fits(config, df, source, who)
-        rows = df[list(config.features)].apply(_numeric)
+        features = list(config.features)
+        rows = _numeric_fast(df, features)
+        if rows is None:  # some column is not plain numbers: let check_fits name it
+            # production rows carry no label: score on the features alone
+            check_fits(dataclasses.replace(config, label_required=False), df, source, who)
+            rows = df[features].astype(float)
     scored = score_rows(loaded.kind, loaded.model, config, rows)
     if loaded.kind != "forecast":
         key = "score" if loaded.kind == "anomaly" else "probability"
@@ -92,6 +96,19 @@ def score_frame(loaded: "LoadedModel", df: "pd.DataFrame", source: str) -> Score
         results.append(result)
     seen = ~np.isnan(scored.score)
     return Scores(results, scored.score[seen], scored.alert[seen])
+
+
+def _numeric_fast(df: "pd.DataFrame", features: list[str]) -> "pd.DataFrame | None":
+    """The feature columns as floats when they all exist, are numeric and finite (the
+    usual case, checked in one pass); None when ``check_fits`` must look closer."""
+    import numpy as np
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    if any(c not in df.columns or not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])
+           for c in features):
+        return None
+    rows = df[features].astype(float)
+    return rows if np.isfinite(rows.to_numpy()).all() else None
 
 
 def _numeric(col: "pd.Series") -> "pd.Series":
