@@ -90,6 +90,14 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "parse_watch_rules": ("monitoring.rules", "parse_rules"),
     "Profile": ("monitoring.reference", "Profile"),
     "build_profile": ("monitoring.reference", "build_profile"),
+    # production scoring (production/)
+    "load_model": ("production.loader", "load_model"),
+    "load_ref": ("production.loader", "load_ref"),
+    "LoadedModel": ("production.loader", "LoadedModel"),
+    "score_batch": ("production.batch", "score_batch"),
+    "BatchScore": ("production.batch", "BatchScore"),
+    "create_app": ("production.server", "create_app"),
+    "ServeSettings": ("production.server", "ServeSettings"),
 }
 
 __all__ = sorted(_EXPORTS)

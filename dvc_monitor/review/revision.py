@@ -287,8 +287,11 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
         logger.setLevel(logging.CRITICAL)
     try:
         with contextlib.redirect_stderr(io.StringIO()), Repo(str(root)) as repo:
-            repo.fetch(targets=[str(root / t) for t in targets],
-                       revs=[commit] if commit else None, workspace=commit is None)
+            # At a revision DVC reads that commit's git tree, whose root is "/": a path
+            # of the work tree there is "no such output" (seen with dvc 3.67).
+            paths = [f"/{t}" if commit else str(root / t) for t in targets]
+            repo.fetch(targets=paths, revs=[commit] if commit else None,
+                       workspace=commit is None)
     except DvcException as exc:  # a remote that is not reachable or lacks the objects
         first = " ".join(str(exc).split()) or type(exc).__name__
         raise ExternalCommandError(f"dvc fetch failed: {first}") from None
