@@ -41,6 +41,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="worker processes (default 1); each follows the stage itself")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                    help=f"largest request body accepted (default {DEFAULT_MAX_BODY})")
+    from dvc_monitor.production.watching import DEFAULT_WATCH_WINDOW
+
+    p.add_argument("--watch", action="store_true",
+                   help="apply the model's watch: rules to the live traffic, in windows of "
+                        "--window rows (measures and decisions in /metrics and /health)")
+    p.add_argument("--window", type=int, default=DEFAULT_WATCH_WINDOW, metavar="ROWS",
+                   help=f"rows per live window for --watch (default {DEFAULT_WATCH_WINDOW})")
+    p.add_argument("--auto-rollback", action="store_true",
+                   help="with --watch (implied): on an alarm, roll the stage back to the "
+                        "earlier holder that passes the rules on the same windows "
+                        "(a local repository only)")
     p.set_defaults(func=run_serve)
 
 
@@ -75,18 +86,27 @@ def run_serve(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info
     from dvc_monitor.production.loader import is_url, open_repo
     from dvc_monitor.production.server import LOCAL_HOSTS, ServeSettings, serve
+    from dvc_monitor.production.watching import watch_stage
 
     if args.poll <= 0 or args.workers < 1 or args.max_body < 1 or not 0 <= args.port < 65536:
         raise UsageError("--poll, --workers and --max-body must be positive and --port in 0-65535")
+    watching = args.watch or args.auto_rollback
+    if watching and args.window < 1:
+        raise UsageError(f"--window must be at least 1 row, got {args.window}")
     repo = args.registry or args.repo
+    stage = watch_stage(args.ref, args.auto_rollback, is_url(repo), args.workers)
     root = open_repo(repo, args.cache_dir)
     first = api.load_ref(args.ref, root)
     settings = ServeSettings(ref=args.ref, root=str(root), is_url=is_url(repo), poll=args.poll,
-                             max_body=args.max_body)
+                             max_body=args.max_body,
+                             watch_window=args.window if watching else None, watch_stage=stage)
     if args.host not in LOCAL_HOSTS:
         info(f"dvc-monitor: warning: listening on {args.host}: the service has no "
              "authentication; anyone who can reach this address can use it")
     info(f"dvc-monitor: serving {first.ref} (id {first.id or 'none'}) for {args.ref} on "
-         f"http://{args.host}:{args.port} (polling every {args.poll:g}s; Ctrl-C or SIGTERM stops)")
+         f"http://{args.host}:{args.port} (polling every {args.poll:g}s"
+         + (f"; watching windows of {args.window} rows" if watching else "")
+         + (f", rolling {stage} back on an alarm" if stage else "")
+         + "; Ctrl-C or SIGTERM stops)")
     serve(settings, first, host=args.host, port=args.port, workers=args.workers)
     return 0

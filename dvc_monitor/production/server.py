@@ -45,6 +45,8 @@ class ServeSettings:
     poll: float = DEFAULT_POLL
     max_body: int = DEFAULT_MAX_BODY
     window: int = DEFAULT_WINDOW
+    watch_window: int | None = None  # serve --watch: rows per live window
+    watch_stage: str | None = None  # serve --auto-rollback: the stage it may roll back
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,13 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
         first = load_version(settings.root, resolve(settings.root, settings.ref))
     metrics = Metrics(settings.window)
     follower = Follower(settings, first, metrics)
+    live = None
+    if settings.watch_window:
+        from dvc_monitor.production.watching import LiveWatch
+
+        live = LiveWatch(settings.root, settings.watch_window, metrics.registry,
+                         lambda: follower.current, stage=settings.watch_stage)
+        live.prepare(first)  # bad watch: rules fail here, before the server starts
 
     async def score(request):
         try:
@@ -327,14 +336,17 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
         except _HTTPError as exc:
             return _error(exc.status, exc.message)
         metrics.observe_rows(loaded, scores.score, scores.alert)
+        if live is not None:
+            live.add(loaded, rows)
         return JSONResponse(score_response(loaded, scores.results),
                             headers={"X-Model-Version": loaded.version})
 
     async def health(request):
         loaded = follower.current
         last = follower.last
+        watching = {} if live is None else {"watch": live.to_json()}
         return JSONResponse({"status": "ok", "ref": settings.ref, **loaded.to_json(),
-                             "last_reload": last.to_json()},
+                             "last_reload": last.to_json(), **watching},
                             headers={"X-Model-Version": loaded.version})
 
     async def version(request):
@@ -368,10 +380,14 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         follower.start()
+        if live is not None:
+            live.start()
         try:
             yield
         finally:
             follower.stop()
+            if live is not None:
+                live.stop()
             print(f"dvc-monitor: stopped serving {follower.current.ref}", file=sys.stderr,
                   flush=True)
 
@@ -389,6 +405,7 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
                                known=frozenset(r.path for r in routes))],
     )
     app.state.follower = follower
+    app.state.watch = live
     return app
 
 

@@ -1,0 +1,361 @@
+"""``serve --watch``: the model's ``watch:`` rules on the server's own live traffic.
+
+The request path only appends the scored rows to a buffer (``LiveWatch.add``). Every
+``window`` rows of one version make a ``Window`` that a background thread feeds to a
+``monitoring.watch.Watcher`` built for the version being served (rebuilt when the
+``Follower`` swaps in another one; a cooldown carries over). ``/metrics`` and ``/health``
+show the last window's measures, the breaches and the last decision.
+
+With ``auto_rollback``, an alarm (``failure_limit`` consecutive breaching windows) runs
+the decision of ``watch`` (``monitoring.watch.decide``: the earlier holders of the stage,
+most recent first, scored on the same breaching windows) in that thread. A ``rollback``
+decision runs the atomic, verified rollback of the stage with the message ``watch
+--rollback`` writes; the Follower's next poll then swaps in the new holder. ``retrain``,
+or no earlier holder, changes nothing and is reported. Nothing here runs in a request.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dvc_monitor.errors import DvcMonitorError, UsageError
+
+if TYPE_CHECKING:
+    from dvc_monitor.monitoring.watch import Subject, Watcher, Window, WindowResult
+    from dvc_monitor.production.loader import LoadedModel
+
+DEFAULT_WATCH_WINDOW = 500  # rows per live window
+QUEUED_WINDOWS = 8  # windows waiting for the watch thread; more are dropped (and counted)
+DECISIONS = ("ok", "rollback", "retrain")
+
+
+def watch_stage(ref: str, auto_rollback: bool, is_url: bool, workers: int) -> str | None:
+    """The stage ``serve --watch`` may roll back (None without ``auto_rollback``), or a
+    one-line ``UsageError`` for a combination that cannot work."""
+    if not auto_rollback:
+        return None
+    if is_url:
+        raise UsageError("--auto-rollback needs a local repository: a clone of a URL is "
+                         "read-only here; serve --repo PATH, or drop --auto-rollback")
+    if workers > 1:
+        raise UsageError("--auto-rollback runs in one process; use --workers 1")
+    if "#" not in ref:
+        raise UsageError(f"--auto-rollback rolls back a stage; serve NAME#STAGE, not {ref!r}")
+    return ref.split("#", 1)[1]
+
+
+@dataclass
+class LiveDecision:
+    """The last decision of the live watch, and what was done about it."""
+
+    decision: str  # ok | rollback | retrain
+    version: str  # the version watched
+    target: str | None = None
+    windows: list[str] = field(default_factory=list)  # the breaching windows
+    evidence: str = ""
+    action: str = "none"  # none | rolled back | failed | not acting (no --auto-rollback)
+    message: str = ""
+    commit: str | None = None
+    tag: str | None = None
+
+    def to_json(self) -> dict:
+        return {"decision": self.decision, "version": self.version, "target": self.target,
+                "windows": self.windows, "evidence": self.evidence, "action": self.action,
+                "message": self.message, "commit": self.commit, "tag": self.tag}
+
+
+class _WatchMetrics:
+    """The watch's Prometheus metrics, in the app's registry."""
+
+    def __init__(self, registry):
+        from prometheus_client import Counter, Gauge
+
+        r = registry
+        self.measure = Gauge("dvc_monitor_watch_measure",
+                             "A watch measure on the last full live window",
+                             ["model", "version", "measure"], registry=r)
+        self.feature_psi = Gauge("dvc_monitor_watch_feature_psi",
+                                 "PSI of one feature on the last full live window",
+                                 ["model", "version", "feature"], registry=r)
+        self.windows = Counter("dvc_monitor_watch_windows", "Live windows measured",
+                               ["model", "version"], registry=r)
+        self.breaches = Counter("dvc_monitor_watch_breaches",
+                                "Rule breaches on live windows, by measure",
+                                ["model", "version", "measure"], registry=r)
+        self.streak = Gauge("dvc_monitor_watch_streak",
+                            "Consecutive breaching live windows (alarm at failure_limit)",
+                            ["model"], registry=r)
+        self.alarms = Counter("dvc_monitor_watch_alarms", "Alarms (failure_limit breaching "
+                              "windows in a row)", ["model", "version"], registry=r)
+        self.decision = Gauge("dvc_monitor_watch_decision",
+                              "The last decision of the live watch (1; the others 0)",
+                              ["decision"], registry=r)
+        self.actions = Counter("dvc_monitor_watch_actions",
+                               "What the live watch did about an alarm",
+                               ["action"], registry=r)
+        self.dropped = Counter("dvc_monitor_watch_dropped_windows",
+                               "Live windows not measured (the watch thread was behind)",
+                               registry=r)
+        for d in DECISIONS:
+            self.decision.labels(d).set(1 if d == "ok" else 0)
+
+    def decided(self, decision: str) -> None:
+        for d in DECISIONS:
+            self.decision.labels(d).set(1 if d == decision else 0)
+
+
+class LiveWatch:
+    """Windows of live rows, measured by a ``Watcher`` for the version served."""
+
+    def __init__(self, root: str | Path, window: int, registry, serving,
+                 stage: str | None = None, labels: str | None = None):
+        if window < 1:
+            raise UsageError(f"--window must be at least 1 row, got {window}")
+        self.root = Path(root)
+        self.window = window
+        self.serving = serving  # () -> the LoadedModel served now
+        self.stage = stage  # set: auto-rollback of this stage
+        self.labels = labels
+        self.metrics = _WatchMetrics(registry)
+        self.last_window: dict | None = None
+        self.last_decision: LiveDecision | None = None
+        self.error: str | None = None
+        self._rows: list = []
+        self._rows_version: str | None = None
+        self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUED_WINDOWS)
+        self._watcher: "Watcher | None" = None
+        self._windows: list["Window"] = []  # the last failure_limit windows, for decide
+        self._context = None  # forecast: the rows before the next window
+        self._pending: str | None = None  # a rollback done, waiting for the swap
+        self._thread: threading.Thread | None = None
+
+    # -- the request path: append only ------------------------------------------------
+
+    def add(self, loaded: "LoadedModel", rows: list) -> None:
+        """Buffer the rows ``loaded`` just scored; queue each full window."""
+        if loaded is not self.serving():
+            return  # a request that finished on the model just swapped out
+        full = []
+        with self._lock:
+            if loaded.version != self._rows_version:
+                self._rows, self._rows_version = [], loaded.version
+            self._rows.extend(rows)
+            while len(self._rows) >= self.window:
+                full.append(self._rows[:self.window])
+                del self._rows[:self.window]
+        for chunk in full:
+            try:
+                self._queue.put_nowait((loaded, chunk))
+            except queue.Full:
+                self.metrics.dropped.inc()
+
+    def prepare(self, loaded: "LoadedModel") -> None:
+        """Build the watcher of the first version (its rules and reference profile)."""
+        self._rebuild(loaded)
+
+    # -- the watch thread --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="dvc-monitor-watch",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self.measure(*item)
+                self.error = None
+            except DvcMonitorError as exc:
+                self.error = str(exc)
+            except Exception as exc:  # keep watching whatever one window did
+                self.error = f"{type(exc).__name__}: {exc}"
+            if self.error:
+                _say(f"watch: {self.error}")
+
+    def measure(self, loaded: "LoadedModel", rows: list) -> "WindowResult":
+        """Measure one window of rows scored by ``loaded``; act on an alarm."""
+        from dvc_monitor.monitoring.watch import Watcher, Window
+        from dvc_monitor.production.scoring import to_frame
+
+        watcher = self._watcher
+        if watcher is None or watcher.subject.version != loaded.version:
+            watcher = self._rebuild(loaded)
+        frame = to_frame(rows, "the live window")
+        index = watcher.seen
+        window = Window(f"live#{index + 1}", frame, self._context_for(frame))
+        result = watcher.observe(window)
+        self._windows = (self._windows + [window])[-watcher.rules.failure_limit:]
+        self._record(watcher, result)
+        if result.alarm:
+            self._alarm(watcher, result)
+        return result
+
+    def _rebuild(self, loaded: "LoadedModel") -> "Watcher":
+        from dvc_monitor.monitoring.rules import rules_of
+        from dvc_monitor.monitoring.watch import Watcher
+        from dvc_monitor.review import revision as review
+
+        workspace = review.read_state(self.root, loaded.name, None)
+        rules, _note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
+        subject = self._subject(loaded)
+        watcher = Watcher(subject, rules, self.labels)
+        if self._watcher is not None:  # a swap does not end a cooldown
+            watcher.cooling = self._watcher.cooling
+        if self._pending == loaded.version:
+            self._pending = None
+        self._watcher, self._windows = watcher, []
+        self._context = None
+        if subject.kind == "forecast":
+            state = review.read_state(self.root, loaded.name, loaded.commit)
+            self._context = review.load_data(state).drop(columns="_row")
+        return watcher
+
+    def _subject(self, loaded: "LoadedModel") -> "Subject":
+        from dvc_monitor.monitoring.reference import load_profile
+        from dvc_monitor.monitoring.watch import Subject
+        from dvc_monitor.review.revision import read_state
+
+        state = read_state(self.root, loaded.name, loaded.commit)
+        return Subject(loaded.name, loaded.version, loaded.kind, loaded.config, loaded.model,
+                       load_profile(state, loaded.model))
+
+    def _context_for(self, frame):
+        """Forecast: the rows before this window (its lags); the window joins them."""
+        import pandas as pd
+
+        from dvc_monitor.monitoring.watch import CONTEXT_ROWS
+
+        if self._context is None:
+            return None
+        before = self._context
+        context = before[~before["timestamp"].isin(frame["timestamp"])].tail(CONTEXT_ROWS)
+        columns = list(before.columns.intersection(frame.columns))
+        self._context = pd.concat([before, frame[columns]], ignore_index=True).tail(CONTEXT_ROWS)
+        return context.reset_index(drop=True)
+
+    def _record(self, watcher: "Watcher", result: "WindowResult") -> None:
+        m, name, version = self.metrics, watcher.subject.name, watcher.subject.version
+        m.windows.labels(name, version).inc()
+        for measure, value in result.measures.items():
+            m.measure.labels(name, version, measure).set(float("nan") if value is None
+                                                         else value)
+        for feature, value in result.feature_psi.items():
+            m.feature_psi.labels(name, version, feature).set(value)
+        for b in result.breaches:
+            m.breaches.labels(name, version, b.measure).inc()
+        m.streak.labels(name).set(result.streak)
+        self.last_window = {
+            "window": result.window, "version": version, "rows": result.rows,
+            "measures": result.measures, "breaches": [b.detail for b in result.breaches],
+            "streak": result.streak, "alarm": result.alarm, "cooling": result.cooling,
+        }
+
+    def _alarm(self, watcher: "Watcher", result: "WindowResult") -> None:
+        from dvc_monitor.monitoring.watch import WatchResult, candidates_for, decide, evidence
+        from dvc_monitor.registry.state import Registry
+
+        subject, rules = watcher.subject, watcher.rules
+        self.metrics.alarms.labels(subject.name, subject.version).inc()
+        streak = watcher.breaching_streak(result)
+        windows = self._windows[-len(streak):]
+        candidates: list[str] = []
+        registry = None
+        if self.stage is not None:
+            registry = Registry.load(self.root)
+            candidates = candidates_for(registry, subject.name, self.stage, subject.version)
+        verdict = decide(streak, windows, self._loader(subject), candidates, rules, self.labels)
+        outcome = WatchResult(
+            name=subject.name, kind=subject.kind, stage=self.stage, version=subject.version,
+            decision=verdict.decision, target=verdict.target, rules=rules.to_json(),
+            windows=list(streak), alarm_window=result.index,
+            breaching_windows=[r.window for r in streak],
+            breaches=[b for r in streak for b in r.breaches], candidates=verdict.candidates,
+            drifted_features=verdict.drifted_features, evidence="",
+            profile=subject.profile.source)
+        outcome.evidence = evidence(outcome)
+        done = LiveDecision(outcome.decision, subject.version, outcome.target,
+                            outcome.breaching_windows, outcome.evidence)
+        if self.stage is None:
+            done.action = "not acting (no --auto-rollback)"
+        elif outcome.decision == "rollback":
+            self._rollback(outcome, registry, done)
+        elif not candidates:
+            done.message = f"stage {self.stage} has no earlier holder than {subject.version}"
+        self.last_decision = done
+        self.metrics.decided(done.decision)
+        self.metrics.actions.labels(done.action).inc()
+        _say(f"watch: {done.decision}"
+             + (f" -> {done.target}" if done.target else "") + f" ({done.action}): "
+             + (done.message or done.evidence))
+
+    def _rollback(self, outcome, registry, done: LiveDecision) -> None:
+        from dvc_monitor.monitoring.watch import rollback_message
+        from dvc_monitor.rollback.transaction import rollback
+
+        holder = registry.get(f"{outcome.name}#{self.stage}").version
+        if self._pending is not None or holder != outcome.version:
+            done.action = "none"
+            done.message = (f"{self.stage} is held by {holder} now, not {outcome.version}; "
+                            "waiting for the swap")
+            return
+        message = rollback_message(outcome)
+        try:
+            result = rollback(self.root, outcome.name, to=outcome.target, stage=self.stage,
+                              message=message)
+        except DvcMonitorError as exc:
+            done.action, done.message = "failed", f"the rollback failed: {exc}"
+            return
+        self._pending = outcome.target
+        done.action = "rolled back"
+        done.commit, done.tag = result.commit, result.tag
+        done.message = (f"rolled {outcome.name} {self.stage} back to {outcome.target} in "
+                        f"commit {result.commit[:7]}; the next poll swaps it in")
+
+    def _loader(self, current: "Subject"):
+        from dvc_monitor.production.loader import load_version
+        from dvc_monitor.registry.state import Registry
+
+        subjects = {current.version: current}
+
+        def load(version: str) -> "Subject":
+            if version not in subjects:
+                mv = Registry.load(self.root).resolve(current.name, version)
+                subjects[version] = self._subject(load_version(self.root, mv))
+            return subjects[version]
+
+        return load
+
+    def to_json(self) -> dict[str, Any]:
+        watcher = self._watcher
+        with self._lock:
+            buffered = len(self._rows)
+        return {
+            "window": self.window, "auto_rollback": self.stage is not None,
+            "stage": self.stage, "rows_buffered": buffered,
+            "version": watcher.subject.version if watcher else None,
+            "windows": watcher.seen if watcher else 0,
+            "rules": watcher.rules.to_json() if watcher else None,
+            "streak": watcher.streak if watcher else 0,
+            "cooling": watcher.cooling if watcher else 0,
+            "last_window": self.last_window,
+            "last_decision": None if self.last_decision is None else self.last_decision.to_json(),
+            "error": self.error,
+        }
+
+
+def _say(text: str) -> None:
+    print(f"dvc-monitor: {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,167 @@
+"""Issue #12 item 5: ``serve --watch --auto-rollback`` applies the model's ``watch:`` rules to
+its own live traffic and, on an alarm, rolls the stage back to the earlier holder that passes
+the rules on the same windows, then swaps to it through its normal reload.
+
+A real server process on a free 127.0.0.1 port over a real repository (the flood of
+test_watch: fraud-detector v1.0.0 with contamination 0.02 held prod, then v1.1.0 with 0.3
+took it); live rows are the template's seeded sample batches sent over HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import Repo, copy_repo
+from production_support import Server
+from test_registry_synthetic import gto_json
+from test_watch import ANOMALY, error_line, flood  # noqa: F401  (flood: fixture)
+
+pytestmark = pytest.mark.slow
+
+BAD, GOOD = "v1.1.0", "v1.0.0"
+WINDOW = 200  # rows per live window; the template's rules: failure_limit 2, cooldown 3
+BATCH = 50  # rows per request
+
+
+def traffic(change=None):
+    """Endless batches of live rows (seeded sample batches after the training data)."""
+    from dvc_monitor.stages import kind_module
+
+    index = 10
+    while True:
+        frame = kind_module("anomaly").sample_batch(index, seed=0, rows=200)
+        if change is not None:
+            frame = change(frame)
+        rows = frame.to_dict("records")
+        for start in range(0, len(rows), BATCH):
+            yield rows[start:start + BATCH]
+        index += 1
+
+
+def send_until(server: Server, rows, done, limit: int = 400) -> list[tuple[int, dict, dict]]:
+    """POST batches until ``done(health)`` holds (checked after each answer)."""
+    answers = []
+    for _ in range(limit):
+        answers.append(server.score(next(rows)))
+        if done(server.get("/health")):
+            return answers
+    raise AssertionError(f"not done after {limit} requests: {server.get('/health')}")
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text ``text``."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+            if all(found.get(k) == v for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} {labels} in /metrics:\n{text}")
+
+
+def decided(health: dict) -> bool:
+    return health["watch"]["last_decision"] is not None
+
+
+def test_serve_watch_rolls_back_an_alert_flood_and_swaps_to_the_good_version(flood, tmp_path):
+    repo = copy_repo(flood, tmp_path)
+    head = repo.head()
+    server = Server(repo, f"{ANOMALY}#prod", "--watch", "--auto-rollback",
+                    "--window", str(WINDOW), "--poll", "1")
+    try:
+        rows = traffic()
+        answers = send_until(server, rows, lambda h: h["version"] == GOOD)
+        health = server.get("/health")
+        # the good version's first window is measured too, and is quiet
+        answers += send_until(server, rows, lambda h: h["watch"]["version"] == GOOD
+                              and h["watch"]["windows"] >= 1)
+        metrics = server.metrics()
+        after = server.get("/health")
+    finally:
+        code, stderr = server.stop()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+
+    # no request failed; responses switch from the flooding version to the good one, once
+    assert [status for status, _, _ in answers if status != 200] == []
+    versions = [doc["version"] for _, _, doc in answers]
+    assert all(headers["X-Model-Version"] == doc["version"] for _, headers, doc in answers)
+    switch = versions.index(GOOD)
+    assert set(versions[:switch]) == {BAD} and set(versions[switch:]) == {GOOD}
+    assert switch * BATCH >= 2 * WINDOW  # failure_limit windows of v1.1.0 before acting
+
+    decision = health["watch"]["last_decision"]
+    assert decision["decision"] == "rollback" and decision["target"] == GOOD
+    assert decision["version"] == BAD and decision["action"] == "rolled back"
+    assert decision["windows"] == ["live#1", "live#2"]
+    assert "alert_rate max 0.05 breached" in decision["evidence"]
+
+    # the stage tag moved to v1.0.0 through the verified rollback, and gto agrees
+    assert repo.git("rev-parse", "HEAD^").stdout.strip() == head
+    assert repo.head() == decision["commit"]
+    body = repo.git("log", "-1", "--format=%B").stdout
+    assert body.startswith(f"Roll back {ANOMALY} to {GOOD}")
+    assert "alert_rate max 0.05 breached" in body and "live#1" in body
+    tag = decision["tag"]
+    assert re.fullmatch(rf"{ANOMALY}#prod#\d+", tag)
+    assert repo.git("rev-parse", f"{tag}^{{commit}}").stdout.strip() == \
+        repo.git("rev-list", "-n1", f"{ANOMALY}@{GOOD}").stdout.strip()
+    assert [v["version"] for v in gto_json(repo, f"{ANOMALY}#prod")] == [GOOD]
+    assert repo.git("status", "--porcelain").stdout == ""
+
+    # /metrics: the decision, the breaches, and the live measures of both versions
+    assert metric(metrics, "dvc_monitor_watch_decision", decision="rollback") == 1
+    assert metric(metrics, "dvc_monitor_watch_decision", decision="ok") == 0
+    assert metric(metrics, "dvc_monitor_watch_actions_total", action="rolled back") == 1
+    assert metric(metrics, "dvc_monitor_watch_breaches_total", version=BAD,
+                  measure="alert_rate") >= 2
+    assert metric(metrics, "dvc_monitor_watch_measure", version=BAD, measure="alert_rate") > 0.2
+    assert metric(metrics, "dvc_monitor_watch_measure", version=GOOD,
+                  measure="alert_rate") < 0.05
+    assert metric(metrics, "dvc_monitor_model_info", version=GOOD) == 1
+    assert after["watch"]["last_window"]["version"] == GOOD
+    assert after["watch"]["last_window"]["breaches"] == []
+
+
+def test_serve_watch_on_drifted_traffic_decides_retrain_and_changes_nothing(flood):
+    before = flood.snapshot()
+    server = Server(flood, f"{ANOMALY}#prod", "--watch", "--auto-rollback",
+                    "--window", str(WINDOW), "--poll", "1")
+    drift = lambda f: f.assign(amount=f["amount"] * 4,  # noqa: E731
+                               distance_from_home=f["distance_from_home"] * 5)
+    try:
+        answers = send_until(server, traffic(drift), decided)
+        health = server.get("/health")
+        metrics = server.metrics()
+    finally:
+        code, stderr = server.stop()
+    assert code == 0, stderr
+    assert [status for status, _, _ in answers if status != 200] == []
+    assert {doc["version"] for _, _, doc in answers} == {BAD}
+    decision = health["watch"]["last_decision"]
+    assert decision["decision"] == "retrain" and decision["target"] is None
+    assert decision["action"] == "none"
+    assert "no candidate passes (v1.0.0)" in decision["evidence"]
+    assert "drifted features: " in decision["evidence"]
+    assert health["version"] == BAD
+    assert metric(metrics, "dvc_monitor_watch_decision", decision="retrain") == 1
+    assert metric(metrics, "dvc_monitor_watch_decision", decision="rollback") == 0
+    assert metric(metrics, "dvc_monitor_watch_measure", version=BAD,
+                  measure="psi_features") > 0.25
+    assert flood.snapshot() == before
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--repo", "file:///nowhere/registry.git"],
+     "--auto-rollback needs a local repository: a clone of a URL is read-only"),
+    (["--workers", "2"], "--auto-rollback runs in one process; use --workers 1"),
+    ([], "--auto-rollback rolls back a stage; serve NAME#STAGE"),
+    (["--window", "0"], "--window must be at least 1 row, got 0"),
+])
+def test_auto_rollback_refusals(git_repo: Repo, args, expected):
+    ref = f"{ANOMALY}@v1.0.0" if not args else f"{ANOMALY}#prod"
+    proc = git_repo.dm("serve", ref, "--auto-rollback", *args, "--port", "0", check=False,
+                       timeout=60)
+    line = error_line(proc)
+    assert line.startswith("dvc-monitor: error: ") and expected in line
