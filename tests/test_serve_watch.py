@@ -53,10 +53,11 @@ def send_until(server: Server, rows, done, limit: int = 400) -> list[tuple[int, 
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample of the Prometheus text ``text``."""
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+        sample = re.fullmatch(rf"{name}(?:{{(.*)}})? (\S+)", line)
+        if sample:
+            found = dict(re.findall(r'(\w+)="([^"]*)"', sample.group(1) or ""))
             if all(found.get(k) == v for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
+                return float(sample.group(2))
     raise AssertionError(f"no {name} {labels} in /metrics:\n{text}")
 
 
@@ -86,14 +87,15 @@ def test_serve_watch_rolls_back_an_alert_flood_and_swaps_to_the_good_version(flo
     # no request failed; responses switch from the flooding version to the good one, once
     assert [status for status, _, _ in answers if status != 200] == []
     versions = [doc["version"] for _, _, doc in answers]
-    assert all(headers["X-Model-Version"] == doc["version"] for _, headers, doc in answers)
+    assert all({k.lower(): v for k, v in headers.items()}["x-model-version"] == doc["version"]
+               for _, headers, doc in answers)
     switch = versions.index(GOOD)
     assert set(versions[:switch]) == {BAD} and set(versions[switch:]) == {GOOD}
     assert switch * BATCH >= 2 * WINDOW  # failure_limit windows of v1.1.0 before acting
 
     decision = health["watch"]["last_decision"]
     assert decision["decision"] == "rollback" and decision["target"] == GOOD
-    assert decision["version"] == BAD and decision["action"] == "rolled back"
+    assert decision["version"] == BAD and decision["action"] == "rolled_back"
     assert decision["windows"] == ["live#1", "live#2"]
     assert "alert_rate max 0.05 breached" in decision["evidence"]
 
@@ -113,7 +115,7 @@ def test_serve_watch_rolls_back_an_alert_flood_and_swaps_to_the_good_version(flo
     # /metrics: the decision, the breaches, and the live measures of both versions
     assert metric(metrics, "dvc_monitor_watch_decision", decision="rollback") == 1
     assert metric(metrics, "dvc_monitor_watch_decision", decision="ok") == 0
-    assert metric(metrics, "dvc_monitor_watch_actions_total", action="rolled back") == 1
+    assert metric(metrics, "dvc_monitor_watch_actions_total", action="rolled_back") == 1
     assert metric(metrics, "dvc_monitor_watch_breaches_total", version=BAD,
                   measure="alert_rate") >= 2
     assert metric(metrics, "dvc_monitor_watch_measure", version=BAD, measure="alert_rate") > 0.2

@@ -58,7 +58,7 @@ class LiveDecision:
     target: str | None = None
     windows: list[str] = field(default_factory=list)  # the breaching windows
     evidence: str = ""
-    action: str = "none"  # none | rolled back | failed | not acting (no --auto-rollback)
+    action: str = "none"  # none | rolled_back | failed | report_only (no --auto-rollback)
     message: str = ""
     commit: str | None = None
     tag: str | None = None
@@ -270,6 +270,9 @@ class LiveWatch:
 
         subject, rules = watcher.subject, watcher.rules
         self.metrics.alarms.labels(subject.name, subject.version).inc()
+        if self._pending is not None:  # rolled back already; the swap has not happened yet
+            self.metrics.actions.labels("waiting_for_swap").inc()
+            return
         streak = watcher.breaching_streak(result)
         windows = self._windows[-len(streak):]
         candidates: list[str] = []
@@ -290,7 +293,7 @@ class LiveWatch:
         done = LiveDecision(outcome.decision, subject.version, outcome.target,
                             outcome.breaching_windows, outcome.evidence)
         if self.stage is None:
-            done.action = "not acting (no --auto-rollback)"
+            done.action = "report_only"
         elif outcome.decision == "rollback":
             self._rollback(outcome, registry, done)
         elif not candidates:
@@ -307,7 +310,7 @@ class LiveWatch:
         from dvc_monitor.rollback.transaction import rollback
 
         holder = registry.get(f"{outcome.name}#{self.stage}").version
-        if self._pending is not None or holder != outcome.version:
+        if holder != outcome.version:
             done.action = "none"
             done.message = (f"{self.stage} is held by {holder} now, not {outcome.version}; "
                             "waiting for the swap")
@@ -320,7 +323,7 @@ class LiveWatch:
             done.action, done.message = "failed", f"the rollback failed: {exc}"
             return
         self._pending = outcome.target
-        done.action = "rolled back"
+        done.action = "rolled_back"
         done.commit, done.tag = result.commit, result.tag
         done.message = (f"rolled {outcome.name} {self.stage} back to {outcome.target} in "
                         f"commit {result.commit[:7]}; the next poll swaps it in")
