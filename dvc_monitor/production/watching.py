@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dvc_monitor.errors import DvcMonitorError, UsageError
+from dvc_monitor.monitoring.watch import DECISIONS
 
 if TYPE_CHECKING:
     from dvc_monitor.monitoring.watch import Subject, Watcher, Window, WindowResult
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 DEFAULT_WATCH_WINDOW = 500  # rows per live window
 QUEUED_WINDOWS = 8  # windows waiting for the watch thread; more are dropped (and counted)
-DECISIONS = ("ok", "rollback", "retrain")
 
 
 def watch_stage(ref: str, auto_rollback: bool, is_url: bool, workers: int) -> str | None:
@@ -237,15 +237,15 @@ class LiveWatch:
         """Forecast: the rows before this window (its lags); the window joins them."""
         import pandas as pd
 
-        from dvc_monitor.monitoring.watch import CONTEXT_ROWS
+        from dvc_monitor.monitoring.watch import CONTEXT_ROWS, Window, with_context
 
         if self._context is None:
             return None
-        before = self._context
-        context = before[~before["timestamp"].isin(frame["timestamp"])].tail(CONTEXT_ROWS)
-        columns = list(before.columns.intersection(frame.columns))
-        self._context = pd.concat([before, frame[columns]], ignore_index=True).tail(CONTEXT_ROWS)
-        return context.reset_index(drop=True)
+        [window] = with_context([Window("live", frame)], self._context)
+        columns = list(self._context.columns.intersection(frame.columns))
+        self._context = pd.concat([window.context, frame[columns]],
+                                  ignore_index=True).tail(CONTEXT_ROWS)
+        return window.context
 
     def _record(self, watcher: "Watcher", result: "WindowResult") -> None:
         m, name, version = self.metrics, watcher.subject.name, watcher.subject.version
