@@ -188,7 +188,7 @@ class LiveWatch:
 
     def measure(self, loaded: "LoadedModel", rows: list) -> "WindowResult":
         """Measure one window of rows scored by ``loaded``; act on an alarm."""
-        from dvc_monitor.monitoring.watch import Watcher, Window
+        from dvc_monitor.monitoring.watch import Window
         from dvc_monitor.production.scoring import to_frame
 
         watcher = self._watcher
@@ -248,6 +248,8 @@ class LiveWatch:
         return window.context
 
     def _record(self, watcher: "Watcher", result: "WindowResult") -> None:
+        from dvc_monitor.stages.common import clean_number
+
         m, name, version = self.metrics, watcher.subject.name, watcher.subject.version
         m.windows.labels(name, version).inc()
         for measure, value in result.measures.items():
@@ -260,7 +262,7 @@ class LiveWatch:
         m.streak.labels(name).set(result.streak)
         self.last_window = {
             "window": result.window, "version": version, "rows": result.rows,
-            "measures": result.measures, "breaches": [b.detail for b in result.breaches],
+            "measures": clean_number(result.measures), "breaches": [b.detail for b in result.breaches],
             "streak": result.streak, "alarm": result.alarm, "cooling": result.cooling,
         }
 
