@@ -87,6 +87,10 @@ class GateFailed(DvcMonitorError):
     """A quality gate found a regression beyond its threshold."""
 
 
+class TrainerMismatch(DvcMonitorError):
+    """trainer.json records another trainer (stage code, library versions) than this install."""
+
+
 class ExternalCommandError(DvcMonitorError):
     """git or dvc failed; the message carries its last line of output."""
 

@@ -72,8 +72,8 @@ def interruptible(fn: Callable[[], T], stop: Callable[[], None]) -> T:
     DVC's repro sets SIGINT to SIG_IGN while it waits for a stage command, but only on the
     main thread: a SIGINT sent to our pid (not the process group, so the stage command
     does not get it) was lost. Here the main thread only waits; a signal raises there as
-    anywhere else, ``stop()`` ends the child processes ``fn`` is waiting for, and once
-    ``fn`` has returned (signals ignored meanwhile) the signal's exception goes on up.
+    anywhere else, ``stop()`` ends the child processes ``fn`` waits for (again until ``fn``
+    returns, signals ignored meanwhile), and then the signal's exception goes on up.
     """
     if threading.current_thread() is not threading.main_thread():
         return fn()
@@ -92,8 +92,9 @@ def interruptible(fn: Callable[[], T], stop: Callable[[], None]) -> T:
             worker.join(0.5)
     except BaseException:
         with signals_ignored():
-            stop()
-            worker.join()
+            while worker.is_alive():  # a command started after the signal is stopped too
+                stop()
+                worker.join(0.2)
         raise
     if "error" in box:
         raise box["error"]

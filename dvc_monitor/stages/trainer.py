@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dvc_monitor.errors import DvcMonitorError
+from dvc_monitor.errors import TrainerMismatch
 
 FILE = "trainer.json"
 SCHEMA = 1
@@ -33,10 +33,6 @@ LIBRARIES = ("numpy", "scikit-learn", "scipy", "skops")
 # the sources (relative to the dvc_monitor package) whose code decides the model bytes
 STAGE_SOURCES = ("stages/*.py", "model/data.py", "model/files.py")
 _NOT_CODE = ("stages/trainer.py",)  # this module: its messages do not shape models
-
-
-class TrainerMismatch(DvcMonitorError):
-    """The trainer recorded in trainer.json is not the installed one."""
 
 
 def stage_code_hash() -> str:
