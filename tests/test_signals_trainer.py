@@ -200,3 +200,16 @@ def test_rollback_plan_says_a_retrain_would_run_on_another_trainer(rb_repo):
 
     same = rollback(repo, "--to", "v1.2.0", "--dry-run").stdout
     assert "retrain         yes" in same and "trainer " not in same
+
+
+def test_a_broken_trainer_file_is_named_and_adopt_rewrites_it(rb_repo):
+    repo = rb_repo
+    (repo.path / TRAINER).write_text("{not json")
+    proc = repo.dm("trainer", MODEL, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        f"dvc-monitor: error: {TRAINER} is not a trainer fingerprint; rewrite it with "
+        f"'dvc-monitor trainer {MODEL} --adopt'")
+    repo.dm("trainer", MODEL, "--adopt")
+    assert json.loads(repo.dm("trainer", MODEL, "--json").stdout)["matches"] is True
+    assert_clean(repo)  # the same trainer as HEAD's: the file is as committed

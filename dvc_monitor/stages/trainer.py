@@ -67,7 +67,7 @@ def render(fingerprint: dict) -> str:
     return json.dumps(fingerprint, indent=2, sort_keys=True) + "\n"
 
 
-def parse(raw: bytes | str, where: str) -> dict:
+def parse(raw: bytes | str, where: str, name: str = "NAME") -> dict:
     """A recorded fingerprint; a broken file is an error naming it and the fix."""
     try:
         doc = json.loads(raw)
@@ -75,7 +75,7 @@ def parse(raw: bytes | str, where: str) -> dict:
         doc = None
     if not isinstance(doc, dict) or not isinstance(doc.get("libraries"), dict):
         raise TrainerMismatch(f"{where} is not a trainer fingerprint; rewrite it with "
-                              "'dvc-monitor trainer NAME --adopt'")
+                              f"'dvc-monitor trainer {name} --adopt'")
     return doc
 
 
@@ -141,7 +141,14 @@ def status(root: str | Path, name: str, adopt: bool = False) -> TrainerStatus:
     path = model_dir / FILE
     rel = f"{layout.dir}/{FILE}"
     now = current()
-    recorded = parse(path.read_bytes(), rel) if path.is_file() else None
+    recorded = None
+    if path.is_file():
+        try:
+            recorded = parse(path.read_bytes(), rel, name)
+        except TrainerMismatch:
+            if not adopt:
+                raise
+            recorded = {"libraries": {}}  # broken: --adopt rewrites it
     diffs = differences(recorded, now) if recorded is not None else []
     adopted = False
     if adopt and (recorded is None or diffs):
@@ -162,7 +169,7 @@ def check(workdir: str | Path, name: str) -> str | None:
         return (f"no {FILE} here: the trainer (dvc-monitor's stage code, scikit-learn, skops, "
                 "numpy, scipy) is not part of this model's version; record it with "
                 f"'dvc-monitor trainer {name} --adopt'")
-    diffs = differences(parse(path.read_bytes(), FILE), current())
+    diffs = differences(parse(path.read_bytes(), FILE, name), current())
     if diffs:
         raise TrainerMismatch(
             f"{FILE} records another trainer than this install ({'; '.join(diffs)}), so "
