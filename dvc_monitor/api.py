@@ -65,6 +65,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RollbackResult": ("rollback.transaction", "RollbackResult"),
     "RecoveryResult": ("rollback.journal", "RecoveryResult"),
     "Proof": ("rollback.verify", "Proof"),
+    # the trainer fingerprint (stages/trainer.py)
+    "trainer_status": ("stages.trainer", "status"),
+    "TrainerStatus": ("stages.trainer", "TrainerStatus"),
     # team work (registry/publish.py, registry/restorable.py)
     "push": ("registry.publish", "push"),
     "sync": ("registry.publish", "sync"),

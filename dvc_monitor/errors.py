@@ -171,6 +171,10 @@ class GateUndecided(DvcMonitorError):
     exit_code = EXIT_GATE_UNDECIDED
 
 
+class TrainerMismatch(DvcMonitorError):
+    """trainer.json records another trainer (stage code, library versions) than this install."""
+
+
 class ExternalCommandError(DvcMonitorError):
     """git or dvc failed; the message carries its last line of output."""
 

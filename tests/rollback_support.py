@@ -38,7 +38,7 @@ VERSIONS = ("v1.0.0", "v1.1.0", "v1.2.0")
 MODEL_DIR = f"models/{MODEL}"
 MODEL_FILE = f"{MODEL_DIR}/model.skops"
 METRICS = f"{MODEL_DIR}/metrics.json"
-BASE_FORMAT = 4  # bump when the base repository's recipe changes
+BASE_FORMAT = 5  # bump when the base repository's recipe changes
 
 
 def _set_param(repo: Repo, name: str, key: str, value: str) -> None:

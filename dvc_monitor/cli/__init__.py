@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "dvc_monitor.cli.team",       # push, sync, check
     "dvc_monitor.cli.monitoring", # watch
     "dvc_monitor.cli.production", # score, serve
+    "dvc_monitor.cli.trainer",    # trainer (the trainer fingerprint)
     "dvc_monitor.cli.stage",      # stage (called by dvc.yaml)
     "dvc_monitor.cli.completion", # completion (shell completion scripts)
 )

@@ -155,6 +155,8 @@ def result_to_json(result) -> dict:
             "retrain": plan.retrain,
             "retrain_reason": plan.retrain_reason,
             "run_cache": plan.run_cache,
+            "trainer": plan.trainer,
+            "trainer_differs": plan.trainer_differs,
         },
         "expected": plan.expected,
         "proof": None,
@@ -202,6 +204,8 @@ def print_plan(plan) -> None:
     for o in plan.missing:
         print(f"  missing         {o.path} ({o.oid}): rebuilt by dvc repro")
     print(f"  retrain         {'yes' if plan.retrain else 'no'}: {plan.retrain_reason}")
+    if plan.trainer:
+        print(f"  trainer         {'DIFFERS' if plan.trainer_differs else 'note'}: {plan.trainer}")
     if plan.run_cache is not None:
         print(f"  run-cache       {'entry found' if plan.run_cache else 'no entry'} for the "
               "model's stage")

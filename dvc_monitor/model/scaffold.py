@@ -145,6 +145,7 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
          seed: int = 0) -> InitResult:
     """Scaffold model ``name`` of ``kind`` into the git repository at ``path``."""
     from dvc_monitor.repo import dvc as dvcops
+    from dvc_monitor.stages import trainer
 
     if kind not in KINDS:
         raise TemplateError(f"unknown template {kind!r}; choose one of: {', '.join(KINDS)}")
@@ -160,6 +161,7 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
         raise TemplateError(f"template folder {source} is missing; reinstall dvc-monitor")
 
     planned = {f"{layout.dir}/{f}": render((source / f).read_text(), name) for f in TEMPLATE_FILES}
+    planned[f"{layout.dir}/{trainer.FILE}"] = trainer.render(trainer.current())
     if ci:
         planned.update(ci_files(ci))
     clobber = [rel for rel in planned if (root / rel).exists()]

@@ -387,10 +387,18 @@ class DvcSession:
             return exc.result
 
     def repro(self, targets: list[str], force: bool = False) -> list[str]:
-        """``dvc repro TARGETS``; returns the stages that ran (or came from the run-cache)."""
+        """``dvc repro TARGETS``; returns the stages that ran (or came from the run-cache).
+
+        A signal meanwhile (SIGINT to our pid included, which DVC would ignore) stops the
+        stage command and raises here (``signals.interruptible``).
+        """
+        from dvc_monitor.rollback.journal import _kill_children
+        from dvc_monitor.rollback.signals import interruptible
+
         paths = [os.path.join(self.repo.root_dir, t) for t in targets]
         with self._dvc("repro"):
-            stages = self.repo.reproduce(targets=paths, force=force)
+            stages = interruptible(lambda: self.repo.reproduce(targets=paths, force=force),
+                                   stop=_kill_children)
         return [s.addressing for s in stages or []]
 
     def run_cache_has(self, lock_stage: dict) -> bool:

@@ -68,6 +68,9 @@ class RollbackPlan:
     retrain_reason: str
     run_cache: bool | None  # a run-cache entry for the model's stage exists
     expected: dict  # {"id", "model": {path: md5}, "data": {path: md5}, "params": {...}}
+    # a retrain on another trainer than the registered one (trainer.json): what differs
+    trainer: str | None = None
+    trainer_differs: bool = False
 
     @property
     def missing(self) -> list[ObjectNeed]:
@@ -444,6 +447,8 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
                                                        " (a run-cache entry exists)"))
     else:
         retrain_reason = "every output is in the workspace, the local cache or the remote"
+    trainer_differs, trainer_note = _retrain_trainer(git, target.commit, pdir, target_pl) \
+        if missing_outs else (False, None)
 
     expected_data = {}
     for p, m in (target.data or {}).items():
@@ -472,6 +477,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         fetch=sorted({o.oid for o in objects if o.location == "remote"}),
         remote=remote_label, cache_dir=dvc.cache_dir, retrain=bool(missing_outs),
         retrain_reason=retrain_reason, run_cache=run_cache, expected=expected,
+        trainer=trainer_note, trainer_differs=trainer_differs,
     )
     ctx = _Context(
         git=git, root=root, target=target, identity=identity, head_pl=head_pl,
@@ -482,6 +488,15 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         from_version=(holder.version if holder is not None else current_version),
     )
     return plan, ctx
+
+
+def _retrain_trainer(git: GitRepo, rev: str, pdir: str, pl: _Pipeline) -> tuple[bool, str | None]:
+    """Would a retrain run on another trainer than the one recorded at ``rev``?"""
+    from dvc_monitor.stages.trainer import FILE, compare_recorded
+
+    path = norm(pdir, FILE)
+    raw = git.read_blobs([f"{rev}:{path}"]).get(f"{rev}:{path}") if path in pl.tree else None
+    return compare_recorded(raw, f"{rev[:12]}:{pdir or '.'}")
 
 
 def _entries(path: str, raw: bytes, role: str, head_entries: dict[str, str] | None,

@@ -2,7 +2,9 @@
 
 SIGTERM and SIGHUP become ``Terminated`` (SIGINT already raises KeyboardInterrupt) so that
 the transaction is undone; during an undo they are ignored, so that a second Ctrl-C
-cannot leave it half done. ``Checkpoint`` callables are called after each step; the
+cannot leave it half done. ``interruptible`` keeps these handlers in force around work
+that would otherwise drop SIGINT (DVC's repro ignores it while it waits for a stage
+command on the main thread). ``Checkpoint`` callables are called after each step; the
 default does nothing (tests install their own to cause faults at exact points).
 """
 
@@ -11,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 STEPS = ("preflight", "backup", "restore", "fetch", "checkout", "repro", "verify", "commit",
          "tag")
 Checkpoint = Callable[[str], None]
+T = TypeVar("T")
 
 
 def no_checkpoint(step: str) -> None:  # noqa: ARG001 - the default: nothing happens
@@ -61,3 +64,38 @@ def signals_ignored() -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def interruptible(fn: Callable[[], T], stop: Callable[[], None]) -> T:
+    """``fn()`` on a worker thread, so that the main thread's signal handlers stay in force.
+
+    DVC's repro sets SIGINT to SIG_IGN while it waits for a stage command, but only on the
+    main thread: a SIGINT sent to our pid (not the process group, so the stage command
+    does not get it) was lost. Here the main thread only waits; a signal raises there as
+    anywhere else, ``stop()`` ends the child processes ``fn`` waits for (again until ``fn``
+    returns, signals ignored meanwhile), and then the signal's exception goes on up.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed over to the main thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name="dvc-monitor-worker", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.5)
+    except BaseException:
+        with signals_ignored():
+            while worker.is_alive():  # a command started after the signal is stopped too
+                stop()
+                worker.join(0.2)
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

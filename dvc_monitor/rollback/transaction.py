@@ -158,6 +158,12 @@ def rollback(root: str | os.PathLike[str], name: str, to: str | None = None,
             result = RollbackResult(name, plan.version, plan.id, False, plan,
                                     recovered=recovered, allowed_mismatch=allow_mismatch)
             result.notes = _notes(plan, previous)
+            if plan.trainer_differs:  # the train stage would refuse: say so before any change
+                raise RollbackError(
+                    f"{name} {plan.version} must be retrained ({plan.retrain_reason}), but it "
+                    f"was {plan.trainer}; a retrain here would not give the registered model: "
+                    "'dvc push' its objects where they exist, or install the recorded versions "
+                    "(nothing was changed)")
             _run(ctx, plan, dvc, result, step, allow_mismatch, checkpoint)
     result.seconds = time.monotonic() - started
     return result
@@ -168,6 +174,8 @@ def _notes(plan: RollbackPlan, previous: bool) -> list[str]:
     if plan.shared:
         notes.append(f"restores files outside {plan.pipeline_dir}: {some(plan.shared)} "
                      "(other models that read them will see the change)")
+    if plan.trainer:
+        notes.append(f"trainer: {plan.trainer}")
     if previous and plan.stage is None and plan.stage_holder:
         notes.append(f"stage {DEFAULT_STAGE} still points to {plan.stage_holder}; add "
                      f"--stage {DEFAULT_STAGE} to move it to {plan.version}")

@@ -85,7 +85,13 @@ def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType)
 
 def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
     from dvc_monitor.model.files import save_model
+    from dvc_monitor.stages.trainer import check
 
+    note = check(workdir, workdir.resolve().name)  # refuses another trainer than recorded
+    if note:
+        import sys
+
+        print(f"dvc-monitor: note: {note}", file=sys.stderr)
     split, df = _load_split(workdir)
     mask = kind.holdout_mask(df, split["holdout"])
     model = kind.fit(df[~mask].reset_index(drop=True), config, params)
