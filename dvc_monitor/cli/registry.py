@@ -99,7 +99,7 @@ def _load(args: argparse.Namespace):
     from dvc_monitor.registry.state import Registry
 
     reg = Registry.load(args.repo)
-    for w in reg.warnings:
+    for w in reg.check_blocks():
         info(f"dvc-monitor: warning: {w}")
     return reg
 

@@ -32,7 +32,9 @@ from dvc_monitor.errors import (
     UsageError,
 )
 from dvc_monitor.registry import tags as T
-from dvc_monitor.registry.facts import _Facts, _join, read_facts
+from dvc_monitor.registry.blocks import _show, block_problems, capped_names, warning_lines
+from dvc_monitor.registry.factcache import FactCache
+from dvc_monitor.registry.facts import _Facts, _join
 from dvc_monitor.registry.identity import (
     ID_PREFIX,
     VersionIdentity,
@@ -123,6 +125,10 @@ class Registry:
         self._facts: dict[tuple[str, str], _Facts] = {}
         self._versions: dict[str, list[ModelVersion]] = {}
         self._by_state: dict[str, dict[int, ModelVersion]] = {}
+        self._cache = FactCache(git)
+        self._problems: dict[str, list[str]] = {}  # tag -> mismatches of its block
+        self._checked = False
+        self.lightweight: list[str] = []  # lightweight GTO-like tags, ignored as GTO does
 
     # -- loading ------------------------------------------------------------------------
 
@@ -137,16 +143,26 @@ class Registry:
         """The registry view of ``refs`` (e.g. a remote's tags fetched to a mirror)."""
         warnings: list[str] = []
         raws: list[_Raw] = []
+        lightweight: list[str] = []
+        broken: dict[str, list[str]] = {}
         for ref in refs:
             tag = T.parse_tag(ref.name)
             if tag is None:
                 if T.is_event_like(ref.name):
                     warnings.append(f"skipped tag '{ref.name}': not a valid GTO event tag")
                 continue
-            meta = T.parse_message(ref.message) if ref.annotated else None
-            if meta is not None and (meta.get("schema") != SCHEMA
-                                     or meta.get("event") != tag.action.value):
-                meta = None  # someone else's block, or a copied message
+            if not ref.annotated:  # GTO ignores lightweight tags: so do we (issue 9)
+                lightweight.append(ref.name)
+                continue
+            meta = T.parse_message(ref.message)
+            if meta is None and T.has_block(ref.message):
+                broken[ref.name] = ["its dvc-monitor block is not a valid JSON object "
+                                    "(ignored)"]
+            elif meta is not None and (meta.get("schema") != SCHEMA
+                                       or meta.get("event") != tag.action.value):
+                broken[ref.name] = [f"its block is for schema {_show(meta.get('schema'))}, "
+                                    f"event {_show(meta.get('event'))} (ignored)"]
+                meta = None
             t_ns = ref.time * 1_000_000_000
             if meta is not None:
                 ns = meta.get("time_ns")
@@ -161,7 +177,12 @@ class Registry:
             if art is None:
                 art = artifacts[raw.tag.artifact] = _Artifact(raw.tag.artifact)
             _apply(art, raw, warnings)
-        return cls(git, artifacts, warnings)
+        if lightweight:
+            warnings.append(lightweight_warning(lightweight))
+        warnings += warning_lines(broken)
+        reg = cls(git, artifacts, warnings)
+        reg.lightweight = lightweight
+        return reg
 
     # -- models and versions ------------------------------------------------------------
 
@@ -324,13 +345,8 @@ class Registry:
         if cached is not None:
             return cached
         art = self.artifact(name)
-        need = []
-        for v in art.versions:
-            meta = _reg_meta(v)
-            if meta is None or not is_version_id(meta.get("id")):
-                need.append(v.commit)
-        if need:
-            self._read_facts(name, need)
+        # every version's facts, blocks or not: a block is checked against its commit
+        self._read_facts(name, [v.commit for v in art.versions])
         holders = art.holders()
         held: dict[int, list[str]] = {}
         for stage, v in holders.items():
@@ -352,8 +368,9 @@ class Registry:
         regs = [e for e in v.direct if e.action is Action.REGISTER]
         authoring = regs[0] if regs else (v.all_events[0] if v.all_events else v.direct[0])
         meta = _reg_meta(v)
-        facts = None
-        if meta is not None and is_version_id(meta.get("id")):
+        facts = self._facts.get((name, v.commit))
+        if meta is not None and is_version_id(meta.get("id")) and (
+                facts is None or facts.identity is None):
             vid = meta["id"]
             metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
             model_md5 = meta.get("model_md5") if isinstance(meta.get("model_md5"), str) else None
@@ -361,8 +378,9 @@ class Registry:
             data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
             lock_path = meta.get("lock") if isinstance(meta.get("lock"), str) else None
             identity, warning = None, None
+            if facts is not None:  # the block cannot be checked: say so
+                warning = f"unverified: {facts.error}" if facts.error else None
         else:
-            facts = self._facts.get((name, v.commit))
             identity = facts.identity if facts else None
             vid = identity.id if identity else None
             metrics = facts.metrics if facts else {}
@@ -371,6 +389,10 @@ class Registry:
             lock_path = facts.lock_path if facts else None
             data = _repo_data(identity, lock_path)
             warning = facts.error if facts else None
+            regs_meta = [e for e in regs if e.meta is not None]
+            problems = self._event_problems(name, regs_meta[0]) if regs_meta else []
+            if problems:
+                warning = "the tag's block does not match the commit: " + "; ".join(problems)
         last = v.all_events[-1] if v.all_events else authoring
         return ModelVersion(
             name=name,
@@ -395,6 +417,34 @@ class Registry:
             lock_path=lock_path,
             warning=warning,
         )
+
+    def check_blocks(self) -> list[str]:
+        """Check every dvc-monitor block against its commit; add a warning per mismatch.
+
+        The computed facts come from the fact cache, so this is cheap once it is warm.
+        """
+        if self._checked:
+            return self.warnings
+        self._checked = True
+        problems: dict[str, list[str]] = {}
+        for name in self.models():
+            self.all_versions(name)
+            for ev in self._artifacts[name].events:
+                found = self._event_problems(name, ev)
+                if found:
+                    problems[ev.tag] = found
+        self.warnings += warning_lines(problems)
+        return self.warnings
+
+    def _event_problems(self, name: str, ev: Event) -> list[str]:
+        if ev.meta is None:
+            return []
+        if ev.tag not in self._problems:
+            facts = None
+            if "id" in ev.meta or "metrics" in ev.meta or "model_md5" in ev.meta:
+                facts = self._read_facts(name, [ev.commit])[ev.commit]
+            self._problems[ev.tag] = block_problems(ev, facts)
+        return self._problems[ev.tag]
 
     def _with_identity(self, mv: ModelVersion) -> ModelVersion:
         if mv.identity is not None:
@@ -444,7 +494,7 @@ class Registry:
         wanted = list(dict.fromkeys(commits))
         todo = [c for c in wanted if (name, c) not in self._facts]
         if todo:
-            for c, f in read_facts(self.git, name, todo).items():
+            for c, f in self._cache.facts(name, todo).items():
                 self._facts[(name, c)] = f
         return {c: self._facts[(name, c)] for c in wanted}
 
@@ -507,6 +557,12 @@ def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:
     state.stage_events.setdefault(tag.stage, []).append(ev)
     state.all_events.append(ev)
     art.events.append(ev)
+
+
+def lightweight_warning(names: list[str]) -> str:
+    """The one warning naming the lightweight tags that are ignored (as GTO ignores them)."""
+    return (f"ignored {len(names)} lightweight tag(s), as GTO does: {capped_names(names)}; "
+            "registry tags must be annotated (re-create them with 'git tag -a' or gto)")
 
 
 def _state_of(art: _Artifact, ev: Event) -> _VState | None:

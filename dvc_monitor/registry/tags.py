@@ -350,6 +350,11 @@ def parse_message(message: str) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def has_block(message: str) -> bool:
+    """True when the message has BEGIN/END markers (whether or not the JSON inside parses)."""
+    return _find_block(_lines(message)) is not None
+
+
 def message_summary(message: str) -> str:
     """The human part of a tag message: the text before the block, stripped."""
     lines = _lines(message)

@@ -17,8 +17,9 @@ from dvc_monitor.errors import (
     UsageError,
 )
 from dvc_monitor.registry import tags as T
-from dvc_monitor.registry.facts import _Facts, _join, read_facts
-from dvc_monitor.registry.state import Registry, _Artifact, _repo_data
+from dvc_monitor.registry.factcache import cached_facts
+from dvc_monitor.registry.facts import _Facts, _join
+from dvc_monitor.registry.state import Registry, _Artifact, _repo_data, lightweight_warning
 from dvc_monitor.registry.tags import Action
 from dvc_monitor.registry.values import _RESERVED_META, SCHEMA, Event, ModelVersion
 from dvc_monitor.repo.git import GitRepo
@@ -85,6 +86,7 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
     root = _root(root)
     with repo_lock(root, "register"):
         reg = Registry.load(root)
+        _warn_lightweight(reg, warn)
         git = reg.git
         head = git.head()
         if head is None:
@@ -119,7 +121,7 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         else:
             version = T.bump_version(greatest, bump or "patch")
 
-        facts = read_facts(git, name, [head])[head]
+        facts = cached_facts(git, name, [head])[head]
         if facts.identity is None:
             pipeline = _pipeline_file(facts.model_path)
             if not facts.declared and not facts.found_lock and \
@@ -166,6 +168,12 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         summary = message or T.default_summary(T.TagName(name, Action.REGISTER, version=version))
         _write(reg, name, tag, head, summary, meta)
     return Registry.load(root).resolve(name, version)
+
+
+def _warn_lightweight(reg: Registry, warn: Callable[[str], None]) -> None:
+    """Writes ignore lightweight tags (counters, versions, stages), as GTO does: say so."""
+    if reg.lightweight:
+        warn(lightweight_warning(reg.lightweight))
 
 
 def _pipeline_file(model_path: str | None) -> str:
@@ -259,7 +267,8 @@ def _in_cache(cache: Path, md5: str) -> bool:
 
 
 def promote(root: str | Path, name: str, version_ref: str, stage: str,
-            message: str | None = None, extra_meta: dict | None = None) -> Event:
+            message: str | None = None, extra_meta: dict | None = None, *,
+            warn: Callable[[str], None] | None = None) -> Event:
     """Assign ``stage`` to a version (tag ``NAME#STAGE#N``), like ``gto assign``.
 
     The version then holds the stage for GTO too: it is the most recent assignment.
@@ -273,6 +282,7 @@ def promote(root: str | Path, name: str, version_ref: str, stage: str,
     root = _root(root)
     with repo_lock(root, "promote"):
         reg = Registry.load(root)
+        _warn_lightweight(reg, warn or _warn)
         mv = reg.resolve(name, version_ref)
         if not mv.registered:
             raise RegistryError(f"{name} {mv.version} is not a registered version; register it "
