@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ from dvc_monitor.registry.identity import RECIPE, VersionIdentity, is_version_id
 from dvc_monitor.repo.git import GitRepo
 
 FORMAT = 1
+_OID_RE = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _DIR = f"facts-{FORMAT}-" + hashlib.sha1(RECIPE.encode()).hexdigest()[:8]
 
 
@@ -171,8 +173,7 @@ def _git_dir(git: GitRepo) -> Path | None:
 
 def _is_commit_id(text: object) -> bool:
     """A full object id (a revision like HEAD moves: its facts are never stored)."""
-    return isinstance(text, str) and len(text) in (40, 64) and all(
-        c in "0123456789abcdef" for c in text)
+    return isinstance(text, str) and _OID_RE.fullmatch(text) is not None
 
 
 def _parse_all(lines: list[bytes]) -> list | None:

@@ -602,7 +602,7 @@ def _known(versions: list[ModelVersion]) -> str:
 def _repo_data(identity: VersionIdentity | None, lock_path: str | None) -> dict:
     if identity is None:
         return {}
-    base = str(PurePosixPath(lock_path).parent) if lock_path else ""
-    return {_join(base, p): m for p, m in identity.data_deps.items()}
+    base = lock_path.rpartition("/")[0] if lock_path else ""  # PurePosixPath(..).parent
+    return {_join(base, p): m for p, m in identity.deps.items() if m and m.endswith(".dir")}
 
 
