@@ -486,8 +486,11 @@ class Registry:
             listed = ", ".join(f"{v.version} ({v.short_id})" for v in matches)
             raise AmbiguousVersion(f"'{prefix}' matches several versions of {name}: {listed}; "
                                    "give more digits")
-        active = [v for v in matches if v.active]
-        return (active or matches)[0]  # same id registered twice: the greatest active one
+        if len(matches) > 1:  # one id registered as several versions: never pick silently
+            listed = ", ".join(v.version for v in matches)
+            raise AmbiguousVersion(f"'{prefix}' is the id of several versions of {name} ({listed}: "
+                                   "same params, data and code); name one by its version")
+        return matches[0]
 
     def _read_facts(self, name: str, commits: Iterable[str]) -> dict[str, _Facts]:
         """Identity and metrics of ``name`` at many commits, reading git in one batch."""
