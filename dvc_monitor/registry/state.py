@@ -215,13 +215,16 @@ class Registry:
         if not isinstance(ref, str) or not ref.strip():
             raise UsageError("give a version: vX.Y.Z, latest, or a version id")
         ref = ref.strip()
-        allv = self.all_versions(name)
         if ref in ("latest", "greatest"):
             latest = self.latest(name)
             if latest is None:
                 raise UnknownVersion(f"{name} has no registered versions; register one with "
                                      f"'dvc-monitor register {name}'")
             return self._with_identity(latest)
+        state = self.artifact(name).by_name.get(ref if ref.startswith("v") else f"v{ref}")
+        if state is not None:  # vX.Y.Z: one version's facts, not every version's
+            return self._with_identity(self._mv(name, state))
+        allv = self.all_versions(name)
         if ref.startswith(ID_PREFIX) or _is_hex(ref):
             return self._with_identity(self._by_id(name, ref, allv))
         try:
@@ -262,10 +265,11 @@ class Registry:
 
     def latest(self, name: str) -> ModelVersion | None:
         """The greatest active registered version (``gto show``'s "latest")."""
-        for v in self.all_versions(name):
-            if v.registered and v.active:
-                return v
-        return None
+        states = [v for v in self.artifact(name).versions
+                  if not v.discovered and v.registered and v.active]
+        if not states:
+            return None
+        return self._mv(name, max(states, key=lambda v: T.parse_semver(v.version)))
 
     def stage_holder(self, name: str, stage: str) -> ModelVersion | None:
         """The version in ``stage`` now: the same answer as ``gto show NAME#STAGE``."""
@@ -352,7 +356,7 @@ class Registry:
         for stage, v in holders.items():
             held.setdefault(id(v), []).append(stage)
         built = [(v, self._build(name, v, tuple(held.get(id(v), ())))) for v in art.versions]
-        self._by_state[name] = {id(v): mv for v, mv in built}
+        self._by_state.setdefault(name, {}).update((id(v), mv) for v, mv in built)
         semver = [mv for v, mv in built if not v.discovered]
         semver.sort(key=lambda m: T.parse_semver(m.version), reverse=True)
         others = sorted((mv for v, mv in built if v.discovered), key=lambda m: m.version,
@@ -361,8 +365,14 @@ class Registry:
         return self._versions[name]
 
     def _mv(self, name: str, state: _VState) -> ModelVersion:
-        self.all_versions(name)
-        return self._by_state[name][id(state)]
+        """The version of one state: from the listing if built, else built alone (the
+        writes and single lookups then read one commit's facts, whatever the count)."""
+        built = self._by_state.setdefault(name, {})
+        if id(state) not in built:
+            self._read_facts(name, [state.commit])
+            held = tuple(s for s, v in self.artifact(name).holders().items() if v is state)
+            built[id(state)] = self._build(name, state, held)
+        return built[id(state)]
 
     def _build(self, name: str, v: _VState, stages: tuple) -> ModelVersion:
         regs = [e for e in v.direct if e.action is Action.REGISTER]
@@ -445,6 +455,14 @@ class Registry:
                 facts = self._read_facts(name, [ev.commit])[ev.commit]
             self._problems[ev.tag] = block_problems(ev, facts)
         return self._problems[ev.tag]
+
+    def versions_with_id(self, name: str, version_id: str) -> list[str]:
+        """Registered versions of ``name`` whose (computed) id is ``version_id``."""
+        art = self.artifact_or_none(name)
+        states = [v for v in art.versions if not v.discovered] if art else []
+        facts = self._read_facts(name, [v.commit for v in states])
+        return [v.version for v in states if facts[v.commit].identity is not None
+                and facts[v.commit].identity.id == version_id]
 
     def _with_identity(self, mv: ModelVersion) -> ModelVersion:
         if mv.identity is not None:

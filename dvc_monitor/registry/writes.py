@@ -150,10 +150,10 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         if missing:
             raise RegistryError(_missing_message(name, missing, pipeline))
 
-        same = [mv for mv in reg.all_versions(name) if mv.id == identity.id] if art else []
+        same = reg.versions_with_id(name, identity.id)  # through the fact cache
         if same:
             warn(f"{name} {version} has the same id ({identity.short}) as "
-                 f"{', '.join(m.version for m in same)}: same params, data and code")
+                 f"{', '.join(same)}: same params, data and code")
         tag = T.format_tag(T.TagName(name, Action.REGISTER, version=version))
         meta = {
             "event": "register",
