@@ -38,7 +38,6 @@ from dvc_monitor.registry.facts import _Facts, _join
 from dvc_monitor.registry.identity import (
     ID_PREFIX,
     VersionIdentity,
-    is_version_id,
     short_id,
 )
 from dvc_monitor.registry.tags import Action
@@ -377,32 +376,20 @@ class Registry:
     def _build(self, name: str, v: _VState, stages: tuple) -> ModelVersion:
         regs = [e for e in v.direct if e.action is Action.REGISTER]
         authoring = regs[0] if regs else (v.all_events[0] if v.all_events else v.direct[0])
-        meta = _reg_meta(v)
+        # what the commit holds (facts are read before any build); a block is only checked
         facts = self._facts.get((name, v.commit))
-        if meta is not None and is_version_id(meta.get("id")) and (
-                facts is None or facts.identity is None):
-            vid = meta["id"]
-            metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-            model_md5 = meta.get("model_md5") if isinstance(meta.get("model_md5"), str) else None
-            model_path = meta.get("model_path") if isinstance(meta.get("model_path"), str) else None
-            data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-            lock_path = meta.get("lock") if isinstance(meta.get("lock"), str) else None
-            identity, warning = None, None
-            if facts is not None:  # the block cannot be checked: say so
-                warning = f"unverified: {facts.error}" if facts.error else None
-        else:
-            identity = facts.identity if facts else None
-            vid = identity.id if identity else None
-            metrics = facts.metrics if facts else {}
-            model_md5 = identity.model_md5 if identity else None
-            model_path = facts.model_path if facts else None
-            lock_path = facts.lock_path if facts else None
-            data = _repo_data(identity, lock_path)
-            warning = facts.error if facts else None
-            regs_meta = [e for e in regs if e.meta is not None]
-            problems = self._event_problems(name, regs_meta[0]) if regs_meta else []
-            if problems:
-                warning = "the tag's block does not match the commit: " + "; ".join(problems)
+        identity = facts.identity if facts else None
+        vid = identity.id if identity else None
+        metrics = facts.metrics if facts else {}
+        model_md5 = identity.model_md5 if identity else None
+        model_path = facts.model_path if facts else None
+        lock_path = facts.lock_path if facts else None
+        data = _repo_data(identity, lock_path)
+        warning = facts.error if facts else None
+        regs_meta = [e for e in regs if e.meta is not None]
+        problems = self._event_problems(name, regs_meta[0]) if regs_meta else []
+        if problems:
+            warning = "the tag's block does not match the commit: " + "; ".join(problems)
         last = v.all_events[-1] if v.all_events else authoring
         return ModelVersion(
             name=name,
@@ -590,13 +577,6 @@ def _state_of(art: _Artifact, ev: Event) -> _VState | None:
     for v in art.versions:
         if v.version == ev.version and v.commit == ev.commit:
             return v
-    return None
-
-
-def _reg_meta(v: _VState) -> dict | None:
-    for e in v.direct:
-        if e.action is Action.REGISTER and e.meta is not None:
-            return e.meta
     return None
 
 
