@@ -28,6 +28,7 @@ from dvc_monitor.registry.identity import RECIPE, VersionIdentity, is_version_id
 from dvc_monitor.repo.git import GitRepo
 
 FORMAT = 1
+_FEW = 8  # up to this many commits are looked up without parsing the whole file
 _OID_RE = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _DIR = f"facts-{FORMAT}-" + hashlib.sha1(RECIPE.encode()).hexdigest()[:8]
 
@@ -44,11 +45,17 @@ class FactCache:
 
     def facts(self, name: str, commits: list[str]) -> dict[str, _Facts]:
         """Facts of ``name`` at each commit; computes only the commits not cached yet."""
-        known = self._load(name)
-        missing = [c for c in dict.fromkeys(commits) if c not in known]
+        wanted = list(dict.fromkeys(commits))
+        if name not in self._loaded and len(wanted) <= _FEW:
+            known = self._peek(name, wanted)  # a write or one lookup: never parse every line
+        else:
+            known = self._load(name)
+        missing = [c for c in wanted if c not in known]
         if missing:
             fresh = read_facts(self.git, name, missing)
-            self._append(name, {c: f for c, f in fresh.items() if _is_commit_id(c)})
+            store = {c: f for c, f in fresh.items() if _is_commit_id(c)}
+            known.update(store)
+            self._append(name, store)
             return {c: known.get(c) or fresh[c] for c in commits}
         return {c: known[c] for c in commits}
 
@@ -101,13 +108,37 @@ class FactCache:
             self._rewrite(path, known)
         return known
 
+    def _peek(self, name: str, commits: list[str]) -> dict[str, _Facts]:
+        """The cached facts of a few commits, found by searching the file's bytes."""
+        path = self.path(name)
+        found: dict[str, _Facts] = {}
+        try:
+            raw = path.read_bytes() if path is not None else b""
+        except OSError:
+            return found
+        for c in commits:
+            if not _is_commit_id(c):
+                continue
+            key = b'{"c":"' + c.encode() + b'"'
+            at = raw.rfind(b"\n" + key)
+            start = at + 1 if at >= 0 else (0 if raw.startswith(key) else -1)
+            end = raw.find(b"\n", start) if start >= 0 else -1
+            if end < 0:
+                continue
+            try:
+                got = _decode(json.loads(raw[start:end]))
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                got = None
+            if got is not None and got[0] == c:
+                found[c] = got[1]
+        return found
+
     def _append(self, name: str, facts: dict[str, _Facts]) -> None:
         path = self.path(name)
         if path is None:
             return
         lines = []
         for commit, f in facts.items():
-            self._loaded[name][commit] = f
             line = _encode(commit, f)
             if line is not None:
                 lines.append(line)
@@ -144,11 +175,6 @@ class FactCache:
                 raise
         except OSError:
             pass
-
-
-def cached_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]:
-    """``read_facts`` through the cache (for one-off callers such as ``register``)."""
-    return FactCache(git).facts(name, commits)
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Iterable
 from dvc_monitor.errors import (
     AmbiguousVersion,
     DvcMonitorError,
+    RegistryError,
     UnknownModel,
     UnknownVersion,
     UsageError,
@@ -145,30 +146,9 @@ class Registry:
         lightweight: list[str] = []
         broken: dict[str, list[str]] = {}
         for ref in refs:
-            tag = T.parse_tag(ref.name)
-            if tag is None:
-                if T.is_event_like(ref.name):
-                    warnings.append(f"skipped tag '{ref.name}': not a valid GTO event tag")
-                continue
-            if not ref.annotated:  # GTO ignores lightweight tags: so do we (issue 9)
-                lightweight.append(ref.name)
-                continue
-            meta = T.parse_message(ref.message)
-            if meta is None and T.has_block(ref.message):
-                broken[ref.name] = ["its dvc-monitor block is not a valid JSON object "
-                                    "(ignored)"]
-            elif meta is not None and (meta.get("schema") != SCHEMA
-                                       or meta.get("event") != tag.action.value):
-                broken[ref.name] = [f"its block is for schema {_show(meta.get('schema'))}, "
-                                    f"event {_show(meta.get('event'))} (ignored)"]
-                meta = None
-            t_ns = ref.time * 1_000_000_000
-            if meta is not None:
-                ns = meta.get("time_ns")
-                if isinstance(ns, int) and not isinstance(ns, bool) and ns // 1_000_000_000 == ref.time:
-                    t_ns = ns
-            counter = -1 if tag.counter is None else tag.counter
-            raws.append(_Raw(ref, tag, meta, (t_ns, counter, tag.action.priority, ref.name)))
+            raw = _raw_of(ref, warnings, lightweight, broken)
+            if raw is not None:
+                raws.append(raw)
         raws.sort(key=lambda r: r.order_key)
         artifacts: dict[str, _Artifact] = {}
         for raw in raws:
@@ -182,6 +162,22 @@ class Registry:
         reg = cls(git, artifacts, warnings)
         reg.lightweight = lightweight
         return reg
+
+    def read_back(self, tag: str) -> Event:
+        """The event of a tag just written: that one ref is read and replayed (a write then
+        costs the same whatever the number of versions)."""
+        for ref in self.git.tags(f"refs/tags/{tag}", strip=2):
+            raw = _raw_of(ref, self.warnings, self.lightweight, {}) if ref.name == tag else None
+            if raw is None:
+                continue
+            name = raw.tag.artifact
+            art = self._artifacts.setdefault(name, _Artifact(name))
+            _apply(art, raw, self.warnings)
+            self._versions.pop(name, None)
+            self._by_state.pop(name, None)
+            if art.events and art.events[-1].tag == tag:
+                return art.events[-1]
+        raise RegistryError(f"tag {tag} was written but cannot be read back")
 
     # -- models and versions ------------------------------------------------------------
 
@@ -565,6 +561,34 @@ def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:
     state.stage_events.setdefault(tag.stage, []).append(ev)
     state.all_events.append(ev)
     art.events.append(ev)
+
+
+def _raw_of(ref: TagRef, warnings: list[str], lightweight: list[str],
+            broken: dict[str, list[str]]) -> _Raw | None:
+    """A GTO event tag with its (sound) block and order key; None for tags that are not."""
+    tag = T.parse_tag(ref.name)
+    if tag is None:
+        if T.is_event_like(ref.name):
+            warnings.append(f"skipped tag '{ref.name}': not a valid GTO event tag")
+        return None
+    if not ref.annotated:  # GTO ignores lightweight tags: so do we
+        lightweight.append(ref.name)
+        return None
+    meta = T.parse_message(ref.message)
+    if meta is None and T.has_block(ref.message):
+        broken[ref.name] = ["its dvc-monitor block is not a valid JSON object (ignored)"]
+    elif meta is not None and (meta.get("schema") != SCHEMA
+                               or meta.get("event") != tag.action.value):
+        broken[ref.name] = [f"its block is for schema {_show(meta.get('schema'))}, "
+                            f"event {_show(meta.get('event'))} (ignored)"]
+        meta = None
+    t_ns = ref.time * 1_000_000_000
+    if meta is not None:
+        ns = meta.get("time_ns")
+        if isinstance(ns, int) and not isinstance(ns, bool) and ns // 1_000_000_000 == ref.time:
+            t_ns = ns
+    counter = -1 if tag.counter is None else tag.counter
+    return _Raw(ref, tag, meta, (t_ns, counter, tag.action.priority, ref.name))
 
 
 def lightweight_warning(names: list[str]) -> str:

@@ -17,7 +17,6 @@ from dvc_monitor.errors import (
     UsageError,
 )
 from dvc_monitor.registry import tags as T
-from dvc_monitor.registry.factcache import cached_facts
 from dvc_monitor.registry.facts import _Facts, _join
 from dvc_monitor.registry.state import Registry, _Artifact, _repo_data, lightweight_warning
 from dvc_monitor.registry.tags import Action
@@ -121,7 +120,7 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         else:
             version = T.bump_version(greatest, bump or "patch")
 
-        facts = cached_facts(git, name, [head])[head]
+        facts = reg.facts_at(name, head)  # through the fact cache
         if facts.identity is None:
             pipeline = _pipeline_file(facts.model_path)
             if not facts.declared and not facts.found_lock and \
@@ -167,7 +166,8 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         }
         summary = message or T.default_summary(T.TagName(name, Action.REGISTER, version=version))
         _write(reg, name, tag, head, summary, meta)
-    return Registry.load(root).resolve(name, version)
+        reg.read_back(tag)
+    return reg.resolve(name, version)
 
 
 def _warn_lightweight(reg: Registry, warn: Callable[[str], None]) -> None:
@@ -300,7 +300,7 @@ def promote(root: str | Path, name: str, version_ref: str, stage: str,
                 "previous": holder.version if holder is not None else None}
         summary = message or T.default_summary(tn, version=mv.version)
         _write(reg, name, tag, mv.commit, summary, meta, extra_meta)
-    return _find_event(Registry.load(root), name, tag)
+    return reg.read_back(tag)
 
 
 def unassign(root: str | Path, name: str, stage: str, version_ref: str | None = None,
