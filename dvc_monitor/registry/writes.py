@@ -366,7 +366,7 @@ def deregister(root: str | Path, name: str, version_ref: str,
         _write(reg, name, tag, mv.commit, summary,
                {"event": "deregister", "version": mv.version, "id": mv.id,
                 "stages": list(mv.stages)})
-    return _find_event(Registry.load(root), name, tag)
+    return reg.read_back(tag)
 
 
 def deprecate(root: str | Path, name: str, message: str | None = None) -> Event:
@@ -385,4 +385,4 @@ def deprecate(root: str | Path, name: str, message: str | None = None) -> Event:
         tag = T.format_tag(tn)
         summary = message or T.default_summary(tn)
         _write(reg, name, tag, art.events[-1].commit, summary, {"event": "deprecate"})
-    return _find_event(Registry.load(root), name, tag)
+    return reg.read_back(tag)
