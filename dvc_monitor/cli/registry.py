@@ -99,9 +99,17 @@ def _load(args: argparse.Namespace):
     from dvc_monitor.registry.state import Registry
 
     reg = Registry.load(args.repo)
-    for w in reg.check_blocks():
+    for w in reg.warnings:
         info(f"dvc-monitor: warning: {w}")
     return reg
+
+
+def _warn_blocks(reg, events=None) -> None:
+    """Warn about each tag whose dvc-monitor block does not match its commit."""
+    from dvc_monitor.cli.output import info
+
+    for w in reg.check_blocks(events):
+        info(f"dvc-monitor: warning: {w}")
 
 
 def _warn_unpublished(reg) -> None:
@@ -274,6 +282,7 @@ def run_versions(args: argparse.Namespace) -> int:
     else:
         names = reg.models(include_deprecated=args.all)
     _warn_unpublished(reg)
+    _warn_blocks(reg, [e for name in names for e in reg.history(name)])
     rows = []
     for name in names:
         deprecated = reg.is_deprecated(name)
@@ -311,6 +320,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     reg = _load(args)
     mv = reg.get(args.ref)
+    _warn_blocks(reg, mv.events)
     _warn_unpublished(reg)
     root = reg.root
     identity = mv.identity
@@ -402,6 +412,7 @@ def run_history(args: argparse.Namespace) -> int:
         tags.validate_artifact_name(args.name)
     reg = _load(args)
     events = reg.history(args.name)
+    _warn_blocks(reg, events)
     if args.json:
         _print_json_rows([event_dict(e) for e in events])
         return 0

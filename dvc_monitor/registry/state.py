@@ -127,7 +127,6 @@ class Registry:
         self._by_state: dict[str, dict[int, ModelVersion]] = {}
         self._cache = FactCache(git)
         self._problems: dict[str, list[str]] = {}  # tag -> mismatches of its block
-        self._checked = False
         self.lightweight: list[str] = []  # lightweight GTO-like tags, ignored as GTO does
 
     # -- loading ------------------------------------------------------------------------
@@ -411,23 +410,26 @@ class Registry:
             warning=warning,
         )
 
-    def check_blocks(self) -> list[str]:
-        """Check every dvc-monitor block against its commit; add a warning per mismatch.
+    def check_blocks(self, events: Iterable[Event] | None = None) -> list[str]:
+        """Check the blocks of ``events`` (default: every event) against their commits.
 
-        The computed facts come from the fact cache, so this is cheap once it is warm.
+        Returns one warning line per mismatched tag (capped). The facts come through the
+        fact cache, read in one batch per model, and only for tags that carry a block.
         """
-        if self._checked:
-            return self.warnings
-        self._checked = True
-        problems: dict[str, list[str]] = {}
-        for name in self.models():
-            self.all_versions(name)
-            for ev in self._artifacts[name].events:
-                found = self._event_problems(name, ev)
-                if found:
-                    problems[ev.tag] = found
-        self.warnings += warning_lines(problems)
-        return self.warnings
+        if events is None:
+            events = [e for a in self._artifacts.values() for e in a.events]
+        with_block = [e for e in events if e.meta is not None]
+        by_model: dict[str, list[str]] = {}
+        for ev in with_block:
+            by_model.setdefault(ev.artifact, []).append(ev.commit)
+        for name, commits in by_model.items():
+            self._read_facts(name, commits)
+        problems = {}
+        for ev in with_block:
+            found = self._event_problems(ev.artifact, ev)
+            if found:
+                problems[ev.tag] = found
+        return warning_lines(problems)
 
     def _event_problems(self, name: str, ev: Event) -> list[str]:
         if ev.meta is None:
