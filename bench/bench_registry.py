@@ -9,11 +9,19 @@ in two tag styles:
 * ``gto``: every tag is what the ``gto`` command writes (no block), so dvc-monitor has to
   compute every version id from the dvc.lock at its commit.
 
-Then times, best of ``--repeat`` cold processes each:
+Then times, best of ``--repeat`` processes each:
 
     dvc-monitor versions NAME --json      gto show NAME --json      git for-each-ref refs/tags
 
-Usage: python bench/bench_registry.py [--sizes 10,300,1000] [--repeat 3] [--keep DIR]
+dvc-monitor is timed *cold* (its fact cache under ``.git/dvc-monitor/`` removed before
+each run: every id computed from its commit, every block checked) and *warm* (the cache
+left by the previous run). ``--big`` adds rows of that many GTO-made versions (default
+10,000), where ``show NAME`` and ``history NAME`` are timed as well and ``gto show`` is
+left out (it takes minutes there; ``--gto-max`` sets the largest size it is run on).
+``promote`` (warm) is timed at every size: it must not grow with the number of versions.
+
+Usage: python bench/bench_registry.py [--sizes 10,300,1000] [--big 10000] [--repeat 3]
+       [--keep DIR]
 """
 
 from __future__ import annotations
@@ -193,12 +201,19 @@ def build(path: Path, n: int, style: str) -> None:
     subprocess.run(["git", "checkout", "-q", "main"], cwd=path, check=True)
 
 
-def best_of(cmd: list[str], cwd: Path, repeat: int) -> tuple[float, str]:
+def drop_cache(repo: Path) -> None:
+    """Remove dvc-monitor's fact cache: the next run is cold."""
+    shutil.rmtree(repo / ".git" / "dvc-monitor", ignore_errors=True)
+
+
+def best_of(cmd: list[str], cwd: Path, repeat: int, before=None) -> tuple[float, str]:
     best = float("inf")
     out = ""
     env = dict(os.environ, PYTHONWARNINGS="ignore", DVC_NO_ANALYTICS="1")
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # time what users get: cached bytecode
     for _ in range(repeat):
+        if before is not None:
+            before()
         t = time.perf_counter()
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
         elapsed = time.perf_counter() - t
@@ -223,48 +238,78 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--styles", default="dvc-monitor,gto")
     p.add_argument("--keep", metavar="DIR", help="build repositories here and keep them")
     p.add_argument("--no-gto", action="store_true", help="skip timing gto (slow at 1000)")
+    p.add_argument("--big", type=int, default=10_000,
+                   help="also time this many GTO-made versions (0: no big rows)")
+    p.add_argument("--gto-max", type=int, default=1000,
+                   help="largest size gto show is timed on")
     args = p.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    runs = [(n, style) for n in sizes for style in styles]
+    if args.big:
+        runs.append((args.big, "gto"))
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-registry-"))
     rows = []
     try:
-        for n in sizes:
-            for style in styles:
-                repo = base / f"{style}-{n}"
-                t = time.perf_counter()
-                build(repo, n, style)
-                built = time.perf_counter() - t
-                dm, ours = best_of([str(BIN / "dvc-monitor"), "versions", NAME, "--json"], repo,
-                                   args.repeat)
-                git, _ = best_of(["git", "for-each-ref", "refs/tags"], repo, args.repeat)
-                if args.no_gto:
-                    gto, agree = None, None
-                else:
-                    gto, theirs = best_of([str(BIN / "gto"), "show", NAME, "--json"], repo,
-                                          args.repeat)
-                    agree = check_agreement(ours, theirs)
-                rows.append((n, style, dm, gto, git, agree, built))
-                print(f"  built {style}-{n} in {built:.1f}s; dvc-monitor {dm:.3f}s"
-                      + (f", gto {gto:.2f}s" if gto else ""), file=sys.stderr, flush=True)
+        for n, style in runs:
+            rows += measure(base / f"{style}-{n}", n, style, args)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 
-    header = ("versions", "tags", "dvc-monitor (s)", "gto show (s)", "git for-each-ref (s)",
-              "gto / dvc-monitor", "dvc-monitor / git", "same answer")
+    header = ("versions", "tags", "command", "cold (s)", "warm (s)", "gto show (s)",
+              "git for-each-ref (s)", "cold / git", "warm / git", "gto / warm", "same answer")
     table = [header]
-    for n, style, dm, gto, git, agree, _ in rows:
-        table.append((str(n), style, f"{dm:.3f}", f"{gto:.2f}" if gto else "-", f"{git:.4f}",
-                      f"{gto / dm:.0f}x" if gto else "-", f"{dm / git:.0f}x",
+    for n, style, what, cold, warm, gto, git, agree in rows:
+        table.append((str(n), style, what, "-" if cold is None else f"{cold:.3f}",
+                      f"{warm:.3f}", f"{gto:.2f}" if gto else "-", f"{git:.4f}",
+                      "-" if cold is None else f"{cold / git:.0f}x", f"{warm / git:.0f}x",
+                      f"{gto / warm:.0f}x" if gto else "-",
                       "-" if agree is None else ("yes" if agree else "NO")))
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    print(f"best of {args.repeat} cold processes; {sys.platform}, python "
-          f"{sys.version.split()[0]}")
+    print(f"best of {args.repeat} processes; cold = fact cache removed first; "
+          f"{sys.platform}, python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
+          f"load {os.getloadavg()[0]:.1f}")
     for j, r in enumerate(table):
-        print("  ".join(c.rjust(w) if j and i not in (1,) else c.ljust(w)
+        print("  ".join(c.rjust(w) if j and i not in (1, 2) else c.ljust(w)
                         for i, (c, w) in enumerate(zip(r, widths))))
-    return 0 if all(r[5] in (None, True) for r in rows) else 1
+    return 0 if all(r[7] in (None, True) for r in rows) else 1
+
+
+def measure(repo: Path, n: int, style: str, args: argparse.Namespace) -> list[tuple]:
+    """Rows (n, style, command, cold, warm, gto, git, agree) for one repository."""
+    t = time.perf_counter()
+    build(repo, n, style)
+    built = time.perf_counter() - t
+    dm = str(BIN / "dvc-monitor")
+    git, _ = best_of(["git", "for-each-ref", "refs/tags"], repo, args.repeat)
+    commands = [("versions", ["versions", NAME, "--json"])]
+    if n == args.big:
+        commands += [("show", ["show", NAME, "--json"]), ("history", ["history", NAME, "--json"])]
+    rows = []
+    for what, cmd in commands:
+        cold, ours = best_of([dm, *cmd], repo, args.repeat, before=lambda: drop_cache(repo))
+        warm, again = best_of([dm, *cmd], repo, args.repeat)
+        if again != ours:
+            raise SystemExit(f"{what}: warm output differs from cold output")
+        gto, agree = None, None
+        if what == "versions" and not args.no_gto and n <= args.gto_max:
+            gto, theirs = best_of([str(BIN / "gto"), "show", NAME, "--json"], repo, args.repeat)
+            agree = check_agreement(ours, theirs)
+        rows.append((n, style, what, cold, warm, gto, git, agree))
+        print(f"  {style}-{n} (built in {built:.1f}s): {what} cold {cold:.3f}s, warm {warm:.3f}s"
+              + (f", gto {gto:.2f}s" if gto else ""), file=sys.stderr, flush=True)
+    # a write: promote one version to a fresh stage each time (warm cache)
+    promote = _promote_best(repo, f"v0.{max(1, n // 2)}.0", args.repeat)
+    rows.append((n, style, "promote", None, promote, None, git, None))
+    print(f"  {style}-{n}: promote {promote:.3f}s", file=sys.stderr, flush=True)
+    return rows
+
+
+def _promote_best(repo: Path, version: str, repeat: int) -> float:
+    """Best time of ``repeat`` promotions, each to a new stage (a promotion is refused twice)."""
+    return min(best_of([str(BIN / "dvc-monitor"), "promote", NAME, version, "--stage",
+                        f"bench{k}"], repo, 1)[0] for k in range(repeat))
 
 
 if __name__ == "__main__":

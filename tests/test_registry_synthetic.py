@@ -189,13 +189,19 @@ def test_tags_made_by_gto_agree_and_ids_come_from_the_commit(synth):
     assert repo.json("show", f"{NAME}#prod")["version"] == "v0.2.0"
 
 
-def test_lightweight_tags_are_read_too(synth):
+def test_lightweight_tags_are_ignored_as_gto_ignores_them(synth):
+    # GTO ignores lightweight tags; dvc-monitor follows it (with a warning naming them)
     repo = synth
     c1 = synth_commit(repo, seed=1)
-    git_tag(repo, f"{NAME}@v1.0.0", c1, lightweight=True)
-    rows = repo.json("versions", NAME)
+    c2 = synth_commit(repo, seed=2)
+    git_tag(repo, f"{NAME}@v0.1.0", c1)
+    git_tag(repo, f"{NAME}@v1.0.0", c2, lightweight=True)
+    proc = repo.dm("versions", NAME, "--json")
+    rows = json.loads(proc.stdout)
     assert [(r["version"], r["id"]) for r in rows] == [
-        ("v1.0.0", identity_from_lock(lock_text(1), "model.skops").id)]
+        ("v0.1.0", identity_from_lock(lock_text(1), "model.skops").id)]
+    assert f"lightweight tag(s), as GTO does: {NAME}@v1.0.0" in proc.stderr
+    assert_agrees_with_gto(repo)
 
 
 # -- malformed tags, missing dvc.lock --------------------------------------------------

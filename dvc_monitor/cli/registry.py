@@ -108,6 +108,14 @@ def _load(args: argparse.Namespace):
     return reg
 
 
+def _warn_blocks(reg, events=None) -> None:
+    """Warn about each tag whose dvc-monitor block does not match its commit."""
+    from dvc_monitor.cli.output import info
+
+    for w in reg.check_blocks(events):
+        info(f"dvc-monitor: warning: {w}")
+
+
 def _warn_unpublished(reg) -> None:
     """Warn when local stage tags are not on the origin (as of the last push or sync)."""
     from dvc_monitor.cli.output import info
@@ -279,6 +287,7 @@ def run_versions(args: argparse.Namespace) -> int:
     else:
         names = reg.models(include_deprecated=args.all)
     _warn_unpublished(reg)
+    _warn_blocks(reg, [e for name in names for e in reg.history(name)])
     rows = []
     for name in names:
         deprecated = reg.is_deprecated(name)
@@ -336,6 +345,7 @@ def run_show(args: argparse.Namespace) -> int:
     if args.ref is None:
         return _show_models(args, reg)
     mv = reg.get(args.ref)
+    _warn_blocks(reg, mv.events)
     _warn_unpublished(reg)
     root = reg.root
     identity = mv.identity
@@ -428,6 +438,7 @@ def run_history(args: argparse.Namespace) -> int:
         tags.validate_artifact_name(args.name)
     reg = _load(args)
     events = reg.history(args.name)
+    _warn_blocks(reg, events)
     if args.json:
         _print_json_rows([event_dict(e) for e in events])
         return 0

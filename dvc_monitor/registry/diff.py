@@ -368,7 +368,7 @@ def _versions_at(git: GitRepo, name: str, commits: list[str]) -> dict[str, str]:
     result = {}
     wanted = set(commits)
     for ref in git.tags():
-        if ref.commit not in wanted:
+        if ref.commit not in wanted or not ref.annotated:  # GTO ignores lightweight tags
             continue
         tag = T.parse_tag(ref.name)
         if tag and tag.artifact == name and tag.action is T.Action.REGISTER:

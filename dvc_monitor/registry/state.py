@@ -21,22 +21,24 @@ counter; then GTO's action priority; then the tag name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterable
 
 from dvc_monitor.errors import (
     AmbiguousVersion,
     DvcMonitorError,
+    RegistryError,
     UnknownModel,
     UnknownVersion,
     UsageError,
 )
 from dvc_monitor.registry import tags as T
-from dvc_monitor.registry.facts import _Facts, _join, read_facts
+from dvc_monitor.registry.blocks import _show, block_problems, capped_names, warning_lines
+from dvc_monitor.registry.factcache import FactCache
+from dvc_monitor.registry.facts import _Facts, _join
 from dvc_monitor.registry.identity import (
     ID_PREFIX,
     VersionIdentity,
-    is_version_id,
     short_id,
 )
 from dvc_monitor.registry.tags import Action
@@ -123,6 +125,9 @@ class Registry:
         self._facts: dict[tuple[str, str], _Facts] = {}
         self._versions: dict[str, list[ModelVersion]] = {}
         self._by_state: dict[str, dict[int, ModelVersion]] = {}
+        self._cache = FactCache(git)
+        self._problems: dict[str, list[str]] = {}  # tag -> mismatches of its block
+        self.lightweight: list[str] = []  # lightweight GTO-like tags, ignored as GTO does
 
     # -- loading ------------------------------------------------------------------------
 
@@ -137,23 +142,12 @@ class Registry:
         """The registry view of ``refs`` (e.g. a remote's tags fetched to a mirror)."""
         warnings: list[str] = []
         raws: list[_Raw] = []
+        lightweight: list[str] = []
+        broken: dict[str, list[str]] = {}
         for ref in refs:
-            tag = T.parse_tag(ref.name)
-            if tag is None:
-                if T.is_event_like(ref.name):
-                    warnings.append(f"skipped tag '{ref.name}': not a valid GTO event tag")
-                continue
-            meta = T.parse_message(ref.message) if ref.annotated else None
-            if meta is not None and (meta.get("schema") != SCHEMA
-                                     or meta.get("event") != tag.action.value):
-                meta = None  # someone else's block, or a copied message
-            t_ns = ref.time * 1_000_000_000
-            if meta is not None:
-                ns = meta.get("time_ns")
-                if isinstance(ns, int) and not isinstance(ns, bool) and ns // 1_000_000_000 == ref.time:
-                    t_ns = ns
-            counter = -1 if tag.counter is None else tag.counter
-            raws.append(_Raw(ref, tag, meta, (t_ns, counter, tag.action.priority, ref.name)))
+            raw = _raw_of(ref, warnings, lightweight, broken)
+            if raw is not None:
+                raws.append(raw)
         raws.sort(key=lambda r: r.order_key)
         artifacts: dict[str, _Artifact] = {}
         for raw in raws:
@@ -161,7 +155,28 @@ class Registry:
             if art is None:
                 art = artifacts[raw.tag.artifact] = _Artifact(raw.tag.artifact)
             _apply(art, raw, warnings)
-        return cls(git, artifacts, warnings)
+        if lightweight:
+            warnings.append(lightweight_warning(lightweight))
+        warnings += warning_lines(broken)
+        reg = cls(git, artifacts, warnings)
+        reg.lightweight = lightweight
+        return reg
+
+    def read_back(self, tag: str) -> Event:
+        """The event of a tag just written: that one ref is read and replayed (a write then
+        costs the same whatever the number of versions)."""
+        for ref in self.git.tags(f"refs/tags/{tag}", strip=2):
+            raw = _raw_of(ref, self.warnings, self.lightweight, {}) if ref.name == tag else None
+            if raw is None:
+                continue
+            name = raw.tag.artifact
+            art = self._artifacts.setdefault(name, _Artifact(name))
+            _apply(art, raw, self.warnings)
+            self._versions.pop(name, None)
+            self._by_state.pop(name, None)
+            if art.events and art.events[-1].tag == tag:
+                return art.events[-1]
+        raise RegistryError(f"tag {tag} was written but cannot be read back")
 
     # -- models and versions ------------------------------------------------------------
 
@@ -194,13 +209,16 @@ class Registry:
         if not isinstance(ref, str) or not ref.strip():
             raise UsageError("give a version: vX.Y.Z, latest, or a version id")
         ref = ref.strip()
-        allv = self.all_versions(name)
         if ref in ("latest", "greatest"):
             latest = self.latest(name)
             if latest is None:
                 raise UnknownVersion(f"{name} has no registered versions; register one with "
                                      f"'dvc-monitor register {name}'")
             return self._with_identity(latest)
+        state = self.artifact(name).by_name.get(ref if ref.startswith("v") else f"v{ref}")
+        if state is not None:  # vX.Y.Z: one version's facts, not every version's
+            return self._with_identity(self._mv(name, state))
+        allv = self.all_versions(name)
         if ref.startswith(ID_PREFIX) or _is_hex(ref):
             return self._with_identity(self._by_id(name, ref, allv))
         try:
@@ -241,10 +259,11 @@ class Registry:
 
     def latest(self, name: str) -> ModelVersion | None:
         """The greatest active registered version (``gto show``'s "latest")."""
-        for v in self.all_versions(name):
-            if v.registered and v.active:
-                return v
-        return None
+        states = [v for v in self.artifact(name).versions
+                  if not v.discovered and v.registered and v.active]
+        if not states:
+            return None
+        return self._mv(name, max(states, key=lambda v: T.parse_semver(v.version)))
 
     def stage_holder(self, name: str, stage: str) -> ModelVersion | None:
         """The version in ``stage`` now: the same answer as ``gto show NAME#STAGE``."""
@@ -324,19 +343,14 @@ class Registry:
         if cached is not None:
             return cached
         art = self.artifact(name)
-        need = []
-        for v in art.versions:
-            meta = _reg_meta(v)
-            if meta is None or not is_version_id(meta.get("id")):
-                need.append(v.commit)
-        if need:
-            self._read_facts(name, need)
+        # every version's facts, blocks or not: a block is checked against its commit
+        self._read_facts(name, [v.commit for v in art.versions])
         holders = art.holders()
         held: dict[int, list[str]] = {}
         for stage, v in holders.items():
             held.setdefault(id(v), []).append(stage)
         built = [(v, self._build(name, v, tuple(held.get(id(v), ())))) for v in art.versions]
-        self._by_state[name] = {id(v): mv for v, mv in built}
+        self._by_state.setdefault(name, {}).update((id(v), mv) for v, mv in built)
         semver = [mv for v, mv in built if not v.discovered]
         semver.sort(key=lambda m: T.parse_semver(m.version), reverse=True)
         others = sorted((mv for v, mv in built if v.discovered), key=lambda m: m.version,
@@ -345,34 +359,34 @@ class Registry:
         return self._versions[name]
 
     def _mv(self, name: str, state: _VState) -> ModelVersion:
-        self.all_versions(name)
-        return self._by_state[name][id(state)]
+        """The version of one state: from the listing if built, else built alone (the
+        writes and single lookups then read one commit's facts, whatever the count)."""
+        built = self._by_state.setdefault(name, {})
+        if id(state) not in built:
+            self._read_facts(name, [state.commit])
+            held = tuple(s for s, v in self.artifact(name).holders().items() if v is state)
+            built[id(state)] = self._build(name, state, held)
+        return built[id(state)]
 
     def _build(self, name: str, v: _VState, stages: tuple) -> ModelVersion:
         regs = [e for e in v.direct if e.action is Action.REGISTER]
         authoring = regs[0] if regs else (v.all_events[0] if v.all_events else v.direct[0])
-        meta = _reg_meta(v)
-        facts = None
-        if meta is not None and is_version_id(meta.get("id")):
-            vid = meta["id"]
-            metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
-            model_md5 = meta.get("model_md5") if isinstance(meta.get("model_md5"), str) else None
-            model_path = meta.get("model_path") if isinstance(meta.get("model_path"), str) else None
-            data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-            lock_path = meta.get("lock") if isinstance(meta.get("lock"), str) else None
-            identity, warning = None, None
-            model_digest = meta.get("digest") if isinstance(meta.get("digest"), str) else None
-        else:
-            facts = self._facts.get((name, v.commit))
-            identity = facts.identity if facts else None
-            vid = identity.id if identity else None
-            metrics = facts.metrics if facts else {}
-            model_md5 = identity.model_md5 if identity else None
-            model_path = facts.model_path if facts else None
-            lock_path = facts.lock_path if facts else None
-            data = _repo_data(identity, lock_path)
-            warning = facts.error if facts else None
-            model_digest = None
+        # what the commit holds (facts are read before any build); a block is only checked
+        facts = self._facts.get((name, v.commit))
+        identity = facts.identity if facts else None
+        vid = identity.id if identity else None
+        metrics = facts.metrics if facts else {}
+        model_md5 = identity.model_md5 if identity else None
+        model_path = facts.model_path if facts else None
+        lock_path = facts.lock_path if facts else None
+        data = _repo_data(identity, lock_path)
+        warning = facts.error if facts else None
+        regs_meta = [e for e in regs if e.meta is not None]
+        problems = self._event_problems(name, regs_meta[0]) if regs_meta else []
+        if problems:
+            warning = "the tag's block does not match the commit: " + "; ".join(problems)
+        model_digest = next((e.meta["digest"] for e in regs_meta
+                             if isinstance(e.meta.get("digest"), str)), None)
         last = v.all_events[-1] if v.all_events else authoring
         return ModelVersion(
             name=name,
@@ -398,6 +412,45 @@ class Registry:
             warning=warning,
             model_digest=model_digest,
         )
+
+    def check_blocks(self, events: Iterable[Event] | None = None) -> list[str]:
+        """Check the blocks of ``events`` (default: every event) against their commits.
+
+        Returns one warning line per mismatched tag (capped). The facts come through the
+        fact cache, read in one batch per model, and only for tags that carry a block.
+        """
+        if events is None:
+            events = [e for a in self._artifacts.values() for e in a.events]
+        with_block = [e for e in events if e.meta is not None]
+        by_model: dict[str, list[str]] = {}
+        for ev in with_block:
+            by_model.setdefault(ev.artifact, []).append(ev.commit)
+        for name, commits in by_model.items():
+            self._read_facts(name, commits)
+        problems = {}
+        for ev in with_block:
+            found = self._event_problems(ev.artifact, ev)
+            if found:
+                problems[ev.tag] = found
+        return warning_lines(problems)
+
+    def _event_problems(self, name: str, ev: Event) -> list[str]:
+        if ev.meta is None:
+            return []
+        if ev.tag not in self._problems:
+            facts = None
+            if "id" in ev.meta or "metrics" in ev.meta or "model_md5" in ev.meta:
+                facts = self._read_facts(name, [ev.commit])[ev.commit]
+            self._problems[ev.tag] = block_problems(ev, facts)
+        return self._problems[ev.tag]
+
+    def versions_with_id(self, name: str, version_id: str) -> list[str]:
+        """Registered versions of ``name`` whose (computed) id is ``version_id``."""
+        art = self.artifact_or_none(name)
+        states = [v for v in art.versions if not v.discovered] if art else []
+        facts = self._read_facts(name, [v.commit for v in states])
+        return [v.version for v in states if facts[v.commit].identity is not None
+                and facts[v.commit].identity.id == version_id]
 
     def _with_identity(self, mv: ModelVersion) -> ModelVersion:
         if mv.identity is not None:
@@ -439,21 +492,18 @@ class Registry:
             listed = ", ".join(f"{v.version} ({v.short_id})" for v in matches)
             raise AmbiguousVersion(f"'{prefix}' matches several versions of {name}: {listed}; "
                                    "give more digits")
-        # the same id registered twice (same content) must not pick one silently
-        active = [v for v in matches if v.active] or matches
-        if len(active) > 1:
-            listed = ", ".join(v.version for v in active)
-            raise AmbiguousVersion(f"'{prefix}' is the id of several versions of {name} "
-                                   f"({listed}: the same content registered more than once); "
-                                   f"name the version instead, e.g. {name}@{active[0].version}")
-        return active[0]
+        if len(matches) > 1:  # one id registered as several versions: never pick silently
+            listed = ", ".join(v.version for v in matches)
+            raise AmbiguousVersion(f"'{prefix}' is the id of several versions of {name} ({listed}: "
+                                   "same params, data and code); name one by its version")
+        return matches[0]
 
     def _read_facts(self, name: str, commits: Iterable[str]) -> dict[str, _Facts]:
         """Identity and metrics of ``name`` at many commits, reading git in one batch."""
         wanted = list(dict.fromkeys(commits))
         todo = [c for c in wanted if (name, c) not in self._facts]
         if todo:
-            for c, f in read_facts(self.git, name, todo).items():
+            for c, f in self._cache.facts(name, todo).items():
                 self._facts[(name, c)] = f
         return {c: self._facts[(name, c)] for c in wanted}
 
@@ -518,17 +568,44 @@ def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:
     art.events.append(ev)
 
 
+def _raw_of(ref: TagRef, warnings: list[str], lightweight: list[str],
+            broken: dict[str, list[str]]) -> _Raw | None:
+    """A GTO event tag with its (sound) block and order key; None for tags that are not."""
+    tag = T.parse_tag(ref.name)
+    if tag is None:
+        if T.is_event_like(ref.name):
+            warnings.append(f"skipped tag '{ref.name}': not a valid GTO event tag")
+        return None
+    if not ref.annotated:  # GTO ignores lightweight tags: so do we
+        lightweight.append(ref.name)
+        return None
+    meta = T.parse_message(ref.message)
+    if meta is None and T.has_block(ref.message):
+        broken[ref.name] = ["its dvc-monitor block is not a valid JSON object (ignored)"]
+    elif meta is not None and (meta.get("schema") != SCHEMA
+                               or meta.get("event") != tag.action.value):
+        broken[ref.name] = [f"its block is for schema {_show(meta.get('schema'))}, "
+                            f"event {_show(meta.get('event'))} (ignored)"]
+        meta = None
+    t_ns = ref.time * 1_000_000_000
+    if meta is not None:
+        ns = meta.get("time_ns")
+        if isinstance(ns, int) and not isinstance(ns, bool) and ns // 1_000_000_000 == ref.time:
+            t_ns = ns
+    counter = -1 if tag.counter is None else tag.counter
+    return _Raw(ref, tag, meta, (t_ns, counter, tag.action.priority, ref.name))
+
+
+def lightweight_warning(names: list[str]) -> str:
+    """The one warning naming the lightweight tags that are ignored (as GTO ignores them)."""
+    return (f"ignored {len(names)} lightweight tag(s), as GTO does: {capped_names(names)}; "
+            "registry tags must be annotated (re-create them with 'git tag -a' or gto)")
+
+
 def _state_of(art: _Artifact, ev: Event) -> _VState | None:
     for v in art.versions:
         if v.version == ev.version and v.commit == ev.commit:
             return v
-    return None
-
-
-def _reg_meta(v: _VState) -> dict | None:
-    for e in v.direct:
-        if e.action is Action.REGISTER and e.meta is not None:
-            return e.meta
     return None
 
 
@@ -555,7 +632,7 @@ def _known(versions: list[ModelVersion]) -> str:
 def _repo_data(identity: VersionIdentity | None, lock_path: str | None) -> dict:
     if identity is None:
         return {}
-    base = str(PurePosixPath(lock_path).parent) if lock_path else ""
-    return {_join(base, p): m for p, m in identity.data_deps.items()}
+    base = lock_path.rpartition("/")[0] if lock_path else ""  # PurePosixPath(..).parent
+    return {_join(base, p): m for p, m in identity.deps.items() if m and m.endswith(".dir")}
 
 

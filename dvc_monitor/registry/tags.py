@@ -338,6 +338,8 @@ def format_message(summary: str, meta: dict) -> str:
 
 def parse_message(message: str) -> dict | None:
     """The JSON object in the message's (last) block; None if absent or invalid."""
+    if not _may_have_block(message):
+        return None
     lines = _lines(message)
     block = _find_block(lines)
     if block is None:
@@ -350,11 +352,21 @@ def parse_message(message: str) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def has_block(message: str) -> bool:
+    """True when the message has BEGIN/END markers (whether or not the JSON inside parses)."""
+    return _may_have_block(message) and _find_block(_lines(message)) is not None
+
+
 def message_summary(message: str) -> str:
     """The human part of a tag message: the text before the block, stripped."""
     lines = _lines(message)
-    block = _find_block(lines)
+    block = _find_block(lines) if _may_have_block(message) else None
     return "\n".join(lines if block is None else lines[:block[0]]).strip()
+
+
+def _may_have_block(message: Any) -> bool:
+    """A quick test before splitting lines (most tags, made by gto or git, have no block)."""
+    return isinstance(message, str) and END_MARKER in message
 
 
 def _lines(message: Any) -> list[str]:

@@ -18,8 +18,8 @@ from dvc_monitor.errors import (
 )
 from dvc_monitor.model.files import accept_registration
 from dvc_monitor.registry import tags as T
-from dvc_monitor.registry.facts import _Facts, _join, read_facts
-from dvc_monitor.registry.state import Registry, _Artifact, _repo_data
+from dvc_monitor.registry.facts import _Facts, _join
+from dvc_monitor.registry.state import Registry, _Artifact, _repo_data, lightweight_warning
 from dvc_monitor.registry.tags import Action
 from dvc_monitor.registry.values import _RESERVED_META, SCHEMA, Event, ModelVersion
 from dvc_monitor.repo.git import GitRepo
@@ -86,6 +86,7 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
     root = _root(root)
     with repo_lock(root, "register"):
         reg = Registry.load(root)
+        _warn_lightweight(reg, warn)
         git = reg.git
         head = git.head()
         if head is None:
@@ -120,7 +121,7 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         else:
             version = T.bump_version(greatest, bump or "patch")
 
-        facts = read_facts(git, name, [head])[head]
+        facts = reg.facts_at(name, head)  # through the fact cache
         if facts.identity is None:
             pipeline = _pipeline_file(facts.model_path)
             if not facts.declared and not facts.found_lock and \
@@ -149,14 +150,14 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         if missing:
             raise RegistryError(_missing_message(name, missing, pipeline))
 
-        same = [mv for mv in reg.all_versions(name) if mv.id == identity.id] if art else []
+        same = reg.versions_with_id(name, identity.id)  # through the fact cache
         # the model file: a safe canonical archive; same id with other bytes is refused
         checked = accept_registration(root, facts.model_path, identity.model_md5, name, version,
                                       [(m.version, m.model_md5, m.model_digest) for m in same],
                                       force=force, warn=warn)
         if same:
             warn(f"{name} {version} has the same id ({identity.short}) as "
-                 f"{', '.join(m.version for m in same)}: same params, data and code")
+                 f"{', '.join(same)}: same params, data and code")
         tag = T.format_tag(T.TagName(name, Action.REGISTER, version=version))
         meta = {
             "event": "register",
@@ -171,7 +172,14 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         }
         summary = message or T.default_summary(T.TagName(name, Action.REGISTER, version=version))
         _write(reg, name, tag, head, summary, meta)
-    return Registry.load(root).resolve(name, version)
+        reg.read_back(tag)
+    return reg.resolve(name, version)
+
+
+def _warn_lightweight(reg: Registry, warn: Callable[[str], None]) -> None:
+    """Writes ignore lightweight tags (counters, versions, stages), as GTO does: say so."""
+    if reg.lightweight:
+        warn(lightweight_warning(reg.lightweight))
 
 
 def _pipeline_file(model_path: str | None) -> str:
@@ -265,7 +273,8 @@ def _in_cache(cache: Path, md5: str) -> bool:
 
 
 def promote(root: str | Path, name: str, version_ref: str, stage: str,
-            message: str | None = None, extra_meta: dict | None = None) -> Event:
+            message: str | None = None, extra_meta: dict | None = None, *,
+            warn: Callable[[str], None] | None = None) -> Event:
     """Assign ``stage`` to a version (tag ``NAME#STAGE#N``), like ``gto assign``.
 
     The version then holds the stage for GTO too: it is the most recent assignment.
@@ -279,6 +288,7 @@ def promote(root: str | Path, name: str, version_ref: str, stage: str,
     root = _root(root)
     with repo_lock(root, "promote"):
         reg = Registry.load(root)
+        _warn_lightweight(reg, warn or _warn)
         mv = reg.resolve(name, version_ref)
         if not mv.registered:
             raise RegistryError(f"{name} {mv.version} is not a registered version; register it "
@@ -296,7 +306,7 @@ def promote(root: str | Path, name: str, version_ref: str, stage: str,
                 "previous": holder.version if holder is not None else None}
         summary = message or T.default_summary(tn, version=mv.version)
         _write(reg, name, tag, mv.commit, summary, meta, extra_meta)
-    return _find_event(Registry.load(root), name, tag)
+    return reg.read_back(tag)
 
 
 def unassign(root: str | Path, name: str, stage: str, version_ref: str | None = None,
@@ -362,7 +372,7 @@ def deregister(root: str | Path, name: str, version_ref: str,
         _write(reg, name, tag, mv.commit, summary,
                {"event": "deregister", "version": mv.version, "id": mv.id,
                 "stages": list(mv.stages)})
-    return _find_event(Registry.load(root), name, tag)
+    return reg.read_back(tag)
 
 
 def deprecate(root: str | Path, name: str, message: str | None = None) -> Event:
@@ -381,4 +391,4 @@ def deprecate(root: str | Path, name: str, message: str | None = None) -> Event:
         tag = T.format_tag(tn)
         summary = message or T.default_summary(tn)
         _write(reg, name, tag, art.events[-1].commit, summary, {"event": "deprecate"})
-    return _find_event(Registry.load(root), name, tag)
+    return reg.read_back(tag)

@@ -197,13 +197,14 @@ class GitRepo:
 
     # -- bulk reads --------------------------------------------------------------------
 
-    def tags(self, pattern: str = "refs/tags") -> list[TagRef]:
+    def tags(self, pattern: str = "refs/tags", strip: int | None = None) -> list[TagRef]:
         """Every tag under ``pattern`` in one ``git for-each-ref`` call.
 
         Names are relative to ``pattern`` (``refs/tags/a@v1`` and, for a mirror namespace,
-        ``refs/dvc-monitor/remotes/origin/tags/a@v1`` are both ``a@v1``).
+        ``refs/dvc-monitor/remotes/origin/tags/a@v1`` are both ``a@v1``), or have their
+        first ``strip`` components removed (``tags("refs/tags/a@v1", strip=2)``: one tag).
         """
-        depth = len([p for p in pattern.split("/") if p])
+        depth = strip if strip is not None else len([p for p in pattern.split("/") if p])
         fields = (f"%(refname:strip={depth})",) + _TAG_FIELDS[1:]
         fmt = _FS.join(fields) + _RS
         out = self.run("for-each-ref", f"--format={fmt}", pattern)
