@@ -87,6 +87,12 @@ class GateFailed(DvcMonitorError):
     """A quality gate found a regression beyond its threshold."""
 
 
+class GateUndecided(DvcMonitorError):
+    """The gate cannot decide (e.g. a model dvc-monitor did not train): neither pass nor fail."""
+
+    exit_code = 4
+
+
 class ExternalCommandError(DvcMonitorError):
     """git or dvc failed; the message carries its last line of output."""
 
