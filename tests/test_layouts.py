@@ -323,3 +323,43 @@ def test_bad_input(started, tmp_path, case):
         assert proc.returncode not in (0, 4), (args, proc.stdout)
         assert case in one_line_error(proc)
     assert repo.snapshot() == before
+
+
+# -- issue 9 defect 6: rollback out of a broken HEAD; dry-run with an unusable remote -----
+
+
+@pytest.mark.parametrize("broken", ["ml/fraud/dvc.lock", "ml/fraud/dvc.yaml"])
+def test_rollback_out_of_a_broken_head(moved, tmp_path, broken):
+    repo = copy_repo(moved, tmp_path)
+    (repo.path / broken).write_bytes(b"\x00\x9c\xffstages: [unclosed\n")
+    repo.commit_all("corrupt " + broken)
+    before = repo.snapshot()
+    plan = repo.dm("rollback", "fraud", "--to", "v1.0.0", "--dry-run")
+    assert f"problem         HEAD's {broken}" in plan.stdout
+    assert repo.snapshot() == before
+    repo.dm("rollback", "fraud", "--to", "v1.0.0", "-m", "out of a broken HEAD")
+    for f in ("ml/fraud/dvc.lock", "ml/fraud/dvc.yaml"):
+        want = repo.git("show", f"fraud@v1.0.0:{f}").stdout
+        assert (repo.path / f).read_text() == want
+    assert repo.git("status", "--porcelain").stdout == ""
+
+
+def test_rollback_dry_run_with_an_unusable_remote(moved, tmp_path):
+    """A local remote whose folder is gone (an unmounted share): the plan still prints."""
+    import shutil
+
+    repo = copy_repo(moved, tmp_path)
+    shutil.rmtree(repo.path / ".dvc" / "cache")
+    repo.dvc("remote", "add", "-f", "-d", "gone", str(tmp_path / "unmounted"), "--local")
+    before = repo.snapshot()
+    proc = repo.dm("rollback", "fraud", "--to", "v1.0.0", "--dry-run")
+    assert "v1.0.0" in proc.stdout
+    assert "problem         the DVC remote gone" in proc.stdout
+    assert "unmounted" in proc.stdout
+    assert repo.snapshot() == before
+    real = repo.dm("rollback", "fraud", "--to", "v1.0.0", check=False)
+    assert real.returncode != 0
+    last = real.stderr.strip().splitlines()[-1]  # after the progress lines
+    assert last.startswith("dvc-monitor: error: ") and "cannot be used" in last
+    assert "Traceback" not in real.stderr
+    assert repo.snapshot() == before

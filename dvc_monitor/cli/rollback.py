@@ -200,6 +200,8 @@ def print_plan(plan) -> None:
     for o in plan.missing:
         print(f"  missing         {o.path} ({o.oid}): rebuilt by dvc repro")
     print(f"  retrain         {'yes' if plan.retrain else 'no'}: {plan.retrain_reason}")
+    for problem in plan.problems:
+        print(f"  problem         {problem}")
     if plan.run_cache is not None:
         print(f"  run-cache       {'entry found' if plan.run_cache else 'no entry'} for the "
               "model's stage")

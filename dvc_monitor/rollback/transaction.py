@@ -141,7 +141,8 @@ def rollback(root: str | os.PathLike[str], name: str, to: str | None = None,
     if dry_run:
         with step("Preflight: resolve the version, check the tree and the objects"):
             with dvcops.session(root) as dvc:
-                plan, _ = _preflight(git, dvc, name, to, previous, stage, message)
+                plan, _ = _preflight(git, dvc, name, to, previous, stage, message,
+                                     dry_run=True)
         result = RollbackResult(name, plan.version, plan.id, True, plan)
         result.notes = _notes(plan, previous)
         result.seconds = time.monotonic() - started
