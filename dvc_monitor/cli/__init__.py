@@ -14,7 +14,7 @@ import sys
 from typing import Callable
 
 from dvc_monitor import __version__
-from dvc_monitor.errors import DvcMonitorError
+from dvc_monitor.api import DvcMonitorError
 
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, checkpoint: Callable[[str], None] | None = None) -> int:
     """Run the command line. ``checkpoint`` is called after each rollback step (the
     default does nothing; tests pass their own to cause faults at exact points)."""
-    from dvc_monitor.rollback.signals import no_checkpoint
+    from dvc_monitor.api import no_checkpoint
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -95,7 +95,7 @@ def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
         return
     if not _rollback_journal_exists(args.repo):
         return
-    from dvc_monitor.rollback.journal import recover_pending
+    from dvc_monitor.api import recover_pending
 
     rec = recover_pending(args.repo)
     if rec is not None and rec.action not in ("none", "busy"):
@@ -117,7 +117,7 @@ def _rollback_journal_exists(start: str) -> bool:
         if os.path.isdir(dotgit):
             return os.path.isfile(os.path.join(dotgit, "dvc-monitor", "rollback.json"))
         if os.path.isfile(dotgit):  # a linked worktree: ask the real implementation
-            from dvc_monitor.rollback.journal import pending_journal
+            from dvc_monitor.api import pending_journal
 
             return pending_journal(start) is not None
         parent = os.path.dirname(folder)

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any, Iterable, Iterator, Sequence
 
-from dvc_monitor.values import to_jsonable
+from dvc_monitor.api import to_jsonable
 
 
 def print_json(obj: Any) -> None:

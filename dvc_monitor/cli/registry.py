@@ -89,14 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _root(args: argparse.Namespace):
-    from dvc_monitor.repo.git import GitRepo
+    from dvc_monitor.api import GitRepo
 
     return GitRepo.discover(args.repo).root
 
 
 def _load(args: argparse.Namespace):
     from dvc_monitor.cli.output import info
-    from dvc_monitor.registry.state import Registry
+    from dvc_monitor.api import Registry
 
     reg = Registry.load(args.repo)
     for w in reg.warnings:
@@ -107,7 +107,7 @@ def _load(args: argparse.Namespace):
 def _warn_unpublished(reg) -> None:
     """Warn when local stage tags are not on the origin (as of the last push or sync)."""
     from dvc_monitor.cli.output import info
-    from dvc_monitor.registry.publish import unpublished_stage_tags
+    from dvc_monitor.api import unpublished_stage_tags
 
     found = unpublished_stage_tags(reg.root)
     if found and found[1]:
@@ -198,7 +198,7 @@ def _print_event(ev, json_out: bool) -> None:
 
 def run_register(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.registry.writes import register as do_register
+    from dvc_monitor.api import register as do_register
 
     root = _root(args)
     mv = do_register(root, args.name, version=args.version_name, bump=args.bump,
@@ -214,7 +214,7 @@ def run_register(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from dvc_monitor.registry.writes import promote
+    from dvc_monitor.api import promote
 
     root = _root(args)
     ev = promote(root, args.name, args.version, args.stage, message=args.message)
@@ -225,7 +225,7 @@ def run_promote(args: argparse.Namespace) -> int:
 
 def run_unassign(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.registry.writes import unassign
+    from dvc_monitor.api import unassign
 
     root = _root(args)
     events = unassign(root, args.name, args.stage, args.version, message=args.message)
@@ -239,14 +239,14 @@ def run_unassign(args: argparse.Namespace) -> int:
 
 
 def run_deregister(args: argparse.Namespace) -> int:
-    from dvc_monitor.registry.writes import deregister
+    from dvc_monitor.api import deregister
 
     _print_event(deregister(_root(args), args.name, args.version, message=args.message), args.json)
     return 0
 
 
 def run_deprecate(args: argparse.Namespace) -> int:
-    from dvc_monitor.registry.writes import deprecate
+    from dvc_monitor.api import deprecate
 
     root = _root(args)
     ev = deprecate(root, args.name, message=args.message)
@@ -260,8 +260,8 @@ def run_deprecate(args: argparse.Namespace) -> int:
 
 def run_versions(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.registry import tags
-    from dvc_monitor.registry.facts import key_metrics
+    from dvc_monitor.api import tags
+    from dvc_monitor.api import key_metrics
 
     if args.name is not None:
         tags.validate_artifact_name(args.name)
@@ -307,7 +307,7 @@ def run_versions(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.registry.diff import partitions_of
+    from dvc_monitor.api import partitions_of
 
     reg = _load(args)
     mv = reg.get(args.ref)
@@ -396,7 +396,7 @@ def _flatten(params: dict, prefix: str = ""):
 
 def run_history(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.registry import tags
+    from dvc_monitor.api import tags
 
     if args.name is not None:
         tags.validate_artifact_name(args.name)
@@ -416,8 +416,8 @@ def run_history(args: argparse.Namespace) -> int:
 
 def run_diff(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.registry import tags
-    from dvc_monitor.registry.diff import diff_refs
+    from dvc_monitor.api import tags
+    from dvc_monitor.api import diff_refs
 
     tags.validate_artifact_name(args.name)
     d = diff_refs(args.repo, args.name, args.base, args.head)

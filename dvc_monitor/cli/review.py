@@ -93,7 +93,7 @@ def run_report(args: argparse.Namespace) -> int:
 def run_gate(args: argparse.Namespace) -> int:
     from dvc_monitor import api
     from dvc_monitor.cli.output import info, print_json, print_table
-    from dvc_monitor.review.gate import raise_if_failed
+    from dvc_monitor.api import raise_if_failed
 
     result = api.evaluate_gate(args.repo, args.name, base=args.base, head=args.head,
                                thresholds_from=args.thresholds_from)
@@ -123,7 +123,7 @@ def run_gate(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from dvc_monitor import api
     from dvc_monitor.cli.output import info, print_json, print_table
-    from dvc_monitor.review.compare import table
+    from dvc_monitor.api import compare_table as table
 
     result = api.compare(args.repo, args.name, args.versions, data=args.data,
                          metric=args.metric, best=args.best)

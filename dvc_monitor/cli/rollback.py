@@ -69,7 +69,7 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
 def run_rollback(args: argparse.Namespace) -> int:
     from dvc_monitor import api
     from dvc_monitor.cli.output import print_json, step
-    from dvc_monitor.errors import UsageError
+    from dvc_monitor.api import UsageError
 
     if args.recover:
         return _print_recovery(api.recover(args.repo, checkpoint=args.checkpoint), args.json)
@@ -116,7 +116,7 @@ def _print_recovery(rec, as_json: bool) -> int:
 
 
 def result_to_json(result) -> dict:
-    from dvc_monitor.values import to_jsonable
+    from dvc_monitor.api import to_jsonable
 
     plan = result.plan
     doc = {
