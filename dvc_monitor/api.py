@@ -40,6 +40,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "MetricRow": ("registry.diff", "MetricRow"),
     "diff_revisions": ("registry.diff", "diff_revisions"),
     "diff_refs": ("registry.diff", "diff_refs"),
+    "show": ("registry.show", "show"),
+    "VersionDetail": ("registry.show", "VersionDetail"),
     # review (report.py, gate.py, compare.py, review.py)
     "report": ("review.report", "build_report"),
     "Report": ("review.report", "Report"),

@@ -103,8 +103,11 @@ def _tag(repo: Repo, tag: str) -> None:
 
 @pytest.fixture(scope="module")
 def started(tmp_path_factory):
+    return build_started(tmp_path_factory.mktemp("started"))
+
+
+def build_started(base: Path) -> Repo:
     """The get-started-shaped repository: v1.0.0 (n_est 5) and v1.1.0 (n_est 9)."""
-    base = tmp_path_factory.mktemp("started")
     repo = new_repo(base)
     marker = base / "UNPICKLED"
     repo.dvc("init", "-q")

@@ -141,53 +141,11 @@ def _num(value) -> str:
     return "" if value is None else str(value)
 
 
-def version_dict(mv, deprecated: bool = False) -> dict:
-    """The JSON form of a ModelVersion (``versions --json`` rows)."""
-    return {
-        "name": mv.name,
-        "version": mv.version,
-        "id": mv.id,
-        "short_id": mv.short_id,
-        "commit": mv.commit,
-        "created_at": mv.created_at.isoformat(),
-        "updated_at": mv.updated_at.isoformat() if mv.updated_at else None,
-        "author": mv.author,
-        "author_email": mv.author_email,
-        "stages": list(mv.stages),
-        "metrics": mv.metrics,
-        "model_md5": mv.model_md5,
-        "model_path": mv.model_path,
-        "data": mv.data,
-        "registered": mv.registered,
-        "active": mv.active,
-        "deprecated": deprecated,
-        "message": mv.message,
-    }
-
-
-def event_dict(ev) -> dict:
-    return {
-        "name": ev.artifact,
-        "event": ev.action.value,
-        "version": ev.version,
-        "stage": ev.stage,
-        "commit": ev.commit,
-        "tag": ev.tag,
-        "time": ev.created_at.isoformat(),
-        "timestamp": ev.time,
-        "time_ns": ev.time_ns,
-        "author": ev.author,
-        "author_email": ev.author_email,
-        "message": ev.message,
-        "meta": ev.meta,
-    }
-
-
 def _print_event(ev, json_out: bool) -> None:
     from dvc_monitor.cli.output import print_json
 
     if json_out:
-        print_json(event_dict(ev))
+        print_json(ev.to_json())
         return
     print(f"Created tag {ev.tag}: {ev.action.value} {ev.artifact} "
           f"{ev.version or ''}{' ' + ev.stage if ev.stage else ''}".rstrip())
@@ -204,7 +162,7 @@ def run_register(args: argparse.Namespace) -> int:
     mv = do_register(root, args.name, version=args.version_name, bump=args.bump,
                      message=args.message)
     if args.json:
-        print_json(version_dict(mv))
+        print_json(mv.to_json())
     else:
         print(f"Registered {mv.name} {mv.version} (id {mv.short_id}) at commit {mv.commit[:7]}: "
               f"tag {mv.name}@{mv.version}")
@@ -230,7 +188,7 @@ def run_unassign(args: argparse.Namespace) -> int:
     root = _root(args)
     events = unassign(root, args.name, args.stage, args.version, message=args.message)
     if args.json:
-        print_json([event_dict(e) for e in events])
+        print_json([e.to_json() for e in events])
     else:
         for ev in events:
             _print_event(ev, False)
@@ -282,7 +240,7 @@ def run_versions(args: argparse.Namespace) -> int:
                 info(f"dvc-monitor: warning: {name} {mv.version}: no version id ({mv.warning})")
             rows.append((mv, deprecated))
     if args.json:
-        _print_json_rows([version_dict(mv, dep) for mv, dep in rows])
+        _print_json_rows([mv.to_json(dep) for mv, dep in rows])
         return 0
     if not rows:
         info("no registered versions" + (f" of {args.name}" if args.name else "") +
@@ -306,43 +264,17 @@ def run_versions(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from dvc_monitor.api import show
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.api import partitions_of
 
     reg = _load(args)
-    mv = reg.get(args.ref)
+    detail = show(reg, args.ref)
     _warn_unpublished(reg)
-    root = reg.root
-    identity = mv.identity
-    stage_history = [
-        {"event": e.action.value, "stage": e.stage, "time": e.created_at.isoformat(),
-         "tag": e.tag, "author": e.author}
-        for e in mv.events if e.stage is not None
-    ]
-    data = {}
-    notes = []
-    for path, md5 in mv.data.items():
-        parts, note = partitions_of(root, md5)
-        data[path] = {"md5": md5, "partitions": parts}
-        if note:
-            notes.append(f"{path}: {note}")
-    base = mv.lock_path.rpartition("/")[0] if mv.lock_path else ""
-    doc = version_dict(mv, reg.is_deprecated(mv.name))
-    doc.update(
-        ref=args.ref,
-        params=identity.params if identity else {},
-        deps={(f"{base}/{p}" if base else p): m for p, m in identity.deps.items()} if identity else {},
-        cmds=identity.cmds if identity else {},
-        lineage=list(identity.stages) if identity else [],
-        data=data,
-        stage_history=stage_history,
-        events=[{"event": e.action.value, "stage": e.stage, "time": e.created_at.isoformat(),
-                 "tag": e.tag, "author": e.author} for e in mv.events],
-        notes=notes,
-    )
     if args.json:
-        print_json(doc)
+        print_json(detail)
         return 0
+    mv, identity, data = detail.version, detail.version.identity, detail.data
+    stage_history = detail.stage_history
     status = "registered" if mv.registered else "unregistered commit"
     if mv.registered and not mv.active:
         status = "deregistered"
@@ -366,7 +298,7 @@ def run_show(args: argparse.Namespace) -> int:
         for key, value in _flatten(identity.params):
             lines.append(f"  {key} = {value}")
         lines.append("deps:")
-        for path, md5 in doc["deps"].items():
+        for path, md5 in detail.deps.items():
             lines.append(f"  {path}  {md5}")
     if data:
         lines.append("data partitions:")
@@ -403,7 +335,7 @@ def run_history(args: argparse.Namespace) -> int:
     reg = _load(args)
     events = reg.history(args.name)
     if args.json:
-        _print_json_rows([event_dict(e) for e in events])
+        _print_json_rows([e.to_json() for e in events])
         return 0
     if not events:
         info("no registry events yet")
@@ -422,7 +354,7 @@ def run_diff(args: argparse.Namespace) -> int:
     tags.validate_artifact_name(args.name)
     d = diff_refs(args.repo, args.name, args.base, args.head)
     if args.json:
-        print_json(d.to_dict())
+        print_json(d)
     elif args.md:
         print(d.to_markdown())
     else:

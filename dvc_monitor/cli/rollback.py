@@ -81,7 +81,7 @@ def run_rollback(args: argparse.Namespace) -> int:
                               allow_mismatch=args.allow_mismatch, progress=step,
                               lock_timeout=args.wait, checkpoint=args.checkpoint)
     if args.json:
-        print_json(result_to_json(result))
+        print_json(result)
     elif result.dry_run:
         print_plan(result.plan)
     else:
@@ -113,62 +113,6 @@ def _print_recovery(rec, as_json: bool) -> int:
 
 
 # -- rendering --------------------------------------------------------------------------
-
-
-def result_to_json(result) -> dict:
-    from dvc_monitor.api import to_jsonable
-
-    plan = result.plan
-    doc = {
-        "name": result.name,
-        "version": result.version,
-        "id": result.id,
-        "dry_run": result.dry_run,
-        "commit": result.commit,
-        "tag": result.tag,
-        "retrained": result.retrained,
-        "stages_run": result.stages_run,
-        "fetched": result.fetched,
-        "verified": None if result.proof is None else result.proof.ok,
-        "allowed_mismatch": result.allowed_mismatch,
-        "recovered": result.recovered,
-        "notes": result.notes,
-        "seconds": round(result.seconds, 3),
-        "plan": {
-            "target_commit": plan.commit,
-            "short_id": plan.short_id,
-            "from_version": plan.current_version,
-            "from_id": plan.current_id,
-            "branch": plan.branch,
-            "head": plan.head,
-            "stage": plan.stage,
-            "stage_holder": plan.stage_holder,
-            "restore": plan.restore,
-            "delete": plan.delete,
-            "shared": plan.shared,
-            "outputs": plan.outputs,
-            "objects": plan.objects,
-            "fetch": plan.fetch,
-            "missing": plan.missing,
-            "remote": plan.remote,
-            "cache": plan.cache_dir,
-            "retrain": plan.retrain,
-            "retrain_reason": plan.retrain_reason,
-            "run_cache": plan.run_cache,
-        },
-        "expected": plan.expected,
-        "proof": None,
-    }
-    if result.proof is not None:
-        proof = result.proof
-        doc["proof"] = {
-            "ok": proof.ok,
-            "target_id": proof.target_id,
-            "got_id": proof.got_id,
-            "model": proof.model,
-            "checks": proof.checks,
-        }
-    return to_jsonable(doc)
 
 
 def _counts(objects) -> str:

@@ -94,6 +94,9 @@ class ModelDiff:
                     or self.partitions_changed or self.data_changed or self.code_changed
                     or self.metrics_changed or self.base.model_md5 != self.head.model_md5)
 
+    def to_json(self) -> dict:
+        return self.to_dict()
+
     def to_dict(self) -> dict:
         return asdict(self) | {"same_id": self.same_id}
 
