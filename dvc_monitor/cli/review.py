@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_report)
 
     p = sub.add_parser("gate", help="fail (exit 1) when a metric regresses beyond the "
-                                    "thresholds in the model's params.yaml 'gate:' section")
+                                    "thresholds in the model's params.yaml 'gate:' section; "
+                                    "exit 4 when it cannot decide (a model dvc-monitor did "
+                                    "not train)")
     p.add_argument("name", metavar="NAME", nargs="?",
                    help="model (default: the only model of the repository)")
     p.add_argument("--base", metavar="REV", help=BASE_HELP)

@@ -274,13 +274,11 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
                                problem=problem)
     found: list[tuple[str, str, dict, dict, dict]] = []  # (dir, stage, lock body, yaml doc)
     first_problem = None
-    any_pipeline = False
     for d in parents(mp):
         yraw = blobs.get(norm(d or ".", DVC_YAML))
         lraw = blobs.get(norm(d or ".", DVC_LOCK))
         if yraw is None and lraw is None:
             continue
-        any_pipeline = True
         ydoc = yaml(yraw, f"{norm(d or '.', DVC_YAML)}{where}")
         if isinstance(ydoc, DvcMonitorError):
             first_problem = first_problem or str(ydoc)
@@ -302,10 +300,9 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
     if not found:
         if first_problem:
             return _broken(base, mp, first_problem)
-        if declared is None and not any_pipeline:
+        if declared is None:
             return _broken(base, mp, f"no model {name!r}{where}: no dvc.yaml declares it under "
-                           "'artifacts:' and there is no models/" + name + "/ folder",
-                           unknown=True)
+                           f"'artifacts:' and no stage outputs {mp}", unknown=True)
         return _broken(base, mp, f"artifact {name!r} ({mp}) is declared but no stage of "
                        f"any dvc.yaml above it outputs it{where}; add it to a stage's outs")
     d, stage, lock, ydoc, _ = found[0]

@@ -328,6 +328,7 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
     import contextlib
     import io
     import logging
+    import os
 
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
@@ -339,7 +340,8 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
         logger.setLevel(logging.CRITICAL)
     try:
         with contextlib.redirect_stderr(io.StringIO()), Repo(str(root)) as repo:
-            repo.fetch(targets=[str(root / t) for t in targets],
+            # relative to the current folder, as DVC resolves targets within a revision
+            repo.fetch(targets=[os.path.relpath(root / t) for t in targets],
                        revs=[commit] if commit else None, workspace=commit is None)
     except DvcException as exc:  # a remote that is not reachable or lacks the objects
         first = " ".join(str(exc).split()) or type(exc).__name__
