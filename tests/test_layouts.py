@@ -363,6 +363,6 @@ def test_rollback_dry_run_with_an_unusable_remote(moved, tmp_path):
     real = repo.dm("rollback", "fraud", "--to", "v1.0.0", check=False)
     assert real.returncode != 0
     last = real.stderr.strip().splitlines()[-1]  # after the progress lines
-    assert last.startswith("dvc-monitor: error: ") and "cannot be used" in last
+    assert last.startswith("dvc-monitor: error: ") and "cannot be reached" in last
     assert "Traceback" not in real.stderr
     assert repo.snapshot() == before

@@ -449,9 +449,9 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
                 else:
                     raise RollbackError(
                         f"{name} {target.version} needs objects that are not in the local "
-                        f"cache and the DVC remote cannot be used: {exc}; check the remote "
-                        "('dvc remote list'), its credentials and the network, then run "
-                        "again (nothing was changed)"
+                        f"cache and the DVC remote cannot be reached: {exc}; check the "
+                        "remote ('dvc remote list'), its credentials and the network, then "
+                        "run again (nothing was changed)"
                     ) from None
             if not remote_failed:
                 objects = [ObjectNeed(o.path, o.oid, o.role,
