@@ -24,7 +24,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from dvc_monitor.errors import DvcMonitorError, TemplateError, UnknownModel, UsageError
 from dvc_monitor.repo.dvcfiles import inside, load_lock, norm, parse_yaml, stage_wdir
@@ -191,9 +191,6 @@ class _Yaml:
         return self.cache[key]
 
 
-Reader = Callable[[list[str]], dict[str, "bytes | None"]]
-
-
 def read_model(root: str | Path, name: str, rev: str | None = None) -> ModelAtRevision:
     """Model ``name`` at git revision ``rev`` (None or ``workspace``: the files on disk)."""
     git = GitRepo.discover(root)
@@ -209,11 +206,10 @@ def read_model(root: str | Path, name: str, rev: str | None = None) -> ModelAtRe
 
 def read_models(git: GitRepo, name: str, commits: Iterable[str | None],
                 extra: Iterable[str] = ()) -> dict[str | None, ModelAtRevision]:
-    """``name`` at each commit (None: the workspace), in two or three batched reads.
+    """``name`` at each commit (None: the workspace), in two batched reads (one when the
+    model is where the default layout puts it).
 
-    ``extra`` names pipeline-folder files a caller wants in the same batch (e.g.
-    ``metrics.json``); ``blobs_of`` on the result's reader is not kept: callers read
-    what they need with the paths the answer gives.
+    ``extra`` names more pipeline-folder files to read in the first batch.
     """
     commits = list(dict.fromkeys(commits))
     ydir, art_name, default_model = model_dirs(name)
