@@ -19,7 +19,7 @@ import importlib
 from typing import Any
 
 # public name -> (module, attribute)
-_EXPORTS: dict[str, tuple[str, str]] = {
+_EXPORTS: dict[str, tuple[str, str | None]] = {
     # scaffolding (scaffold.py)
     "init": ("model.scaffold", "init"),
     "ingest": ("model.ingest", "ingest"),
@@ -40,6 +40,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "MetricRow": ("registry.diff", "MetricRow"),
     "diff_revisions": ("registry.diff", "diff_revisions"),
     "diff_refs": ("registry.diff", "diff_refs"),
+    "show": ("registry.show", "show"),
+    "VersionDetail": ("registry.show", "VersionDetail"),
     # review (report.py, gate.py, compare.py, review.py)
     "report": ("review.report", "build_report"),
     "Report": ("review.report", "Report"),
@@ -101,6 +103,40 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "BatchScore": ("production.batch", "BatchScore"),
     "create_app": ("production.server", "create_app"),
     "ServeSettings": ("production.server", "ServeSettings"),
+    "PublishError": ("registry.publish", "PublishError"),
+    "unpublished_stage_tags": ("registry.publish", "unpublished_stage_tags"),
+    # a model at a revision, in any layout (model/revision.py)
+    "ModelAtRevision": ("model.revision", "ModelAtRevision"),
+    "read_model": ("model.revision", "read_model"),
+    "read_models": ("model.revision", "read_models"),
+    # what the CLI renders with (the CLI imports nothing but this module)
+    "GitRepo": ("repo.git", "GitRepo"),
+    "tags": ("registry.tags", None),  # GTO's tag grammar, as a module
+    "key_metrics": ("registry.facts", "key_metrics"),
+    "partitions_of": ("registry.diff", "partitions_of"),
+    "raise_if_failed": ("review.gate", "raise_if_failed"),
+    "compare_table": ("review.compare", "table"),
+    "run_demo": ("demo", "run_demo"),
+    "run_stage": ("stages", "run_stage"),
+    "to_jsonable": ("values", "to_jsonable"),
+    "DvcMonitorError": ("errors", "DvcMonitorError"),
+    "UsageError": ("errors", "UsageError"),
+    "GateFailed": ("errors", "GateFailed"),
+    "GateUndecided": ("errors", "GateUndecided"),
+    "no_checkpoint": ("rollback.signals", "no_checkpoint"),
+    "recover_pending": ("rollback.journal", "recover_pending"),
+    "pending_journal": ("rollback.journal", "pending_journal"),
+    "EXIT_CODES": ("errors", "EXIT_CODES"),
+    "EXIT_ERROR": ("errors", "EXIT_ERROR"),
+    "EXIT_INTERRUPTED": ("errors", "EXIT_INTERRUPTED"),
+    "one_line": ("errors", "one_line"),
+    # more of what the CLI renders with
+    "production_server": ("production.server", None),
+    "production_loader": ("production.loader", None),
+    "production_watching": ("production.watching", None),
+    "recover_pending_ingest": ("model.ingest", "recover_pending"),
+    "summarize_models": ("registry.overview", "summarize"),
+    "WatchActionFailed": ("errors", "WatchActionFailed"),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -111,7 +147,8 @@ def __getattr__(name: str) -> Any:
         module, attr = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'dvc_monitor.api' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"dvc_monitor.{module}"), attr)
+    loaded = importlib.import_module(f"dvc_monitor.{module}")
+    value = loaded if attr is None else getattr(loaded, attr)
     globals()[name] = value  # resolve once
     return value
 

@@ -166,7 +166,8 @@ class GateFailed(DvcMonitorError):
 
 
 class GateUndecided(DvcMonitorError):
-    """A quality gate could not decide (a metric it needs could not be computed)."""
+    """A quality gate could not decide (a metric it needs could not be computed, or a model
+    dvc-monitor did not train): neither pass nor fail."""
 
     exit_code = EXIT_GATE_UNDECIDED
 

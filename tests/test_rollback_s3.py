@@ -47,6 +47,10 @@ def test_rollback_pulls_from_s3_and_fails_cleanly_when_it_is_down(rb_repo, s3_se
     s3_server.stop()
     shutil.rmtree(repo.path / ".dvc" / "cache")
     before = repo.snapshot()
+    # --dry-run still prints the plan, naming the problem (issue 9)
+    dry = rollback(repo, "--to", "v1.1.0", "--dry-run")
+    assert "problem         the DVC remote s3 (s3://models/dvc-store) cannot be used" in dry.stdout
+    assert "cannot reach DVC remote 's3'" in dry.stdout
     proc = rollback(repo, "--to", "v1.1.0", check=False)
     line = assert_one_line_error(proc)
     assert "the DVC remote cannot be used" in line and "cannot reach DVC remote 's3'" in line

@@ -14,7 +14,7 @@ import sys
 from typing import Callable
 
 from dvc_monitor import __version__
-from dvc_monitor.errors import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, DvcMonitorError, one_line
+from dvc_monitor.api import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, DvcMonitorError, one_line
 
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, checkpoint: Callable[[str], None] | None = None) -> int:
     """Run the command line. ``checkpoint`` is called after each rollback step (the
     default does nothing; tests pass their own to cause faults at exact points)."""
-    from dvc_monitor.rollback.signals import no_checkpoint
+    from dvc_monitor.api import no_checkpoint
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -102,7 +102,7 @@ def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
         return
     if not _rollback_journal_exists(args.repo):
         return
-    from dvc_monitor.rollback.journal import recover_pending
+    from dvc_monitor.api import recover_pending
 
     rec = recover_pending(args.repo)
     if rec is not None and rec.action not in ("none", "busy"):
@@ -113,9 +113,9 @@ def _recover_interrupted_ingest(args: argparse.Namespace) -> None:
     """Undo an ingest that was killed midway (its journal is in .git/; see ``ingesting``)."""
     if args.command == "stage" or not _journal_exists(args.repo, "ingest.json"):
         return
-    from dvc_monitor.model.ingest import recover_pending
+    from dvc_monitor.api import recover_pending_ingest
 
-    rec = recover_pending(args.repo)
+    rec = recover_pending_ingest(args.repo)
     if rec is not None:
         print(f"dvc-monitor: {rec.message}", file=sys.stderr)
 

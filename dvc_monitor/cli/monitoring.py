@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_watch(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.errors import WatchActionFailed
+    from dvc_monitor.api import WatchActionFailed
     from dvc_monitor.cli.output import info
 
     try:

@@ -21,9 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='print {"model", "version", "id", "results": [...]}')
     p.set_defaults(func=run_score)
 
-    from dvc_monitor.production.server import (
-        DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_POLL, DEFAULT_PORT,
-    )
+    from dvc_monitor.api import production_server
+
+    DEFAULT_HOST, DEFAULT_MAX_BODY = production_server.DEFAULT_HOST, production_server.DEFAULT_MAX_BODY
+    DEFAULT_POLL, DEFAULT_PORT = production_server.DEFAULT_POLL, production_server.DEFAULT_PORT
 
     p = sub.add_parser("serve", help="serve a stage's model over HTTP, following the stage",
                        description="An HTTP scoring service (POST /score, GET /health, /version, "
@@ -41,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="worker processes (default 1); each follows the stage itself")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                    help=f"largest request body accepted (default {DEFAULT_MAX_BODY})")
-    from dvc_monitor.production.watching import DEFAULT_WATCH_WINDOW
+    from dvc_monitor.api import production_watching
+
+    DEFAULT_WATCH_WINDOW = production_watching.DEFAULT_WATCH_WINDOW
 
     p.add_argument("--watch", action="store_true",
                    help="apply the model's watch: rules to the live traffic, in windows of "
@@ -82,11 +85,11 @@ def run_score(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.errors import UsageError
+    from dvc_monitor.api import UsageError, production_loader, production_server, production_watching
     from dvc_monitor.cli.output import info
-    from dvc_monitor.production.loader import is_url, open_repo
-    from dvc_monitor.production.server import LOCAL_HOSTS, ServeSettings, serve
-    from dvc_monitor.production.watching import watch_stage
+    is_url, open_repo = production_loader.is_url, production_loader.open_repo
+    LOCAL_HOSTS, ServeSettings = production_server.LOCAL_HOSTS, production_server.ServeSettings
+    serve, watch_stage = production_server.serve, production_watching.watch_stage
 
     if args.poll <= 0 or args.workers < 1 or args.max_body < 1 or not 0 <= args.port < 65536:
         raise UsageError("--poll, --workers and --max-body must be positive and --port in 0-65535")

@@ -93,14 +93,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _root(args: argparse.Namespace):
-    from dvc_monitor.repo.git import GitRepo
+    from dvc_monitor.api import GitRepo
 
     return GitRepo.discover(args.repo).root
 
 
 def _load(args: argparse.Namespace):
     from dvc_monitor.cli.output import info
-    from dvc_monitor.registry.state import Registry
+    from dvc_monitor.api import Registry
 
     reg = Registry.load(args.repo)
     for w in reg.warnings:
@@ -119,7 +119,7 @@ def _warn_blocks(reg, events=None) -> None:
 def _warn_unpublished(reg) -> None:
     """Warn when local stage tags are not on the origin (as of the last push or sync)."""
     from dvc_monitor.cli.output import info
-    from dvc_monitor.registry.publish import unpublished_stage_tags
+    from dvc_monitor.api import unpublished_stage_tags
 
     found = unpublished_stage_tags(reg.root)
     if found and found[1]:
@@ -153,54 +153,11 @@ def _num(value) -> str:
     return "" if value is None else str(value)
 
 
-def version_dict(mv, deprecated: bool = False) -> dict:
-    """The JSON form of a ModelVersion (``versions --json`` rows)."""
-    return {
-        "name": mv.name,
-        "version": mv.version,
-        "id": mv.id,
-        "short_id": mv.short_id,
-        "commit": mv.commit,
-        "created_at": mv.created_at.isoformat(),
-        "updated_at": mv.updated_at.isoformat() if mv.updated_at else None,
-        "author": mv.author,
-        "author_email": mv.author_email,
-        "stages": list(mv.stages),
-        "metrics": mv.metrics,
-        "model_md5": mv.model_md5,
-        "digest": mv.model_digest,
-        "model_path": mv.model_path,
-        "data": mv.data,
-        "registered": mv.registered,
-        "active": mv.active,
-        "deprecated": deprecated,
-        "message": mv.message,
-    }
-
-
-def event_dict(ev) -> dict:
-    return {
-        "name": ev.artifact,
-        "event": ev.action.value,
-        "version": ev.version,
-        "stage": ev.stage,
-        "commit": ev.commit,
-        "tag": ev.tag,
-        "time": ev.created_at.isoformat(),
-        "timestamp": ev.time,
-        "time_ns": ev.time_ns,
-        "author": ev.author,
-        "author_email": ev.author_email,
-        "message": ev.message,
-        "meta": ev.meta,
-    }
-
-
 def _print_event(ev, json_out: bool) -> None:
     from dvc_monitor.cli.output import print_json
 
     if json_out:
-        print_json(event_dict(ev))
+        print_json(ev.to_json())
         return
     print(f"Created tag {ev.tag}: {ev.action.value} {ev.artifact} "
           f"{ev.version or ''}{' ' + ev.stage if ev.stage else ''}".rstrip())
@@ -211,13 +168,13 @@ def _print_event(ev, json_out: bool) -> None:
 
 def run_register(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.registry.writes import register as do_register
+    from dvc_monitor.api import register as do_register
 
     root = _root(args)
     mv = do_register(root, args.name, version=args.version_name, bump=args.bump,
                      message=args.message, force=args.force)
     if args.json:
-        print_json(version_dict(mv))
+        print_json(mv.to_json())
     else:
         print(f"Registered {mv.name} {mv.version} (id {mv.short_id}) at commit {mv.commit[:7]}: "
               f"tag {mv.name}@{mv.version}")
@@ -227,7 +184,7 @@ def run_register(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from dvc_monitor.registry.writes import promote
+    from dvc_monitor.api import promote
 
     root = _root(args)
     ev = promote(root, args.name, args.version, args.stage, message=args.message)
@@ -238,12 +195,12 @@ def run_promote(args: argparse.Namespace) -> int:
 
 def run_unassign(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.registry.writes import unassign
+    from dvc_monitor.api import unassign
 
     root = _root(args)
     events = unassign(root, args.name, args.stage, args.version, message=args.message)
     if args.json:
-        print_json([event_dict(e) for e in events])
+        print_json([e.to_json() for e in events])
     else:
         for ev in events:
             _print_event(ev, False)
@@ -252,14 +209,14 @@ def run_unassign(args: argparse.Namespace) -> int:
 
 
 def run_deregister(args: argparse.Namespace) -> int:
-    from dvc_monitor.registry.writes import deregister
+    from dvc_monitor.api import deregister
 
     _print_event(deregister(_root(args), args.name, args.version, message=args.message), args.json)
     return 0
 
 
 def run_deprecate(args: argparse.Namespace) -> int:
-    from dvc_monitor.registry.writes import deprecate
+    from dvc_monitor.api import deprecate
 
     root = _root(args)
     ev = deprecate(root, args.name, message=args.message)
@@ -273,8 +230,8 @@ def run_deprecate(args: argparse.Namespace) -> int:
 
 def run_versions(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.registry import tags
-    from dvc_monitor.registry.facts import key_metrics
+    from dvc_monitor.api import tags
+    from dvc_monitor.api import key_metrics
 
     if args.name is not None:
         tags.validate_artifact_name(args.name)
@@ -296,7 +253,7 @@ def run_versions(args: argparse.Namespace) -> int:
                 info(f"dvc-monitor: warning: {name} {mv.version}: no version id ({mv.warning})")
             rows.append((mv, deprecated))
     if args.json:
-        _print_json_rows([version_dict(mv, dep) for mv, dep in rows])
+        _print_json_rows([mv.to_json(dep) for mv, dep in rows])
         return 0
     if not rows:
         info("no registered versions" + (f" of {args.name}" if args.name else "") +
@@ -321,7 +278,7 @@ def run_versions(args: argparse.Namespace) -> int:
 
 def _show_models(args: argparse.Namespace, reg) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.registry.overview import summarize
+    from dvc_monitor.api import summarize_models as summarize
 
     models = summarize(reg)
     if args.json:
@@ -338,46 +295,20 @@ def _show_models(args: argparse.Namespace, reg) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from dvc_monitor.api import show
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.registry.diff import partitions_of
 
     reg = _load(args)
     if args.ref is None:
         return _show_models(args, reg)
-    mv = reg.get(args.ref)
-    _warn_blocks(reg, mv.events)
+    detail = show(reg, args.ref)
+    _warn_blocks(reg, detail.version.events)
     _warn_unpublished(reg)
-    root = reg.root
-    identity = mv.identity
-    stage_history = [
-        {"event": e.action.value, "stage": e.stage, "time": e.created_at.isoformat(),
-         "tag": e.tag, "author": e.author}
-        for e in mv.events if e.stage is not None
-    ]
-    data = {}
-    notes = []
-    for path, md5 in mv.data.items():
-        parts, note = partitions_of(root, md5)
-        data[path] = {"md5": md5, "partitions": parts}
-        if note:
-            notes.append(f"{path}: {note}")
-    base = mv.lock_path.rpartition("/")[0] if mv.lock_path else ""
-    doc = version_dict(mv, reg.is_deprecated(mv.name))
-    doc.update(
-        ref=args.ref,
-        params=identity.params if identity else {},
-        deps={(f"{base}/{p}" if base else p): m for p, m in identity.deps.items()} if identity else {},
-        cmds=identity.cmds if identity else {},
-        lineage=list(identity.stages) if identity else [],
-        data=data,
-        stage_history=stage_history,
-        events=[{"event": e.action.value, "stage": e.stage, "time": e.created_at.isoformat(),
-                 "tag": e.tag, "author": e.author} for e in mv.events],
-        notes=notes,
-    )
     if args.json:
-        print_json(doc)
+        print_json(detail)
         return 0
+    mv, identity, data = detail.version, detail.version.identity, detail.data
+    stage_history = detail.stage_history
     status = "registered" if mv.registered else "unregistered commit"
     if mv.registered and not mv.active:
         status = "deregistered"
@@ -402,7 +333,7 @@ def run_show(args: argparse.Namespace) -> int:
         for key, value in _flatten(identity.params):
             lines.append(f"  {key} = {value}")
         lines.append("deps:")
-        for path, md5 in doc["deps"].items():
+        for path, md5 in detail.deps.items():
             lines.append(f"  {path}  {md5}")
     if data:
         lines.append("data partitions:")
@@ -432,7 +363,7 @@ def _flatten(params: dict, prefix: str = ""):
 
 def run_history(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.registry import tags
+    from dvc_monitor.api import tags
 
     if args.name is not None:
         tags.validate_artifact_name(args.name)
@@ -440,7 +371,7 @@ def run_history(args: argparse.Namespace) -> int:
     events = reg.history(args.name)
     _warn_blocks(reg, events)
     if args.json:
-        _print_json_rows([event_dict(e) for e in events])
+        _print_json_rows([e.to_json() for e in events])
         return 0
     if not events:
         info("no registry events yet")
@@ -453,13 +384,13 @@ def run_history(args: argparse.Namespace) -> int:
 
 def run_diff(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.registry import tags
-    from dvc_monitor.registry.diff import diff_refs
+    from dvc_monitor.api import tags
+    from dvc_monitor.api import diff_refs
 
     tags.validate_artifact_name(args.name)
     d = diff_refs(args.repo, args.name, args.base, args.head)
     if args.json:
-        print_json(d.to_dict())
+        print_json(d)
     elif args.md:
         print(d.to_markdown())
     else:

@@ -36,8 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print the report's numbers as JSON (the markdown still goes to -o)")
     p.set_defaults(func=run_report)
 
-    p = sub.add_parser("gate", help="fail (exit 1) when a metric regresses beyond the "
-                                    "thresholds in the model's params.yaml 'gate:' section")
+    p = sub.add_parser("gate", help="fail (exit 5) when a metric regresses beyond the "
+                                    "thresholds in the model's params.yaml 'gate:' section; "
+                                    "exit 6 when it cannot decide (a model dvc-monitor did "
+                                    "not train)")
     p.add_argument("name", metavar="NAME", nargs="?",
                    help="model (default: the only model of the repository)")
     p.add_argument("--base", metavar="REV", help=BASE_HELP)
@@ -93,7 +95,7 @@ def run_report(args: argparse.Namespace) -> int:
 def run_gate(args: argparse.Namespace) -> int:
     from dvc_monitor import api
     from dvc_monitor.cli.output import info, print_json, print_table
-    from dvc_monitor.review.gate import raise_if_failed
+    from dvc_monitor.api import raise_if_failed
 
     result = api.evaluate_gate(args.repo, args.name, base=args.base, head=args.head,
                                thresholds_from=args.thresholds_from)
@@ -123,7 +125,7 @@ def run_gate(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from dvc_monitor import api
     from dvc_monitor.cli.output import info, print_json, print_table
-    from dvc_monitor.review.compare import table
+    from dvc_monitor.api import compare_table as table
 
     result = api.compare(args.repo, args.name, args.versions, data=args.data,
                          metric=args.metric, best=args.best)

@@ -69,7 +69,7 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
 def run_rollback(args: argparse.Namespace) -> int:
     from dvc_monitor import api
     from dvc_monitor.cli.output import print_json, step
-    from dvc_monitor.errors import UsageError
+    from dvc_monitor.api import UsageError
 
     if args.recover:
         return _print_recovery(api.recover(args.repo, checkpoint=args.checkpoint), args.json)
@@ -81,7 +81,7 @@ def run_rollback(args: argparse.Namespace) -> int:
                               allow_mismatch=args.allow_mismatch, progress=step,
                               lock_timeout=args.wait, checkpoint=args.checkpoint)
     if args.json:
-        print_json(result_to_json(result))
+        print_json(result)
     elif result.dry_run:
         print_plan(result.plan)
     else:
@@ -115,66 +115,6 @@ def _print_recovery(rec, as_json: bool) -> int:
 # -- rendering --------------------------------------------------------------------------
 
 
-def result_to_json(result) -> dict:
-    from dvc_monitor.values import to_jsonable
-
-    plan = result.plan
-    doc = {
-        "name": result.name,
-        "version": result.version,
-        "id": result.id,
-        "dry_run": result.dry_run,
-        "commit": result.commit,
-        "tag": result.tag,
-        "retrained": result.retrained,
-        "stages_run": result.stages_run,
-        "fetched": result.fetched,
-        "verified": None if result.proof is None else result.proof.ok,
-        "allowed_mismatch": result.allowed_mismatch,
-        "recovered": result.recovered,
-        "notes": result.notes,
-        "seconds": round(result.seconds, 3),
-        "plan": {
-            "target_commit": plan.commit,
-            "short_id": plan.short_id,
-            "from_version": plan.current_version,
-            "from_id": plan.current_id,
-            "branch": plan.branch,
-            "head": plan.head,
-            "stage": plan.stage,
-            "stage_holder": plan.stage_holder,
-            "restore": plan.restore,
-            "delete": plan.delete,
-            "shared": plan.shared,
-            "outputs": plan.outputs,
-            "objects": plan.objects,
-            "fetch": plan.fetch,
-            "missing": plan.missing,
-            "remote": plan.remote,
-            "cache": plan.cache_dir,
-            "retrain": plan.retrain,
-            "retrain_reason": plan.retrain_reason,
-            "run_cache": plan.run_cache,
-            "trainer": plan.trainer,
-            "trainer_differs": plan.trainer_differs,
-        },
-        "expected": plan.expected,
-        "proof": None,
-    }
-    if result.proof is not None:
-        proof = result.proof
-        doc["proof"] = {
-            "ok": proof.ok,
-            "target_id": proof.target_id,
-            "got_id": proof.got_id,
-            "model": proof.model,
-            "model_match": proof.model_match,
-            "unsafe": proof.unsafe,
-            "checks": proof.checks,
-        }
-    return to_jsonable(doc)
-
-
 def _counts(objects) -> str:
     labels = {"workspace": "in the workspace", "cache": "in the local cache",
               "remote": "on the remote", "missing": "missing"}
@@ -206,6 +146,8 @@ def print_plan(plan) -> None:
     print(f"  retrain         {'yes' if plan.retrain else 'no'}: {plan.retrain_reason}")
     if plan.trainer:
         print(f"  trainer         {'DIFFERS' if plan.trainer_differs else 'note'}: {plan.trainer}")
+    for problem in plan.problems:
+        print(f"  problem         {problem}")
     if plan.run_cache is not None:
         print(f"  run-cache       {'entry found' if plan.run_cache else 'no entry'} for the "
               "model's stage")

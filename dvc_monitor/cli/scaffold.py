@@ -63,6 +63,6 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from dvc_monitor.demo import run_demo as demo
+    from dvc_monitor.api import run_demo as demo
 
     return demo(args.dir, args.template)

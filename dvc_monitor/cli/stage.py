@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info
-    from dvc_monitor.stages import run_stage
+    from dvc_monitor.api import run_stage
 
     summary = run_stage(args.stage, args.repo)
     shown = (f"{k}={round(v, 4) if isinstance(v, float) else v}"

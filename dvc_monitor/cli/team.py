@@ -63,9 +63,9 @@ def publish_after(args: argparse.Namespace, root, tags: list[str], branch: bool 
     """Run ``push`` for the tags a write just made (when ``--push`` was given)."""
     if not getattr(args, "push", False):
         return None
-    from dvc_monitor.errors import DvcMonitorError
+    from dvc_monitor.api import DvcMonitorError
     from dvc_monitor.cli.output import step
-    from dvc_monitor.registry.publish import PublishError, push
+    from dvc_monitor.api import PublishError, push
 
     try:
         result = push(root, git_remote=args.git_remote, dvc_remote=args.dvc_remote,
@@ -101,7 +101,7 @@ def _print_push(result, brief: bool = False) -> None:
 
 def run_push(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json, step
-    from dvc_monitor.registry.publish import push
+    from dvc_monitor.api import push
 
     result = push(args.repo, args.names or None, git_remote=args.git_remote,
                   dvc_remote=args.dvc_remote, allow_missing=args.allow_missing, progress=step)
@@ -114,7 +114,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 def run_sync(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_json, print_table, step
-    from dvc_monitor.registry.publish import sync
+    from dvc_monitor.api import sync
 
     result = sync(args.repo, git_remote=args.git_remote, progress=step)
     if args.json:
@@ -142,7 +142,7 @@ def run_sync(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_json, print_table
-    from dvc_monitor.registry.restorable import check
+    from dvc_monitor.api import check
 
     result = check(args.repo, args.names or None, remote=args.dvc_remote)
     if args.json:

@@ -20,12 +20,15 @@ class ModelLayout:
     """The paths of one model's files, relative to the repository root."""
 
     name: str
+    folder: str | None = None  # the pipeline folder when it is not models/NAME (model.revision)
 
     def __post_init__(self) -> None:
         validate_artifact_name(self.name)
 
     @property
     def dir(self) -> str:
+        if self.folder is not None:
+            return self.folder or "."
         return str(PurePosixPath(MODELS_DIR) / self.name)
 
     def _in_dir(self, rel: str) -> str:

@@ -94,6 +94,9 @@ class ModelDiff:
                     or self.partitions_changed or self.data_changed or self.code_changed
                     or self.metrics_changed or self.base.model_md5 != self.head.model_md5)
 
+    def to_json(self) -> dict:
+        return self.to_dict()
+
     def to_dict(self) -> dict:
         return asdict(self) | {"same_id": self.same_id}
 
@@ -430,37 +433,29 @@ def _metric_rows(base: dict, head: dict) -> list[MetricRow]:
 
 
 def workspace_state(root: Path, name: str) -> _State:
-    """Identity and metrics of ``name`` from the files on disk (committed or not)."""
-    from dvc_monitor.registry.facts import (
-        _artifact_path,
-        _parents,
-        flatten_metrics,
-        model_dirs,
-    )
+    """Identity and metrics of ``name`` from the files on disk (committed or not), located
+    by ``model.revision`` (the artifact declaration and the stage that outputs it)."""
+    from dvc_monitor.model.revision import read_models
+    from dvc_monitor.registry.facts import flatten_metrics
     from dvc_monitor.registry.identity import identity_from_lock
-    from dvc_monitor.registry.state import _join
     from dvc_monitor.registry.values import METRICS_FILE
+    from dvc_monitor.repo.dvcfiles import norm
 
-    ydir, art_name, default_model = model_dirs(name)
-    yaml_path = Path(root) / _join(ydir, "dvc.yaml")
-    raw = yaml_path.read_bytes() if yaml_path.is_file() else None
-    mp = _artifact_path(raw, art_name, ydir, {}) or default_model
-    error = None
-    for d in _parents(mp):
-        lp = _join(d, "dvc.lock")
-        f = Path(root) / lp
-        if not f.is_file():
-            continue
-        rel = mp[len(d) + 1:] if d else mp
-        try:
-            identity = identity_from_lock(f.read_bytes(), rel, source=lp)
-        except DvcMonitorError as exc:
-            error = error or str(exc)
-            continue
-        mfile = Path(root) / _join(d, METRICS_FILE)
-        metrics = flatten_metrics(mfile.read_bytes()) if mfile.is_file() else {}
-        return _State(identity, metrics, lp, None, mp)
-    return _State(None, {}, None, error or f"no dvc.lock for {mp} in the workspace", mp)
+    git = GitRepo(root)
+    m = read_models(git, name, [None])[None]
+    if m.lock_path is None:
+        return _State(None, {}, None, m.problem or f"no dvc.lock for {m.model_path} in the "
+                      "workspace", m.model_path)
+    d = m.pipeline_dir
+    rel = m.model_path[len(d) + 1:] if d else m.model_path
+    try:
+        identity = identity_from_lock((Path(root) / m.lock_path).read_bytes(), rel,
+                                      source=m.lock_path)
+    except DvcMonitorError as exc:
+        return _State(None, {}, None, str(exc), m.model_path)
+    mfile = Path(root) / norm(d or ".", METRICS_FILE)
+    metrics = flatten_metrics(mfile.read_bytes()) if mfile.is_file() else {}
+    return _State(identity, metrics, m.lock_path, None, m.model_path)
 
 
 def _workspace_notes(root: Path, st: _State) -> list[str]:

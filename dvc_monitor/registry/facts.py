@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from dvc_monitor.errors import (
-    DvcMonitorError,
-)
+from dvc_monitor.errors import DvcMonitorError
+from dvc_monitor.model.revision import artifact_path, model_dirs
+from dvc_monitor.model.revision import parents as _parents
 from dvc_monitor.registry.identity import VersionIdentity, identity_from_lock
 from dvc_monitor.registry.values import _PREFERRED_METRICS, METRICS_FILE
 from dvc_monitor.repo.dvcfiles import parse_yaml
@@ -33,21 +33,6 @@ def _join(base: str, rel: str) -> str:
 
 
 # -- facts from commits -----------------------------------------------------------------
-
-
-def model_dirs(name: str) -> tuple[str, str, str]:
-    """(folder of the dvc.yaml declaring NAME, artifact name in it, default model path)."""
-    dirname, sep, base = name.rpartition(":")
-    if sep:
-        default = _join(dirname, f"{base}.skops")
-        return dirname, base, default
-    return "", name, f"models/{name}/model.skops"
-
-
-def _parents(path: str) -> list[str]:
-    """Folders from the nearest parent of ``path`` up to the root ("")."""
-    parts = PurePosixPath(path).parts[:-1]
-    return ["/".join(parts[:i]) for i in range(len(parts), -1, -1)]
 
 
 def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]:
@@ -132,6 +117,7 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]
 
 def _artifact_path(raw: bytes | None, art_name: str, ydir: str,
                    cache: dict[bytes, object]) -> str | None:
+    """``model.revision.artifact_path`` on a dvc.yaml blob, parsed once per content."""
     if raw is None:
         return None
     if raw not in cache:
@@ -139,21 +125,7 @@ def _artifact_path(raw: bytes | None, art_name: str, ydir: str,
             cache[raw] = parse_yaml(raw.decode("utf-8"), "dvc.yaml")
         except (DvcMonitorError, UnicodeDecodeError):
             cache[raw] = None
-    doc = cache[raw]
-    if not isinstance(doc, dict):
-        return None
-    arts = doc.get("artifacts")
-    entry = arts.get(art_name) if isinstance(arts, dict) else None
-    path = entry.get("path") if isinstance(entry, dict) else None
-    if not isinstance(path, str) or not path:
-        return None
-    if "://" in path:  # a URL (GTO allows remote artifacts) is kept as written
-        return path
-    from posixpath import normpath
-    path = normpath(_join(ydir, path.replace("\\", "/")))
-    if path.startswith("../") or path.startswith("/"):
-        return None
-    return path
+    return artifact_path(cache[raw], art_name, ydir)
 
 
 def flatten_metrics(raw: bytes | str | dict) -> dict:

@@ -51,6 +51,16 @@ class Event:
     def counter(self) -> int | None:
         return None if self.order_key[1] < 0 else self.order_key[1]
 
+    def to_json(self) -> dict:
+        """The JSON form of an event (``history --json`` rows; the API and the CLI share it)."""
+        return {
+            "name": self.artifact, "event": self.action.value, "version": self.version,
+            "stage": self.stage, "commit": self.commit, "tag": self.tag,
+            "time": self.created_at.isoformat(), "timestamp": self.time,
+            "time_ns": self.time_ns, "author": self.author, "author_email": self.author_email,
+            "message": self.message, "meta": self.meta,
+        }
+
 
 @dataclass(frozen=True)
 class ModelVersion:
@@ -82,5 +92,21 @@ class ModelVersion:
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    def to_json(self, deprecated: bool = False) -> dict:
+        """The JSON form of a version (``versions --json`` rows; the API and the CLI share it).
+
+        ``deprecated``: whether the model is deprecated (a registry fact, not the version's).
+        """
+        return {
+            "name": self.name, "version": self.version, "id": self.id,
+            "short_id": self.short_id, "commit": self.commit,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "author": self.author, "author_email": self.author_email,
+            "stages": list(self.stages), "metrics": self.metrics, "model_md5": self.model_md5,
+            "digest": self.model_digest, "model_path": self.model_path, "data": self.data, "registered": self.registered,
+            "active": self.active, "deprecated": deprecated, "message": self.message,
+        }
 
 

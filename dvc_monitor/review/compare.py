@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dvc_monitor.errors import DvcMonitorError, UnknownModel, UsageError
+from dvc_monitor.repo.git import GitRepo
 
 
 @dataclass
@@ -151,13 +152,18 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
     from dvc_monitor.stages.common import labels_of
 
     started = time.perf_counter()
-    root = Path(root)
+    root = GitRepo.discover(root).root
     name = review.resolve_name(root, name)
     resolved = resolve_versions(root, name, refs)
     states = []
     for ref, mv in resolved:
         state = review.read_state(root, name, None if mv is None else mv.commit)
         states.append((ref, mv, state))
+        if not state.is_monitor_model:
+            why = state.skipped[0] if state.skipped else "its model file is not loaded"
+            raise UsageError(f"cannot compare {name}: it is not a model dvc-monitor trained "
+                             f"(no {state.layout.monitor}; {why}); use 'dvc-monitor report' "
+                             "or 'dvc-monitor diff' for its params, data and metrics")
     kinds = {s.kind for _, _, s in states}
     if len(kinds) > 1:
         raise UsageError(f"the versions of {name} are of different kinds "

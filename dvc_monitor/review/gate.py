@@ -42,7 +42,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from dvc_monitor.errors import GateFailed, StalePipeline, UsageError
+from dvc_monitor.errors import GateFailed, GateUndecided, StalePipeline, UsageError
 
 EPS = 1e-9  # metrics.json values are rounded to 6 digits
 
@@ -275,6 +275,11 @@ def gate_states(base_state, head_state, thresholds_from: str = "head",
     from dvc_monitor.stages import metric_directions
 
     name = head_state.name
+    for state in (base_state, head_state):
+        if not state.is_monitor_model:
+            raise GateUndecided(
+                f"cannot decide: {name} at {state.label} is not a model dvc-monitor trained "
+                f"(no {state.layout.monitor}); review it with 'dvc-monitor report'")
     if base_state.kind != head_state.kind:
         raise UsageError(f"{name} is a {base_state.kind} model at {base_state.label} but a "
                          f"{head_state.kind} model at {head_state.label}; they cannot be gated")

@@ -56,6 +56,7 @@ class Report:
     same_data: SameData | None
     plots: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # what was not reviewed, and why
     markdown: str = ""
     plots_url: str | None = None  # embed images as <plots_url>/<file>
     plots_artifact: str | None = None  # do not embed; link to where the files are attached
@@ -76,7 +77,8 @@ class Report:
             "same_data": to_jsonable(self.same_data),
             "changes": (self.changes.to_dict() if hasattr(self.changes, "to_dict")
                         else to_jsonable(self.changes)),
-            "plots": self.plots, "notes": self.notes, "seconds": self.seconds,
+            "plots": self.plots, "notes": self.notes, "skipped": self.skipped,
+            "seconds": self.seconds,
         }
 
 
@@ -99,7 +101,10 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     started = time.perf_counter()
     root = Path(root)
     base_state, head_state = review.read_base_and_head(root, name, base, head)
+    root = head_state.root
     name = head_state.name
+    if not (base_state.is_monitor_model and head_state.is_monitor_model):
+        return _partial_report(root, base_state, head_state, output, started)
     if base_state.kind != head_state.kind:
         raise UsageError(f"{name} is a {base_state.kind} model at {base_state.label} but a "
                          f"{head_state.kind} model at {head_state.label}; nothing to compare")
@@ -170,6 +175,39 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     report.markdown = render(report)
     report.seconds = round(time.perf_counter() - started, 3)
     if out_path is not None:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path.with_name(out_path.name + ".tmp")
+        tmp.write_text(report.markdown)
+        tmp.replace(out_path)
+    return report
+
+
+def _partial_report(root: Path, base_state, head_state, output, started: float) -> Report:
+    """The review of a model dvc-monitor did not train: params, data and code changes and
+    the metrics that can be read; what could not be used is listed under ``skipped``.
+    Its model file is never loaded (a pickle never is)."""
+    from dvc_monitor.registry import diff as diffing
+    from dvc_monitor.review import gate as gates
+
+    name = head_state.name
+    changes = diffing.diff_revisions(root, name, base_state.commit, head_state.commit)
+    rows = gates.metric_rows(base_state.metrics, head_state.metrics, {})
+    skipped: list[str] = []
+    for state in (base_state, head_state):
+        skipped += [f"{s} ({state.label})" for s in state.skipped
+                    if f"{s} ({state.label})" not in skipped]
+    skipped.append(f"{name} has no dvc-monitor kind config ({head_state.layout.monitor}): "
+                   "both models on the same data and the quality gate were not evaluated")
+    report = Report(
+        name=name, kind=head_state.kind, base=base_state.label, head=head_state.label,
+        base_commit=base_state.commit, head_commit=head_state.commit, metrics=rows,
+        gate=None, changes=changes, same_data=None,
+        notes=[n for n in getattr(changes, "notes", [])], skipped=skipped,
+    )
+    report.markdown = render(report)
+    report.seconds = round(time.perf_counter() - started, 3)
+    if output:
+        out_path = Path(output)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(out_path.name + ".tmp")
         tmp.write_text(report.markdown)
@@ -273,7 +311,9 @@ def render(report: Report) -> str:
     add(f"Base **{_side(report.changes, 'base', report.base)}** → head "
         f"**{_side(report.changes, 'head', report.head)}**")
     add("")
-    if g is None or not g.declared:
+    if report.skipped:
+        add("**Quality gate:** cannot decide (not a model dvc-monitor trained)")
+    elif g is None or not g.declared:
         add("**Quality gate:** none declared (add a `gate:` section to the model's params.yaml)")
     elif g.passed:
         add(f"**Quality gate:** ✅ passed ({len(g.checks)} threshold(s))")
@@ -286,7 +326,7 @@ def render(report: Report) -> str:
 
     add("### Metrics")
     add("")
-    add("Recorded in `metrics.json` (the numbers `dvc metrics diff` shows); "
+    add("Recorded in the pipeline's metrics files (the numbers `dvc metrics diff` shows); "
         "Δ = head − base.")
     add("")
     add("| metric | base | head | Δ | |")
@@ -342,6 +382,12 @@ def render(report: Report) -> str:
     add("")
     lines.extend(render_changes(report.changes))
     add("")
+    if report.skipped:
+        add("### Skipped")
+        add("")
+        for why in report.skipped:
+            add(f"- {why}")
+        add("")
 
     if report.plots:
         add("### Plots")

@@ -39,6 +39,8 @@ from dvc_monitor.repo.git import GitRepo
 if TYPE_CHECKING:  # pandas/numpy are imported lazily
     import pandas as pd
 
+    from dvc_monitor.model.revision import ModelAtRevision
+
 WORKSPACE = "workspace"
 DEFAULT_BRANCHES = ("main", "master", "origin/main", "origin/master")
 
@@ -63,7 +65,7 @@ class ModelState:
     name: str
     rev: str | None
     commit: str | None
-    config: ModelConfig
+    config: ModelConfig | None
     params: dict
     lock: dict | None
     metrics: dict | None
@@ -72,14 +74,25 @@ class ModelState:
     metrics_text: str | None = None
     metrics_raw: bytes | None = None
     notes: list[str] = field(default_factory=list)
+    model: "ModelAtRevision | None" = None  # where the model is (model.revision)
+    skipped: list[str] = field(default_factory=list)  # what a reader could not use, and why
 
     @property
     def layout(self) -> ModelLayout:
-        return ModelLayout(self.name)
+        return ModelLayout(self.name, folder=self.model.pipeline_dir if self.model else None)
+
+    @property
+    def model_path(self) -> str:
+        return self.model.model_path if self.model else self.layout.model
+
+    @property
+    def is_monitor_model(self) -> bool:
+        """A model dvc-monitor trained (it has a kind config); others are reviewed in part."""
+        return self.config is not None
 
     @property
     def kind(self) -> str:
-        return self.config.kind
+        return self.config.kind if self.config is not None else "external"
 
     @property
     def is_workspace(self) -> bool:
@@ -115,6 +128,8 @@ class ModelState:
 
 def resolve_commit(root: str | Path, rev: str) -> str:
     """The commit ``rev`` names, or a one-line ``UsageError``."""
+    if not rev or "\n" in rev or rev.startswith("-"):
+        raise UsageError(f"invalid revision {rev[:80]!r}; use a branch, tag or commit")
     commit = GitRepo(root).resolve(rev)
     if commit is None:
         raise UsageError(f"unknown revision {shown(rev)}; use a branch, tag or commit of this "
@@ -133,35 +148,58 @@ def read_base_and_head(root: str | Path, name: str | None, base: str | None,
 
 
 def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
-    """Model ``name``'s pipeline files at ``rev`` (None = workspace), read without checkout."""
-    root = Path(root)
-    layout = ModelLayout(name)
-    paths = {
-        "monitor": layout.monitor, "params": layout.params, "lock": layout.dvc_lock,
-        "data": layout.data_dvc, "metrics": layout.metrics,
-    }
+    """Model ``name``'s pipeline files at ``rev`` (None = workspace), read without checkout.
+
+    The model is located by ``model.revision`` (its artifact declaration and the stage
+    that outputs it), so any layout works, from any folder of the repository. A model
+    without a dvc-monitor kind config (``monitor.yaml``) gets ``config`` None and its
+    readable metrics, with what was skipped in ``skipped``.
+    """
+    from dvc_monitor.model.revision import format_note, metrics_of, read_models, require_model
+
+    git = GitRepo.discover(root)
+    root = git.root
     if rev is None or rev == WORKSPACE:
-        commit = None
+        commit, where = None, "the workspace"
+    else:
+        commit, where = resolve_commit(root, rev), f"revision {rev}"
+    model = read_models(git, name, [commit])[commit]
+    if model.problem and "unknown" in model.notes:
+        raise UnknownModel(f"{where} has no model {name!r} (no dvc.yaml declares it and "
+                           f"models/{name}/ is not there); pick a revision that has it "
+                           "with --base/--head")
+    require_model(model)
+    layout = ModelLayout(name, folder=model.pipeline_dir)
+    paths = {"monitor": layout.monitor, "params": layout.params, "data": layout.data_dvc,
+             "metrics": layout.metrics}
+    if model.lock_path:
+        paths["lock"] = model.lock_path
+    if commit is None:
         raw = {key: ((root / rel).read_bytes() if (root / rel).is_file() else None)
                for key, rel in paths.items()}
-        where = "the workspace"
     else:
-        commit = resolve_commit(root, rev)
-        blobs = GitRepo(root).read_blobs(f"{commit}:{rel}" for rel in paths.values())
+        blobs = git.read_blobs(f"{commit}:{rel}" for rel in paths.values())
         raw = {key: blobs[f"{commit}:{rel}"] for key, rel in paths.items()}
-        where = f"revision {rev}"
+    raw.setdefault("lock", None)
     texts = {k: None if v is None else v.decode("utf-8", errors="replace") for k, v in raw.items()}
-    if texts["monitor"] is None:
-        raise UnknownModel(
-            f"{where} has no model {name!r} ({layout.monitor} not found there); "
-            "pick a revision that has it with --base/--head"
-        )
-    config = ModelConfig.from_text(texts["monitor"], f"{layout.monitor} at {where}")
+    config = None
+    skipped: list[str] = []
+    if texts["monitor"] is not None:
+        config = ModelConfig.from_text(texts["monitor"], f"{layout.monitor} at {where}")
     params = _yaml(texts["params"], layout.params, where) or {}
-    lock = _yaml(texts["lock"], layout.dvc_lock, where)
+    lock = _yaml(texts["lock"], model.lock_path or layout.dvc_lock, where)
     data_dvc = _yaml(texts["data"], layout.data_dvc, where)
     metrics = None
-    if texts["metrics"] is not None:
+    if config is None:  # not a model dvc-monitor trained: what can be read, and what not
+        note = format_note(model)
+        if note:
+            skipped.append(note)
+        files, why = metrics_of(git, model)
+        skipped += why
+        if files:
+            metrics = files[next(iter(files))] if len(files) == 1 else files
+        texts["metrics"] = raw["metrics"] = None
+    elif texts["metrics"] is not None:
         try:
             metrics = json.loads(texts["metrics"])
         except ValueError:
@@ -172,8 +210,9 @@ def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
         root=root, name=name, rev=None if commit is None else rev, commit=commit,
         config=config, params=params if isinstance(params, dict) else {},
         lock=lock if isinstance(lock, dict) else None, metrics=metrics,
-        model_md5=_lock_out_md5(lock, "train", ModelLayout.MODEL),
-        data_md5=_dvc_file_md5(data_dvc), metrics_text=texts["metrics"], metrics_raw=raw["metrics"],
+        model_md5=model.model_md5, data_md5=_dvc_file_md5(data_dvc),
+        metrics_text=texts["metrics"], metrics_raw=raw["metrics"], model=model,
+        skipped=skipped,
     )
 
 
@@ -204,29 +243,40 @@ def _dvc_file_md5(doc: Any) -> str | None:
 
 
 def list_models(root: str | Path) -> list[str]:
-    """Models in the workspace: every ``models/NAME/monitor.yaml`` (NAME may contain '/')."""
-    base = Path(root) / MODELS_DIR
-    if not base.is_dir():
-        return []
+    """Models of the workspace: every ``models/NAME/monitor.yaml`` (NAME may contain '/'),
+    then every artifact the root ``dvc.yaml`` declares, in any layout."""
+    root = GitRepo.discover(root).root
     names = []
-    for path in sorted(base.rglob(ModelLayout.MONITOR)):
-        rel = path.parent.relative_to(base).as_posix()
-        if rel != "." and "/data/" not in f"/{rel}/":
-            names.append(rel)
+    base = root / MODELS_DIR
+    if base.is_dir():
+        for path in sorted(base.rglob(ModelLayout.MONITOR)):
+            rel = path.parent.relative_to(base).as_posix()
+            if rel != "." and "/data/" not in f"/{rel}/":
+                names.append(rel)
+    dvc_yaml = root / "dvc.yaml"
+    if dvc_yaml.is_file():
+        try:
+            doc = parse_yaml(dvc_yaml.read_text(errors="replace"), "dvc.yaml")
+        except DvcMonitorError as exc:
+            raise TemplateError(str(exc)) from None
+        arts = doc.get("artifacts") if isinstance(doc, dict) else None
+        if isinstance(arts, dict):
+            names += [str(n) for n in arts if str(n) not in names]
     return names
 
 
 def resolve_name(root: str | Path, name: str | None) -> str:
     """``name`` itself, or the only model of the repository when ``name`` is None."""
     if name is not None:
-        ModelLayout(name)  # validates
+        if ":" not in name:
+            ModelLayout(name)  # validates
         return name
     names = list_models(root)
     if len(names) == 1:
         return names[0]
     if not names:
-        raise UnknownModel("this repository has no dvc-monitor model; create one with "
-                           "'dvc-monitor init --template KIND --name NAME'")
+        raise UnknownModel("this repository has no model (no dvc.yaml 'artifacts:' entry); "
+                           "create one with 'dvc-monitor init --template KIND --name NAME'")
     raise UsageError(f"this repository has {len(names)} models ({', '.join(names)}); "
                      "name the one to use")
 
@@ -241,7 +291,8 @@ def default_base(root: str | Path, name: str, head: str | None) -> str:
        changes: ``HEAD`` (review what is about to be committed);
     3. otherwise ``HEAD~1`` (review the last commit).
     """
-    git = GitRepo(root)
+    git = GitRepo.discover(root)
+    root = git.root
     head_commit = git.head()
     if head_commit is None:
         raise UsageError("the repository has no commits yet; commit the model first")
@@ -257,12 +308,20 @@ def default_base(root: str | Path, name: str, head: str | None) -> str:
         if base and base != tip:
             return base
         break
-    if head in (None, WORKSPACE) and git.is_dirty(ModelLayout(name).dir):
+    if head in (None, WORKSPACE) and git.is_dirty(_model_dir(git, name)):
         return head_commit
     parent = git.resolve(f"{tip}~1")
     if parent is None:
         raise UsageError("there is no earlier commit to compare with; pass --base REV")
     return parent
+
+
+def _model_dir(git: GitRepo, name: str) -> str:
+    """The workspace's pipeline folder of ``name`` (models/NAME when it cannot be located)."""
+    from dvc_monitor.model.revision import read_models
+
+    model = read_models(git, name, [None])[None]
+    return (model.pipeline_dir or ".") if not model.problem else ModelLayout(name).dir
 
 
 # -- DVC cache --------------------------------------------------------------------------
@@ -276,6 +335,7 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
     import contextlib
     import io
     import logging
+    import os
 
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
@@ -289,7 +349,7 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
         with contextlib.redirect_stderr(io.StringIO()), Repo(str(root)) as repo:
             # At a revision DVC reads that commit's git tree, whose root is "/": a path
             # of the work tree there is "no such output" (seen with dvc 3.67).
-            paths = [f"/{t}" if commit else str(root / t) for t in targets]
+            paths = [f"/{t}" if commit else os.path.relpath(root / t) for t in targets]
             repo.fetch(targets=paths, revs=[commit] if commit else None,
                        workspace=commit is None)
     except DvcException as exc:  # a remote that is not reachable or lacks the objects
@@ -341,20 +401,24 @@ def load_model(state: ModelState) -> Any:
     from dvc_monitor.model.files import load_model as load_file
 
     layout = state.layout
+    rel = state.model_path
+    if state.model is not None and state.model.model_format in ("pickle", "joblib"):
+        raise UnknownModel(f"{rel} at {state.label} is a {state.model.model_format}: "
+                           "dvc-monitor never loads one; train the model with dvc-monitor")
     if state.is_workspace:
-        path = state.root / layout.model
+        path = state.root / rel
         if path.is_file():
             if state.model_md5 and file_md5(path) != state.model_md5:
-                state.notes.append(f"the workspace {layout.model} differs from dvc.lock "
+                state.notes.append(f"the workspace {rel} differs from dvc.lock "
                                    "(run 'dvc repro' before reviewing)")
             return load_file(path)
     if not state.model_md5:
         raise UnknownModel(
-            f"{layout.dvc_lock} at {state.label} records no trained model; "
-            "run 'dvc repro' and commit dvc.lock"
+            f"{state.model.lock_path if state.model else layout.dvc_lock} at {state.label} "
+            "records no trained model; run 'dvc repro' and commit dvc.lock"
         )
-    data = _objects(state, [state.model_md5], layout.model, f"{layout.model}")[state.model_md5]
-    return load_model_bytes(data, state.model_md5, source=f"{layout.model} at {state.label}")
+    data = _objects(state, [state.model_md5], rel, rel)[state.model_md5]
+    return load_model_bytes(data, state.model_md5, source=f"{rel} at {state.label}")
 
 
 def load_data(state: ModelState) -> "pd.DataFrame":

@@ -15,6 +15,7 @@ from dvc_monitor.errors import (
 )
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.rollback.signals import Checkpoint, no_checkpoint, signals_ignored
+from dvc_monitor.values import JsonValue
 
 STATE_DIR = "dvc-monitor"
 JOURNAL_NAME = "rollback.json"
@@ -27,7 +28,7 @@ TRAILER_ID = "Rollback-Id"
 
 
 @dataclass
-class RecoveryResult:
+class RecoveryResult(JsonValue):
     action: str  # "none" | "undone" | "finished" | "cleaned" | "busy" | "discarded"
     name: str | None = None
     version: str | None = None

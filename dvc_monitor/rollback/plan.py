@@ -71,6 +71,7 @@ class RollbackPlan:
     # a retrain on another trainer than the registered one (trainer.json): what differs
     trainer: str | None = None
     trainer_differs: bool = False
+    problems: list[str] = field(default_factory=list)  # what a --dry-run could not check
 
     @property
     def missing(self) -> list[ObjectNeed]:
@@ -129,7 +130,11 @@ class _Pipeline:
         return out
 
 
-def _read_pipeline(git: GitRepo, rev: str, pdir: str, extra: set[str] = frozenset()) -> _Pipeline:
+def _read_pipeline(git: GitRepo, rev: str, pdir: str, extra: set[str] = frozenset(),
+                   broken: list[str] | None = None) -> _Pipeline:
+    """The pipeline in folder ``pdir`` at ``rev``. With a ``broken`` list (HEAD's pipeline,
+    which a rollback overwrites), a corrupt or binary dvc.yaml/dvc.lock/.dvc file is
+    read as empty and named in ``broken`` instead of raising."""
     from dvc_monitor.repo.dvcfiles import load_lock, parse_yaml
 
     tree = git.ls_tree(rev, [pdir or "."])
@@ -138,16 +143,29 @@ def _read_pipeline(git: GitRepo, rev: str, pdir: str, extra: set[str] = frozense
     dvc_paths = sorted(p for p in tree if p.endswith(".dvc"))
     blobs = git.read_blobs([f"{rev}:{p}" for p in (yaml_path, lock_path, *dvc_paths)])
 
+    def tolerant(read, path: str) -> Any:
+        try:
+            return read()
+        except DvcMonitorError as exc:
+            if broken is None:
+                raise
+            broken.append(f"{path} ({exc})")
+            return None
+
     def parsed(path: str) -> Any:
         raw = blobs.get(f"{rev}:{path}")
         if raw is None:
             return None
-        return parse_yaml(raw.decode("utf-8", errors="replace"), f"{path} at {rev[:7]}")
+        return tolerant(lambda: parse_yaml(raw.decode("utf-8", errors="replace"),
+                                           f"{path} at {rev[:7]}"), path)
 
     yaml_doc = parsed(yaml_path) or {}
     lock_raw = blobs.get(f"{rev}:{lock_path}")
-    lock = load_lock(lock_raw, f"{lock_path} at {rev[:7]}") if lock_raw else None
-    dvcfiles = {p: parsed(p) or {} for p in dvc_paths}
+    lock = tolerant(lambda: load_lock(lock_raw, f"{lock_path} at {rev[:7]}"),
+                    lock_path) if lock_raw else None
+    if not isinstance(lock, dict):
+        lock = None
+    dvcfiles = {p: (d if isinstance(d := parsed(p), dict) else {}) for p in dvc_paths}
     pl = _Pipeline(rev, pdir, tree, yaml_doc if isinstance(yaml_doc, dict) else {}, lock,
                    lock_raw, dvcfiles)
 
@@ -263,7 +281,11 @@ def _dirty_paths(porcelain: str) -> tuple[list[str], list[str]]:
 
 
 def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
-               stage: str | None, message: str | None) -> tuple[RollbackPlan, _Context]:
+               stage: str | None, message: str | None,
+               dry_run: bool = False) -> tuple[RollbackPlan, _Context]:
+    """The plan and what the transaction needs. Planned from the target revision: HEAD's
+    pipeline files may be corrupt (they are overwritten). With ``dry_run``, a remote that
+    cannot be reached is named in ``plan.problems`` instead of stopping the plan."""
     from dvc_monitor.registry.identity import identity_from_lock
     from dvc_monitor.registry.state import Registry
 
@@ -292,7 +314,12 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
     model_path = norm(pdir, identity.model_path)
 
     # the pipeline at HEAD and at the target, from git (two ls-tree + one cat-file each)
-    head_pl = _read_pipeline(git, head, pdir)
+    broken_at_head: list[str] = []
+    problems: list[str] = []
+    head_pl = _read_pipeline(git, head, pdir, broken=broken_at_head)
+    if broken_at_head:
+        problems.append(f"HEAD's {some(broken_at_head, 2)} cannot be read: restored from "
+                        f"{target.version}")
     target_pl = _read_pipeline(git, target.commit, pdir,
                                extra=head_pl.git_outs | head_pl.params_files)
     head_pl.tree.update(git.ls_tree(head, sorted(
@@ -392,6 +419,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
     remote = dvc.remote()
     remote_label = f"{remote[0]} ({remote[1]})" if remote else None
     unknown = [o for o in objects if o.location == "unknown"]
+    remote_failed = False
     if unknown or pending_dirs:
         if remote is None:
             objects = [ObjectNeed(o.path, o.oid, o.role, "missing") if o.location == "unknown"
@@ -414,15 +442,24 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
                 ask = sorted({o.oid for o in objects if o.location == "unknown"})
                 there = dvc.remote_has(ask)
             except RemoteUnavailable as exc:
-                raise RollbackError(
-                    f"{name} {target.version} needs objects that are not in the local cache "
-                    f"and the DVC remote cannot be used: {exc}; check the remote "
-                    "('dvc remote list'), the network and the credentials, then run again "
-                    "(nothing was changed)"
-                ) from None
-            objects = [ObjectNeed(o.path, o.oid, o.role,
-                                  ("remote" if o.oid in there else "missing"))
-                       if o.location == "unknown" else o for o in objects]
+                if dry_run:
+                    remote_failed = True
+                    problems.append(f"the DVC remote {remote_label} cannot be used: {exc}; "
+                                    "objects not in the local cache are unchecked")
+                    objects += [ObjectNeed(p, oid, role, "unknown")
+                                for p, oid, role in pending_dirs]
+                    there = set()
+                else:
+                    raise RollbackError(
+                        f"{name} {target.version} needs objects that are not in the local "
+                        f"cache and the DVC remote cannot be reached or used: {exc}; check "
+                        "the remote ('dvc remote list'), its credentials and the network, "
+                        "then run again (nothing was changed)"
+                    ) from None
+            if not remote_failed:
+                objects = [ObjectNeed(o.path, o.oid, o.role,
+                                      ("remote" if o.oid in there else "missing"))
+                           if o.location == "unknown" else o for o in objects]
 
     missing_data = [o for o in objects if o.location == "missing" and o.role == "data"]
     if missing_data:
@@ -478,6 +515,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         remote=remote_label, cache_dir=dvc.cache_dir, retrain=bool(missing_outs),
         retrain_reason=retrain_reason, run_cache=run_cache, expected=expected,
         trainer=trainer_note, trainer_differs=trainer_differs,
+        problems=problems,
     )
     ctx = _Context(
         git=git, root=root, target=target, identity=identity, head_pl=head_pl,

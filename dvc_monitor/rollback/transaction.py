@@ -98,6 +98,57 @@ class RollbackResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def to_json(self) -> dict:
+        """The JSON form of a rollback (``rollback --json``; the API and the CLI share it)."""
+        from dvc_monitor.values import to_jsonable
+
+        plan = self.plan
+        doc = {
+            "name": self.name,
+            "version": self.version,
+            "id": self.id,
+            "dry_run": self.dry_run,
+            "commit": self.commit,
+            "tag": self.tag,
+            "retrained": self.retrained,
+            "stages_run": self.stages_run,
+            "fetched": self.fetched,
+            "verified": None if self.proof is None else self.proof.ok,
+            "allowed_mismatch": self.allowed_mismatch,
+            "recovered": self.recovered,
+            "notes": self.notes,
+            "seconds": round(self.seconds, 3),
+            "plan": {
+                "target_commit": plan.commit,
+                "short_id": plan.short_id,
+                "from_version": plan.current_version,
+                "from_id": plan.current_id,
+                "branch": plan.branch,
+                "head": plan.head,
+                "stage": plan.stage,
+                "stage_holder": plan.stage_holder,
+                "restore": plan.restore,
+                "delete": plan.delete,
+                "shared": plan.shared,
+                "outputs": plan.outputs,
+                "objects": plan.objects,
+                "fetch": plan.fetch,
+                "missing": plan.missing,
+                "remote": plan.remote,
+                "cache": plan.cache_dir,
+                "retrain": plan.retrain,
+                "retrain_reason": plan.retrain_reason,
+                "run_cache": plan.run_cache,
+                "problems": plan.problems,
+                "trainer": plan.trainer,
+                "trainer_differs": plan.trainer_differs,
+            },
+            "expected": plan.expected,
+            "proof": None,
+        }
+        if self.proof is not None:
+            doc["proof"] = self.proof.to_json()
+        return to_jsonable(doc)
 
 
 
@@ -141,7 +192,8 @@ def rollback(root: str | os.PathLike[str], name: str, to: str | None = None,
     if dry_run:
         with step("Preflight: resolve the version, check the tree and the objects"):
             with dvcops.session(root) as dvc:
-                plan, _ = _preflight(git, dvc, name, to, previous, stage, message)
+                plan, _ = _preflight(git, dvc, name, to, previous, stage, message,
+                                     dry_run=True)
         result = RollbackResult(name, plan.version, plan.id, True, plan)
         result.notes = _notes(plan, previous)
         result.seconds = time.monotonic() - started

@@ -42,6 +42,13 @@ class Proof:
     def mismatches(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
 
+    def to_json(self) -> dict:
+        from dvc_monitor.values import to_jsonable
+
+        return to_jsonable({"ok": self.ok, "target_id": self.target_id, "got_id": self.got_id,
+                            "model": self.model, "model_match": self.model_match,
+                            "unsafe": self.unsafe, "checks": self.checks})
+
 
 
 def _lookup(doc: Any, key: str) -> Any:
