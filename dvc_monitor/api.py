@@ -69,6 +69,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "CheckResult": ("registry.restorable", "CheckResult"),
     "VersionState": ("registry.restorable", "VersionState"),
     "ObjectState": ("registry.restorable", "ObjectState"),
+    # retention (registry/retention.py)
+    "gc": ("registry.retention", "gc"),
+    "GcResult": ("registry.retention", "GcResult"),
+    "GcObject": ("registry.retention", "GcObject"),
 }
 
 __all__ = sorted(_EXPORTS)

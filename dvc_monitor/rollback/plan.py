@@ -397,6 +397,9 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         else:
             from dvc_monitor.repo.dvc import RemoteUnavailable
 
+            before = list(objects)  # gc: outputs alone are rebuilt without the remote
+            only_outputs = all(o.role != "data" for o in unknown) and all(
+                role != "data" for *_, role in pending_dirs)
             try:
                 if dvc.remote_root_missing():
                     raise RemoteUnavailable(f"the DVC remote folder {remote[1]} does not exist")
@@ -411,11 +414,17 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
                 ask = sorted({o.oid for o in objects if o.location == "unknown"})
                 there = dvc.remote_has(ask)
             except RemoteUnavailable as exc:
-                raise RollbackError(
-                    f"{name} {target.version} needs objects that are not in the local cache "
-                    f"and the DVC remote cannot be reached: {exc}; check the remote "
-                    "('dvc remote list') and the network, then run again (nothing was changed)"
-                ) from None
+                if only_outputs:  # every object not at hand is an output: dvc repro makes it
+                    objects = before + [ObjectNeed(p, oid, role, "missing")
+                                        for p, oid, role in pending_dirs]
+                    remote_manifests.clear()
+                    there = set()
+                else:
+                    raise RollbackError(
+                        f"{name} {target.version} needs objects that are not in the local "
+                        f"cache and the DVC remote cannot be reached: {exc}; check the remote "
+                        "('dvc remote list') and the network, then run again (nothing was "
+                        "changed)") from None
             objects = [ObjectNeed(o.path, o.oid, o.role,
                                   ("remote" if o.oid in there else "missing"))
                        if o.location == "unknown" else o for o in objects]
