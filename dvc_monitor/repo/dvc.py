@@ -277,14 +277,9 @@ class DvcSession:
         def listing() -> dict[str, int]:
             if not odb.fs.exists(odb.path):
                 return {}
-            found = odb.fs.fs.find(odb.path, detail=True)
-            out = {}
-            for path, info in found.items():
-                try:
-                    out[odb.path_to_oid(path)] = int(info.get("size") or 0)
-                except ValueError:  # not an object file
-                    continue
-            return out
+            oids = list(odb.all())
+            infos = odb.fs.info([odb.oid_to_path(oid) for oid in oids]) if oids else []
+            return {oid: int(info.get("size") or 0) for oid, info in zip(oids, infos)}
 
         return self._remote_call(listing)
 
