@@ -48,6 +48,36 @@ def cache_bytes(repo: Path) -> int:
     return sum(p.stat().st_size for p in (repo / ".dvc/cache").rglob("*") if p.is_file())
 
 
+def manifest_bytes(repo: Path) -> int:
+    """The ``.dir`` manifests in the cache (inputs: gc keeps every registered version's)."""
+    return sum(p.stat().st_size for p in (repo / ".dvc/cache/files/md5").glob("*/*.dir"))
+
+
+def manifest_layouts(repo: Path, tags: list[str], env: dict, k: int) -> tuple[int, int]:
+    """Bytes of distinct ``.dir`` manifests over ``tags``: today's flat folder, and sealed
+    segments of ``k`` batches (docs/storage.md), the latter computed from the same
+    partition hashes in DVC's manifest format (the segment layout is not switched on)."""
+    flat, segmented = {}, {}
+
+    def manifest(entries) -> bytes:
+        return json.dumps(sorted(entries, key=lambda e: e["relpath"]), sort_keys=True).encode()
+
+    for tag in tags:
+        doc = yaml.safe_load(run(repo, "git", "show", f"{tag}:models/fraud-detector/data.dvc",
+                                 env=env).stdout)
+        oid = doc["outs"][0]["md5"]
+        raw = (repo / ".dvc/cache/files/md5" / oid[:2] / oid[2:]).read_bytes()
+        entries = json.loads(raw)
+        flat[oid] = len(raw)
+        sealed = (len(entries) - 1) // k * k
+        for start in range(0, sealed, k):
+            body = manifest(entries[start:start + k])
+            segmented[body] = len(body)
+        body = manifest(entries[sealed:])
+        segmented[body] = len(body)
+    return sum(flat.values()), sum(segmented.values())
+
+
 def restorable_by_dvc(repo: Path, tags: list[str], env: dict) -> int:
     """How many of ``tags`` have their model file in the cache (plain DVC has no retrain)."""
     n = 0
@@ -88,6 +118,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=500, help="rows per ingested batch")
     parser.add_argument("--keep-last", type=int, default=5, help="gc --keep-last")
     parser.add_argument("--sample", type=int, default=3, help="cold versions to roll back")
+    parser.add_argument("--segment", type=int, default=32,
+                        help="batches per sealed segment in the manifest comparison")
     args = parser.parse_args()
 
     bindir = Path(sys.executable).parent
@@ -150,6 +182,7 @@ def retention(base: Path, repo: Path, args, env: dict) -> int:
                          "--json", env=env).stdout)
     gc_s = time.time() - t
     after = cache_bytes(repo)
+    manifests = manifest_bytes(repo)
     print(f"\nwhole DVC cache (data, manifests, run-cache and models) / data bytes "
           f"({data / 1024:.0f} KB of data, {len(tags)} registered versions):")
     print(f"  {'before gc':<34} {before / 1024:>9.0f} KB {before / data:>7.2f}x")
@@ -160,6 +193,12 @@ def retention(base: Path, repo: Path, args, env: dict) -> int:
         print(f"  {label:<34} {size / 1024:>9.0f} KB {size / data:>7.2f}x  {secs:5.1f} s  "
               f"models left for {models}/{len(tags)} versions (no rebuild)")
     print(f"  dvc-monitor gc / dvc gc -w -a -T: {after / plain['dvc gc -w -a -T'][0]:.2f}x")
+    print(f"  of which .dir manifests after gc: {manifests / 1024:.0f} KB "
+          f"({manifests / data:.2f}x the data)")
+    flat, seg = manifest_layouts(repo, tags, env, args.segment)
+    print(f"  data manifests of all versions: flat data/ {flat / 1024:.0f} KB "
+          f"({flat / data:.3f}x data); sealed segments of {args.segment} "
+          f"{seg / 1024:.0f} KB ({seg / data:.3f}x data), {flat / seg:.1f}x less")
 
     cold = [c.split("@")[1] for c in out["cold"]]
     sample = [cold[round(i * (len(cold) - 1) / max(args.sample - 1, 1))]
