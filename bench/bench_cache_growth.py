@@ -70,7 +70,7 @@ def manifest_layouts(repo: Path, tags: list[str], env: dict, k: int) -> tuple[in
         entries = json.loads(raw)
         flat[oid] = len(raw)
         sealed = (len(entries) - 1) // k * k
-        for start in range(0, sealed, k):
+        for start in range(sealed)[::k]:
             body = manifest(entries[start:start + k])
             segmented[body] = len(body)
         body = manifest(entries[sealed:])
@@ -167,7 +167,7 @@ def main() -> int:
 def retention(base: Path, repo: Path, args, env: dict) -> int:
     """gc --keep-last N against plain dvc gc, then a sample of cold versions restored."""
     data = objects_by_kind(repo)["data"]
-    tags = [f"fraud-detector@v0.{v}.0" for v in range(0, args.versions + 1)]
+    tags = [f"fraud-detector@v0.{v}.0" for v in range(args.versions + 1)]
     before = cache_bytes(repo)
     plain = {}
     for label, flags in (("dvc gc -w -a -T", ("-w", "-a", "-T")), ("dvc gc -w", ("-w",))):

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import BIN, Repo, copy_repo, init_model, new_repo, new_version, sample_csv
 
 MODEL = "fraud-detector"

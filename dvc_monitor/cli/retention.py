@@ -57,8 +57,8 @@ def run_gc(args: argparse.Namespace) -> int:
                     ["where", "version", "path", "object", "bytes", "reason"],
                     title="gc --dry-run: would remove")
     verb = "Would free" if args.dry_run else "Freed"
-    parts = [f"{_size(result.freed('cache'))} ({result.count('cache')} object(s)) in the "
-             f"local cache, {result.kept_objects} object(s) kept"]
+    parts = [(f"{_size(result.freed('cache'))} ({result.count('cache')} object(s)) in the "
+              f"local cache, {result.kept_objects} object(s) kept")]
     if result.cloud:
         parts.append(f"{_size(result.freed('remote'))} ({result.count('remote')} object(s)) "
                      f"on {result.remote}")

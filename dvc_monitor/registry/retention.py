@@ -21,9 +21,9 @@ The whole run holds the repository lock, so a concurrent rollback or register wa
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from dvc_monitor.errors import GcRefused, MissingObjects, UsageError, some
 from dvc_monitor.repo import cache as dvccache
@@ -221,6 +221,11 @@ def _keep_set(state, hot: set, scope: list, result: GcResult):
     keep: set[str] = set()
     cold_outputs: dict[str, tuple[str, str]] = {}
     missing = []
+    unreadable = [f"{v.name}@{v.version} ({v.error})" for v in state.versions
+                  if v.error is not None]
+    if unreadable:  # its objects are unknown, so nothing could be kept for it
+        raise GcRefused(f"cannot tell which DVC objects {some(unreadable, 2)} need(s): gc "
+                        "would not know what to keep; nothing was deleted")
     for v in state.versions:
         ref = f"{v.name}@{v.version}"
         for o in v.objects:
@@ -237,7 +242,7 @@ def _keep_set(state, hot: set, scope: list, result: GcResult):
                     cold_outputs.setdefault(o.oid, (ref, o.path))
             continue
         else:
-            if v.error is None and any(o.role == "data" and o.nowhere for o in v.objects):
+            if any(o.role == "data" and o.nowhere for o in v.objects):
                 missing.append(ref)
             result.kept_cold.append(ref)
         keep.update(o.oid for o in v.objects)
