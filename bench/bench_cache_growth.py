@@ -193,6 +193,11 @@ def retention(base: Path, repo: Path, args, env: dict) -> int:
         print(f"  {label:<34} {size / 1024:>9.0f} KB {size / data:>7.2f}x  {secs:5.1f} s  "
               f"models left for {models}/{len(tags)} versions (no rebuild)")
     print(f"  dvc-monitor gc / dvc gc -w -a -T: {after / plain['dvc gc -w -a -T'][0]:.2f}x")
+    kinds = objects_by_kind(repo)
+    print(f"  after gc, by kind: data {kinds['data'] / 1024:.0f} KB, models "
+          f"{kinds['models'] / 1024:.0f} KB (the hot versions' and the workspace's), other "
+          f"{(after - kinds['data'] - kinds['models']) / 1024:.0f} KB; without the models "
+          f"{(after - kinds['models']) / data:.2f}x the data")
     print(f"  of which .dir manifests after gc: {manifests / 1024:.0f} KB "
           f"({manifests / data:.2f}x the data)")
     flat, seg = manifest_layouts(repo, tags, env, args.segment)
