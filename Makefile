@@ -25,6 +25,8 @@ bench: install
 	$(BIN)/python bench/bench_registry.py
 	$(BIN)/python bench/bench_rollback.py
 	$(BIN)/python bench/bench_cache_growth.py
+	$(BIN)/python bench/bench_watch.py
+	$(BIN)/python bench/bench_serve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -26,7 +26,6 @@ Usage: .venv/bin/python bench/bench_rollback.py [--repeat 3] [--keep DIR]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -34,22 +33,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from benchlib import BIN, env_for  # noqa: E402
 
 NAME = "fraud-detector"
 MODEL_DIR = f"models/{NAME}"
-BIN = Path(sys.executable).parent
 
 
-def env_for(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", HOME=str(home),
-        DVC_MONITOR_HOME=str(home / "dvc-monitor"), DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.com",
-        GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.com",
-        GIT_CONFIG_NOSYSTEM="1", PYTHONWARNINGS="ignore",
-    )
-    return env
 
 
 class Bench:

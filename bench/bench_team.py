@@ -23,7 +23,6 @@ Usage: .venv/bin/python bench/bench_team.py [--sizes 1,10,50] [--keep DIR]
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -33,22 +32,12 @@ from pathlib import Path
 
 NAME = "fraud-detector"
 MODEL_DIR = f"models/{NAME}"
-BIN = Path(sys.executable).parent
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from s3server import MotoServer  # noqa: E402
+from benchlib import BIN, env_for  # noqa: E402
 
 
-def env_for(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", HOME=str(home),
-        DVC_MONITOR_HOME=str(home / "dvc-monitor"), DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.com",
-        GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.com",
-        GIT_CONFIG_NOSYSTEM="1", PYTHONWARNINGS="ignore", AWS_EC2_METADATA_DISABLED="true",
-    )
-    return env
 
 
 def sh(cwd: Path, env: dict, *args: str) -> str:
@@ -111,7 +100,7 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     top = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-team-"))
-    env = env_for(top / "home")
+    env = env_for(top / "home", AWS_EC2_METADATA_DISABLED="true")
     (top / "home").mkdir(parents=True, exist_ok=True)
     s3 = MotoServer().start()
     try:

@@ -22,9 +22,9 @@ from typing import Any
 _EXPORTS: dict[str, tuple[str, str]] = {
     # scaffolding (scaffold.py)
     "init": ("model.scaffold", "init"),
-    "ingest": ("model.scaffold", "ingest"),
+    "ingest": ("model.ingest", "ingest"),
     "InitResult": ("model.scaffold", "InitResult"),
-    "IngestResult": ("model.scaffold", "IngestResult"),
+    "IngestResult": ("model.ingest", "IngestResult"),
     # registry (identity.py, registry.py, diffing.py)
     "VersionIdentity": ("registry.identity", "VersionIdentity"),
     "identity_from_lock": ("registry.identity", "identity_from_lock"),
@@ -52,6 +52,12 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "tag_info": ("review.taginfo", "tag_info"),
     "TagInfo": ("review.taginfo", "TagInfo"),
     "tag_info_env": ("review.taginfo", "tag_info_env"),
+    # model files (modelio.py): checked from their bytes, never unpickled
+    "content_digest": ("model.files", "content_digest"),
+    "inspect_model_file": ("model.files", "inspect_model_file"),
+    "verify_model_file": ("model.files", "verify_model_file"),
+    "ModelFileCheck": ("model.files", "ModelFileCheck"),
+    "ModelMatch": ("model.files", "ModelMatch"),
     # rollback (rollback.py)
     "rollback": ("rollback.transaction", "rollback"),
     "recover": ("rollback.journal", "recover"),
@@ -69,6 +75,29 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "CheckResult": ("registry.restorable", "CheckResult"),
     "VersionState": ("registry.restorable", "VersionState"),
     "ObjectState": ("registry.restorable", "ObjectState"),
+    # monitoring (monitoring/)
+    "watch": ("monitoring.watch", "watch"),
+    "evaluate_windows": ("monitoring.watch", "evaluate_windows"),
+    "Watcher": ("monitoring.watch", "Watcher"),
+    "decide": ("monitoring.watch", "decide"),
+    "Decision": ("monitoring.watch", "Decision"),
+    "Window": ("monitoring.watch", "Window"),
+    "Subject": ("monitoring.watch", "Subject"),
+    "WatchResult": ("monitoring.watch", "WatchResult"),
+    "WindowResult": ("monitoring.watch", "WindowResult"),
+    "read_windows": ("monitoring.watch", "read_windows"),
+    "WatchRules": ("monitoring.rules", "WatchRules"),
+    "parse_watch_rules": ("monitoring.rules", "parse_rules"),
+    "Profile": ("monitoring.reference", "Profile"),
+    "build_profile": ("monitoring.reference", "build_profile"),
+    # production scoring (production/)
+    "load_model": ("production.loader", "load_model"),
+    "load_ref": ("production.loader", "load_ref"),
+    "LoadedModel": ("production.loader", "LoadedModel"),
+    "score_batch": ("production.batch", "score_batch"),
+    "BatchScore": ("production.batch", "BatchScore"),
+    "create_app": ("production.server", "create_app"),
+    "ServeSettings": ("production.server", "ServeSettings"),
     # retention (registry/retention.py)
     "gc": ("registry.retention", "gc"),
     "GcResult": ("registry.retention", "GcResult"),

@@ -2,12 +2,15 @@
 
 A git repository and a local DVC remote folder are created in a temporary folder (or
 ``--dir``); sample card transactions are ingested batch by batch; each trained version is
-registered and promoted; a bad version reaches prod and is rolled back with proof.
+registered and promoted; a bad version reaches prod and is rolled back with proof, while
+``serve`` answers for the prod stage and follows the rollback; ``score`` scores a batch.
 Every step is a real command, printed before it runs, so the demo doubles as a tutorial.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shlex
 import subprocess
@@ -79,6 +82,65 @@ class _Demo:
         self.run("dvc-monitor", "promote", self.name, version, "--stage", "prod")
         self.run("dvc", "push", "-q")
 
+    # -- production scoring (score, serve) ----------------------------------------------
+
+    def score_batch(self, ref: str, index: int) -> None:
+        """``dvc-monitor score`` of a fresh batch, showing the first rows of the output."""
+        out = self.base / "scored" / f"batch-{index}.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.run("dvc-monitor", "score", ref, self.batch(index), "-o", str(out))
+        print("\n".join(out.read_text().splitlines()[:3]) + "\n...", flush=True)
+
+    @contextlib.contextmanager
+    def serving(self, ref: str):
+        """``dvc-monitor serve REF`` on a free 127.0.0.1 port while the block runs; yields
+        ``ask(until=None)``, which posts sample rows and prints the answer (waiting, with
+        ``until``, for that version to answer)."""
+        import socket
+        import time
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        args = ["dvc-monitor", "serve", ref, "--port", str(port), "--poll", "1"]
+        print(f"$ {shlex.join(args)} &", flush=True)
+        proc = subprocess.Popen([sys.executable, "-m", "dvc_monitor", *args[1:]], cwd=self.repo,
+                                env=self.env, stdout=subprocess.DEVNULL)
+        from dvc_monitor.stages import kind_module
+
+        frame = kind_module(self.template).sample_batch(5)
+        rows = frame if self.template == "forecast" else frame.head(2)
+        body = json.dumps({"rows": rows.to_dict("records")}).encode()
+        url = f"http://127.0.0.1:{port}/score"
+
+        def post() -> tuple[str, dict]:
+            req = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.headers["X-Model-Version"], json.loads(resp.read())
+
+        def ask(until: str | None = None) -> None:
+            print(f"$ curl -s {url} -d '{{\"rows\": [...{len(rows)} rows]}}'", flush=True)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    version, doc = post()
+                    if until is None or version == until or time.monotonic() > deadline:
+                        break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise DvcMonitorError("demo step failed: the server does not answer")
+                time.sleep(0.3)
+            print(f"X-Model-Version: {version}; last row: {json.dumps(doc['results'][-1])}",
+                  flush=True)
+
+        try:
+            yield ask
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
 
 def run_demo(directory: str | None = None, template: str = "anomaly") -> int:
     base = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="dvc-monitor-demo-"))
@@ -115,12 +177,42 @@ def run_demo(directory: str | None = None, template: str = "anomaly") -> int:
     demo.run("dvc-monitor", "report", name, "--base", f"{name}@v1.1.0", "--head", f"{name}@v1.2.0",
              "-o", str(report))
 
-    demo.say("Roll prod back to the version before, atomically, with proof")
-    demo.run("dvc-monitor", "rollback", name, "--previous", "--stage", "prod",
-             "-m", "v1.2.0 floods the on-call with alerts")
+    demo.say("Live windows arrive while a server follows the prod stage: watch catches the "
+             "bad version and rolls prod back to the version proven to pass on the same "
+             "windows (atomic, with proof); the server swaps models with no failed request")
+    live, window = _live_windows(demo)
+    timeline = demo.base / "report" / "watch.md"
+    with demo.serving(f"{name}#prod") as ask:
+        ask()
+        out = demo.run("dvc-monitor", "watch", f"{name}#prod", "--data", str(live),
+                       "--window", window, "--rollback", "-o", str(timeline))
+        if "Proof (" not in out:  # this template's bad version passed the watch rules
+            demo.run("dvc-monitor", "rollback", name, "--previous", "--stage", "prod",
+                     "-m", "v1.2.0 is worse than v1.1.0")
+        ask(until="v1.1.0")
+    print(f"(the timeline, per window: {timeline})")
     demo.run("dvc-monitor", "versions", name)
     demo.run("dvc-monitor", "history", name)
     demo.run("git", "log", "--oneline", "-3")
 
-    print(f"\nDone. Repository: {demo.repo}\nDVC remote: {demo.remote}\nPR report: {report}")
+    demo.say("Score a new batch with the model in prod")
+    demo.score_batch(f"{name}#prod", 6)
+
+    print(f"\nDone. Repository: {demo.repo}\nDVC remote: {demo.remote}\nPR report: {report}"
+          f"\nWatch report: {timeline}")
     return 0
+
+
+def _live_windows(demo: _Demo) -> tuple[Path, str]:
+    """Sample batches after the training data, as live windows; and the window size."""
+    from dvc_monitor.model.data import write_batch
+    from dvc_monitor.stages import kind_module
+
+    module = kind_module(demo.template)
+    folder = demo.base / "live"
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = {"forecast": [5]}.get(demo.template, [5, 6])
+    for index in batches:
+        write_batch(module.sample_batch(index), folder / f"live-{index}.csv")
+    window = {"anomaly": "500", "forecast": "84"}.get(demo.template, "95")
+    return folder, window

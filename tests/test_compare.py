@@ -125,17 +125,17 @@ def test_unlabelled_data_compares_label_free_and_refuses_best(versions, csvs):
     ([NAME, "v0.1.0", "other-model@v0.2.0"], 2,
      "'other-model@v0.2.0' is a version of 'other-model', not of 'fraud-detector'"),
     ([NAME, "v0.1.0", "other-model#prod"], 2, "is a version of 'other-model'"),
-    ([NAME, "v0.1.0", "v9.9.9"], 1, "fraud-detector has no version v9.9.9"),
+    ([NAME, "v0.1.0", "v9.9.9"], 3, "fraud-detector has no version v9.9.9"),
     ([NAME, "v0.1.0", "0.1.0"], 2, "are the same version (v0.1.0)"),
-    (["other-model", "v0.1.0"], 1, "other-model"),
+    (["other-model", "v0.1.0"], 3, "other-model"),
     ([NAME, *VERSIONS, "--best", "--metric", "alert_rate"], 2,
      "alert_rate has no better direction"),
     ([NAME, *VERSIONS, "--best", "--metric", "accuracy"], 2, "unknown metric 'accuracy'"),
-    ([NAME, *VERSIONS, "--data", "missing"], 1, "does not fit fraud-detector v0.1.0: missing "
+    ([NAME, *VERSIONS, "--data", "missing"], 4, "does not fit fraud-detector v0.1.0: missing "
                                                 "column(s) hour"),
-    ([NAME, *VERSIONS, "--data", "text"], 1, "column 'amount' has a non-numeric or missing "
+    ([NAME, *VERSIONS, "--data", "text"], 4, "column 'amount' has a non-numeric or missing "
                                              "value 'abc'"),
-    ([NAME, *VERSIONS, "--data", "nope.csv"], 1, "no such file"),
+    ([NAME, *VERSIONS, "--data", "nope.csv"], 4, "no such file"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(versions, csvs, args, code, message):
     args = [str(csvs.get(a, a)) for a in args]

@@ -18,6 +18,9 @@ def test_demo_runs_end_to_end_and_rolls_prod_back(tmp_path):
     out = proc.stdout
     assert "Proof (verified)" in out
     assert "Rolled back fraud-detector to v1.1.0" in out
+    served = out.split("while a server follows the prod stage")[1]
+    assert served.index("X-Model-Version: v1.2.0") < served.index("X-Model-Version: v1.1.0")
+    assert "amount,hour,merchant_category,distance_from_home,txn_last_24h,is_fraud,score,alert" in out
 
     repo = tmp_path / "demo" / "repo"
     listed = json.loads(subprocess.run([str(BIN / "dvc-monitor"), "versions", "fraud-detector",
@@ -28,6 +31,8 @@ def test_demo_runs_end_to_end_and_rolls_prod_back(tmp_path):
     report = tmp_path / "demo" / "report" / "report.md"
     assert "contamination" in report.read_text()
     assert (report.parent / "report-scores.png").stat().st_size > 1000
+    timeline = (report.parent / "watch.md").read_text()  # watch --rollback caught v1.2.0
+    assert "**Decision: rollback** → **v1.1.0**" in timeline
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, env=env,
                             capture_output=True, text=True, check=True).stdout
     assert status == ""

@@ -53,7 +53,7 @@ def one_line_error(proc) -> str:
 def test_template_gate_fails_on_injected_regression(regressed):
     before = regressed.snapshot()
     proc = regressed.dm("gate", "--base", "HEAD~1", "--head", "HEAD", check=False)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 5, proc.stdout + proc.stderr
     error = one_line_error(proc)
     assert "quality gate failed for fraud-detector" in error
     assert "roc_auc dropped by" in error and "max_drop 0.03" in error
@@ -80,14 +80,14 @@ def test_improvement_passes_directional_thresholds(repo):
     assert "Quality gate passed." in proc.stdout
     # ...and the template's alert-rate rule sees the alert volume double, either way.
     proc = repo.dm(*args[:-1], "head", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 5
     assert "alert_rate changed by" in one_line_error(proc)
 
 
 def test_gate_default_head_is_workspace_and_json_matches_dvc(regressed):
     """With a clean workspace on main the default base is HEAD~1."""
     proc = regressed.dm("gate", "--json", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 5
     result = json.loads(proc.stdout)
     assert result["passed"] is False
     assert result["head"] == "workspace"
@@ -115,14 +115,14 @@ def test_relaxed_thresholds_pass_and_do_not_change_the_version(repo):
     assert (repo.path / f"models/{NAME}/dvc.lock").read_bytes() == lock_before
     # A pull request cannot loosen its own gate: the base's thresholds apply on request.
     proc = repo.dm("gate", "--base", "HEAD~1", "--thresholds-from", "base", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 5
     assert "roc_auc dropped" in one_line_error(proc)
 
 
 def test_relative_threshold(repo):
     set_gate(repo, {"f1": {"max_drop_pct": 5}})
     proc = repo.dm("gate", "--base", "HEAD~1", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 5
     assert "f1 dropped by" in one_line_error(proc) and "% " in one_line_error(proc)
 
 
@@ -170,7 +170,7 @@ def test_stale_workspace_is_refused(repo):
     (repo.path / PARAMS).write_text(params)
     before = repo.snapshot()
     proc = repo.dm("gate", "--base", "HEAD~1", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 4
     error = one_line_error(proc)
     assert "out of date" in error and "'train:' params changed" in error and "dvc repro" in error
     assert repo.snapshot() == before

@@ -19,10 +19,13 @@ from dvc_monitor.errors import ModelFileError
 from dvc_monitor.model.files import (
     TRUSTED_TYPES,
     canonical_archive,
+    content_digest,
     file_md5,
+    inspect_model_file,
     load_model,
     load_model_bytes,
     save_model,
+    verify_model_file,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +157,7 @@ def test_archive_is_canonical(tmp_path):
     names = [i.filename for i in infos]
     assert names == sorted(names) and "schema.json" in names
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
-    assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED}
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_DEFLATED}
     assert all(len(name) < 12 for name in names)  # "17.npy", not "140225456585008.npy"
     assert schema["protocol"] >= 0
 
@@ -318,3 +321,173 @@ def test_import_is_cheap():
         "print(sorted(m for m in ('numpy', 'sklearn', 'skops') if m in sys.modules))"
     ))
     assert out.strip() == "[]"
+
+
+# -- compression, content digest, inspection -------------------------------------------
+
+
+def rezip(data: bytes, method: int, level: int | None = None) -> bytes:
+    """The same members, names, times and order, written with another compression."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(buffer, "w") as dst:
+        for info in src.infolist():
+            copy = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+            copy.compress_type, copy.create_system = method, info.create_system
+            copy.external_attr = info.external_attr
+            dst.writestr(copy, src.read(info.filename), compresslevel=level)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> tuple[bytes, str]:
+    path = tmp_path_factory.mktemp("archive") / "model.skops"
+    md5 = save_model(fit("iforest"), path)
+    return path.read_bytes(), md5
+
+
+def test_archive_members_are_deflated_and_smaller_than_stored(archive):
+    data, _ = archive
+    stored = rezip(data, zipfile.ZIP_STORED)
+    assert len(data) < len(stored) / 2
+    assert content_digest(data) == content_digest(stored)
+
+
+def test_digest_covers_member_names_and_bytes(archive):
+    data, _ = archive
+    digest = content_digest(data)
+    assert digest.startswith("sha256:") and len(digest) == 7 + 64
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    renamed = dict(members)
+    npy = max(n for n in members if n.endswith(".npy"))
+    renamed["x" + npy] = renamed.pop(npy)
+    changed = dict(members, **{npy: members[npy][:-1] + bytes([members[npy][-1] ^ 1])})
+    assert len({digest, content_digest(_zip(renamed)), content_digest(_zip(changed))}) == 3
+
+
+def test_old_stored_archive_still_loads_and_verifies(archive, tmp_path):
+    """Archives written before compression (ZIP_STORED) stay valid."""
+    data, _ = archive
+    old = rezip(data, zipfile.ZIP_STORED)
+    path = tmp_path / "model.skops"
+    path.write_bytes(old)
+    old_md5 = hashlib.md5(old).hexdigest()
+    np.testing.assert_array_equal(predict(load_model(path, expected_md5=old_md5), features()),
+                                  predict(load_model_bytes(data), features()))
+    check = inspect_model_file(path)
+    assert (check.safe, check.canonical, check.compression) == (True, True, "stored")
+    assert verify_model_file(path, old_md5, None).match == "byte-identical"
+    # a version registered before compression, retrained now: same content, other bytes;
+    # with or without a recorded digest (old tag blocks have none), it is content-identical
+    assert verify_model_file(data, old_md5, content_digest(old)).match == "content-identical"
+    retrained = verify_model_file(data, old_md5, None)
+    assert (retrained.ok, retrained.match) == (True, "content-identical")
+    assert "a version registered before compression" in retrained.reason
+    assert not verify_model_file(data, hashlib.md5(b"other").hexdigest(), None).ok
+
+
+def test_recompressed_archive_is_content_identical_not_byte_identical(archive):
+    """Level 1 stands in for another zlib build (zlib-ng, a new zlib release): the same
+    members, compressed to other bytes. Nothing else can be compared across builds."""
+    data, md5 = archive
+    other_build = rezip(data, zipfile.ZIP_DEFLATED, level=1)
+    assert other_build != data
+    digest = content_digest(data)
+    honest = verify_model_file(data, md5, digest)
+    assert (honest.ok, honest.match) == (True, "byte-identical")
+    recompressed = verify_model_file(other_build, md5, digest)
+    assert (recompressed.ok, recompressed.match) == (True, "content-identical")
+    assert "content-identical" in recompressed.reason and md5 in recompressed.reason
+    no_digest = verify_model_file(other_build, md5, None)
+    assert (no_digest.ok, no_digest.match) == (False, None)
+
+
+def test_other_content_does_not_verify(archive, tmp_path):
+    data, md5 = archive
+    path = tmp_path / "other.skops"
+    other_md5 = save_model(fit("gbr"), path)
+    result = verify_model_file(path, md5, content_digest(data))
+    assert (result.ok, result.match, result.check.safe) == (False, None, True)
+    assert other_md5 in result.reason and md5 in result.reason
+
+
+def test_inspect_an_honest_archive(archive):
+    data, md5 = archive
+    check = inspect_model_file(data)
+    assert (check.format, check.canonical, check.safe, check.untrusted) == ("skops", True, True, ())
+    assert check.md5 == md5 and check.digest == content_digest(data)
+    assert json.loads(json.dumps(check.to_json()))["safe"] is True
+
+
+class Custom:
+    """A class of this test module: not on the trusted list."""
+
+
+def test_untrusted_types_are_named_without_loading():
+    import skops.io
+
+    system = inspect_model_file(canonical_archive(skops.io.dumps({"run": os.system})))
+    assert (system.format, system.safe, system.untrusted) == ("skops", False, ("posix.system",))
+    assert system.reason == "<bytes> references untrusted type posix.system"
+    assert system.dangerous and system.to_json()["untrusted"] == ["posix.system"]
+    custom = inspect_model_file(canonical_archive(skops.io.dumps(Custom())))
+    assert not custom.safe and custom.untrusted == (f"{__name__}.Custom",)
+
+
+def test_plain_skops_dump_is_safe_but_not_canonical():
+    import skops.io
+
+    check = inspect_model_file(skops.io.dumps(fit("iforest")))
+    assert (check.format, check.canonical, check.untrusted, check.safe) == ("skops", False, (), False)
+    assert check.reason == "<bytes> is not canonical: not written by dvc-monitor's trainer"
+    assert not check.dangerous
+
+
+def test_pickles_are_recognised_by_their_bytes_and_never_unpickled(tmp_path):
+    import gzip
+    import zlib
+
+    marker = tmp_path / "pwned"
+    payload = _Payload(marker)
+    cases = {
+        "pickle": [pickle.dumps(payload, protocol=p) for p in (0, 1, 2, 4, 5)],
+        "joblib": [zlib.compress(pickle.dumps(payload)), gzip.compress(pickle.dumps(payload))],
+    }
+    for fmt, blobs in cases.items():
+        for blob in blobs:
+            path = tmp_path / "model.pkl"
+            path.write_bytes(blob)
+            check = inspect_model_file(path)
+            assert (check.format, check.safe, check.dangerous, check.digest) == (fmt, False, True, None)
+            assert check.reason.startswith(f"model.pkl is a {fmt}") and check.reason.endswith(": not loaded")
+            assert not verify_model_file(path, check.md5, None).ok  # its md5 matches: still refused
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("blob, fmt, reason", [
+    (b"", "empty", "is empty"),
+    (b"hello", "unknown", "is not a skops archive (unknown format)"),
+    (_zip({"a.npy": b"x"}), "zip", "is a zip archive without schema.json, not a skops file"),
+    (b"PK\x03\x04broken", "zip", "is a broken zip archive"),
+])
+def test_other_files_are_not_safe(blob, fmt, reason):
+    check = inspect_model_file(blob)
+    assert (check.format, check.safe, check.dangerous) == (fmt, False, False)
+    assert reason in check.reason
+
+
+def test_missing_file_and_folder(tmp_path):
+    assert inspect_model_file(tmp_path / "nope.skops").reason == "nope.skops does not exist"
+    assert inspect_model_file(tmp_path).format == "missing"
+    with pytest.raises(ModelFileError, match="model file nope.skops does not exist"):
+        content_digest(tmp_path / "nope.skops")
+
+
+def test_zip_bomb_is_refused_before_inflating(archive, monkeypatch):
+    """The cap (4 GiB) is lowered here: a real bomb would take seconds to build."""
+    import dvc_monitor.model.files as modelio
+
+    data, _ = archive
+    monkeypatch.setattr(modelio, "_MAX_UNCOMPRESSED", 1000)
+    check = inspect_model_file(data)
+    assert not check.safe and "members larger than 1000 bytes uncompressed" in check.reason

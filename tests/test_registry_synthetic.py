@@ -324,11 +324,11 @@ def test_resolve_forms_and_errors(synth):
         reg.resolve(NAME, "ffffffffffff")
 
     proc = repo.dm("show", f"{NAME}@v9.9.9", check=False)
-    assert proc.returncode == 1 and "has no version v9.9.9" in stderr_line(proc)
+    assert proc.returncode == 3 and "has no version v9.9.9" in stderr_line(proc)
     proc = repo.dm("versions", "nope", check=False)
-    assert proc.returncode == 1 and "unknown model 'nope'" in stderr_line(proc)
+    assert proc.returncode == 3 and "unknown model 'nope'" in stderr_line(proc)
     proc = repo.dm("promote", NAME, "v3.0.0", "--stage", "prod", check=False)
-    assert proc.returncode == 1 and "v3.0.0" in stderr_line(proc)
+    assert proc.returncode == 3 and "v3.0.0" in stderr_line(proc)
 
 
 def test_ambiguous_short_id(synth):
@@ -365,7 +365,7 @@ def test_ambiguous_short_id(synth):
     assert reg.resolve(NAME, id_a[7:7 + common + 1]).version == "v0.1.0"
     assert reg.resolve(NAME, short_id(id_b)).version == "v0.2.0"
     proc = repo.dm("show", f"{NAME}@{prefix}", check=False)
-    assert proc.returncode == 1 and "matches several versions" in stderr_line(proc)
+    assert proc.returncode == 2 and "matches several versions" in stderr_line(proc)
 
 
 # -- writes that need no DVC ----------------------------------------------------------
@@ -461,4 +461,4 @@ def test_empty_repository_and_no_tags(synth):
     synth_commit(repo, seed=1)
     assert repo.json("versions") == []
     proc = repo.dm("show", NAME, check=False)
-    assert proc.returncode == 1 and "no model is registered" in stderr_line(proc)
+    assert proc.returncode == 3 and "no model is registered" in stderr_line(proc)

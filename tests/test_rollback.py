@@ -46,7 +46,9 @@ def test_rollback_to_a_version(rb_repo, version):
     assert out["proof"]["got_id"] == target.id
     assert out["proof"]["model"] == {"what": "model", "path": MODEL_FILE,
                                      "expected": target.model_md5, "got": target.model_md5,
-                                     "ok": True}
+                                     "ok": True,
+                                     "note": f"model.skops is byte-identical (md5 {target.model_md5})"}
+    assert out["proof"]["model_match"] == "byte-identical" and out["proof"]["unsafe"] is None
     assert repo.md5(MODEL_FILE) == target.model_md5
     # cache: false outputs come from the target commit, not from the newer version
     assert (repo.path / METRICS).read_bytes() == show_at(repo, target.commit, METRICS)
@@ -172,7 +174,7 @@ def test_dirty_tree_is_refused_and_kept(rb_repo):
     params.write_text(params.read_text() + "# my edit\n")
     before = repo.snapshot()
     proc = rollback(repo, "--to", "v1.0.0", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 4
     line = assert_one_line_error(proc)
     assert "uncommitted changes" in line and "params.yaml" in line and "git stash" in line
     assert repo.snapshot() == before

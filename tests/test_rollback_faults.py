@@ -186,7 +186,7 @@ def test_remote_moved_away_fails_before_changing_anything(rb_repo):
     before = repo.snapshot()
     proc = rollback(repo, "--to", "v1.0.0", check=False)
     line = assert_one_line_error(proc)
-    assert "DVC remote cannot be reached" in line and "nothing was changed" in line
+    assert "DVC remote cannot be used" in line and "nothing was changed" in line
     assert_unchanged(repo, before)
 
 

@@ -49,6 +49,6 @@ def test_rollback_pulls_from_s3_and_fails_cleanly_when_it_is_down(rb_repo, s3_se
     before = repo.snapshot()
     proc = rollback(repo, "--to", "v1.1.0", check=False)
     line = assert_one_line_error(proc)
-    assert "the DVC remote cannot be reached" in line and "cannot reach DVC remote 's3'" in line
+    assert "the DVC remote cannot be used" in line and "cannot reach DVC remote 's3'" in line
     assert repo.snapshot() == before
     assert not (repo.path / ".git" / "dvc-monitor").exists()

@@ -14,7 +14,7 @@ import sys
 from typing import Callable
 
 from dvc_monitor import __version__
-from dvc_monitor.errors import DvcMonitorError
+from dvc_monitor.errors import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, DvcMonitorError, one_line
 
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -24,7 +24,10 @@ COMMAND_MODULES = (
     "dvc_monitor.cli.review",     # report, gate, compare
     "dvc_monitor.cli.team",       # push, sync, check
     "dvc_monitor.cli.retention",  # gc
+    "dvc_monitor.cli.monitoring", # watch
+    "dvc_monitor.cli.production", # score, serve
     "dvc_monitor.cli.stage",      # stage (called by dvc.yaml)
+    "dvc_monitor.cli.completion", # completion (shell completion scripts)
 )
 
 
@@ -32,13 +35,15 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump) that points at --help."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"dvc-monitor: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"dvc-monitor: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dvc-monitor",
         description="Versioning, release tags and verified rollback for monitoring models on DVC.",
+        epilog="exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dvc-monitor {__version__}")
     parser.add_argument("-C", dest="repo", default=".", metavar="PATH",
@@ -66,29 +71,30 @@ def main(argv: list[str] | None = None, checkpoint: Callable[[str], None] | None
     args.checkpoint = checkpoint or no_checkpoint
     try:
         _recover_interrupted_rollback(args)
+        _recover_interrupted_ingest(args)
         result = args.func(args)
     except DvcMonitorError as exc:
-        print(f"dvc-monitor: error: {exc}", file=sys.stderr)
+        print(f"dvc-monitor: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("dvc-monitor: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # a bug, or a failure we did not foresee: still one line
         if os.environ.get("DVC_MONITOR_DEBUG"):
             raise
-        detail = " ".join(str(exc).split()) or type(exc).__name__
+        detail = one_line(str(exc)) or type(exc).__name__
         print(f"dvc-monitor: error: {type(exc).__name__}: {detail} "
               "(set DVC_MONITOR_DEBUG=1 to see the traceback)", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     return int(result or 0)
 
 
 def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
     """Finish or undo a rollback that was killed midway (its journal is in .git/).
 
-    A file-exists check (``_rollback_journal_exists``): the rollback machinery and DVC are
+    A file-exists check (``_journal_exists``): the rollback machinery and DVC are
     imported only when a journal is there. Skipped for ``recover``/``rollback --recover``
     (they do it themselves) and for ``stage`` (run by dvc repro, maybe inside a rollback).
     """
@@ -103,8 +109,24 @@ def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
         print(f"dvc-monitor: {rec.message}", file=sys.stderr)
 
 
+def _recover_interrupted_ingest(args: argparse.Namespace) -> None:
+    """Undo an ingest that was killed midway (its journal is in .git/; see ``ingesting``)."""
+    if args.command == "stage" or not _journal_exists(args.repo, "ingest.json"):
+        return
+    from dvc_monitor.model.ingest import recover_pending
+
+    rec = recover_pending(args.repo)
+    if rec is not None:
+        print(f"dvc-monitor: {rec.message}", file=sys.stderr)
+
+
 def _rollback_journal_exists(start: str) -> bool:
-    """True when ``<git dir>/dvc-monitor/rollback.json`` exists (see rollback.pending_journal).
+    return _journal_exists(start, "rollback.json")
+
+
+def _journal_exists(start: str, journal: str) -> bool:
+    """True when ``<git dir>/dvc-monitor/JOURNAL`` may exist (always in a linked worktree,
+    where the owner of the journal checks it: see rollback.pending_journal).
 
     Walks up from ``start`` to the first ``.git`` (folder, or file of a linked worktree)
     with a few ``stat`` calls: no subprocess, no import.
@@ -116,11 +138,9 @@ def _rollback_journal_exists(start: str) -> bool:
     while True:
         dotgit = os.path.join(folder, ".git")
         if os.path.isdir(dotgit):
-            return os.path.isfile(os.path.join(dotgit, "dvc-monitor", "rollback.json"))
-        if os.path.isfile(dotgit):  # a linked worktree: ask the real implementation
-            from dvc_monitor.rollback.journal import pending_journal
-
-            return pending_journal(start) is not None
+            return os.path.isfile(os.path.join(dotgit, "dvc-monitor", journal))
+        if os.path.isfile(dotgit):  # a linked worktree: the real implementation checks
+            return True
         parent = os.path.dirname(folder)
         if parent == folder:
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -18,16 +19,30 @@ def print_json(obj: Any) -> None:
 
 
 def print_table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None) -> None:
-    """A table on stdout; plain tab-separated text when stdout is not a terminal-like console."""
+    """A table on stdout; plain tab-separated text when stdout is not a terminal.
+
+    Piped, the first line holds the column names and each row is one line (tabs and
+    newlines in a value become spaces); the title goes to stderr. ``NO_COLOR`` (any
+    value) drops colour and bold from the terminal table.
+    """
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    if not sys.stdout.isatty():
+        if title:
+            info(title)
+        for line in [list(columns), *cells]:
+            sys.stdout.write("\t".join(" ".join(v.split()) for v in line) + "\n")
+        return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False, header_style="bold")
+    plain = "NO_COLOR" in os.environ
+    table = Table(title=title, show_lines=False, header_style="" if plain else "bold",
+                  title_style="" if plain else None)
     for col in columns:
         table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    Console(width=max(100, _term_width())).print(table)
+    for row in cells:
+        table.add_row(*row)
+    Console(width=max(100, _term_width()), no_color=plain).print(table)
 
 
 def _term_width() -> int:

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--bump", choices=("major", "minor", "patch"),
                    help="bump the greatest version so far (default: patch; v0.0.1 first)")
     p.add_argument("-m", "--message", help="tag message (default: GTO's)")
+    p.add_argument("--force", action="store_true",
+                   help="register a model file whose id equals a registered version's but "
+                        "whose bytes differ (never an unsafe file)")
     p.add_argument("--json", action="store_true", help="print the new version as JSON")
     add_push_options(p)
     p.set_defaults(func=run_register)
@@ -64,8 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_versions)
 
-    p = sub.add_parser("show", help="one version: stages, params, data, model hash, metrics")
-    p.add_argument("ref", metavar="NAME[@vX.Y.Z|#STAGE|@latest|@ID]")
+    p = sub.add_parser("show", help="one version: stages, params, data, model hash, metrics "
+                                    "(no NAME: every model, as 'gto show')")
+    p.add_argument("ref", metavar="NAME[@vX.Y.Z|#STAGE|@latest|@ID]", nargs="?")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_show)
 
@@ -156,6 +160,7 @@ def version_dict(mv, deprecated: bool = False) -> dict:
         "stages": list(mv.stages),
         "metrics": mv.metrics,
         "model_md5": mv.model_md5,
+        "digest": mv.model_digest,
         "model_path": mv.model_path,
         "data": mv.data,
         "registered": mv.registered,
@@ -202,7 +207,7 @@ def run_register(args: argparse.Namespace) -> int:
 
     root = _root(args)
     mv = do_register(root, args.name, version=args.version_name, bump=args.bump,
-                     message=args.message)
+                     message=args.message, force=args.force)
     if args.json:
         print_json(version_dict(mv))
     else:
@@ -305,11 +310,31 @@ def run_versions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_models(args: argparse.Namespace, reg) -> int:
+    from dvc_monitor.cli.output import info, print_table
+    from dvc_monitor.registry.overview import summarize
+
+    models = summarize(reg)
+    if args.json:
+        _print_json_rows([m.to_json() for m in models])
+        return 0
+    if not models:
+        info("no registered models; register one with 'dvc-monitor register NAME'")
+        return 0
+    stages = sorted({s for m in models for s in m.stages})
+    print_table([[m.name, m.latest or "-", m.latest_id or "-",
+                  *(m.stages.get(s, "-") for s in stages)] for m in models],
+                ["name", "latest", "id", *(f"#{s}" for s in stages)])
+    return 0
+
+
 def run_show(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
     from dvc_monitor.registry.diff import partitions_of
 
     reg = _load(args)
+    if args.ref is None:
+        return _show_models(args, reg)
     mv = reg.get(args.ref)
     _warn_unpublished(reg)
     root = reg.root
@@ -354,6 +379,7 @@ def run_show(args: argparse.Namespace) -> int:
         f"  updated:  {_time(mv.updated_at)}",
         f"  stages:   {', '.join(mv.stages) or '-'}",
         f"  model:    {mv.model_path or '-'}  md5 {mv.model_md5 or '-'}",
+        f"  digest:   {mv.model_digest or '- (not recorded)'}",
     ]
     if mv.message:
         lines.append(f"  message:  {mv.message.splitlines()[0]}")

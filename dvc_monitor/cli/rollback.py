@@ -166,6 +166,8 @@ def result_to_json(result) -> dict:
             "target_id": proof.target_id,
             "got_id": proof.got_id,
             "model": proof.model,
+            "model_match": proof.model_match,
+            "unsafe": proof.unsafe,
             "checks": proof.checks,
         }
     return to_jsonable(doc)
@@ -246,13 +248,16 @@ def print_proof(result) -> None:
     if proof is None:
         return
     verdict = "verified" if proof.ok else "MISMATCH (kept with --allow-mismatch)"
-    print(f"Proof ({verdict}):")
+    print(f"Proof ({verdict}):" + (f" model {proof.model_match}" if proof.model_match else ""))
     print(f"  target id   {proof.target_id}")
     print(f"  got id      {proof.got_id}")
     if proof.model is not None:
         print(f"  model       {proof.model.path}")
         print(f"    expected  {proof.model.expected}")
-        print(f"    got       {proof.model.got}  {'ok' if proof.model.ok else 'MISMATCH'}")
+        print(f"    got       {proof.model.got}  "
+              f"{(proof.model_match or 'ok') if proof.model.ok else 'MISMATCH'}")
+        if proof.model.note:
+            print(f"    check     {proof.model.note}")
     for c in proof.checks:
         if c.what in ("data", "code", "output"):
             mark = "ok" if c.ok else f"MISMATCH (expected {c.expected})"

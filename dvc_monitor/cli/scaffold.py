@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("ingest", help="add a CSV batch to a model's training data")
     p.add_argument("name", help="model name")
-    p.add_argument("file", help="CSV file with the model's columns")
+    p.add_argument("file", help="CSV file with the model's columns ('-': read standard input)")
+    p.add_argument("--allow-unlabelled", action="store_true",
+                   help="add a batch without the label column to labelled data (or a labelled "
+                        "batch to unlabelled data); the labelled metrics then go away")
     p.set_defaults(func=run_ingest)
 
     p = sub.add_parser("demo", help="build a demo repository end to end and show the result")
@@ -51,7 +55,8 @@ def run_init(args: argparse.Namespace) -> int:
 def run_ingest(args: argparse.Namespace) -> int:
     from dvc_monitor import api
 
-    result = api.ingest(args.repo, args.name, args.file)
+    batch = sys.stdin.buffer if args.file == "-" else args.file
+    result = api.ingest(args.repo, args.name, batch, allow_unlabelled=args.allow_unlabelled)
     print(f"Added {result.rows} rows to '{result.name}' as {result.partition} "
           f"({result.partitions} partitions). Next: dvc repro, then git commit.")
     return 0

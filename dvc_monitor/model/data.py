@@ -11,9 +11,9 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from dvc_monitor.errors import DvcMonitorError, SchemaError, TemplateError
+from dvc_monitor.errors import DvcMonitorError, SchemaError, TemplateError, shown
 from dvc_monitor.repo.dvcfiles import parse_yaml
 
 if TYPE_CHECKING:  # pandas is imported lazily: read commands never need it
@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # pandas is imported lazily: read commands never need it
 
 PARTITION_RE = re.compile(r"^batch-(\d{5})\.csv$")
 KINDS = ("anomaly", "forecast", "risk")
+TIMESTAMP = "timestamp"  # the forecast kind's time column (unix seconds)
+MAX_FUTURE_SECONDS = 366 * 86400
+MAX_STREAM_BYTES = 512 * 2**20  # what ingest reads from standard input at most
 
 
 @dataclass(frozen=True)
@@ -78,20 +81,41 @@ def next_partition_name(data_dir: str | Path) -> str:
     return f"batch-{(max(numbers) + 1 if numbers else 1):05d}.csv"
 
 
-def read_batch(path: str | Path) -> "pd.DataFrame":
-    """Read one CSV batch; a missing or unreadable file is a ``SchemaError``."""
+def read_batch(path: "str | Path | BinaryIO", source: str | None = None) -> "pd.DataFrame":
+    """Read one CSV batch from a file, or from a binary stream (``-``: standard input).
+
+    A missing file, a folder, a device or an unreadable file is a ``SchemaError``.
+    """
+    import io
+
     import pandas as pd
 
-    path = Path(path)
-    if not path.is_file():
-        raise SchemaError(f"{path}: no such file")
+    if hasattr(path, "read"):
+        where = source or "standard input"
+        data = path.read(MAX_STREAM_BYTES + 1)
+        if len(data) > MAX_STREAM_BYTES:
+            raise SchemaError(f"{where}: more than {MAX_STREAM_BYTES // 2**20} MiB; "
+                              "write the batch to a file and ingest that")
+        handle: object = io.BytesIO(data)
+    else:
+        path = Path(path)
+        where = source or str(path)
+        if path.is_dir():
+            raise SchemaError(f"{shown(where)} is a folder; give a CSV file "
+                              "(or '-' to read one from standard input)")
+        if not path.exists():
+            raise SchemaError(f"{shown(where)}: no such file")
+        if not path.is_file():
+            raise SchemaError(f"{shown(where)} is not a regular file (a device or pipe?); "
+                              "give a CSV file, or pipe the CSV to '-'")
+        handle = path
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(handle)
     except pd.errors.EmptyDataError:
-        raise SchemaError(f"{path}: the file is empty (no header, no rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise SchemaError(f"{shown(where)}: the file is empty (no header, no rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SchemaError(f"{path}: not a readable CSV file ({first})") from None
+        raise SchemaError(f"{shown(where)}: not a readable CSV file ({shown(first)})") from None
 
 
 def expected_columns(config: ModelConfig, data_dir: str | Path) -> tuple[str, ...]:
@@ -105,38 +129,92 @@ def expected_columns(config: ModelConfig, data_dir: str | Path) -> tuple[str, ..
 
 
 def validate_batch(df: "pd.DataFrame", config: ModelConfig, expected: tuple[str, ...],
-                   source: str) -> "pd.DataFrame":
-    """Check a batch against the schema and return it with columns in canonical order."""
+                   source: str, first: bool = True, allow_unlabelled: bool = False,
+                   existing: "pd.DataFrame | None" = None) -> "pd.DataFrame":
+    """Check a batch against the schema and return it with columns in canonical order.
+
+    ``expected`` are the columns of the existing data (``first``: there is none yet).
+    A batch that differs from it only by the label column would mix labelled and
+    unlabelled rows, which drops the labelled metrics: refused unless ``allow_unlabelled``.
+    ``existing`` (forecasts: the existing rows) is checked for repeated timestamps.
+    """
     import pandas as pd
 
     cols = list(df.columns)
+    label = config.label
     allowed = {tuple(sorted(expected))}
-    if config.label and not config.label_required and expected == config.columns:
-        allowed.add(tuple(sorted(config.features)))  # first batch may come without labels
+    label_only = None  # "missing" / "extra": the batch differs from the data by its label
+    if label and not config.label_required:
+        if label in expected and tuple(sorted(set(expected) - {label})) == tuple(sorted(cols)):
+            label_only = "missing"
+        elif label not in expected and tuple(sorted((*expected, label))) == tuple(sorted(cols)):
+            label_only = "extra"
+    if label_only == "missing" and (first or allow_unlabelled):
+        allowed.add(tuple(sorted(cols)))  # a first batch may come without labels
+    elif label_only is not None and not allow_unlabelled:
+        has, lacks = ("has no", "is") if label_only == "missing" else ("has a", "is not")
+        raise SchemaError(
+            f"{shown(source)} {has} {label!r} column, but the model's data {lacks} labelled; "
+            "mixing labelled and unlabelled batches drops the labelled metrics. Make it match, "
+            "or pass --allow-unlabelled to add it anyway")
+    elif label_only is not None:
+        allowed.add(tuple(sorted(cols)))
     if tuple(sorted(cols)) not in allowed:
         missing = [c for c in expected if c not in cols]
         extra = [c for c in cols if c not in expected]
         detail = "; ".join(
             part for part in (
-                f"missing {', '.join(missing)}" if missing else "",
-                f"unexpected {', '.join(extra)}" if extra else "",
+                f"missing {shown(', '.join(missing))}" if missing else "",
+                f"unexpected {shown(', '.join(map(str, extra)))}" if extra else "",
             ) if part
         )
-        raise SchemaError(f"{source}: columns do not match the model's data ({detail}); "
-                          f"expected: {', '.join(expected)}")
+        raise SchemaError(f"{shown(source)}: columns do not match the model's data ({detail}); "
+                          f"expected: {shown(', '.join(expected))}")
     if len(df) == 0:
-        raise SchemaError(f"{source}: the batch has no rows")
+        raise SchemaError(f"{shown(source)}: the batch has no rows")
     for col in cols:
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() | values.isin([math.inf, -math.inf])
         if bad.any():
-            row = int(bad.to_numpy().nonzero()[0][0])
-            raise SchemaError(
-                f"{source}: column {col!r} has a non-numeric or missing value "
-                f"{df[col].iloc[row]!r} on data row {row + 1}; every value must be a number"
-            )
-    order = [c for c in expected if c in cols]
-    return df[order].apply(pd.to_numeric)
+            _refuse_cell(source, col, df[col], bad, "has a non-numeric or missing value",
+                         "every value must be a number")
+    df = df.apply(pd.to_numeric)
+    if label and label in cols:
+        _refuse_cell(source, label, df[label], ~df[label].isin([0, 1]), "has the label",
+                     "labels must be 0 or 1")
+    if config.kind == "forecast" and TIMESTAMP in cols:
+        _check_timestamps(df[TIMESTAMP], source, existing)
+    order = [c for c in expected if c in cols] + [c for c in config.columns
+                                                   if c in cols and c not in expected]
+    return df[order]
+
+
+def _refuse_cell(source: str, col: str, values: "pd.Series", bad: "pd.Series", what: str,
+                 rule: str) -> None:
+    """A ``SchemaError`` naming the first row where ``bad`` holds (none: return)."""
+    if not bad.any():
+        return
+    row = int(bad.to_numpy().nonzero()[0][0])
+    raise SchemaError(f"{shown(source)}: column {shown(col)} {what} {shown(values.iloc[row])} "
+                      f"on data row {row + 1}; {rule}")
+
+
+def _check_timestamps(ts: "pd.Series", source: str, existing: "pd.DataFrame | None") -> None:
+    """Forecast timestamps: whole unix seconds, not negative, not far in the future, and
+    each one once (in the batch and in the data already ingested)."""
+    import time
+
+    rule = "timestamps are whole unix seconds"
+    _refuse_cell(source, TIMESTAMP, ts, ts != ts.round(), "has the fractional timestamp", rule)
+    _refuse_cell(source, TIMESTAMP, ts, ts < 0, "has the negative timestamp", rule)
+    horizon = time.time() + MAX_FUTURE_SECONDS
+    _refuse_cell(source, TIMESTAMP, ts, ts > horizon, "has the far-future timestamp",
+                 "timestamps may be at most a year ahead")
+    _refuse_cell(source, TIMESTAMP, ts, ts.duplicated(), "repeats the timestamp",
+                 "each hour may appear once")
+    if existing is not None and TIMESTAMP in existing.columns:
+        _refuse_cell(source, TIMESTAMP, ts, ts.isin(existing[TIMESTAMP]),
+                     "has the already ingested timestamp", "each hour may appear once")
 
 
 def write_batch(df: "pd.DataFrame", path: str | Path) -> None:

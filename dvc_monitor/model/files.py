@@ -1,9 +1,13 @@
 """Safe, byte-stable model files: skops archives in a canonical zip.
 
 ``save_model`` writes the same bytes for the same fitted model in any process, so
-DVC's md5 of ``model.skops`` only changes when the model does. ``load_model`` never
-unpickles: it reads skops archives and builds only types on our own allow-list,
-``TRUSTED_TYPES`` (never a list read from the file).
+DVC's md5 of ``model.skops`` only changes when the model does. Members are deflated at
+a fixed level; zlib builds may compress the same members differently, so
+``content_digest`` (sha256 over member names and uncompressed bytes) identifies the
+content whatever the compression. ``load_model`` never unpickles: it reads skops
+archives and builds only types on our own allow-list, ``TRUSTED_TYPES`` (never a list
+read from the file). ``inspect_model_file`` and ``verify_model_file`` check a file's
+format, canonical form and types without building anything from it.
 
 skops/scikit-learn are imported inside the functions, so importing this module is cheap.
 """
@@ -16,10 +20,11 @@ import json
 import os
 import secrets
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
-from dvc_monitor.errors import ModelFileError
+from dvc_monitor.errors import ModelFileError, SameIdDifferentModel, UnsafeModelFile
 
 # Types the models dvc-monitor trains contain, beyond skops' own default trust list:
 # what skops.io.get_untrusted_types reported for IsolationForest, ExtraTreeRegressor,
@@ -83,6 +88,11 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
 _DATE_TIME = (1980, 1, 1, 0, 0, 0)
 _FILE_MODE = 0o100644 << 16  # regular file, rw-r--r--
 _SCHEMA = "schema.json"
+DEFLATE_LEVEL = 6  # fixed, so one zlib build always writes the same bytes
+DIGEST_PREFIX = "sha256:"
+_DIGEST_DOMAIN = b"dvc-monitor model content v1\n"
+BYTE_IDENTICAL = "byte-identical"
+CONTENT_IDENTICAL = "content-identical"
 
 
 def file_md5(path: str | os.PathLike) -> str:
@@ -169,6 +179,11 @@ def canonical_archive(raw: bytes) -> bytes:
     references them, set contents are sorted, padding bytes inside structured arrays
     (sklearn's tree nodes) are zeroed, and the zip is rebuilt canonically.
     """
+    return _write_zip(_canonical_members(raw))
+
+
+def _canonical_members(raw: bytes) -> dict[str, bytes]:
+    """The members ``canonical_archive`` writes (name -> uncompressed bytes)."""
     members = _read_zip(raw)
     schema = json.loads(members.pop(_SCHEMA))
     renamed = _renumber(schema, members)
@@ -180,7 +195,7 @@ def canonical_archive(raw: bytes) -> bytes:
     # key order is skops' own (deterministic); sort_keys would break DictNode, whose
     # ``key_types`` list is aligned with the order of its ``content`` keys
     out[_SCHEMA] = json.dumps(schema, separators=(",", ":"), ensure_ascii=True).encode()
-    return _write_zip(out)
+    return out
 
 
 def _read_zip(data: bytes) -> dict[str, bytes]:
@@ -188,25 +203,27 @@ def _read_zip(data: bytes) -> dict[str, bytes]:
         return {name: zf.read(name) for name in zf.namelist()}
 
 
-def _write_zip(members: dict[str, bytes]) -> bytes:
-    """A zip of ``members`` that depends only on them: sorted, fixed times and
-    attributes, no compression (deflate output differs between zlib builds)."""
+def _write_zip(members: dict[str, bytes], deflate: bool = True) -> bytes:
+    """A zip of ``members`` that depends only on them (and, deflated, on the zlib
+    build): sorted, fixed times and attributes, a fixed compression level."""
+    method = zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(buffer, "w", method) as zf:
         for name in sorted(members):
             info = zipfile.ZipInfo(name, date_time=_DATE_TIME)
-            info.compress_type = zipfile.ZIP_STORED
+            info.compress_type = method
             info.create_system = 3
             info.external_attr = _FILE_MODE
-            zf.writestr(info, members[name])
+            zf.writestr(info, members[name], compresslevel=DEFLATE_LEVEL if deflate else None)
     return buffer.getvalue()
 
 
 def _clean_member(name: str, data: bytes) -> bytes:
     """Zero struct padding in ``.npy`` members; rebuild ``.npz`` members (scipy sparse)
     canonically, since numpy stamps them with the current time."""
-    if name.endswith(".npz"):
-        return _write_zip({inner: _clean_member(inner, d) for inner, d in _read_zip(data).items()})
+    if name.endswith(".npz"):  # stored: its bytes are content the digest covers
+        return _write_zip({inner: _clean_member(inner, d) for inner, d in _read_zip(data).items()},
+                          deflate=False)
     if not name.endswith(".npy"):
         return data
     import numpy as np
@@ -329,3 +346,308 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# -- content digest, inspection and verification (never unpickles) ---------------------
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+# what joblib.dump(compress=...) writes: a compressed pickle
+_JOBLIB_MAGIC = (
+    (b"ZF", "joblib (zlib, old format)"),
+    (b"\x78\x01", "joblib (zlib)"), (b"\x78\x5e", "joblib (zlib)"),
+    (b"\x78\x9c", "joblib (zlib)"), (b"\x78\xda", "joblib (zlib)"),
+    (b"\x1f\x8b", "joblib (gzip)"), (b"BZh", "joblib (bz2)"),
+    (b"\xfd7zXZ\x00", "joblib (xz)"), (b"\x5d\x00\x00", "joblib (lzma)"),
+    (b"\x04\x22\x4d\x18", "joblib (lz4)"),
+)
+# first opcodes of protocol 0/1 pickles: MARK, EMPTY_LIST/DICT/TUPLE, GLOBAL, ints, none
+_PICKLE_01_FIRST = b"(]})cKIJLNSVFGX"
+
+
+@dataclass(frozen=True)
+class ModelFileCheck:
+    """What a model file is, found from its bytes alone (nothing is imported or built)."""
+
+    source: str
+    format: str  # "skops" | "pickle" | "joblib" | "zip" | "empty" | "missing" | "unknown"
+    canonical: bool  # a dvc-monitor archive: re-canonicalising gives the same content
+    untrusted: tuple[str, ...]  # types the file references that are not in TRUSTED_TYPES
+    safe: bool  # a canonical skops archive whose types are all trusted
+    reason: str  # one line: why it is (not) safe
+    md5: str | None
+    digest: str | None  # content_digest, for zip archives
+    compression: str | None = None  # "deflated" | "stored" | "mixed" (zip archives)
+
+    @property
+    def dangerous(self) -> bool:
+        """Loading it could run code: a pickle, or types outside the trusted list (a corrupt
+        or non-canonical archive is unsafe to call verified, but not dangerous)."""
+        return self.format in ("pickle", "joblib") or bool(self.untrusted)
+
+    def to_json(self) -> dict:
+        from dvc_monitor.cli.output import to_jsonable
+
+        return to_jsonable(self) | {"dangerous": self.dangerous}
+
+
+@dataclass(frozen=True)
+class ModelMatch:
+    """A model file compared with a registered one: safe, and the same bytes or content."""
+
+    ok: bool
+    match: str | None  # BYTE_IDENTICAL | CONTENT_IDENTICAL | None (no match)
+    expected_md5: str | None
+    expected_digest: str | None
+    check: ModelFileCheck
+    reason: str  # one line
+
+    def to_json(self) -> dict:
+        from dvc_monitor.cli.output import to_jsonable
+
+        return to_jsonable(self) | {"check": self.check.to_json()}
+
+
+def _digest_members(members: dict[str, bytes]) -> str:
+    h = hashlib.sha256(_DIGEST_DOMAIN)
+    for name in sorted(members):
+        raw = name.encode("utf-8")
+        h.update(len(raw).to_bytes(8, "big") + raw)
+        h.update(len(members[name]).to_bytes(8, "big"))
+        h.update(members[name])
+    return DIGEST_PREFIX + h.hexdigest()
+
+
+def _source_bytes(path_or_bytes: bytes | str | os.PathLike) -> tuple[bytes | None, str, str | None]:
+    """(bytes or None, a name for messages, why it could not be read)."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        return bytes(path_or_bytes), "<bytes>", None
+    path = Path(path_or_bytes)
+    try:
+        return path.read_bytes(), path.name, None
+    except FileNotFoundError:
+        return None, path.name, "does not exist"
+    except IsADirectoryError:
+        return None, path.name, "is a folder, not a model file"
+    except OSError as err:
+        return None, path.name, f"cannot be read ({err.strerror or err})"
+
+
+def content_digest(path_or_bytes: bytes | str | os.PathLike) -> str:
+    """``sha256:<hex>`` over a zip archive's member names and uncompressed bytes.
+
+    The same for the stored and the deflated form of an archive, and for any zlib build
+    that compressed it. Raises ``ModelFileError`` for a file that is not a zip archive.
+    """
+    data, source, problem = _source_bytes(path_or_bytes)
+    if data is None:
+        raise ModelFileError(f"model file {source} {problem}")
+    try:
+        return _digest_members(_read_zip_strict(data))
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as err:
+        raise ModelFileError(f"model file {source} is not a readable zip archive: "
+                             f"{_one_line(err)}") from None
+
+
+_MAX_UNCOMPRESSED = 4 << 30  # a zip bomb is refused before anything is inflated
+
+
+def _read_zip_strict(data: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = zf.namelist()
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate member names")
+        if sum(i.file_size for i in zf.infolist()) > _MAX_UNCOMPRESSED:
+            raise ValueError(f"members larger than {_MAX_UNCOMPRESSED} bytes uncompressed")
+        return {name: zf.read(name) for name in names}  # zipfile checks each CRC
+
+
+def sniff_format(data: bytes) -> str:
+    """The format of a model file from its first bytes (magic numbers; nothing is loaded)."""
+    if not data:
+        return "empty"
+    if data.startswith(_ZIP_MAGIC):
+        return "zip"
+    if data[:1] == b"\x80" and len(data) > 1 and 2 <= data[1] <= 5:
+        return "pickle"
+    for magic, _ in _JOBLIB_MAGIC:
+        if data.startswith(magic):
+            return "joblib"
+    if data[:1] in [bytes([c]) for c in _PICKLE_01_FIRST] and data.rstrip(b"\n").endswith(b"."):
+        return "pickle"
+    return "unknown"
+
+
+def inspect_model_file(path_or_bytes: bytes | str | os.PathLike) -> ModelFileCheck:
+    """Check a model file's format, canonical form and types without unpickling or
+    importing anything it names (skops reads the types from schema.json)."""
+    data, source, problem = _source_bytes(path_or_bytes)
+    if data is None:
+        return ModelFileCheck(source, "missing", False, (), False, f"{source} {problem}", None, None)
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+    def unsafe(fmt: str, reason: str, digest: str | None = None, canonical: bool = False,
+               untrusted: tuple[str, ...] = (), compression: str | None = None) -> ModelFileCheck:
+        return ModelFileCheck(source, fmt, canonical, untrusted, False, reason, md5, digest,
+                              compression)
+
+    fmt = sniff_format(data)
+    if fmt == "pickle":
+        return unsafe("pickle", f"{source} is a pickle: not loaded")
+    if fmt == "joblib":
+        return unsafe("joblib", f"{source} is a joblib (compressed pickle) file: not loaded")
+    if fmt == "empty":
+        return unsafe("empty", f"{source} is empty")
+    if fmt == "unknown":
+        return unsafe("unknown", f"{source} is not a skops archive (unknown format)")
+    try:
+        members = _read_zip_strict(data)
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as err:
+        return unsafe("zip", f"{source} is a broken zip archive ({_one_line(err)})")
+    digest = _digest_members(members)
+    methods = {i.compress_type for i in infos}
+    compression = ("deflated" if methods == {zipfile.ZIP_DEFLATED} else
+                   "stored" if methods <= {zipfile.ZIP_STORED} else "mixed")
+    if _SCHEMA not in members:
+        return unsafe("zip", f"{source} is a zip archive without {_SCHEMA}, not a skops file",
+                      digest, compression=compression)
+    import skops.io
+
+    try:
+        untrusted = tuple(t for t in skops.io.get_untrusted_types(data=data)
+                          if t not in TRUSTED_TYPES)
+    except Exception as err:  # bad schema.json, unknown nodes: skops raises many kinds
+        return unsafe("skops", f"{source} is a corrupt skops archive ({_one_line(err)})",
+                      digest, compression=compression)
+    canonical = _is_canonical(data, infos, digest)
+    if untrusted:
+        return unsafe("skops", f"{source} references untrusted type {_first(list(untrusted))}",
+                      digest, canonical, untrusted, compression)
+    if not canonical:
+        return unsafe("skops", f"{source} is not canonical: not written by dvc-monitor's "
+                      "trainer", digest, compression=compression)
+    return ModelFileCheck(source, "skops", True, (), True,
+                          f"{source} is a canonical skops archive of trusted types", md5, digest,
+                          compression)
+
+
+def _is_canonical(data: bytes, infos: list[zipfile.ZipInfo], digest: str) -> bool:
+    """The layout save_model writes (sorted, fixed times, stored or deflated members)
+    and content that canonical_archive leaves unchanged."""
+    names = [i.filename for i in infos]
+    if names != sorted(names) or any(
+            i.date_time != _DATE_TIME or i.compress_type not in (zipfile.ZIP_STORED,
+                                                                  zipfile.ZIP_DEFLATED)
+            or i.extra or i.comment for i in infos):
+        return False
+    try:
+        return _digest_members(_canonical_members(data)) == digest
+    except Exception:  # noqa: BLE001 - anything canonical_archive cannot rewrite is not canonical
+        return False
+
+
+def verify_model_file(path_or_bytes: bytes | str | os.PathLike, md5: str | None,
+                      digest: str | None = None) -> ModelMatch:
+    """Is this the registered model file? Safe (format and types checked) and either
+    ``byte-identical`` (md5) or ``content-identical`` (content digest: recompressed by
+    another zlib build, or a stored archive of the same content)."""
+    check = inspect_model_file(path_or_bytes)
+
+    def result(match: str | None, reason: str) -> ModelMatch:
+        return ModelMatch(match is not None, match, md5, digest, check, reason)
+
+    if not check.safe:
+        return result(None, check.reason)
+    if md5 is not None and check.md5 == md5:
+        return result(BYTE_IDENTICAL, f"{check.source} is byte-identical (md5 {md5})")
+    if digest is not None and check.digest == digest:
+        return result(CONTENT_IDENTICAL,
+                      f"{check.source} is content-identical (digest {digest[:19]}...; md5 "
+                      f"{check.md5} differs from {md5}: compressed differently)")
+    if digest is None and md5 is not None and _stored_md5(path_or_bytes) == md5:
+        return result(CONTENT_IDENTICAL,
+                      f"{check.source} is content-identical (its stored, uncompressed form has "
+                      f"md5 {md5}: a version registered before compression)")
+    if digest is None:
+        return result(None, f"{check.source} has md5 {check.md5}, expected {md5} (no content "
+                            "digest recorded to compare)")
+    return result(None, f"{check.source} has md5 {check.md5} and digest {check.digest[:19]}..., "
+                        f"expected md5 {md5} or digest {digest[:19]}...")
+
+
+def _stored_md5(path_or_bytes: bytes | str | os.PathLike) -> str | None:
+    """md5 of the archive rewritten with stored members, as save_model wrote it before
+    members were deflated (that layout is deterministic too)."""
+    data, _, _ = _source_bytes(path_or_bytes)
+    try:
+        stored = _write_zip(_read_zip_strict(data or b""), deflate=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
+        return None
+    return hashlib.md5(stored, usedforsecurity=False).hexdigest()
+
+
+def cached_digest(object_path: str | os.PathLike, md5: str) -> str | None:
+    """The content digest of a DVC cache object whose bytes really have ``md5`` (for
+    versions registered before digests were recorded), else None."""
+    try:
+        data = Path(object_path).read_bytes()
+    except OSError:
+        return None
+    if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
+        return None
+    try:
+        return content_digest(data)
+    except ModelFileError:
+        return None
+
+
+def registered_digest(root: str | os.PathLike, md5: str | None, recorded: str | None) -> str | None:
+    """A registered model's content digest: the one its tag block records, else the one
+    of its object in the local DVC cache (versions registered before digests)."""
+    if recorded or not md5:
+        return recorded
+    from dvc_monitor.repo.cache import object_path
+
+    return cached_digest(object_path(root, md5), md5)
+
+
+def accept_registration(root: str | os.PathLike, model_path: str, md5: str | None, name: str,
+                        version: str, same_id: Sequence[tuple[str, str | None, str | None]],
+                        force: bool = False,
+                        warn: Callable[[str], None] | None = None) -> ModelFileCheck:
+    """The model-file gate of ``register``: refuse an unsafe or non-canonical file, and a
+    file whose id equals a registered version's but whose bytes differ, unless ``force``.
+
+    ``same_id`` lists (version, model md5, content digest or None) of registered versions
+    with the same id; a missing digest is computed from the local DVC cache if it can be.
+    Returns the check (its ``digest`` goes into the tag block).
+    """
+    check = inspect_model_file(Path(root) / model_path)
+    other = [(v, m, registered_digest(root, m, d)) for v, m, d in same_id if m and md5 and m != md5]
+    if not check.safe:
+        why = (f"; it has the id of {other[0][0]} but a different file: the model file was "
+               "tampered with (training does not write this)") if other else ""
+        raise UnsafeModelFile(
+            f"cannot register {name} {version}: {check.reason}{why}; nothing was tagged; "
+            f"restore the trained model with 'dvc repro -f' and commit it")
+    if md5 is not None and check.md5 != md5:
+        raise UnsafeModelFile(
+            f"cannot register {name} {version}: {check.source} has md5 {check.md5} but dvc.lock "
+            f"records {md5}; run 'dvc checkout' and try again; nothing was tagged")
+    for v, m, d in other:
+        if d is not None and d == check.digest:
+            if warn:
+                warn(f"{name} {version} has the same id and model content as {v}, compressed "
+                     "differently (another zlib build): recompression, not a new model")
+            continue
+        what = (f"{name} {version} has the same id as {v} (same params, data and code) but a "
+                f"different model file (md5 {check.md5}, {v} has {m})")
+        if not force:
+            raise SameIdDifferentModel(
+                f"{what}: training is not deterministic, or the model file was replaced by "
+                "hand; check that 'dvc repro -f' gives the same bytes, or pass --force to "
+                "register it anyway; nothing was tagged")
+        if warn:
+            warn(f"{what}: registered anyway (--force)")
+    return check

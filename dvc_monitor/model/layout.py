@@ -41,6 +41,7 @@ class ModelLayout:
     SPLIT = "prepared/split.json"
     MODEL = "model.skops"
     METRICS = "metrics.json"
+    REFERENCE = "reference.json"  # the evaluate stage's reference profile (watch)
     PLOTS = "plots"
 
     @property
@@ -78,6 +79,10 @@ class ModelLayout:
     @property
     def metrics(self) -> str:
         return self._in_dir(self.METRICS)
+
+    @property
+    def reference(self) -> str:
+        return self._in_dir(self.REFERENCE)
 
     @property
     def plots(self) -> str:

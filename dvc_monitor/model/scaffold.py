@@ -1,7 +1,7 @@
-"""``init`` and ``ingest``: put a monitoring model into a git repository and feed it data.
+"""``init``: put a monitoring model into a git repository (``ingesting`` feeds it data).
 
-Both are transactions over the work tree: every file they create is removed and every
-file they change is put back if any step fails, so a failed command leaves the
+``init`` is a transaction over the work tree: every file it creates is removed and every
+file it changes is put back if any step fails, so a failed command leaves the
 repository as it found it.
 """
 
@@ -12,19 +12,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dvc_monitor.errors import DvcMonitorError, SchemaError, TemplateError, UnknownModel
-from dvc_monitor.model.data import (
-    KINDS,
-    ModelConfig,
-    expected_columns,
-    next_partition_name,
-    partition_files,
-    read_batch,
-    validate_batch,
-    write_batch,
-)
-from dvc_monitor.model.layout import ROOT_DVC_YAML, ModelLayout
+from dvc_monitor.model.data import KINDS, partition_files, write_batch
+from dvc_monitor.errors import TemplateError, UsageError, shown
 from dvc_monitor.repo.git import GitRepo
+from dvc_monitor.model.layout import ROOT_DVC_YAML, ModelLayout
 
 TEMPLATE_FILES = ("dvc.yaml", "params.yaml", "monitor.yaml")
 SAMPLE_BATCHES = 3
@@ -157,6 +148,8 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
 
     if kind not in KINDS:
         raise TemplateError(f"unknown template {kind!r}; choose one of: {', '.join(KINDS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise UsageError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {shown(seed)}")
     if ci is not None and ci not in CI_KINDS:
         raise TemplateError(f"unknown CI system {ci!r}; choose one of: {', '.join(CI_KINDS)}")
     layout = ModelLayout(name)  # validates the name
@@ -215,6 +208,7 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
         f"dvc repro {layout.dvc_yaml}",
         f'git add -A && git commit -m "Add {kind} model {name}"',
         f"dvc-monitor register {name} --bump minor",
+        f"git push -u origin {git.branch() or 'main'} --follow-tags",
         "dvc push",
     ]
     return InitResult(name, kind, files, remote_url, batches, steps)
@@ -245,53 +239,3 @@ def ci_files(ci: str) -> dict[str, str]:
         if path.is_file():
             out[target_dir + path.name] = path.read_text()
     return out
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    name: str
-    partition: str
-    rows: int
-    partitions: int
-
-
-def ingest(path: str | Path, name: str, batch_file: str | Path) -> IngestResult:
-    """Check a CSV batch against model ``name``'s schema and add it as a new partition."""
-    from dvc_monitor.repo import dvc as dvcops
-
-    layout = ModelLayout(name)
-    git = GitRepo.discover(path)
-    root = git.root
-    config_path = root / layout.monitor
-    if not config_path.is_file():
-        raise UnknownModel(f"no model {name!r} here ({layout.monitor} not found); "
-                           f"create it with 'dvc-monitor init --name {name}'")
-    config = ModelConfig.load(config_path)
-    batch_path = Path(batch_file)
-    if not batch_path.is_absolute():
-        batch_path = Path(path) / batch_path
-    df = read_batch(batch_path)
-    data_dir = root / layout.data
-    df = validate_batch(df, config, expected_columns(config, data_dir), str(batch_file))
-
-    part_name = next_partition_name(data_dir)
-    tx = WorkTreeTransaction(root)
-    try:
-        if not data_dir.exists():
-            tx.created.append(data_dir)
-        rel = f"{layout.data}/{part_name}"
-        tx.remember(rel)
-        write_batch(df, root / rel)
-        tx.remember(layout.data_dvc)
-        tx.remember(f"{layout.dir}/.gitignore")
-        dvcops.add(root, layout.data)
-        tx.index_paths += [layout.data_dvc, f"{layout.dir}/.gitignore"]
-        git.run("add", "--", layout.data_dvc, f"{layout.dir}/.gitignore")
-    except BaseException as exc:
-        tx.undo()
-        if isinstance(exc, DvcMonitorError):
-            raise
-        if isinstance(exc, Exception):
-            raise SchemaError(f"could not add {batch_file}: {exc}") from None
-        raise
-    return IngestResult(name, part_name, len(df), len(partition_files(data_dir)))

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dvc_monitor.errors import DvcMonitorError, UnknownVersion, UsageError
 from dvc_monitor.repo.cache import object_path
-from dvc_monitor.repo.git import GitRepo
+from dvc_monitor.errors import DvcMonitorError, UnknownVersion, shown
+from dvc_monitor.repo.git import GitRepo, check_rev
 
 NOT_IN_CACHE = "partition list not in local cache; run 'dvc fetch'"
 _MISSING = object()
@@ -213,6 +213,7 @@ class _State:
     metrics: dict
     lock_path: str | None
     error: str | None
+    model_path: str | None = None  # repository-relative
 
 
 def diff_revisions(root: str | Path, name: str, base_rev: str,
@@ -237,6 +238,7 @@ def diff_refs(root: str | Path, name: str, base: str, head: str | None = None) -
 def _resolve_ref(git: GitRepo, name: str, ref: str, loaded: list) -> str:
     from dvc_monitor.registry.state import Registry
 
+    check_rev(ref)
     looks_like_version = ref in ("latest", "greatest") or ref.startswith(("#", "@", "sha256:")) \
         or re.fullmatch(r"v?\d+\.\d+\.\d+([-+].*)?", ref) is not None
     is_hex = re.fullmatch(r"[0-9a-fA-F]{6,64}", ref) is not None
@@ -255,11 +257,9 @@ def _resolve_ref(git: GitRepo, name: str, ref: str, loaded: list) -> str:
 
 
 def _commit(git: GitRepo, rev: str) -> str:
-    if not isinstance(rev, str) or not rev or rev.startswith("-") or "\n" in rev:
-        raise UsageError(f"invalid revision {rev!r}")
     commit = git.resolve(rev)
     if commit is None:
-        raise UnknownVersion(f"'{rev}' names no version and no git commit")
+        raise UnknownVersion(f"{shown(rev)} names no version and no git commit")
     return commit
 
 
@@ -269,7 +269,8 @@ def _diff(git: GitRepo, name: str, base_label: str, base_commit: str,
 
     commits = [c for c in (base_commit, head_commit) if c is not None]
     facts = read_facts(git, name, commits)
-    states = {c: _State(f.identity, f.metrics, f.lock_path, f.error) for c, f in facts.items()}
+    states = {c: _State(f.identity, f.metrics, f.lock_path, f.error, f.model_path)
+              for c, f in facts.items()}
     base = states[base_commit]
     head = states[head_commit] if head_commit is not None else workspace_state(git.root, name)
     versions = _versions_at(git, name, commits)
@@ -310,6 +311,9 @@ def _diff(git: GitRepo, name: str, base_label: str, base_commit: str,
         added += [f"{path}/{r}" for r in sorted(set(hmap) - set(bmap))]
         removed += [f"{path}/{r}" for r in sorted(set(bmap) - set(hmap))]
         changed += [f"{path}/{r}" for r in sorted(set(bmap) & set(hmap)) if bmap[r] != hmap[r]]
+    tracked = _git_model_change(git, base_commit, head_commit, base, head)
+    if tracked is not None:
+        code.append(tracked)
     bcmds = base.identity.cmds if base.identity else {}
     hcmds = head.identity.cmds if head.identity else {}
     for stage in sorted(set(bcmds) | set(hcmds)):
@@ -323,6 +327,28 @@ def _diff(git: GitRepo, name: str, base_label: str, base_commit: str,
         data_changed=data, code_changed=code, metrics=_metric_rows(base.metrics, head.metrics),
         notes=notes,
     )
+
+
+def _git_model_change(git: GitRepo, base_commit: str, head_commit: str | None,
+                      base: _State, head: _State) -> CodeChange | None:
+    """A model file that git tracks itself (no dvc.lock records it on a side): a change of
+    its git blob, or None. Without this a diff of two such versions said "no changes"."""
+    if base.identity is not None and head.identity is not None:
+        return None
+    path = head.model_path or base.model_path
+    if not path or "://" in path:
+        return None
+    b, h = _blob_id(git, base_commit, path), _blob_id(git, head_commit, path)
+    return None if b == h else CodeChange(path, b, h, _status(b, h))
+
+
+def _blob_id(git: GitRepo, commit: str | None, path: str) -> str | None:
+    """The git object id of ``path`` at ``commit`` (None: the file in the work tree)."""
+    if commit is None:
+        if not (git.root / path).is_file():
+            return None
+        return git.run("hash-object", "--", path).strip()
+    return git.run("rev-parse", "-q", "--verify", f"{commit}:{path}", check=False).strip() or None
 
 
 def _status(b: Any, h: Any) -> str:
@@ -433,8 +459,8 @@ def workspace_state(root: Path, name: str) -> _State:
             continue
         mfile = Path(root) / _join(d, METRICS_FILE)
         metrics = flatten_metrics(mfile.read_bytes()) if mfile.is_file() else {}
-        return _State(identity, metrics, lp, None)
-    return _State(None, {}, None, error or f"no dvc.lock for {mp} in the workspace")
+        return _State(identity, metrics, lp, None, mp)
+    return _State(None, {}, None, error or f"no dvc.lock for {mp} in the workspace", mp)
 
 
 def _workspace_notes(root: Path, st: _State) -> list[str]:

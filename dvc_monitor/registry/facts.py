@@ -147,6 +147,8 @@ def _artifact_path(raw: bytes | None, art_name: str, ydir: str,
     path = entry.get("path") if isinstance(entry, dict) else None
     if not isinstance(path, str) or not path:
         return None
+    if "://" in path:  # a URL (GTO allows remote artifacts) is kept as written
+        return path
     from posixpath import normpath
     path = normpath(_join(ydir, path.replace("\\", "/")))
     if path.startswith("../") or path.startswith("/"):

@@ -361,6 +361,7 @@ class Registry:
             data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
             lock_path = meta.get("lock") if isinstance(meta.get("lock"), str) else None
             identity, warning = None, None
+            model_digest = meta.get("digest") if isinstance(meta.get("digest"), str) else None
         else:
             facts = self._facts.get((name, v.commit))
             identity = facts.identity if facts else None
@@ -371,6 +372,7 @@ class Registry:
             lock_path = facts.lock_path if facts else None
             data = _repo_data(identity, lock_path)
             warning = facts.error if facts else None
+            model_digest = None
         last = v.all_events[-1] if v.all_events else authoring
         return ModelVersion(
             name=name,
@@ -394,6 +396,7 @@ class Registry:
             data=data,
             lock_path=lock_path,
             warning=warning,
+            model_digest=model_digest,
         )
 
     def _with_identity(self, mv: ModelVersion) -> ModelVersion:
@@ -436,8 +439,14 @@ class Registry:
             listed = ", ".join(f"{v.version} ({v.short_id})" for v in matches)
             raise AmbiguousVersion(f"'{prefix}' matches several versions of {name}: {listed}; "
                                    "give more digits")
-        active = [v for v in matches if v.active]
-        return (active or matches)[0]  # same id registered twice: the greatest active one
+        # the same id registered twice (same content) must not pick one silently
+        active = [v for v in matches if v.active] or matches
+        if len(active) > 1:
+            listed = ", ".join(v.version for v in active)
+            raise AmbiguousVersion(f"'{prefix}' is the id of several versions of {name} "
+                                   f"({listed}: the same content registered more than once); "
+                                   f"name the version instead, e.g. {name}@{active[0].version}")
+        return active[0]
 
     def _read_facts(self, name: str, commits: Iterable[str]) -> dict[str, _Facts]:
         """Identity and metrics of ``name`` at many commits, reading git in one batch."""

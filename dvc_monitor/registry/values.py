@@ -77,6 +77,7 @@ class ModelVersion:
     data: dict = field(default_factory=dict)  # data dependency (repo-relative) -> md5
     lock_path: str | None = None
     warning: str | None = None  # why id is None, if it is
+    model_digest: str | None = None  # content digest from the tag block (model/files.py)
 
     @property
     def ref(self) -> str:

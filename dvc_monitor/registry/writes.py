@@ -16,6 +16,7 @@ from dvc_monitor.errors import (
     UnknownModel,
     UsageError,
 )
+from dvc_monitor.model.files import accept_registration
 from dvc_monitor.registry import tags as T
 from dvc_monitor.registry.facts import _Facts, _join, read_facts
 from dvc_monitor.registry.state import Registry, _Artifact, _repo_data
@@ -65,7 +66,7 @@ def _root(root: str | Path) -> Path:
 
 def register(root: str | Path, name: str, version: str | None = None, bump: str | None = None,
              message: str | None = None, *,
-             warn: Callable[[str], None] | None = None) -> ModelVersion:
+             warn: Callable[[str], None] | None = None, force: bool = False) -> ModelVersion:
     """Register HEAD as a new version of ``name`` (tag ``NAME@vX.Y.Z``).
 
     Without ``version`` or ``bump``: the patch after the greatest version ever
@@ -149,6 +150,10 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
             raise RegistryError(_missing_message(name, missing, pipeline))
 
         same = [mv for mv in reg.all_versions(name) if mv.id == identity.id] if art else []
+        # the model file: a safe canonical archive; same id with other bytes is refused
+        checked = accept_registration(root, facts.model_path, identity.model_md5, name, version,
+                                      [(m.version, m.model_md5, m.model_digest) for m in same],
+                                      force=force, warn=warn)
         if same:
             warn(f"{name} {version} has the same id ({identity.short}) as "
                  f"{', '.join(m.version for m in same)}: same params, data and code")
@@ -159,6 +164,7 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
             "id": identity.id,
             "model_path": facts.model_path,
             "model_md5": identity.model_md5,
+            "digest": checked.digest,
             "lock": facts.lock_path,
             "data": _repo_data(identity, facts.lock_path),
             "metrics": facts.metrics,

@@ -115,7 +115,26 @@ import os  # noqa: E402
 
 
 class RemoteUnavailable(ExternalCommandError):
-    """The DVC remote could not be reached (network, credentials, missing folder)."""
+    """The DVC remote could not be used (network, credentials, missing folder)."""
+
+
+# What storage clients raise (or say) when credentials are missing or refused.
+_CREDENTIAL_SIGNS = ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
+                     "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                     "InvalidClientTokenId", "AccessDenied", "Unable to locate credentials",
+                     "DefaultCredentialsError", "ClientAuthenticationError")
+
+
+def is_credentials_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) says the credentials are missing or refused."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, PermissionError) or any(
+                sign in type(exc).__name__ or sign in str(exc) for sign in _CREDENTIAL_SIGNS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 class DvcSession:
@@ -213,6 +232,12 @@ class DvcSession:
         except FileNotFoundError:
             raise
         except Exception as exc:  # botocore, network and fsspec errors come in many types
+            if is_credentials_error(exc):
+                raise RemoteUnavailable(
+                    f"DVC remote '{name}' ({url}) has no valid credentials: "
+                    f"{_one_line(exc)[:200]}; set them (for S3: AWS_ACCESS_KEY_ID and "
+                    f"AWS_SECRET_ACCESS_KEY, an AWS profile, or 'dvc remote modify --local "
+                    f"{name} access_key_id ...')") from None
             raise RemoteUnavailable(
                 f"cannot reach DVC remote '{name}' ({url}): {_one_line(exc)[:200]}") from None
 
@@ -222,7 +247,10 @@ class DvcSession:
         if remote is None or "://" in remote[1]:
             return False
         odb = self._remote_odb()
-        return not os.path.isdir(odb.fs.parent(odb.path))
+        root = odb.path  # <remote>/files/md5 (DVC 3), or <remote> (DVC 2 layout)
+        while os.path.basename(root) in ("md5", "files"):
+            root = os.path.dirname(root)
+        return not os.path.isdir(root)  # an empty remote folder exists: objects are missing
 
     def remote_has(self, oids: list[str]) -> set[str]:
         """The subset of ``oids`` that the default remote holds."""

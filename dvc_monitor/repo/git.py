@@ -9,12 +9,13 @@ validated by ``dvc_monitor.registry.tags`` before they get here.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from dvc_monitor.errors import ExternalCommandError, NotAGitRepository
+from dvc_monitor.errors import ExternalCommandError, NotAGitRepository, UsageError, shown
 
 # Field and record separators that cannot appear in ref names or (practically) messages.
 _FS = "\x1f"
@@ -35,6 +36,33 @@ _TAG_FIELDS = (
 )
 
 
+# Suffixes that make one revision into a set of commits (git help revisions).
+_RANGE_SUFFIX = re.compile(r"\^(!|@|-\d*)$")
+_IDENT = re.compile(r"^(?P<name>.*) <(?P<email>[^<>]*)> \d+ [+-]\d{4}$")
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
+def check_rev(rev: object, what: str = "revision") -> str:
+    """``rev`` when it can name one commit; else a one-line ``UsageError``.
+
+    Every revision a user gives (``diff A B``, ``--base``, ``--head``) passes here before
+    git sees it: no option-like text (``-x``), no newline or control character, and no
+    range (``A..B``, ``A...B``, ``A^!``, ``A^@``, ``A^-``), which names many commits.
+    """
+    if not isinstance(rev, str) or not rev.strip():
+        raise UsageError(f"empty {what}; give a branch, tag or commit")
+    if rev.startswith("-"):
+        raise UsageError(f"invalid {what} {shown(rev)}: it starts with '-'; "
+                         "give a branch, tag or commit")
+    if any(not c.isprintable() for c in rev):
+        raise UsageError(f"invalid {what} {shown(rev)}: it contains a newline or control "
+                         "character; give a branch, tag or commit")
+    if ".." in rev or _RANGE_SUFFIX.search(rev):
+        raise UsageError(f"{what} {shown(rev)} is a range of commits; give one revision "
+                         "(a branch, tag or commit, e.g. HEAD~1)")
+    return rev
+
+
 @dataclass(frozen=True)
 class TagRef:
     """One git tag as read by ``for-each-ref``, with the commit it points to."""
@@ -53,7 +81,7 @@ class TagRef:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is writing: from git config user.name / user.email."""
+    """Who is writing: the committer identity git would use (see ``GitRepo.identity``)."""
 
     name: str
     email: str
@@ -135,6 +163,11 @@ class GitRepo:
         """The current branch name, or None when HEAD is detached."""
         return self._answer("symbolic-ref", "-q", "--short", "HEAD")
 
+    def remote_default_branch(self, remote: str = "origin") -> str | None:
+        """``origin/NAME`` when ``refs/remotes/origin/HEAD`` is set (by clone, or
+        ``git remote set-head origin --auto``), else None."""
+        return self._answer("symbolic-ref", "-q", "--short", f"refs/remotes/{remote}/HEAD")
+
     def status_porcelain(self, *paths: str) -> str:
         """``git status --porcelain`` (untracked files included), optionally limited to paths."""
         args = ["status", "--porcelain", "--untracked-files=all"]
@@ -146,15 +179,21 @@ class GitRepo:
         return bool(self.status_porcelain(*paths).strip())
 
     def resolve(self, rev: str) -> str | None:
-        """The full commit id of ``rev``, or None when it names no commit."""
-        if rev.startswith("-"):
-            return None
-        return self._answer("rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}")
+        """The full commit id of ``rev``, or None when it names no commit.
+
+        ``rev`` is checked by ``check_rev`` (a ``UsageError`` when it is no single revision).
+        """
+        check_rev(rev)
+        out = self._answer("rev-parse", "--verify", "-q", "--end-of-options", f"{rev}^{{commit}}")
+        return out if out and _OBJECT_ID.fullmatch(out) else None
 
     def identity(self) -> Identity:
-        name = self.run("config", "user.name", check=False).strip() or "unknown"
-        email = self.run("config", "user.email", check=False).strip() or "unknown"
-        return Identity(name, email)
+        """Who is writing, as git decides it for a commit (``git var GIT_COMMITTER_IDENT``):
+        ``GIT_COMMITTER_NAME``/``EMAIL`` over ``user.name``/``user.email``."""
+        match = _IDENT.match(self._answer("var", "GIT_COMMITTER_IDENT") or "")
+        if match is None:  # git knows no identity: it would refuse to commit too
+            return Identity("unknown", "unknown")
+        return Identity(match["name"] or "unknown", match["email"] or "unknown")
 
     # -- bulk reads --------------------------------------------------------------------
 

@@ -154,42 +154,43 @@ def _is_number(v: Any) -> bool:
 
 
 def parse_gate(section: Any, kind: str, known: set[str], directions: dict[str, str | None],
-               source: str) -> list[Threshold]:
-    """The thresholds of a ``gate:`` section; a one-line ``UsageError`` for anything wrong."""
+               source: str, key: str = "gate", records: str = "records") -> list[Threshold]:
+    """The thresholds of a ``gate:`` section (or another section of the same syntax, named
+    ``key``, e.g. ``watch:``); a one-line ``UsageError`` for anything wrong."""
     if section is None:
         return []
     if not isinstance(section, dict):
-        raise UsageError(f"{source}: 'gate:' must map metric names to rules, e.g. "
-                         "'gate: {roc_auc: {max_drop: 0.02}}'")
+        raise UsageError(f"{source}: '{key}:' must map metric names to rules, e.g. "
+                         f"'{key}: {{roc_auc: {{max_drop: 0.02}}}}'")
     out = []
     for metric, rules in section.items():
         metric = str(metric)
         if metric not in known:
             raise UsageError(
-                f"{source}: gate threshold on unknown metric {metric!r}; the {kind} model "
-                f"records: {', '.join(sorted(known))}"
+                f"{source}: {key} threshold on unknown metric {metric!r}; the {kind} model "
+                f"{records}: {', '.join(sorted(known))}"
             )
         if not isinstance(rules, dict) or not rules:
-            raise UsageError(f"{source}: gate.{metric} must be a mapping of rules, e.g. "
+            raise UsageError(f"{source}: {key}.{metric} must be a mapping of rules, e.g. "
                              f"'{metric}: {{max_change: 0.01}}'; rules: {', '.join(RULES)}")
         direction = directions.get(metric) or "none"
         for rule, limit in rules.items():
             rule = str(rule)
             if rule not in RULES:
-                raise UsageError(f"{source}: gate.{metric}: unknown rule {rule!r}; "
+                raise UsageError(f"{source}: {key}.{metric}: unknown rule {rule!r}; "
                                  f"use one of {', '.join(RULES)}")
             if direction not in RULES[rule]:
                 better = "higher" if direction == "higher" else "lower"
                 fix = "max_drop" if direction == "higher" else "max_increase"
                 raise UsageError(
-                    f"{source}: gate.{metric}.{rule} never catches a regression: {better} "
+                    f"{source}: {key}.{metric}.{rule} never catches a regression: {better} "
                     f"{metric} is better; use {fix}, max_change, min or max"
                 )
             if not _is_number(limit):
-                raise UsageError(f"{source}: gate.{metric}.{rule} must be a number, "
+                raise UsageError(f"{source}: {key}.{metric}.{rule} must be a number, "
                                  f"got {limit!r}")
             if rule.startswith("max_") and limit < 0:
-                raise UsageError(f"{source}: gate.{metric}.{rule} must not be negative, "
+                raise UsageError(f"{source}: {key}.{metric}.{rule} must not be negative, "
                                  f"got {limit!r}")
             out.append(Threshold(metric, rule, float(limit)))
     return out

@@ -28,6 +28,7 @@ from dvc_monitor.errors import (
     TemplateError,
     UnknownModel,
     UsageError,
+    shown,
 )
 from dvc_monitor.model.data import ModelConfig
 from dvc_monitor.model.layout import MODELS_DIR, ModelLayout
@@ -116,7 +117,8 @@ def resolve_commit(root: str | Path, rev: str) -> str:
     """The commit ``rev`` names, or a one-line ``UsageError``."""
     commit = GitRepo(root).resolve(rev)
     if commit is None:
-        raise UsageError(f"unknown revision {rev!r}; use a branch, tag or commit of this repository")
+        raise UsageError(f"unknown revision {shown(rev)}; use a branch, tag or commit of this "
+                         "repository")
     return commit
 
 
@@ -232,8 +234,9 @@ def resolve_name(root: str | Path, name: str | None) -> str:
 def default_base(root: str | Path, name: str, head: str | None) -> str:
     """The base revision when none is given (also in ``report --help``):
 
-    1. the merge-base of HEAD with ``main``/``master`` (local, else ``origin/``), when
-       HEAD is not already on that branch's history tip (a feature branch);
+    1. the merge-base of HEAD with the main branch: the first of ``main``, ``master``,
+       the remote's default branch (``origin/HEAD``), ``origin/main``, ``origin/master``
+       that exists, when HEAD is not already on that branch's history tip (a feature branch);
     2. otherwise, when the head is the workspace and the model's files have uncommitted
        changes: ``HEAD`` (review what is about to be committed);
     3. otherwise ``HEAD~1`` (review the last commit).
@@ -243,7 +246,11 @@ def default_base(root: str | Path, name: str, head: str | None) -> str:
     if head_commit is None:
         raise UsageError("the repository has no commits yet; commit the model first")
     tip = head_commit if head in (None, WORKSPACE) else resolve_commit(root, head)
-    for branch in DEFAULT_BRANCHES:
+    remote_head = git.remote_default_branch()
+    branches = [b for b in DEFAULT_BRANCHES if not b.startswith("origin/")]
+    branches += [remote_head] if remote_head else []
+    branches += [b for b in DEFAULT_BRANCHES if b.startswith("origin/")]
+    for branch in branches:
         if git.resolve(branch) is None:
             continue
         base = git.run("merge-base", tip, branch, check=False).strip()
@@ -280,8 +287,11 @@ def _fetch(root: Path, commit: str | None, targets: list[str]) -> None:
         logger.setLevel(logging.CRITICAL)
     try:
         with contextlib.redirect_stderr(io.StringIO()), Repo(str(root)) as repo:
-            repo.fetch(targets=[str(root / t) for t in targets],
-                       revs=[commit] if commit else None, workspace=commit is None)
+            # At a revision DVC reads that commit's git tree, whose root is "/": a path
+            # of the work tree there is "no such output" (seen with dvc 3.67).
+            paths = [f"/{t}" if commit else str(root / t) for t in targets]
+            repo.fetch(targets=paths, revs=[commit] if commit else None,
+                       workspace=commit is None)
     except DvcException as exc:  # a remote that is not reachable or lacks the objects
         first = " ".join(str(exc).split()) or type(exc).__name__
         raise ExternalCommandError(f"dvc fetch failed: {first}") from None

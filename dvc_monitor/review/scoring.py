@@ -155,16 +155,30 @@ def psi(expected: "np.ndarray", actual: "np.ndarray", bins: int = 10,
     Bin edges are quantiles of ``expected`` (duplicates merged); empty bins count as
     ``eps`` so the index stays finite. < 0.1: stable, 0.1-0.25: moderate, > 0.25: large.
     """
+    inner, fractions = quantile_bins(expected, bins)
+    return psi_binned(inner, fractions, actual, eps), len(inner) + 1
+
+
+def quantile_bins(expected: "np.ndarray", bins: int = 10) -> tuple["np.ndarray", "np.ndarray"]:
+    """The inner edges of ``bins`` quantile bins of ``expected`` (duplicates merged) and the
+    share of ``expected`` in each bin: a stored reference for ``psi_binned``."""
     import numpy as np
 
     expected = np.asarray(expected, dtype=float)
-    actual = np.asarray(actual, dtype=float)
     inner = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1]))
     e = np.bincount(np.searchsorted(inner, expected, side="right"), minlength=len(inner) + 1)
+    return inner, e / max(len(expected), 1)
+
+
+def psi_binned(inner: "np.ndarray", fractions: "np.ndarray", actual: "np.ndarray",
+               eps: float = 1e-4) -> float:
+    """PSI of ``actual`` against bins from ``quantile_bins`` (edges and expected shares)."""
+    import numpy as np
+
+    inner = np.asarray(inner, dtype=float)
+    actual = np.asarray(actual, dtype=float)
     a = np.bincount(np.searchsorted(inner, actual, side="right"), minlength=len(inner) + 1)
-    pe = np.maximum(e / max(len(expected), 1), eps)
+    pe = np.maximum(np.asarray(fractions, dtype=float), eps)
     pa = np.maximum(a / max(len(actual), 1), eps)
     value = float(np.sum((pa - pe) * np.log(pa / pe)))
-    return (0.0 if math.isclose(value, 0.0, abs_tol=1e-12) else value), len(inner) + 1
-
-
+    return 0.0 if math.isclose(value, 0.0, abs_tol=1e-12) else value

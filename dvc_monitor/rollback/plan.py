@@ -422,9 +422,9 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
                 else:
                     raise RollbackError(
                         f"{name} {target.version} needs objects that are not in the local "
-                        f"cache and the DVC remote cannot be reached: {exc}; check the remote "
-                        "('dvc remote list') and the network, then run again (nothing was "
-                        "changed)") from None
+                        f"cache and the DVC remote cannot be used: {exc}; check the remote "
+                        "('dvc remote list'), the network and the credentials, then run "
+                        "again (nothing was changed)") from None
             objects = [ObjectNeed(o.path, o.oid, o.role,
                                   ("remote" if o.oid in there else "missing"))
                        if o.location == "unknown" else o for o in objects]
@@ -464,6 +464,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
     expected = {
         "id": target.id or identity.id,
         "model": {model_path: target.model_md5 or identity.model_md5},
+        "model_digest": {model_path: target.model_digest},
         "data": expected_data,
         "params": identity.params,
     }

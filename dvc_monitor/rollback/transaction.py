@@ -242,7 +242,7 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
             with step("Verify model, data and params against the registered version"):
                 proof = _verify(ctx, plan)
                 result.proof = proof
-                if not proof.ok and not allow_mismatch:
+                if not proof.ok and (not allow_mismatch or proof.unsafe):
                     raise VerificationError(_mismatch_message(plan, proof, dvc))
                 checkpoint("verify")
             with step(f"Commit on {plan.branch}"):
@@ -341,6 +341,7 @@ def _commit(ctx: _Context, plan: RollbackPlan, tx: _Transaction, proof: Proof) -
         "files, params, data and model, verified against the registered version.",
         "",
         f"model md5: {proof.model.got if proof.model else 'n/a'}"
+        + (f" ({proof.model_match})" if proof.model_match else "")
         + ("" if proof.ok else " (MISMATCH allowed with --allow-mismatch)"),
     ]
     if plan.message:

@@ -12,6 +12,7 @@ from dvc_monitor.errors import (
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.cache import md5_file, workspace_hash
 from dvc_monitor.repo.dvcfiles import inside, norm, stage_wdir
+from dvc_monitor.model.files import registered_digest, verify_model_file
 from dvc_monitor.rollback.plan import RollbackPlan, _Context
 
 
@@ -22,6 +23,7 @@ class Check:
     expected: Any
     got: Any
     ok: bool
+    note: str = ""  # the model check: model/files.py's one-line verdict
 
 
 @dataclass
@@ -33,6 +35,8 @@ class Proof:
     model: Check | None
     checks: list[Check]
     ok: bool
+    model_match: str | None = None  # "byte-identical" | "content-identical"
+    unsafe: str | None = None  # a pickle or untrusted types: refused, never kept
 
     @property
     def mismatches(self) -> list[Check]:
@@ -73,9 +77,13 @@ def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
                         got_id == plan.id))
 
     model_check = None
+    model_match = unsafe = None
     for path, md5 in plan.expected["model"].items():
-        got = workspace_hash(root / path)
-        model_check = Check("model", path, md5, got, got == md5 and md5 is not None)
+        # the model file: format and types first, then the md5 or the content digest
+        recorded = (plan.expected.get("model_digest") or {}).get(path)
+        match = verify_model_file(root / path, md5, registered_digest(root, md5, recorded))
+        model_check = Check("model", path, md5, match.check.md5, match.ok, match.reason)
+        model_match, unsafe = match.match, match.reason if match.check.dangerous else None
         checks.append(model_check)
     for path, md5 in sorted(plan.expected["data"].items()):
         got = workspace_hash(root / path)
@@ -123,10 +131,14 @@ def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
     checks.append(Check("params", ", ".join(norm(pdir, f) for f in expected_params),
                         expected_params, got_params, params_ok))
     return Proof(target_id=plan.id, got_id=got_id, model=model_check, checks=checks,
-                 ok=all(c.ok for c in checks))
+                 ok=all(c.ok for c in checks), model_match=model_match, unsafe=unsafe)
 
 
 def _mismatch_message(plan: RollbackPlan, proof: Proof, dvc) -> str:
+    if proof.unsafe:  # an unsafe model file is never kept, even with --allow-mismatch
+        return (f"verification failed for {plan.name} {plan.version}: {proof.unsafe}; it was "
+                "not loaded, and the repository was restored to its previous state; roll back "
+                "to a version whose model file is a safe dvc-monitor archive")
     bad = proof.mismatches
     first = bad[0]
     what = (f"{first.path}: expected {_short(first.expected)}, got {_short(first.got)}"

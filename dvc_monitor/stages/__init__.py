@@ -100,14 +100,27 @@ def _evaluate(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType
     split, df = _load_split(workdir)
     mask = kind.holdout_mask(df, split["holdout"])
     model = load_model(workdir / ModelLayout.MODEL, expected_md5=_locked_md5(workdir, ModelLayout.MODEL))
-    metrics, plots = kind.evaluate(
-        model, df[mask].reset_index(drop=True), config, params,
-        history=df[~mask].reset_index(drop=True),
-    )
+    holdout, history = df[mask].reset_index(drop=True), df[~mask].reset_index(drop=True)
+    metrics, plots = kind.evaluate(model, holdout, config, params, history=history)
     write_json(workdir / ModelLayout.METRICS, metrics)
+    _write_reference(workdir, config, model, holdout, history)
     for name, frame in plots.items():
         write_csv(workdir / ModelLayout.PLOTS / name, frame)
     return metrics
+
+
+def _write_reference(workdir: Path, config: ModelConfig, model, holdout, history) -> None:
+    """The reference profile ``watch`` compares live windows with, when dvc.yaml declares
+    it as an output (pipelines made before it existed do not)."""
+    dvc_yaml = parse_yaml((workdir / ModelLayout.DVC_YAML).read_text(), ModelLayout.DVC_YAML) or {}
+    outs = ((dvc_yaml.get("stages") or {}).get("evaluate") or {}).get("outs") or []
+    if ModelLayout.REFERENCE not in outs:
+        return
+    from dvc_monitor.monitoring.reference import build_profile
+    from dvc_monitor.stages.common import write_json
+
+    profile = build_profile(config.kind, model, config, holdout, history)
+    write_json(workdir / ModelLayout.REFERENCE, profile.to_json())
 
 
 def _locked_md5(workdir: Path, out_path: str) -> str | None:

@@ -1,0 +1,255 @@
+"""Benchmark: ``dvc-monitor serve`` vs a minimal hand-written Starlette app, and a
+rollback under load.
+
+Builds a repository with the anomaly template and two registered versions (v1.0.0;
+v1.1.0 with 60 trees), v1.1.0 in ``prod``. Then, in one run:
+
+(a) throughput -- the same load, from another process (an async httpx client with
+    ``--concurrency`` connections, ``--rows`` rows per request), for ``--seconds`` each:
+    hand-written:  a Starlette app on uvicorn that loads models/NAME/model.skops with the
+                   safe loader and answers POST /score with the model's score and alert
+    serve:         dvc-monitor serve NAME#prod (schema check, metrics, stage following)
+    prints requests/s, p50 and p99 latency for each, and serve/hand-written.
+    target: serve at least 0.9x the hand-written throughput.
+
+(b) rollback under load -- the load runs against ``serve --poll P`` while
+    ``dvc-monitor rollback NAME --previous --stage prod`` runs; prints the seconds from
+    the rollback's end to the first response from v1.0.0, and the failed requests.
+    target: 0 failed requests, a switch within P + 1 s.
+
+Usage: .venv/bin/python bench/bench_serve.py [--seconds 10] [--concurrency 8] [--rows 10]
+       [--poll 1] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench_rollback import BIN, NAME  # noqa: E402  (bench/ is on sys.path when run)
+from bench_rollback import Bench as RollbackBench
+
+HERE = Path(__file__).resolve()
+
+# The hand-written server: what one would write without dvc-monitor.
+PLAIN_APP = '''
+import json, sys
+import pandas as pd
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from dvc_monitor.model.files import load_model
+
+model = load_model(sys.argv[1])
+features = sys.argv[3].split(",")
+
+def predict(rows):
+    X = pd.DataFrame.from_records(rows)[features].to_numpy(dtype=float)
+    scores = -model.score_samples(X)
+    alerts = model.decision_function(X) < 0
+    return [{"score": float(s), "alert": bool(a)} for s, a in zip(scores, alerts)]
+
+async def score(request):
+    rows = json.loads(await request.body())["rows"]
+    return JSONResponse({"results": await run_in_threadpool(predict, rows)})
+
+app = Starlette(routes=[Route("/score", score, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the load generator (run as: bench_serve.py --load URL ...) --------------------------
+
+
+async def _load(url: str, body: bytes, seconds: float, concurrency: int) -> list[list]:
+    import httpx
+
+    records: list[list] = []  # [end time, latency, status, version]
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def worker():
+            while time.monotonic() < deadline:
+                start = time.perf_counter()
+                try:
+                    resp = await client.post(url, content=body,
+                                             headers={"Content-Type": "application/json"})
+                    status, version = resp.status_code, resp.headers.get("x-model-version")
+                except httpx.HTTPError as exc:
+                    status, version = type(exc).__name__, None
+                records.append([time.time(), time.perf_counter() - start, status, version])
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return records
+
+
+def load_main(args: argparse.Namespace) -> None:
+    body = Path(args.body).read_bytes()
+    records = asyncio.run(_load(args.load, body, args.seconds, args.concurrency))
+    json.dump(records, sys.stdout)
+
+
+def run_load(url: str, body: Path, seconds: float, concurrency: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(HERE), "--load", url, "--body", str(body),
+                             "--seconds", str(seconds), "--concurrency", str(concurrency)],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def summary(records: list[list], seconds: float) -> dict:
+    ok = [r for r in records if r[2] == 200]
+    lat = sorted(r[1] for r in ok) or [float("nan")]
+    reasons = collections.Counter(str(r[2]) for r in records if r[2] != 200)
+    return {"requests": len(records), "failed": len(records) - len(ok), "reasons": dict(reasons),
+            "rps": len(ok) / seconds, "p50_ms": 1000 * lat[len(lat) // 2],
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))]}
+
+
+# -- the benchmark ----------------------------------------------------------------------
+
+
+class Bench(RollbackBench):
+    """bench_rollback's repository (v1.0.0; v1.1.0 with 60 trees), both through ``prod``."""
+
+    def dm(self, *args: str) -> str:
+        return self.sh(str(BIN / "dvc-monitor"), *args)
+
+    def build(self) -> None:
+        super().build()
+        self.dm("promote", NAME, "v1.0.0", "--stage", "prod")
+        self.dm("promote", NAME, "v1.1.0", "--stage", "prod")
+
+    def start(self, args: list[str], port: int) -> subprocess.Popen:
+        proc = subprocess.Popen(args, cwd=self.repo, env=self.env, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited: {proc.stderr.read()}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/score", timeout=2)
+            except urllib.error.HTTPError:
+                return proc  # it answers (405 for a GET)
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit("server did not start")
+
+    @staticmethod
+    def stop(proc: subprocess.Popen) -> None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rows", type=int, default=10)
+    ap.add_argument("--poll", type=float, default=1.0)
+    ap.add_argument("--keep", metavar="DIR")
+    ap.add_argument("--load", help=argparse.SUPPRESS)
+    ap.add_argument("--body", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.load:
+        return load_main(args)
+
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    try:
+        bench = Bench(root)
+        print("building the repository (two trained versions) ...", flush=True)
+        bench.build()
+        sys.path.insert(0, str(HERE.parents[1]))
+        from dvc_monitor.stages import kind_module
+
+        rows = kind_module("anomaly").sample_batch(5).head(args.rows)
+        features = [c for c in rows.columns if c != "is_fraud"]
+        body = root / "body.json"
+        body.write_text(json.dumps({"rows": rows[features].to_dict("records")}))
+
+        results = {}
+        for label, cmd in (
+            ("hand-written", [sys.executable, "-c", PLAIN_APP,
+                              str(bench.repo / "models" / NAME / "model.skops")]),
+            ("serve", [str(BIN / "dvc-monitor"), "serve", f"{NAME}#prod", "--poll", "2"]),
+        ):
+            port = free_port()
+            full = cmd + ([str(port), ",".join(features)] if label == "hand-written"
+                          else ["--port", str(port)])
+            server = bench.start(full, port)
+            try:
+                url = f"http://127.0.0.1:{port}/score"
+                run_load(url, body, 1.0, args.concurrency).communicate()  # warm up
+                out, _ = run_load(url, body, args.seconds, args.concurrency).communicate()
+                results[label] = summary(json.loads(out), args.seconds)
+            finally:
+                bench.stop(server)
+
+        print(f"\n(a) throughput: {args.concurrency} connections, {args.rows} rows per request, "
+              f"{args.seconds:g} s each")
+        print(f"    {'':14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+        for label, r in results.items():
+            print(f"    {label:14}{r['rps']:9.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['failed']:8d}"
+                  + (f"  {r['reasons']}" if r["reasons"] else ""))
+        ratio = results["serve"]["rps"] / results["hand-written"]["rps"]
+        print(f"    serve / hand-written throughput: {ratio:.2f}x  (target >= 0.9)")
+
+        # (b) rollback under load
+        port = free_port()
+        server = bench.start([str(BIN / "dvc-monitor"), "serve", f"{NAME}#prod", "--poll",
+                              str(args.poll), "--port", str(port)], port)
+        try:
+            duration = 8.0 + 3 * args.poll + 20
+            load = run_load(f"http://127.0.0.1:{port}/score", body, duration, args.concurrency)
+            time.sleep(4)
+            t0 = time.time()
+            bench.dm("rollback", NAME, "--previous", "--stage", "prod", "-m", "bench")
+            t_end = time.time()
+            out, _ = load.communicate()
+        finally:
+            bench.stop(server)
+        records = json.loads(out)
+        failed = sum(1 for r in records if r[2] != 200)
+        reasons = summary(records, duration)["reasons"]
+        for r in records:
+            if r[2] != 200:  # when it was sent and how long it waited, vs the rollback's end
+                print(f"    failed: {r[2]} sent {r[0] - r[1] - t_end:+.2f} s from the rollback's "
+                      f"end, after {r[1]:.1f} s")
+        old = [r[0] for r in records if r[3] == "v1.0.0" and r[2] == 200]
+        new_after = [r[0] for r in records if r[3] == "v1.1.0" and r[0] > (min(old) if old else 0)]
+        print(f"\n(b) rollback under load ({args.concurrency} connections, --poll {args.poll:g}):")
+        print(f"    rollback took {t_end - t0:.2f} s; {len(records)} requests during the run")
+        if old:
+            print(f"    first v1.0.0 response {min(old) - t_end:.2f} s after the rollback ended "
+                  f"(target <= {args.poll + 1:g} s)")
+        else:
+            print("    no v1.0.0 response seen")
+        print(f"    failed requests: {failed} (target 0){' ' + str(reasons) if reasons else ''}; "
+              f"v1.1.0 responses after the first v1.0.0 one: {len(new_after)}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""``score`` and ``serve``: the model of a stage (or version) in production."""
+
+from __future__ import annotations
+
+import argparse
+
+REF_HELP = ("NAME#STAGE (the stage's holder), NAME@vX.Y.Z, NAME@<short id>, "
+            "or NAME (the latest version)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score a CSV batch with a registered version",
+                       description="Score the rows of a CSV file (or '-' for stdin) with the model "
+                                   "REF names, loaded from the DVC cache or remote, md5-checked.")
+    p.add_argument("ref", metavar="REF", help=REF_HELP)
+    p.add_argument("input", metavar="INPUT", help="CSV file with the model's feature columns, or -")
+    p.add_argument("-o", "--output", metavar="OUT.csv",
+                   help="write the input's columns plus the results here")
+    _repo_args(p)
+    p.add_argument("--json", action="store_true",
+                   help='print {"model", "version", "id", "results": [...]}')
+    p.set_defaults(func=run_score)
+
+    from dvc_monitor.production.server import (
+        DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_POLL, DEFAULT_PORT,
+    )
+
+    p = sub.add_parser("serve", help="serve a stage's model over HTTP, following the stage",
+                       description="An HTTP scoring service (POST /score, GET /health, /version, "
+                                   "/metrics, POST /reload). Every --poll seconds it re-reads "
+                                   "the registry; a new holder is loaded and verified in the "
+                                   "background, then swapped in without failing a request.")
+    p.add_argument("ref", metavar="REF", help=REF_HELP)
+    _repo_args(p)
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address to listen on (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    p.add_argument("--poll", type=float, default=DEFAULT_POLL, metavar="SECONDS",
+                   help=f"how often to re-read the registry (default {DEFAULT_POLL:g})")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes (default 1); each follows the stage itself")
+    p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
+                   help=f"largest request body accepted (default {DEFAULT_MAX_BODY})")
+    p.set_defaults(func=run_serve)
+
+
+def _repo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repo", dest="registry", metavar="PATH|URL",
+                   help="the registry: a repository path or a git URL (default: -C, or here)")
+    p.add_argument("--cache-dir", metavar="PATH",
+                   help="where clones of git URLs are kept (default: the user cache folder)")
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from dvc_monitor import api
+    from dvc_monitor.cli.output import info, print_json
+
+    result = api.score_batch(args.ref, args.input, repo=args.registry or args.repo,
+                             output=args.output, cache_dir=args.cache_dir)
+    m = result.model
+    if args.json:
+        print_json(result.to_json())
+    elif not args.output:
+        import sys
+
+        result.table.to_csv(sys.stdout, index=False, float_format="%.10g", lineterminator="\n")
+    info(f"scored {result.rows} rows with {m.ref} (id {m.id or 'none'}, {m.kind})"
+         + (f"; wrote {result.output}" if result.output else ""))
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from dvc_monitor import api
+    from dvc_monitor.errors import UsageError
+    from dvc_monitor.cli.output import info
+    from dvc_monitor.production.loader import is_url, open_repo
+    from dvc_monitor.production.server import LOCAL_HOSTS, ServeSettings, serve
+
+    if args.poll <= 0 or args.workers < 1 or args.max_body < 1 or not 0 <= args.port < 65536:
+        raise UsageError("--poll, --workers and --max-body must be positive and --port in 0-65535")
+    repo = args.registry or args.repo
+    root = open_repo(repo, args.cache_dir)
+    first = api.load_ref(args.ref, root)
+    settings = ServeSettings(ref=args.ref, root=str(root), is_url=is_url(repo), poll=args.poll,
+                             max_body=args.max_body)
+    if args.host not in LOCAL_HOSTS:
+        info(f"dvc-monitor: warning: listening on {args.host}: the service has no "
+             "authentication; anyone who can reach this address can use it")
+    info(f"dvc-monitor: serving {first.ref} (id {first.id or 'none'}) for {args.ref} on "
+         f"http://{args.host}:{args.port} (polling every {args.poll:g}s; Ctrl-C or SIGTERM stops)")
+    serve(settings, first, host=args.host, port=args.port, workers=args.workers)
+    return 0

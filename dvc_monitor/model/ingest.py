@@ -1,0 +1,256 @@
+"""``ingest`` as one transaction: a new partition, ``data.dvc`` and the index, or nothing.
+
+Before the first change, a journal (``<git dir>/dvc-monitor/ingest.json``) records what
+the ingest is about to write and the bytes and index entries of the files it may change
+(``data.dvc``, the model's ``.gitignore``). It is removed once the partition, the new
+``data.dvc`` and the index are all in place. A failure undoes the ingest at once; a
+process killed midway (``kill -9``, power loss) leaves the journal, and the next
+dvc-monitor command (a retry included) undoes what the ingest had done, so a retry adds
+the batch exactly once.
+
+A batch whose content equals a partition the model already has is refused, by hash: the
+canonical CSV bytes of the batch against the partitions in the work tree and in the
+data's ``.dir`` manifest.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from dvc_monitor.model.data import ModelConfig, expected_columns, next_partition_name, \
+    partition_files, read_batch, read_partitions, validate_batch
+from dvc_monitor.errors import DvcMonitorError, SchemaError, UnknownModel, shown
+from dvc_monitor.repo.git import GitRepo
+from dvc_monitor.model.layout import ModelLayout
+
+STATE_DIR = "dvc-monitor"  # the same folder of .git/ as the rollback journal
+JOURNAL_NAME = "ingest.json"
+JOURNAL_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    name: str
+    partition: str
+    rows: int
+    partitions: int
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "partition": self.partition, "rows": self.rows,
+                "partitions": self.partitions}
+
+
+@dataclass(frozen=True)
+class IngestRecovery:
+    """What the next command did about an interrupted ingest."""
+
+    name: str
+    partition: str
+    message: str
+
+
+def journal_path(git: GitRepo) -> Path:
+    git_dir = git.run("rev-parse", "--absolute-git-dir").strip()
+    return Path(git_dir) / STATE_DIR / JOURNAL_NAME
+
+
+def canonical_bytes(df) -> bytes:
+    """The bytes ``data.write_batch`` writes for ``df``."""
+    return df.to_csv(index=False, float_format="%.10g", lineterminator="\n").encode()
+
+
+def ingest(path: str | Path, name: str, batch_file: str | Path | BinaryIO,
+           allow_unlabelled: bool = False, source: str | None = None) -> IngestResult:
+    """Check a CSV batch against model ``name``'s schema and add it as a new partition.
+
+    ``batch_file`` is a path (relative to ``path``) or a binary stream (``source`` names
+    it in messages, e.g. ``-`` for standard input).
+    """
+    from dvc_monitor.repo.locking import repo_lock
+
+    layout = ModelLayout(name)
+    git = GitRepo.discover(path)
+    root = git.root
+    config_path = root / layout.monitor
+    if not config_path.is_file():
+        raise UnknownModel(f"no model {name!r} here ({layout.monitor} not found); "
+                           f"create it with 'dvc-monitor init --name {name}'")
+    config = ModelConfig.load(config_path)
+    if hasattr(batch_file, "read"):
+        label = source or "-"
+        df = read_batch(batch_file, "standard input" if label == "-" else label)
+    else:
+        label = str(batch_file)
+        batch_path = Path(batch_file)
+        if not batch_path.is_absolute():
+            batch_path = Path(path) / batch_path
+        df = read_batch(batch_path, label)
+    data_dir = root / layout.data
+    existing = partition_files(data_dir)
+    old_rows = read_partitions(data_dir) if existing and config.kind == "forecast" else None
+    df = validate_batch(df, config, expected_columns(config, data_dir), label,
+                        first=not existing, allow_unlabelled=allow_unlabelled, existing=old_rows)
+    content = canonical_bytes(df)
+    with repo_lock(root, "ingest"):
+        recover(git)
+        same = duplicate_of(root, layout, content)
+        if same is not None:
+            raise SchemaError(f"{shown(label)} has the same content as partition {same} of "
+                              f"{name!r}: it was ingested already; nothing to add")
+        part = next_partition_name(data_dir)
+        _Transaction(git, layout, part).run(content)
+    return IngestResult(name, part, len(df), len(partition_files(data_dir)))
+
+
+def duplicate_of(root: Path, layout: ModelLayout, content: bytes) -> str | None:
+    """The partition of the model whose bytes equal ``content``, or None.
+
+    Compares md5s (DVC's own hash of a file): those of the committed data's ``.dir``
+    manifest when it is in the cache, and those of same-sized partition files on disk.
+    """
+    from dvc_monitor.registry.diff import partitions_of
+    from dvc_monitor.review.revision import _dvc_file_md5
+
+    digest = hashlib.md5(content).hexdigest()
+    data_dvc = root / layout.data_dvc
+    if data_dvc.is_file():
+        from dvc_monitor.errors import DvcMonitorError
+        from dvc_monitor.repo.dvcfiles import parse_yaml
+
+        try:
+            md5 = _dvc_file_md5(parse_yaml(data_dvc.read_text(), layout.data_dvc))
+        except DvcMonitorError:
+            md5 = None
+        parts, _ = partitions_of(root, md5) if md5 else ([], None)
+        for entry in parts or []:
+            if entry["md5"] == digest:
+                return entry["relpath"]
+    for file in partition_files(root / layout.data):
+        if file.stat().st_size == len(content) and \
+                hashlib.md5(file.read_bytes()).hexdigest() == digest:
+            return file.name
+    return None
+
+
+class _Transaction:
+    """One ingest: journal, partition, ``dvc add``, ``git add``; undone on any failure."""
+
+    def __init__(self, git: GitRepo, layout: ModelLayout, part: str):
+        self.git = git
+        self.root = git.root
+        self.layout = layout
+        self.rel = f"{layout.data}/{part}"
+        self.tracked = [layout.data_dvc, f"{layout.dir}/.gitignore"]
+        self.path = journal_path(git)
+
+    def run(self, content: bytes) -> None:
+        from dvc_monitor.repo import dvc as dvcops
+
+        self._write_journal()
+        try:
+            data_dir = self.root / self.layout.data
+            data_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.root / f"{self.rel}.tmp"
+            tmp.write_bytes(content)
+            tmp.replace(self.root / self.rel)
+            dvcops.add(self.root, self.layout.data)
+            self.git.run("add", "--", *self.tracked)
+        except BaseException as exc:
+            undo(self.git, json.loads(self.path.read_text()))
+            _drop(self.path)
+            if isinstance(exc, Exception) and not isinstance(exc, DvcMonitorError):
+                raise SchemaError(f"could not add the batch: {exc}") from None
+            raise
+        _drop(self.path)
+
+    def _write_journal(self) -> None:
+        saved = {}
+        for rel in self.tracked:
+            file = self.root / rel
+            saved[rel] = base64.b64encode(file.read_bytes()).decode() if file.is_file() else None
+        index = self.git.run("ls-files", "-s", "--", *self.tracked)
+        journal = {
+            "schema": JOURNAL_SCHEMA, "name": self.layout.name, "partition": self.rel,
+            "data_dir_existed": (self.root / self.layout.data).is_dir(),
+            "saved": saved, "index": index,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w") as fh:
+            json.dump(journal, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(self.path)
+
+
+def undo(git: GitRepo, journal: dict) -> None:
+    """Put back what an ingest described by ``journal`` may have changed."""
+    root = git.root
+    rel = journal["partition"]
+    for leftover in (root / rel, root / f"{rel}.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+    data_dir = root / Path(rel).parent
+    if not journal.get("data_dir_existed", True) and data_dir.is_dir() \
+            and not any(data_dir.iterdir()):
+        shutil.rmtree(data_dir, ignore_errors=True)
+    for path, content in journal["saved"].items():
+        file = root / path
+        if content is None:
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+        else:
+            file.write_bytes(base64.b64decode(content))
+    # the index as it was: a mode-0 line drops a path, the saved lines put entries back
+    drop = "".join(f"0 {'0' * 40}\t{path}\n" for path in journal["saved"])
+    git.run("update-index", "--index-info", input=drop + journal.get("index", ""))
+
+
+def _drop(journal: Path) -> None:
+    """Remove the journal, and its folder when nothing else is kept there."""
+    journal.unlink()
+    with contextlib.suppress(OSError):
+        journal.parent.rmdir()
+
+
+def recover(git: GitRepo) -> IngestRecovery | None:
+    """Undo an ingest that was killed midway (its journal is in .git/), or None.
+
+    The caller holds the repository lock. A journal that cannot be read was damaged from
+    outside; it is removed, as an ingest always writes it whole.
+    """
+    path = journal_path(git)
+    if not path.is_file():
+        return None
+    try:
+        journal = json.loads(path.read_text())
+        name, part = journal["name"], journal["partition"]
+    except (OSError, ValueError, KeyError, TypeError):
+        _drop(path)
+        return IngestRecovery("", "", "removed an unreadable ingest journal")
+    from dvc_monitor.repo import dvc as dvcops
+
+    dvcops.repair_rwlock(git.root)  # a kill during 'dvc add' may leave it torn
+    undo(git, journal)
+    _drop(path)
+    return IngestRecovery(name, part, f"undid an interrupted ingest into {name!r} "
+                                      f"({Path(part).name} removed); run that ingest again")
+
+
+def recover_pending(start: str | Path = ".") -> IngestRecovery | None:
+    """``recover`` under the repository lock, for the CLI's start-up check."""
+    from dvc_monitor.repo.locking import repo_lock
+
+    git = GitRepo.discover(start)
+    if not journal_path(git).is_file():
+        return None
+    with repo_lock(git.root, "recover ingest"):
+        return recover(git)

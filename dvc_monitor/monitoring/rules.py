@@ -1,0 +1,92 @@
+"""The ``watch:`` section of a model's ``params.yaml``: the rules ``watch`` applies.
+
+Same syntax as ``gate:`` (``dvc_monitor.gate``), on the window measures of
+``measures.py``, plus two keys::
+
+    watch:
+      alert_rate: {max: 0.05}        # a bound on each window's value
+      psi_score: {max: 0.25}
+      psi_features: {max: 0.25}
+      precision: {max_drop: 0.2}     # relative rules compare with the holdout's value
+      failure_limit: 2               # consecutive breaching windows before acting (>= 1)
+      cooldown: 3                    # windows not counted after an action (>= 0)
+
+No stage lists ``watch`` in its ``params:``, so changing a rule keeps the version id. A
+model without a ``watch:`` section gets the defaults its template ships.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dvc_monitor.errors import UsageError
+from dvc_monitor.review.gate import Threshold
+
+DEFAULT_FAILURE_LIMIT = 2
+DEFAULT_COOLDOWN = 0
+KEY = "watch"
+
+
+@dataclass(frozen=True)
+class WatchRules:
+    thresholds: tuple[Threshold, ...]
+    failure_limit: int = DEFAULT_FAILURE_LIMIT
+    cooldown: int = DEFAULT_COOLDOWN
+    source: str = ""
+
+    @property
+    def measures(self) -> list[str]:
+        return list(dict.fromkeys(t.metric for t in self.thresholds))
+
+    def to_json(self) -> dict:
+        return {"rules": [{"measure": t.metric, "rule": t.rule, "limit": t.limit}
+                          for t in self.thresholds],
+                "failure_limit": self.failure_limit, "cooldown": self.cooldown,
+                "source": self.source}
+
+
+def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
+    """The rules of a ``watch:`` section; a one-line ``UsageError`` for anything wrong."""
+    from dvc_monitor.review.gate import parse_gate
+    from dvc_monitor.monitoring.measures import directions
+
+    if not isinstance(section, dict):
+        raise UsageError(f"{source}: '{KEY}:' must map measures to rules, e.g. "
+                         f"'{KEY}: {{psi_score: {{max: 0.25}}, failure_limit: 2}}'")
+    rules = dict(section)
+    limit = _count(rules.pop("failure_limit", DEFAULT_FAILURE_LIMIT), "failure_limit", 1, source)
+    cooldown = _count(rules.pop("cooldown", DEFAULT_COOLDOWN), "cooldown", 0, source)
+    dirs = directions(kind)
+    thresholds = parse_gate(rules, kind, set(dirs), dirs, source, key=KEY, records="measures")
+    if not thresholds:
+        raise UsageError(f"{source}: '{KEY}:' has no rules; add one, e.g. "
+                         "'psi_score: {max: 0.25}'")
+    return WatchRules(tuple(thresholds), limit, cooldown, source)
+
+
+def _count(value: Any, key: str, least: int, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UsageError(f"{source}: {KEY}.{key} must be a whole number >= {least}, "
+                         f"got {value!r}")
+    return value
+
+
+def default_section(kind: str) -> dict:
+    """The ``watch:`` section the ``kind`` template's params.yaml ships."""
+    from dvc_monitor.model.scaffold import templates_dir
+    from dvc_monitor.repo.dvcfiles import parse_yaml
+
+    path = templates_dir() / kind / "params.yaml"
+    doc = parse_yaml(path.read_text(), str(path)) or {}
+    return dict(doc.get(KEY) or {})
+
+
+def rules_of(params: dict, kind: str, source: str) -> tuple[WatchRules, str | None]:
+    """The model's rules and a note when they are the template's defaults."""
+    section = params.get(KEY)
+    if section is None:
+        defaults = default_section(kind)
+        return (parse_rules(defaults, kind, f"the {kind} template's defaults"),
+                f"{source} has no '{KEY}:' section; using the {kind} template's defaults")
+    return parse_rules(section, kind, source), None

@@ -1,0 +1,513 @@
+"""``watch``: measure live windows with a registered version and decide what to do.
+
+The core is pure and reusable (a server feeds it its own traffic windows)::
+
+    watcher = Watcher(subject, rules)          # one version, its profile, the rules
+    result = watcher.observe(window)           # -> WindowResult (measures, breaches, alarm)
+    if result.alarm:                           # judge the candidates on the same windows
+        decide(watcher.breaching_streak(result), those_windows, model_loader, candidates, rules)
+
+    evaluate_windows(model_loader, windows, rules, current, candidates) -> WatchResult
+
+``model_loader(version)`` returns a ``Subject`` (the version's model and reference
+profile); ``windows`` are ``Window`` objects (rows, and for a forecaster the rows that
+precede them). The decision:
+
+- ``ok``: no ``failure_limit`` consecutive windows breached a rule;
+- ``rollback``: the first candidate (earlier holders of the stage, most recent first,
+  skipping the current version) that passes every rule on the same breaching windows
+  is the ``target``;
+- ``retrain``: rules are breached and no candidate passes (the inputs drifted: the
+  feature PSIs name the features).
+
+``watch`` (below) is the command: it reads the windows from CSV files, loads versions
+from the repository without touching the workspace, and with ``rollback=True`` calls the
+atomic, verified rollback with a message that names the breach.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from dvc_monitor.errors import DvcMonitorError, SchemaError, UsageError, WatchActionFailed
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from dvc_monitor.model.data import ModelConfig
+    from dvc_monitor.monitoring.reference import Profile
+    from dvc_monitor.monitoring.rules import WatchRules
+
+DECISIONS = ("ok", "rollback", "retrain")
+CONTEXT_ROWS = 2000  # forecast: rows before a window kept for its lags
+
+
+# -- value objects ----------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """Rows to measure; ``context``: the rows just before them (forecast lags)."""
+
+    name: str
+    rows: "pd.DataFrame"
+    context: "pd.DataFrame | None" = None
+
+
+@dataclass
+class Subject:
+    """One loaded version: what scores a window and what it is compared with."""
+
+    name: str
+    version: str
+    kind: str
+    config: "ModelConfig"
+    model: Any
+    profile: "Profile"
+
+
+@dataclass
+class Breach:
+    measure: str
+    rule: str
+    limit: float
+    value: float
+    reference: float | None
+    detail: str
+
+
+@dataclass
+class WindowResult:
+    index: int
+    window: str
+    rows: int
+    measures: dict
+    feature_psi: dict
+    breaches: list[Breach] = field(default_factory=list)
+    streak: int = 0  # consecutive breaching windows ending here (counted ones)
+    alarm: bool = False  # the streak reached failure_limit here
+    cooling: bool = False  # inside a cooldown: not counted
+
+    @property
+    def breached(self) -> bool:
+        return bool(self.breaches)
+
+
+@dataclass
+class CandidateResult:
+    version: str
+    passed: bool
+    profile: str  # where its reference profile came from
+    windows: list[WindowResult]  # on the breaching windows
+    failures: list[str]
+
+
+@dataclass
+class WatchResult:
+    name: str
+    kind: str
+    stage: str | None
+    version: str  # the version watched
+    decision: str  # ok | rollback | retrain
+    target: str | None
+    rules: dict
+    windows: list[WindowResult]
+    alarm_window: int | None  # index of the window where the alarm went off
+    breaching_windows: list[str]
+    breaches: list[Breach]  # on the breaching windows
+    candidates: list[CandidateResult]
+    drifted_features: dict  # feature -> largest PSI on the breaching windows (retrain)
+    evidence: str
+    profile: str  # where the watched version's reference profile came from
+    rolled_back: dict | None = None  # {"commit", "tag", "message", "verified"} after --rollback
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    rollback: Any = field(default=None, repr=False, compare=False)  # the RollbackResult
+
+    def to_json(self) -> dict:
+        from dvc_monitor.cli.output import to_jsonable
+
+        out = to_jsonable(replace(self, rollback=None))
+        out.pop("rollback")
+        return out
+
+
+# -- measuring --------------------------------------------------------------------------
+
+
+def measure_window(subject: Subject, window: Window, rules: "WatchRules", index: int,
+                   labels: str | None = None) -> WindowResult:
+    """Score ``window`` with ``subject`` and apply ``rules`` (no streak logic)."""
+    from dvc_monitor.review.gate import MetricRow, check
+    from dvc_monitor.monitoring.measures import directions, measure
+    from dvc_monitor.review.revision import check_fits
+    from dvc_monitor.review.scoring import score_rows
+
+    rows = window.rows
+    config = subject.config
+    who = f"{subject.name} {subject.version}"
+    check_fits(replace(config, label_required=False), rows, f"window {window.name}", who)
+    label_col = labels or config.label
+    y = None
+    if subject.kind != "forecast" and label_col:
+        if label_col in rows.columns and rows[label_col].notna().all():
+            y = _labels(rows[label_col], window.name, label_col)
+        elif labels:
+            raise SchemaError(f"window {window.name} has no complete label column {labels!r}; "
+                              "drop --labels or add the column")
+    scored = score_rows(subject.kind, subject.model, config, rows, window.context)
+    if len(scored.score) == 0:
+        raise SchemaError(f"window {window.name}: no row could be scored by {who} "
+                          "(a forecaster needs the hours before the window)")
+    values, psis = measure(subject.kind, subject.profile, scored, rows, y)
+    dirs = directions(subject.kind)
+    result = WindowResult(index, window.name, int(len(scored.score)), values, psis)
+    for t in rules.thresholds:
+        value = values.get(t.metric)
+        if value is None:
+            continue  # not measurable on this window (no labels)
+        base = 0.0 if t.metric.startswith("psi_") else subject.profile.measures.get(t.metric)
+        delta = None if base is None else value - base
+        c = check(t, MetricRow(t.metric, base, value, delta, dirs.get(t.metric)))
+        if c.status == "fail":
+            result.breaches.append(Breach(t.metric, t.rule, t.limit, value, base, c.detail))
+    return result
+
+
+def _labels(column, window: str, name: str):
+    import numpy as np
+    import pandas as pd
+
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    if np.isnan(values).any() or not np.isin(values, (0, 1)).all():
+        raise SchemaError(f"window {window}: label column {name!r} must hold 0 or 1")
+    return values.astype(int)
+
+
+class Watcher:
+    """Streaming rule state for one version: feed it windows one by one.
+
+    ``observe`` measures a window and counts consecutive breaches; when the count
+    reaches ``failure_limit`` the result has ``alarm`` set. After ``acted()`` (or an
+    alarm, with ``cooldown``) the next ``cooldown`` windows are measured but not counted.
+    """
+
+    def __init__(self, subject: Subject, rules: "WatchRules", labels: str | None = None):
+        self.subject = subject
+        self.rules = rules
+        self.labels = labels
+        self.streak = 0
+        self.cooling = 0
+        self.seen = 0
+        self.history: list[WindowResult] = []
+
+    def observe(self, window: Window) -> WindowResult:
+        result = measure_window(self.subject, window, self.rules, self.seen, self.labels)
+        self.seen += 1
+        if self.cooling > 0:
+            self.cooling -= 1
+            result.cooling = True
+            self.streak = 0
+        elif result.breached:
+            self.streak += 1
+            if self.streak >= self.rules.failure_limit:
+                result.alarm = True
+                self.acted()
+        else:
+            self.streak = 0
+        result.streak = self.streak if not result.alarm else self.rules.failure_limit
+        self.history.append(result)
+        return result
+
+    def acted(self) -> None:
+        """An alarm was handled: start the cooldown and reset the streak."""
+        self.streak = 0
+        self.cooling = self.rules.cooldown
+
+    def breaching_streak(self, result: WindowResult) -> list[WindowResult]:
+        """The ``failure_limit`` windows that raised the alarm ``result``."""
+        end = self.history.index(result) + 1
+        return self.history[end - self.rules.failure_limit:end]
+
+
+def judge_candidate(subject: Subject, windows: Sequence[Window], rules: "WatchRules",
+                    indices: Sequence[int], labels: str | None = None) -> CandidateResult:
+    """Does ``subject`` pass every rule on each of ``windows``?"""
+    results = [measure_window(subject, w, rules, i, labels) for w, i in zip(windows, indices)]
+    failures = [f"{b.detail} on window {r.window}" for r in results for b in r.breaches]
+    return CandidateResult(subject.version, not failures, subject.profile.source, results,
+                           failures)
+
+
+@dataclass
+class Decision:
+    """What to do about an alarm: ``rollback`` to ``target``, or ``retrain``."""
+
+    decision: str
+    target: str | None
+    candidates: list[CandidateResult]
+    drifted_features: dict
+
+
+def decide(streak: Sequence[WindowResult], windows: Sequence[Window],
+           model_loader: Callable[[str], Subject], candidates: Sequence[str],
+           rules: "WatchRules", labels: str | None = None,
+           progress: Callable[[str], None] | None = None) -> Decision:
+    """Judge ``candidates`` (most recent first) on the breaching ``windows`` of ``streak``
+    (``Watcher.breaching_streak``; ``windows[i]`` is the window of ``streak[i]``)."""
+    say = progress or (lambda _m: None)
+    judged: list[CandidateResult] = []
+    decision, target = "retrain", None
+    idx = [r.index for r in streak]
+    for version in candidates:
+        say(f"Scoring candidate {version} on windows {', '.join(r.window for r in streak)}")
+        verdict = judge_candidate(model_loader(version), windows, rules, idx, labels)
+        judged.append(verdict)
+        if verdict.passed:
+            decision, target = "rollback", version
+            break
+    limit = _psi_limit(rules)
+    drifted: dict[str, float] = {}
+    for r in streak:
+        for feature, value in r.feature_psi.items():
+            if value > limit:
+                drifted[feature] = max(value, drifted.get(feature, 0.0))
+    return Decision(decision, target, judged,
+                    dict(sorted(drifted.items(), key=lambda kv: -kv[1])))
+
+
+def evaluate_windows(model_loader: Callable[[str], Subject], windows: Sequence[Window],
+                     rules: "WatchRules", current: str, candidates: Sequence[str] = (),
+                     stage: str | None = None, labels: str | None = None,
+                     progress: Callable[[str], None] | None = None) -> WatchResult:
+    """Measure ``windows`` with version ``current`` and decide (see the module docstring)."""
+    started = time.monotonic()
+    subject = model_loader(current)
+    watcher = Watcher(subject, rules, labels)
+    alarm = None
+    for window in windows:
+        result = watcher.observe(window)
+        if result.alarm and alarm is None:
+            alarm = result
+    verdict = Decision("ok", None, [], {})
+    streak: list[WindowResult] = []
+    if alarm is not None:
+        streak = watcher.breaching_streak(alarm)
+        verdict = decide(streak, [windows[r.index] for r in streak], model_loader, candidates,
+                         rules, labels, progress)
+    result = WatchResult(
+        name=subject.name, kind=subject.kind, stage=stage, version=current,
+        decision=verdict.decision, target=verdict.target, rules=rules.to_json(),
+        windows=watcher.history, alarm_window=None if alarm is None else alarm.index,
+        breaching_windows=[r.window for r in streak],
+        breaches=[b for r in streak for b in r.breaches], candidates=verdict.candidates,
+        drifted_features=verdict.drifted_features, evidence="", profile=subject.profile.source,
+    )
+    result.evidence = evidence(result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _psi_limit(rules: "WatchRules") -> float:
+    limits = [t.limit for t in rules.thresholds if t.metric == "psi_features" and t.rule == "max"]
+    return min(limits) if limits else 0.25
+
+
+def evidence(result: WatchResult) -> str:
+    """One paragraph: what breached where, and why the decision follows."""
+    if result.decision == "ok":
+        n = len(result.windows)
+        worst = sum(1 for w in result.windows if w.breached)
+        return (f"{result.name} {result.version}: {n} window(s), {worst} breached a rule, "
+                f"never {result.rules['failure_limit']} in a row")
+    seen: dict[str, list[str]] = {}
+    for w in result.windows:
+        if w.window in result.breaching_windows:
+            for b in w.breaches:
+                seen.setdefault(f"{b.measure} {b.rule} {b.limit:g}", []).append(
+                    f"{b.value:.4g} on {w.window}")
+    parts = [f"{rule} breached ({'; '.join(vals)})" for rule, vals in seen.items()]
+    text = f"{result.name} {result.version}: " + ", ".join(parts)
+    if result.decision == "rollback":
+        text += f"; {result.target} passes every rule on the same windows"
+    else:
+        tried = ", ".join(c.version for c in result.candidates) or "no earlier holder"
+        text += f"; no candidate passes ({tried})"
+        if result.drifted_features:
+            text += "; drifted features: " + ", ".join(
+                f"{k} (PSI {v:.3g})" for k, v in result.drifted_features.items())
+    return text
+
+
+# -- windows from files -----------------------------------------------------------------
+
+
+def read_windows(path: str | Path, window_rows: int | None = None) -> list[Window]:
+    """A CSV file or a folder of CSV files (sorted by name): each file is one window, or
+    chunks of ``window_rows`` rows when given."""
+    from dvc_monitor.model.data import read_batch
+
+    path = Path(path)
+    if window_rows is not None and window_rows < 1:
+        raise UsageError(f"--window must be at least 1 row, got {window_rows}")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+        if not files:
+            raise UsageError(f"{path} has no .csv files; give a CSV file or a folder of them")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise UsageError(f"{path}: no such file or folder")
+    windows = []
+    for f in files:
+        frame = read_batch(f)
+        if len(frame) == 0:
+            raise SchemaError(f"window {f.name} has no rows; remove it or add rows")
+        if window_rows is None:
+            windows.append(Window(f.name, frame))
+            continue
+        for start in range(0, len(frame), window_rows):
+            part = frame.iloc[start:start + window_rows].reset_index(drop=True)
+            windows.append(Window(f"{f.name}[{start}:{start + len(part)}]", part))
+    return windows
+
+
+def with_context(windows: list[Window], before: "pd.DataFrame") -> list[Window]:
+    """Forecast windows with the rows that precede each (``before``, then earlier windows)."""
+    import pandas as pd
+
+    out = []
+    tail = before
+    for w in windows:
+        ctx = tail[~tail["timestamp"].isin(w.rows["timestamp"])] if len(tail) else tail
+        out.append(Window(w.name, w.rows, ctx.tail(CONTEXT_ROWS).reset_index(drop=True)))
+        tail = pd.concat([tail, w.rows[list(before.columns.intersection(w.rows.columns))]],
+                         ignore_index=True).tail(CONTEXT_ROWS)
+    return out
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+def candidates_for(registry, name: str, stage: str | None, current: str) -> list[str]:
+    """Earlier holders of ``stage``, most recent first, skipping ``current`` and versions
+    deregistered since."""
+    from dvc_monitor.registry.tags import Action
+
+    if stage is None:
+        return []
+    seen, out = {current}, []
+    for ev in reversed(registry.history(name)):
+        if ev.action is not Action.ASSIGN or ev.stage != stage or ev.version in seen:
+            continue
+        seen.add(ev.version)
+        try:
+            mv = registry.resolve(name, ev.version)
+        except DvcMonitorError:
+            continue
+        if mv.active:
+            out.append(mv.version)
+    return out
+
+
+def watch(root: str | Path, ref: str, data: str | Path, window: int | None = None,
+          labels: str | None = None, rollback: bool = False, output: str | Path | None = None,
+          plots: bool = True, progress: Callable[[str], None] | None = None) -> WatchResult:
+    """``dvc-monitor watch REF --data PATH``: see the module docstring.
+
+    Nothing in the repository changes unless ``rollback`` is set and the decision is
+    ``rollback``. A rollback that cannot run (a dirty tree, no earlier holder) raises
+    ``WatchActionFailed`` carrying the result.
+    """
+    from dvc_monitor.review import revision as review
+    from dvc_monitor.repo.git import GitRepo
+    from dvc_monitor.monitoring.reference import COMPUTED, load_profile
+    from dvc_monitor.monitoring.rules import rules_of
+    from dvc_monitor.registry.state import Registry
+
+    say = progress or (lambda _m: None)
+    root = GitRepo.discover(root).root
+    registry = Registry.load(root)
+    mv = registry.get(ref)
+    name = mv.name
+    stage = ref.split("#", 1)[1] if "#" in ref else (mv.stages[0] if len(mv.stages) == 1 else None)
+    workspace = review.read_state(root, name, None)
+    rules, note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
+    windows = read_windows(data, window)
+    config = replace(review.read_state(root, name, mv.commit).config, label_required=False)
+    for w in windows:  # before any model is loaded: a bad file fails fast
+        review.check_fits(config, w.rows, f"window {w.name}", f"{name} {mv.version}")
+    states: dict[str, Any] = {}
+
+    def loader(version: str) -> Subject:
+        if version not in states:
+            target = registry.resolve(name, version)
+            say(f"Loading {name} {target.version}")
+            state = review.read_state(root, name, target.commit)
+            model = review.load_model(state)
+            states[version] = (state, Subject(name, target.version, state.kind, state.config,
+                                              model, load_profile(state, model)))
+        return states[version][1]
+
+    subject = loader(mv.version)
+    if subject.kind == "forecast":
+        state = states[mv.version][0]
+        windows = with_context(windows, review.load_data(state).drop(columns="_row"))
+    candidates = candidates_for(registry, name, stage, mv.version)
+    say(f"Watching {name} {mv.version} on {len(windows)} window(s)")
+    result = evaluate_windows(loader, windows, rules, mv.version, candidates, stage, labels,
+                              say)
+    if note:
+        result.notes.append(note)
+    if subject.profile.source == COMPUTED:
+        result.notes.append(f"{mv.version} has no reference.json; its profile was computed "
+                            "from its holdout")
+    failed = None
+    if rollback:
+        try:
+            _act(root, result, stage)
+        except WatchActionFailed as exc:
+            failed = exc
+    if output:
+        from dvc_monitor.monitoring.report import write_report
+
+        write_report(result, output, plots=plots)
+    if failed is not None:
+        raise failed
+    return result
+
+
+MAX_MESSAGE = 2000
+
+
+def rollback_message(result: WatchResult) -> str:
+    text = f"watch: {result.evidence}"
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+
+
+def _act(root: Path, result: WatchResult, stage: str | None) -> None:
+    from dvc_monitor.rollback.transaction import rollback as do_rollback
+
+    if result.decision == "ok":
+        return
+    if result.decision == "retrain":
+        if not result.candidates:
+            raise WatchActionFailed(
+                f"cannot roll back {result.name}: stage {stage or '(none)'} has no earlier "
+                f"holder than {result.version}; decision: retrain", result)
+        return
+    if stage is None:
+        raise WatchActionFailed(f"cannot roll back {result.name} {result.version}: it holds no "
+                                "single stage; watch NAME#STAGE", result)
+    message = rollback_message(result)
+    try:
+        done = do_rollback(root, result.name, to=result.target, stage=stage, message=message)
+    except DvcMonitorError as exc:
+        raise WatchActionFailed(f"{exc} (decision: rollback to {result.target})", result,
+                                exit_code=exc.exit_code) from None
+    result.rollback = done
+    result.rolled_back = {"commit": done.commit, "tag": done.tag, "message": message,
+                          "verified": bool(done.proof and done.proof.ok)}

@@ -1,0 +1,151 @@
+"""Rows in, the kind's results out, with the schema checked against the model's config.
+
+Results per row (higher score = more anomalous / riskier, as everywhere in dvc-monitor):
+
+- anomaly: ``{"score", "alert"}``; ``alert`` is the model's own threshold (``contamination``);
+- forecast: ``{"prediction", "lower", "upper"}``, plus ``"anomaly"`` when the row carries
+  its actual ``value``. A row is forecast from the earlier rows of the same batch (its
+  lags); a row without enough history gets nulls;
+- risk: ``{"probability", "alert"}`` (probability at or above 0.5).
+
+Scoring itself is ``review.score_rows``, the function report, gate and compare use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dvc_monitor.errors import SchemaError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from dvc_monitor.production.loader import LoadedModel
+
+RESULT_FIELDS = {
+    "anomaly": ("score", "alert"),
+    "forecast": ("prediction", "lower", "upper", "anomaly"),
+    "risk": ("probability", "alert"),
+}
+FORECAST_TIME, FORECAST_VALUE = "timestamp", "value"
+
+
+@dataclass
+class Scores:
+    """The per-row results, and the raw scores and alerts of the rows that got one."""
+
+    results: list[dict]
+    score: "np.ndarray"
+    alert: "np.ndarray"
+
+
+def to_frame(rows: Any, source: str = "the rows") -> "pd.DataFrame":
+    """A DataFrame from a DataFrame or a list of JSON-like dicts (one per row)."""
+    import pandas as pd
+
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if not isinstance(rows, (list, tuple)):
+        raise SchemaError(f"{source} must be a list of rows (objects of column: value)")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise SchemaError(f"{source}: row {i + 1} is not an object of column: value")
+    return pd.DataFrame.from_records(list(rows))
+
+
+def score_frame(loaded: "LoadedModel", df: "pd.DataFrame", source: str) -> Scores:
+    """Check ``df`` against the model's schema and score every row."""
+    import numpy as np
+
+    from dvc_monitor.review.revision import check_fits
+    from dvc_monitor.review.scoring import score_rows
+
+    config = loaded.config
+    who = f"{loaded.ref} ({loaded.kind})"
+    if len(df) == 0:
+        raise SchemaError(f"{source} has no rows; send at least one")
+    if loaded.kind == "forecast":
+        _check_forecast(config, df, source, who)
+        rows = df[[FORECAST_TIME, FORECAST_VALUE]].apply(_numeric)
+    else:
+        features = list(config.features)
+        rows = _numeric_fast(df, features)
+        if rows is None:  # some column is not plain numbers: let check_fits name it
+            # production rows carry no label: score on the features alone
+            check_fits(dataclasses.replace(config, label_required=False), df, source, who)
+            rows = df[features].astype(float)
+    scored = score_rows(loaded.kind, loaded.model, config, rows)
+    if loaded.kind != "forecast":
+        key = "score" if loaded.kind == "anomaly" else "probability"
+        results = [{key: float(s), "alert": bool(a)} for s, a in zip(scored.score, scored.alert)]
+        return Scores(results, scored.score, scored.alert)
+    pred = scored.frame.set_index("timestamp")
+    results = []
+    for ts, actual in zip(rows[FORECAST_TIME], rows[FORECAST_VALUE]):
+        if ts not in pred.index:
+            results.append({"prediction": None, "lower": None, "upper": None})
+            continue
+        p = pred.loc[ts]
+        result = {"prediction": float(p["predicted"]), "lower": float(p["lower"]),
+                  "upper": float(p["upper"])}
+        if not math.isnan(actual):
+            result["anomaly"] = bool(actual < p["lower"] or actual > p["upper"])
+        results.append(result)
+    seen = ~np.isnan(scored.score)
+    return Scores(results, scored.score[seen], scored.alert[seen])
+
+
+def _numeric_fast(df: "pd.DataFrame", features: list[str]) -> "pd.DataFrame | None":
+    """The feature columns as floats when they all exist, are numeric and finite (the
+    usual case, checked in one pass); None when ``check_fits`` must look closer."""
+    import numpy as np
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    if any(c not in df.columns or not is_numeric_dtype(df[c]) or is_bool_dtype(df[c])
+           for c in features):
+        return None
+    rows = df[features].astype(float)
+    return rows if np.isfinite(rows.to_numpy()).all() else None
+
+
+def _numeric(col: "pd.Series") -> "pd.Series":
+    import pandas as pd
+
+    return pd.to_numeric(col, errors="coerce").astype(float)
+
+
+def _check_forecast(config, df: "pd.DataFrame", source: str, who: str) -> None:
+    """``timestamp`` must be a number on every row; ``value`` may be null (a future hour)."""
+    import pandas as pd
+
+    from dvc_monitor.review.revision import check_fits
+
+    if FORECAST_VALUE not in df.columns:
+        raise SchemaError(f"{source} does not fit {who}: missing column(s) {FORECAST_VALUE}; "
+                          f"the model needs {', '.join(config.features)} (value may be null "
+                          "for the hours to forecast)")
+    check_fits(dataclasses.replace(config, features=(FORECAST_TIME,)), df, source, who)
+    given = df[FORECAST_VALUE]
+    numbers = pd.to_numeric(given, errors="coerce")
+    bad = (numbers.isna() & given.notna()) | numbers.isin([math.inf, -math.inf])
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise SchemaError(f"{source} does not fit {who}: column {FORECAST_VALUE!r} has a "
+                          f"non-numeric value {given.iloc[row]!r} on data row {row + 1}")
+    if df[FORECAST_TIME].duplicated().any():
+        raise SchemaError(f"{source}: column {FORECAST_TIME!r} repeats a timestamp; "
+                          "give one row per hour")
+
+
+def with_results(df: "pd.DataFrame", kind: str, results: list[dict]) -> "pd.DataFrame":
+    """The input's columns plus the result columns (for ``score -o OUT.csv``)."""
+    import pandas as pd
+
+    extra = pd.DataFrame([{f: r.get(f) for f in RESULT_FIELDS[kind]} for r in results],
+                         index=df.index)
+    clash = [c for c in extra.columns if c in df.columns]
+    return pd.concat([df.drop(columns=clash), extra], axis=1)

@@ -1,0 +1,445 @@
+"""``dvc-monitor serve``: an ASGI scoring service (Starlette on uvicorn) that follows a stage.
+
+One ``Follower`` per process holds the served ``LoadedModel``. A background thread
+re-resolves the reference every ``poll`` seconds (local tags, or ``git fetch`` of the
+registry tags in the cached clone of a URL). When the holder changes it loads and
+verifies the new version off the request path, then swaps one reference: a request reads
+that reference once, so it finishes on the model it started with. A version that fails
+to load or verify is not swapped in; ``/health`` and ``/metrics`` say why.
+
+Routes: ``POST /score`` (``{"rows": [...]}``), ``GET /health``, ``GET /version``,
+``POST /reload``, ``GET /metrics`` (Prometheus text, one registry per app: no global state).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dvc_monitor.errors import DvcMonitorError
+from dvc_monitor.production.loader import LoadedModel, fetch_registry, load_version, resolve
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_POLL = 2.0
+DEFAULT_MAX_BODY = 4 * 1024 * 1024  # bytes
+DEFAULT_WINDOW = 1000  # rows the live gauges look at
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+MAX_ECHO = 300  # characters of an error message sent back
+ROUTES = "POST /score, GET /health, GET /version, GET /metrics, POST /reload"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What a worker needs to build its app (picklable: ``--workers`` spawns processes)."""
+
+    ref: str
+    root: str  # the repository, or the cached clone of a URL
+    is_url: bool = False
+    poll: float = DEFAULT_POLL
+    max_body: int = DEFAULT_MAX_BODY
+    window: int = DEFAULT_WINDOW
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """The outcome of one look at the registry."""
+
+    result: str  # loaded, unchanged, swapped, refused, error
+    time: str
+    version: str | None = None  # the version looked at
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return {"result": self.result, "time": self.time, "version": self.version,
+                "message": self.message}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _key(mv) -> tuple:
+    return (mv.name, mv.version, mv.commit, mv.model_md5)
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+class Metrics:
+    """The Prometheus metrics of one app, in a registry of its own."""
+
+    def __init__(self, window: int):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("dvc_monitor_requests", "HTTP requests by path and status",
+                                ["path", "status"], registry=r)
+        self.latency = Histogram("dvc_monitor_request_duration_seconds",
+                                 "Time to answer a request, by path", ["path"], registry=r,
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+        self.rows = Counter("dvc_monitor_rows_scored", "Rows scored, by model version",
+                            ["model", "version"], registry=r)
+        self.model_info = Gauge("dvc_monitor_model_info", "The model version being served (1)",
+                                ["model", "version", "id"], registry=r)
+        self.reloads = Counter("dvc_monitor_reloads", "Registry checks by result "
+                               "(swapped, refused, error, unchanged)", ["result"], registry=r)
+        self.reload_ok = Gauge("dvc_monitor_last_reload_ok",
+                               "1 when the last reload check succeeded, 0 when it failed "
+                               "or refused a version", registry=r)
+        self.live_alert_rate = Gauge("dvc_monitor_live_alert_rate",
+                                     "Share of alerts (forecast: anomalies) in the last scored rows",
+                                     ["model", "kind"], registry=r)
+        self.live_mean_score = Gauge("dvc_monitor_live_mean_score",
+                                     "Mean score in the last scored rows (anomaly score, forecast "
+                                     "error over interval half-width, risk probability)",
+                                     ["model", "kind"], registry=r)
+        self.live_rows = Gauge("dvc_monitor_live_window_rows", "Rows in the live window",
+                               ["model", "kind"], registry=r)
+        self._window: collections.deque = collections.deque(maxlen=window)
+        self._lock = threading.Lock()
+        self._info_labels: tuple | None = None
+
+    def serving(self, loaded: LoadedModel) -> None:
+        """Point model_info and the live gauges at ``loaded``; the window starts afresh."""
+        with self._lock:
+            if self._info_labels is not None:
+                self.model_info.remove(*self._info_labels)
+            self._info_labels = (loaded.name, loaded.version, loaded.id or "")
+            self.model_info.labels(*self._info_labels).set(1)
+            self._window.clear()
+        labels = (loaded.name, loaded.kind)
+        self.live_alert_rate.labels(*labels).set_function(lambda: self._stat(1))
+        self.live_mean_score.labels(*labels).set_function(lambda: self._stat(0))
+        self.live_rows.labels(*labels).set_function(lambda: len(self._window))
+
+    def observe_rows(self, loaded: LoadedModel, scores, alerts) -> None:
+        self.rows.labels(loaded.name, loaded.version).inc(len(scores))
+        with self._lock:
+            if self._info_labels is None or self._info_labels[1] != loaded.version:
+                return  # a request that finished on the model just swapped out
+            self._window.extend(zip(scores.tolist(), alerts.tolist()))
+
+    def _stat(self, index: int) -> float:
+        with self._lock:
+            if not self._window:
+                return float("nan")
+            return sum(float(item[index]) for item in self._window) / len(self._window)
+
+    def reloaded(self, result: ReloadResult) -> None:
+        self.reloads.labels(result.result).inc()
+        if result.result in ("refused", "error"):
+            self.reload_ok.set(0)
+        elif result.result in ("swapped", "unchanged", "loaded"):
+            self.reload_ok.set(1)
+
+
+# -- following the stage ----------------------------------------------------------------
+
+
+class Follower:
+    """The served model, and the loop that swaps in a new holder of the reference."""
+
+    def __init__(self, settings: ServeSettings, first: LoadedModel, metrics: Metrics):
+        self.settings = settings
+        self.current = first  # read once per request; replaced by one assignment
+        self.metrics = metrics
+        self.last = ReloadResult("loaded", _now(), first.version, f"loaded {first.ref}")
+        self._refused: tuple | None = None
+        self._check_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        metrics.serving(first)
+        metrics.reloaded(self.last)
+
+    def check(self, force: bool = False) -> ReloadResult:
+        """Look at the registry once; load, verify and swap when the holder changed.
+
+        A version refused before is not tried again until ``force`` (``POST /reload``).
+        """
+        with self._check_lock:
+            result = self._check(force)
+            self.last = result
+            self.metrics.reloaded(result)
+            return result
+
+    def _check(self, force: bool) -> ReloadResult:
+        root = Path(self.settings.root)
+        current = self.current
+        try:
+            if self.settings.is_url:
+                fetch_registry(root)
+            mv = resolve(root, self.settings.ref)
+        except DvcMonitorError as exc:
+            return ReloadResult("error", _now(), None,
+                                f"could not read the registry ({exc}); still serving {current.ref}")
+        key = _key(mv)
+        if key == (current.name, current.version, current.commit, current.md5):
+            return ReloadResult("unchanged", _now(), mv.version, f"serving {current.ref}")
+        if key == self._refused and not force:
+            return self.last
+        try:
+            new = load_version(root, mv)
+        except DvcMonitorError as exc:
+            self._refused = key
+            return ReloadResult("refused", _now(), mv.version,
+                                f"{mv.ref} was not swapped in: {exc}; still serving {current.ref}")
+        self.current = new
+        self._refused = None
+        self.metrics.serving(new)
+        return ReloadResult("swapped", _now(), new.version, f"swapped {current.ref} for {new.ref}")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="dvc-monitor-follow", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.poll):
+            try:
+                result = self.check()
+            except Exception as exc:  # keep following whatever one look did
+                result = ReloadResult("error", _now(), None, f"{type(exc).__name__}: {exc}")
+                self.last = result
+                self.metrics.reloaded(result)
+            if result.result in ("swapped", "refused", "error"):
+                print(f"dvc-monitor: {result.time} {result.result}: {result.message}",
+                      file=sys.stderr, flush=True)
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _cap(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO - 3] + "..."
+
+
+def _error(status: int, message: str):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": _cap(message), "status": status}, status_code=status)
+
+
+async def _read_body(request, limit: int) -> bytes:
+    """The request body, refused (413) beyond ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _HTTPError(413, f"the request body is {declared} bytes; the limit is {limit}. "
+                              "Send fewer rows per request")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _HTTPError(413, f"the request body is over the limit of {limit} bytes; "
+                                  "send fewer rows per request")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _rows_of(body: bytes) -> list:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _HTTPError(400, f"the request body is not valid JSON ({exc}); "
+                              'send {"rows": [{column: value, ...}, ...]}') from None
+    if not isinstance(doc, dict) or "rows" not in doc:
+        raise _HTTPError(400, 'the request body must be a JSON object {"rows": [...]}')
+    rows = doc["rows"]
+    if not isinstance(rows, list):
+        raise _HTTPError(400, '"rows" must be a list of objects (column: value)')
+    if not rows:
+        raise _HTTPError(422, '"rows" is empty; send at least one row')
+    return rows
+
+
+def score_response(loaded: LoadedModel, results: list[dict]) -> dict:
+    """The document ``POST /score`` and ``score --json`` answer with."""
+    return {"model": loaded.name, "version": loaded.version, "id": loaded.id, "results": results}
+
+
+class _Observe:
+    """ASGI middleware: count every HTTP request and time it, by path and status."""
+
+    def __init__(self, app, metrics: Metrics, known: frozenset[str]):
+        self.app, self.metrics, self.known = app, metrics, known
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"] if scope["path"] in self.known else "other"
+        status = {"code": 500}
+        started = time.perf_counter()
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(path, str(status["code"])).inc()
+
+
+def create_app(settings: ServeSettings, first: LoadedModel | None = None):
+    """The Starlette app serving ``settings.ref`` (loads it when ``first`` is None)."""
+    import contextlib
+
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    if first is None:
+        first = load_version(settings.root, resolve(settings.root, settings.ref))
+    metrics = Metrics(settings.window)
+    follower = Follower(settings, first, metrics)
+
+    async def score(request):
+        try:
+            rows = _rows_of(await _read_body(request, settings.max_body))
+            loaded = follower.current  # this request's model, whatever a swap does meanwhile
+            try:
+                scores = await run_in_threadpool(loaded.score_detail, rows, "the request")
+            except DvcMonitorError as exc:  # SchemaError: a missing or non-numeric column
+                raise _HTTPError(422, str(exc)) from None
+        except _HTTPError as exc:
+            return _error(exc.status, exc.message)
+        metrics.observe_rows(loaded, scores.score, scores.alert)
+        return JSONResponse(score_response(loaded, scores.results),
+                            headers={"X-Model-Version": loaded.version})
+
+    async def health(request):
+        loaded = follower.current
+        last = follower.last
+        return JSONResponse({"status": "ok", "ref": settings.ref, **loaded.to_json(),
+                             "last_reload": last.to_json()},
+                            headers={"X-Model-Version": loaded.version})
+
+    async def version(request):
+        loaded = follower.current
+        return JSONResponse({"model": loaded.name, "version": loaded.version, "id": loaded.id},
+                            headers={"X-Model-Version": loaded.version})
+
+    async def reload(request):
+        result = await run_in_threadpool(follower.check, True)
+        loaded = follower.current
+        status = 200 if result.result in ("swapped", "unchanged") else 409
+        return JSONResponse({**result.to_json(), "serving": loaded.version}, status_code=status,
+                            headers={"X-Model-Version": loaded.version})
+
+    async def prometheus(request):
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def http_error(request, exc: HTTPException):
+        if exc.status_code == 404:
+            return _error(404, f"no such path {request.url.path!r}; this service answers {ROUTES}")
+        if exc.status_code == 405:
+            return _error(405, f"{request.method} is not allowed on {request.url.path}; "
+                               f"this service answers {ROUTES}")
+        return _error(exc.status_code, str(exc.detail))
+
+    async def server_error(request, exc: Exception):
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        follower.start()
+        try:
+            yield
+        finally:
+            follower.stop()
+            print(f"dvc-monitor: stopped serving {follower.current.ref}", file=sys.stderr,
+                  flush=True)
+
+    routes = [
+        Route("/score", score, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
+        Route("/reload", reload, methods=["POST"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes, lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+        middleware=[Middleware(_Observe, metrics=metrics,
+                               known=frozenset(r.path for r in routes))],
+    )
+    app.state.follower = follower
+    return app
+
+
+def _server_class():
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a SIGTERM/SIGINT that shut it down gracefully ends the
+        process with exit code 0 (uvicorn re-raises the signal after shutting down)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            saved = {sig: signal.signal(sig, self.handle_exit)
+                     for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in saved.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+def _Server(config):
+    return _server_class()(config)
+
+
+def _worker_app(settings: ServeSettings):
+    """The app of one ``--workers`` process (module-level, so it pickles)."""
+    return create_app(settings)
+
+
+def serve(settings: ServeSettings, first: LoadedModel, host: str = DEFAULT_HOST,
+          port: int = DEFAULT_PORT, workers: int = 1) -> None:
+    """Run the service until SIGTERM/SIGINT (uvicorn finishes requests in flight first)."""
+    import functools
+
+    import uvicorn
+
+    common = dict(host=host, port=port, log_level="warning", access_log=False,
+                  timeout_graceful_shutdown=30, lifespan="on")
+    if workers <= 1:
+        config = uvicorn.Config(create_app(settings, first), **common)
+        _Server(config).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(functools.partial(_worker_app, settings), factory=True,
+                            workers=workers, **common)
+    sock = config.bind_socket()
+    Multiprocess(config, sockets=[sock]).run()

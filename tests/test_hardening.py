@@ -1,0 +1,357 @@
+"""Issue 9: what new users and attackers hit. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import Repo, new_repo
+
+MODEL = "fraud-detector"
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """A committed model with sample data, not trained (these tests never need a model)."""
+    repo = new_repo(tmp_path_factory.mktemp("hardening"))
+    repo.dm("init", "--template", "anomaly", "--name", MODEL, "--sample-data",
+            "--remote", str(repo.remote))
+    repo.commit_all("Add the model")
+    repo.git("commit", "-q", "--allow-empty", "-m", "second")
+    return repo
+
+
+def one_line_error(proc) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dvc-monitor: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr and "ValueError" not in proc.stderr
+    return lines[0]
+
+
+# -- item 8: internal errors leak ------------------------------------------------------------
+
+RANGES = ["HEAD~1..HEAD", "HEAD...HEAD~1", "HEAD^!", "HEAD^@", "main..", "HEAD^-1"]
+
+
+@pytest.mark.parametrize("rev", RANGES)
+@pytest.mark.parametrize("command", ["diff", "gate", "report"])
+def test_revision_ranges_are_one_line_usage_errors(plain, command, rev):
+    args = [command, MODEL, "HEAD", rev] if command == "diff" else [command, MODEL, "--base", rev]
+    before = plain.snapshot()
+    proc = plain.dm(*args, check=False)
+    assert proc.returncode == 2
+    assert "is a range of commits; give one revision" in one_line_error(proc)
+    assert plain.snapshot() == before
+
+
+@pytest.mark.parametrize("rev,message", [
+    ("HEAD\nHEAD~1", "contains a newline or control character"),
+    ("-x", "starts with '-'"),
+    ("--output=/tmp/x", "starts with '-'"),
+])
+def test_odd_revisions_are_one_line_usage_errors(plain, rev, message):
+    for args in (["diff", MODEL, "--", rev], ["gate", MODEL, f"--base={rev}"],
+                 ["report", MODEL, f"--base={rev}"]):
+        proc = plain.dm(*args, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in one_line_error(proc)
+
+
+def test_negative_seed_is_a_usage_error(git_repo):
+    proc = git_repo.dm("init", "--template", "anomaly", "--name", "m", "--sample-data",
+                       "--seed", "-1", check=False)
+    assert proc.returncode == 2
+    assert "--seed must be a whole number from 0 to" in one_line_error(proc)
+    assert git_repo.git("status", "--porcelain", "--untracked-files=all").stdout == ""
+
+
+def test_echoed_revision_is_capped_and_escaped(plain):
+    rev = "\x1b]0;owned\x07" + "a" * 10_000
+    proc = plain.dm("gate", MODEL, "--base", rev, check=False)
+    line = one_line_error(proc)
+    assert "\x1b" not in line and "\x07" not in line and "\\x1b]0;owned\\x07" in line
+    assert len(line) < 500 and "more characters" in line
+
+
+# -- item 10: exit codes, piped tables, NO_COLOR, ambiguous ids, show, completion ------------
+
+
+@pytest.fixture(scope="module")
+def twice(tmp_path_factory):
+    """Two registered versions with the same content (so the same id), made by hand as
+    GTO would tag them; v0.2.0 is in prod. No DVC, no training."""
+    from test_registry_synthetic import git_tag, synth_commit
+
+    repo = new_repo(tmp_path_factory.mktemp("twice"))
+    c1 = synth_commit(repo, seed=1, metrics={"roc_auc": 0.9})
+    c2 = synth_commit(repo, seed=1, metrics={"roc_auc": 0.91}, message="same again")
+    git_tag(repo, f"{MODEL}@v0.1.0", c1)
+    git_tag(repo, f"{MODEL}@v0.2.0", c2)
+    git_tag(repo, f"{MODEL}#prod#1", c2)
+    return repo
+
+
+def test_help_and_readme_document_the_exit_codes():
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from conftest import BIN
+    from dvc_monitor.errors import EXIT_CODES, GateFailed, GateUndecided, UnknownModel
+
+    out = subprocess.run([str(BIN / "dvc-monitor"), "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for code, text in EXIT_CODES:
+        assert re.search(rf"^\s+{code}\s+{re.escape(text)}$", out, re.M), (code, out)
+        assert re.search(rf"^\| {code} \| {re.escape(text)} \|$", readme, re.M), code
+    codes = {GateFailed.exit_code, GateUndecided.exit_code, UnknownModel.exit_code, 1, 2, 130}
+    assert len(codes) == 6  # gate failed and undecided are distinct from every other error
+
+
+def test_piped_tables_are_tab_separated(twice):
+    lines = twice.dm("versions", MODEL).stdout.splitlines()
+    assert lines[0].split("\t") == ["version", "id", "stages", "created", "author", "metrics"]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [r[0] for r in rows] == ["v0.2.0", "v0.1.0"] and all(len(r) == 6 for r in rows)
+    assert not any(ch in "".join(lines) for ch in "│┃━─")
+
+
+def test_no_color_drops_bold_on_a_terminal(twice):
+    """A real pseudo-terminal: rich styles the table only because stdout is a tty."""
+    import os
+    import pty
+    import subprocess
+
+    from conftest import BIN
+
+    def on_tty(extra):
+        master, slave = pty.openpty()
+        env = {**twice.env, "TERM": "xterm-256color", "COLUMNS": "120"}
+        env.pop("NO_COLOR", None)
+        env.update(extra)
+        proc = subprocess.Popen([str(BIN / "dvc-monitor"), "versions", MODEL], cwd=twice.path,
+                                env=env, stdout=slave, stderr=subprocess.DEVNULL)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait()
+        os.close(master)
+        return b"".join(chunks).decode(errors="replace")
+
+    styled = on_tty({})
+    assert "v0.2.0" in styled and "\x1b[1m" in styled  # bold headers on a terminal
+    plain = on_tty({"NO_COLOR": "1"})
+    assert "v0.2.0" in plain and "\x1b[" not in plain
+
+
+def test_an_id_shared_by_two_versions_does_not_resolve_silently(twice):
+    vid = {v["version"]: v["id"] for v in twice.json("versions", MODEL)}
+    assert vid["v0.1.0"] == vid["v0.2.0"]
+    for ref in (vid["v0.1.0"], vid["v0.1.0"][7:19]):
+        proc = twice.dm("show", f"{MODEL}@{ref}", check=False)
+        assert proc.returncode == 2
+        line = one_line_error(proc)
+        assert "several versions" in line and "v0.1.0" in line and "v0.2.0" in line
+
+
+def test_show_without_name_lists_every_model_as_gto_does(twice):
+    from test_registry_synthetic import gto_json
+
+    ours = twice.json("show")
+    theirs = gto_json(twice)
+    assert [m["name"] for m in ours] == sorted(theirs)
+    for m in ours:
+        assert m["latest"] == theirs[m["name"]]["version"]
+        assert m["stages"] == {s: v for s, v in theirs[m["name"]]["stage"].items() if v}
+    lines = twice.dm("show").stdout.splitlines()
+    assert lines[0].split("\t") == ["name", "latest", "id", "#prod"]
+    assert lines[1].split("\t")[:2] == [MODEL, "v0.2.0"] and lines[1].endswith("\tv0.2.0")
+
+
+def test_bash_completion_completes_commands_and_flags(tmp_path):
+    import shutil
+    import subprocess
+
+    from conftest import BIN
+
+    bash = shutil.which("bash")
+    script = subprocess.run([str(BIN / "dvc-monitor"), "completion", "bash"], check=True,
+                            capture_output=True, text=True).stdout
+    (tmp_path / "c.sh").write_text(script)
+
+    def complete(*words):
+        line = " ".join(["dvc-monitor", *words])
+        code = (f'source {tmp_path / "c.sh"}; COMP_WORDS=(dvc-monitor {" ".join(words)}); '
+                f'COMP_CWORD={len(words)}; COMP_LINE="{line}"; COMP_POINT={len(line)}; '
+                '_shtab_dvc_monitor; echo "${COMPREPLY[@]}"')
+        return subprocess.run([bash, "-c", code], capture_output=True, text=True).stdout.split()
+
+    assert complete("ing") == ["ingest"]
+    assert "--allow-unlabelled" in complete("ingest", "--")
+    zsh = subprocess.run([str(BIN / "dvc-monitor"), "completion", "zsh"], check=True,
+                         capture_output=True, text=True).stdout
+    assert "#compdef dvc-monitor" in zsh and "rollback" in zsh
+
+
+# -- item 12: the README --------------------------------------------------------------------
+
+
+def _readme() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_next_steps_printed_by_init_are_the_readme_s(git_repo):
+    proc = git_repo.dm("init", "--template", "anomaly", "--name", "fraud-detector",
+                       "--sample-data", "--remote", str(git_repo.remote))
+    steps = proc.stdout.split("Next:\n", 1)[1].splitlines()
+    steps = [line.strip() for line in steps if line.strip()]
+    readme_lines = {line.strip() for line in _readme().splitlines()}
+    assert "git push -u origin main --follow-tags" in steps and "dvc push" in steps
+    assert all(step in readme_lines for step in steps), steps
+
+
+def test_readme_examples_use_versions_the_flow_creates():
+    import re
+
+    readme = _readme()
+    made = set(re.findall(r"# (?:tag fraud-detector@)?(v\d+\.\d+\.\d+)\b", readme))
+    assert made >= {"v0.1.0", "v0.2.0"}
+    used = set(re.findall(r"dvc-monitor [a-z]+ fraud-detector[^\n#]*?\b(v\d+\.\d+\.\d+)", readme))
+    assert used and used <= made, used - made
+    assert "--base main" not in readme and "origin/HEAD" in readme
+    for must in ("git push -u origin main", "dvc push", "Untracked files", "batch.csv",
+                 "does not cover"):
+        assert must in readme, must
+
+
+def test_default_base_follows_the_remote_s_default_branch(tmp_path):
+    """A repository whose main branch is neither main nor master (here 'trunk'): the
+    default base of a feature branch is its merge-base with origin/HEAD, not HEAD~1.
+    (Called through the API: report and gate would need a trained model here.)"""
+    import subprocess
+
+    from dvc_monitor.review.revision import default_base
+
+    (tmp_path / "o").mkdir()
+    origin = new_repo(tmp_path / "o")
+    origin.git("checkout", "-q", "-b", "trunk")
+    origin.git("branch", "-q", "-D", "main", check=False)
+    (origin.path / "a.txt").write_text("1\n")
+    fork = origin.commit_all("one")
+    clone = tmp_path / "clone"
+    origin.git("clone", "-q", str(origin.path), str(clone))
+    for args in (["checkout", "-q", "-b", "feature"], ["commit", "-q", "--allow-empty", "-m", "f1"],
+                 ["commit", "-q", "--allow-empty", "-m", "f2"]):
+        subprocess.run(["git", "-C", str(clone), *args], check=True, env=origin.env,
+                       capture_output=True)
+    assert default_base(clone, MODEL, "HEAD") == fork
+
+
+# -- item 9: team-facing bugs ---------------------------------------------------------------
+
+from rollback_support import rb_repo, rollback_base  # noqa: E402,F401  (fixtures)
+
+
+def test_rollback_by_is_the_identity_git_uses(rb_repo):
+    """GIT_COMMITTER_NAME/EMAIL win over git config, as in git (and in the commit)."""
+    from rollback_support import rollback
+
+    env = {"GIT_COMMITTER_NAME": "Ops Bot", "GIT_COMMITTER_EMAIL": "ops@example.com"}
+    rollback(rb_repo, "--to", "v1.0.0", "--stage", "prod", env=env)
+    assert rb_repo.git("config", "user.name").stdout.strip() == "Test User"
+    body = rb_repo.git("log", "-1", "--format=%B").stdout
+    assert "Rollback-By: Ops Bot <ops@example.com>" in body
+    tag = rb_repo.git("tag", "-l", f"{MODEL}#prod#*", "--sort=-creatordate").stdout.split()[0]
+    message = rb_repo.git("tag", "-l", "--format=%(contents)", tag).stdout
+    assert '"by": "Ops Bot <ops@example.com>"' in message or \
+        '"by":"Ops Bot <ops@example.com>"' in message, message
+
+
+def test_empty_remote_folder_means_objects_not_pushed(rb_repo):
+    import shutil
+
+    from rollback_support import cache_file, registered, rollback
+
+    v1 = registered(rb_repo, "v1.0.0")
+    data_dir = next(iter(v1.data.values()))
+    cache_file(rb_repo, data_dir).unlink()  # the manifest must come from the remote now
+    shutil.rmtree(rb_repo.remote)
+    rb_repo.remote.mkdir()  # the folder is there, and empty
+    proc = rollback(rb_repo, "--to", "v1.0.0", "--dry-run", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("dvc-monitor: error: ") and "does not exist" not in line
+    assert "not in the local cache" in line or "found neither in" in line
+    assert "dvc push" in line
+
+
+def test_model_path_keeps_a_url(tmp_path):
+    repo = new_repo(tmp_path)
+    (repo.path / "dvc.yaml").write_text(
+        "artifacts:\n  ext:\n    path: s3://bucket/x/model.pkl\n    type: model\n")
+    repo.commit_all("remote artifact")
+    repo.git("tag", "-a", "ext@v0.1.0", "-m", "gto")
+    [row] = repo.json("versions", "ext")
+    assert row["model_path"] == "s3://bucket/x/model.pkl"
+
+
+def test_diff_sees_a_git_tracked_model_file_change(tmp_path):
+    """Two versions without dvc.lock whose model file git tracks: not "no changes"."""
+    import json
+
+    repo = new_repo(tmp_path)
+    (repo.path / "models/m").mkdir(parents=True)
+    (repo.path / "dvc.yaml").write_text(
+        "artifacts:\n  m:\n    path: models/m/model.skops\n    type: model\n")
+    (repo.path / "models/m/model.skops").write_bytes(b"one")
+    repo.commit_all("v1")
+    repo.git("tag", "-a", "m@v0.1.0", "-m", "gto")
+    (repo.path / "models/m/model.skops").write_bytes(b"two")
+    repo.commit_all("v2")
+    repo.git("tag", "-a", "m@v0.2.0", "-m", "gto")
+    out = repo.dm("diff", "m", "v0.1.0", "v0.2.0").stdout
+    assert "no changes" not in out and "models/m/model.skops: changed" in out
+    doc = json.loads(repo.dm("diff", "m", "v0.1.0", "v0.2.0", "--json").stdout)
+    assert [c["path"] for c in doc["code_changed"]] == ["models/m/model.skops"]
+    assert "no changes" in repo.dm("diff", "m", "v0.2.0").stdout  # workspace = v0.2.0
+
+
+def test_missing_credentials_are_not_called_unreachable(rb_repo, tmp_path):
+    """A real S3 server (moto, on 127.0.0.1) and a client that has no credentials at all:
+    botocore refuses before sending, which is not a network problem."""
+    import shutil
+
+    from rollback_support import rollback
+    from s3server import MotoServer
+
+    server = MotoServer().start()
+    try:
+        server.create_bucket("models")
+        config = server.dvc_config_local("s3", "s3://models/dvc-store")
+        (rb_repo.path / ".dvc" / "config.local").write_text(config)
+        rb_repo.dvc("push", "-q", "-r", "s3")
+        (rb_repo.path / ".dvc" / "config.local").write_text("".join(
+            line for line in config.splitlines(True) if "access_key" not in line))
+        shutil.rmtree(rb_repo.path / ".dvc" / "cache")
+        env = {k: v for k, v in rb_repo.env.items()
+               if not k.startswith("AWS_") or k == "AWS_CA_BUNDLE"}
+        env.update(AWS_EC2_METADATA_DISABLED="true",  # no instance-metadata lookup
+                   AWS_CONFIG_FILE=str(tmp_path / "none"),
+                   AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+        bare = Repo(rb_repo.path, env, rb_repo.remote)
+        proc = rollback(bare, "--to", "v1.0.0", "--dry-run", check=False)
+    finally:
+        server.stop()
+    line = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and line.startswith("dvc-monitor: error: "), proc.stderr
+    assert "has no valid credentials" in line and "AWS_ACCESS_KEY_ID" in line
+    assert "cannot reach" not in line
