@@ -175,7 +175,7 @@ class ExternalCommandError(DvcMonitorError):
     """git or dvc failed; the message carries its last line of output."""
 
 
-class GcRefused(DvcMonitorError):
+class GcRefused(Refused):
     """gc would be unsafe now (an unfinished rollback, a version that cannot be rebuilt)."""
 
 

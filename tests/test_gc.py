@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import BIN, Repo, copy_repo, init_model, new_repo, new_version, sample_csv
 
+from dvc_monitor.errors import GcRefused, UnknownModel, UsageError
+
 MODEL = "fraud-detector"
 FAULTCLI = Path(__file__).with_name("faultcli.py")
 VERSIONS = ("v1.0.0", "v1.1.0", "v1.2.0")
@@ -134,7 +136,7 @@ def test_dry_run_lists_objects_and_changes_nothing(built, tmp_path):
     cold = model_md5(repo, "v1.0.0")
 
     proc = repo.dm("gc", "--keep-last", "1", "--dry-run")
-    assert "would remove" in proc.stdout and f"{MODEL}@v1.0.0" in proc.stdout
+    assert "would remove" in proc.stdout + proc.stderr and f"{MODEL}@v1.0.0" in proc.stdout
     assert "cold, rebuildable" in proc.stdout and "unused" in proc.stdout
     assert "Would free" in proc.stdout
     out = repo.json("gc", "--keep-last", "1", "--dry-run")
@@ -187,7 +189,7 @@ def test_a_concurrent_rollback_waits_for_gc(built, tmp_path):
     assert repo.head() != head
 
 
-def _refused(repo: Repo, *args: str, code: int = 1) -> str:
+def _refused(repo: Repo, *args: str, code: int = GcRefused.exit_code) -> str:
     proc = repo.dm("gc", *args, check=False)
     assert proc.returncode == code, proc
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
@@ -200,8 +202,9 @@ def test_bad_input_is_one_line_and_deletes_nothing(built, tmp_path):
     repo = copy_repo(built, tmp_path)
     before = cached(repo)
     for bad in ("0", "-2"):
-        assert "--keep-last must be 1 or more" in _refused(repo, "--keep-last", bad, code=2)
-    assert "no-such-model" in _refused(repo, "no-such-model")
+        assert "--keep-last must be 1 or more" in _refused(repo, "--keep-last", bad,
+                                                           code=UsageError.exit_code)
+    assert "no-such-model" in _refused(repo, "no-such-model", code=UnknownModel.exit_code)
     assert cached(repo) == before
 
     # a rollback paused midway: its journal is pending
@@ -216,7 +219,7 @@ def test_bad_input_is_one_line_and_deletes_nothing(built, tmp_path):
 
     # no DVC remote at all
     repo.dvc("remote", "remove", "local")
-    assert "--cloud needs a DVC remote" in _refused(repo, "--cloud", code=2)
+    assert "--cloud needs a DVC remote" in _refused(repo, "--cloud", code=UsageError.exit_code)
     # a cold version whose inputs are gone (its data manifest deleted, no remote)
     cold_model = model_md5(repo, "v1.0.0")
     doc = repo.git("show", f"{MODEL}@v1.0.0:models/{MODEL}/data.dvc").stdout

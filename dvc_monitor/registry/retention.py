@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dvc_monitor.errors import GcRefused, MissingObjects, UsageError, some
+from dvc_monitor.errors import GcRefused, UsageError, some
 from dvc_monitor.repo import cache as dvccache
 
 DEFAULT_KEEP_LAST = 5
@@ -247,7 +247,7 @@ def _keep_set(state, hot: set, scope: list, result: GcResult):
             result.kept_cold.append(ref)
         keep.update(o.oid for o in v.objects)
     if missing:
-        raise MissingObjects(
+        raise GcRefused(
             f"the inputs of {some(missing)} are in neither the local cache nor the remote, "
             "so gc cannot drop their models; see 'dvc-monitor check', restore the data "
             "(dvc push from a machine that has it) or deregister them; nothing was deleted")
