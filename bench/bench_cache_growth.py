@@ -7,13 +7,24 @@ manifests, run-cache copies of metrics and plots: the intermediates), and prints
 ratios to the size of the data. The baseline it answers: prepared arrays cached at every
 version grew to 18.5x the data size after 300 versions.
 
-    .venv/bin/python bench/bench_cache_growth.py --versions 20 --rows 500
+Every version is registered. At the end it measures the whole cache (every file under
+``.dvc/cache``: partitions, manifests, run-cache entries and the model files) divided by
+the data bytes, then runs ``dvc-monitor gc --keep-last 5`` and, side by side on copies of
+the repository, the plain DVC ways (``dvc gc -w -a -T``, which keeps every tag, and
+``dvc gc -w``, which loses what tags need), and prints the ratios. Finally it rolls back
+to a sample of cold versions with ``dvc-monitor rollback`` (the DVC remote is empty, so
+they retrain) and checks that each one verifies.
+
+    .venv/bin/python bench/bench_cache_growth.py --versions 300 --rows 2000
+    .venv/bin/python bench/bench_cache_growth.py --versions 20 --rows 2000 --sample 3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +36,57 @@ import yaml
 
 def sh(cwd: Path, *args: str, env: dict) -> None:
     subprocess.run(list(args), cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def run(cwd: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True)
+
+
+def cache_bytes(repo: Path) -> int:
+    """Every file under .dvc/cache (objects, manifests, run-cache entries, models)."""
+    return sum(p.stat().st_size for p in (repo / ".dvc/cache").rglob("*") if p.is_file())
+
+
+def manifest_bytes(repo: Path) -> int:
+    """The ``.dir`` manifests in the cache (inputs: gc keeps every registered version's)."""
+    return sum(p.stat().st_size for p in (repo / ".dvc/cache/files/md5").glob("*/*.dir"))
+
+
+def manifest_layouts(repo: Path, tags: list[str], env: dict, k: int) -> tuple[int, int]:
+    """Bytes of distinct ``.dir`` manifests over ``tags``: today's flat folder, and sealed
+    segments of ``k`` batches (docs/storage.md), the latter computed from the same
+    partition hashes in DVC's manifest format (the segment layout is not switched on)."""
+    flat, segmented = {}, {}
+
+    def manifest(entries) -> bytes:
+        return json.dumps(sorted(entries, key=lambda e: e["relpath"]), sort_keys=True).encode()
+
+    for tag in tags:
+        doc = yaml.safe_load(run(repo, "git", "show", f"{tag}:models/fraud-detector/data.dvc",
+                                 env=env).stdout)
+        oid = doc["outs"][0]["md5"]
+        raw = (repo / ".dvc/cache/files/md5" / oid[:2] / oid[2:]).read_bytes()
+        entries = json.loads(raw)
+        flat[oid] = len(raw)
+        sealed = (len(entries) - 1) // k * k
+        for start in range(sealed)[::k]:
+            body = manifest(entries[start:start + k])
+            segmented[body] = len(body)
+        body = manifest(entries[sealed:])
+        segmented[body] = len(body)
+    return sum(flat.values()), sum(segmented.values())
+
+
+def restorable_by_dvc(repo: Path, tags: list[str], env: dict) -> int:
+    """How many of ``tags`` have their model file in the cache (plain DVC has no retrain)."""
+    n = 0
+    for tag in tags:
+        lock = yaml.safe_load(run(repo, "git", "show", f"{tag}:models/fraud-detector/dvc.lock",
+                                  env=env).stdout)
+        md5 = lock["stages"]["train"]["outs"][0]["md5"]
+        n += (repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]).is_file()
+    return n
 
 
 def objects_by_kind(repo: Path) -> dict[str, int]:
@@ -54,6 +116,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=int, default=20)
     parser.add_argument("--rows", type=int, default=500, help="rows per ingested batch")
+    parser.add_argument("--keep-last", type=int, default=5, help="gc --keep-last")
+    parser.add_argument("--sample", type=int, default=3, help="cold versions to roll back")
+    parser.add_argument("--segment", type=int, default=32,
+                        help="batches per sealed segment in the manifest comparison")
     args = parser.parse_args()
 
     bindir = Path(sys.executable).parent
@@ -69,6 +135,7 @@ def main() -> int:
     sh(repo, "dvc", "repro", "-q", env=env)
     sh(repo, "git", "add", "-A", env=env)
     sh(repo, "git", "commit", "-qm", "v0", env=env)
+    sh(repo, "dvc-monitor", "register", "fraud-detector", "--version", "v0.0.0", env=env)
 
     from dvc_monitor.model.data import write_batch
     from dvc_monitor.stages import anomaly
@@ -83,6 +150,8 @@ def main() -> int:
         sh(repo, "dvc", "repro", "-q", env=env)
         sh(repo, "git", "add", "-A", env=env)
         sh(repo, "git", "commit", "-qm", f"v{v}", env=env)
+        sh(repo, "dvc-monitor", "register", "fraud-detector", "--version", f"v0.{v}.0",
+           env=env)
         if v in (1, 2, 5) or v % 5 == 0 or v == args.versions:
             s = objects_by_kind(repo)
             print(f"{v:>8} {s['data'] / 1024:>9.0f} {s['intermediates'] / 1024:>17.0f} "
@@ -92,7 +161,64 @@ def main() -> int:
     print(f"\n{args.versions} versions in {time.time() - t0:.0f} s; "
           f"split manifest: {lock['stages']['prepare']['outs'][0]['size']} bytes per version; "
           f"repository: {repo}")
-    return 0
+    return retention(base, repo, args, env)
+
+
+def retention(base: Path, repo: Path, args, env: dict) -> int:
+    """gc --keep-last N against plain dvc gc, then a sample of cold versions restored."""
+    data = objects_by_kind(repo)["data"]
+    tags = [f"fraud-detector@v0.{v}.0" for v in range(args.versions + 1)]
+    before = cache_bytes(repo)
+    plain = {}
+    for label, flags in (("dvc gc -w -a -T", ("-w", "-a", "-T")), ("dvc gc -w", ("-w",))):
+        copy = base / f"copy-{len(plain)}"
+        shutil.copytree(repo, copy, symlinks=True)
+        t = time.time()
+        sh(copy, "dvc", "gc", "-f", *flags, env=env)
+        plain[label] = (cache_bytes(copy), time.time() - t, restorable_by_dvc(copy, tags, env))
+        shutil.rmtree(copy)
+    t = time.time()
+    out = json.loads(run(repo, "dvc-monitor", "gc", "--keep-last", str(args.keep_last),
+                         "--json", env=env).stdout)
+    gc_s = time.time() - t
+    after = cache_bytes(repo)
+    manifests = manifest_bytes(repo)
+    print(f"\nwhole DVC cache (data, manifests, run-cache and models) / data bytes "
+          f"({data / 1024:.0f} KB of data, {len(tags)} registered versions):")
+    print(f"  {'before gc':<34} {before / 1024:>9.0f} KB {before / data:>7.2f}x")
+    print(f"  {f'dvc-monitor gc --keep-last {args.keep_last}':<34} {after / 1024:>9.0f} KB "
+          f"{after / data:>7.2f}x  {gc_s:5.1f} s  hot {len(out['hot'])}, cold "
+          f"{len(out['cold'])} (rebuilt on rollback)")
+    for label, (size, secs, models) in plain.items():
+        print(f"  {label:<34} {size / 1024:>9.0f} KB {size / data:>7.2f}x  {secs:5.1f} s  "
+              f"models left for {models}/{len(tags)} versions (no rebuild)")
+    print(f"  dvc-monitor gc / dvc gc -w -a -T: {after / plain['dvc gc -w -a -T'][0]:.2f}x")
+    kinds = objects_by_kind(repo)
+    print(f"  after gc, by kind: data {kinds['data'] / 1024:.0f} KB, models "
+          f"{kinds['models'] / 1024:.0f} KB (the hot versions' and the workspace's), other "
+          f"{(after - kinds['data'] - kinds['models']) / 1024:.0f} KB; without the models "
+          f"{(after - kinds['models']) / data:.2f}x the data")
+    print(f"  of which .dir manifests after gc: {manifests / 1024:.0f} KB "
+          f"({manifests / data:.2f}x the data)")
+    flat, seg = manifest_layouts(repo, tags, env, args.segment)
+    print(f"  data manifests of all versions: flat data/ {flat / 1024:.0f} KB "
+          f"({flat / data:.3f}x data); sealed segments of {args.segment} "
+          f"{seg / 1024:.0f} KB ({seg / data:.3f}x data), {flat / seg:.1f}x less")
+
+    cold = [c.split("@")[1] for c in out["cold"]]
+    sample = [cold[round(i * (len(cold) - 1) / max(args.sample - 1, 1))]
+              for i in range(min(args.sample, len(cold)))]
+    ok = 0
+    for version in dict.fromkeys(sample):
+        t = time.time()
+        res = json.loads(run(repo, "dvc-monitor", "rollback", "fraud-detector", "--to", version,
+                             "-m", "bench: restore a cold version", "--json", env=env).stdout)
+        good = res["verified"] and res["proof"]["ok"]
+        ok += good
+        print(f"  rollback to cold {version}: {'verified' if good else 'NOT VERIFIED'}"
+              f"{' (retrained)' if res['retrained'] else ''} in {time.time() - t:.1f} s")
+    print(f"{ok}/{len(set(sample))} sampled cold versions restored and verified")
+    return 0 if ok == len(set(sample)) else 1
 
 
 if __name__ == "__main__":

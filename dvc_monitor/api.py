@@ -137,6 +137,10 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "recover_pending_ingest": ("model.ingest", "recover_pending"),
     "summarize_models": ("registry.overview", "summarize"),
     "WatchActionFailed": ("errors", "WatchActionFailed"),
+    # retention (registry/retention.py)
+    "gc": ("registry.retention", "gc"),
+    "GcResult": ("registry.retention", "GcResult"),
+    "GcObject": ("registry.retention", "GcObject"),
 }
 
 __all__ = sorted(_EXPORTS)

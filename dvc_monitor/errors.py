@@ -180,6 +180,10 @@ class ExternalCommandError(DvcMonitorError):
     """git or dvc failed; the message carries its last line of output."""
 
 
+class GcRefused(Refused):
+    """gc would be unsafe now (an unfinished rollback, a version that cannot be rebuilt)."""
+
+
 def some(items: list[str], n: int = 3) -> str:
     """The first ``n`` items joined, and how many more: for messages that list paths."""
     shown = ", ".join(items[:n])

@@ -178,16 +178,19 @@ def test_signal_midway_is_undone_at_once(rb_repo, sig, code):
     assert_unchanged(repo, before)
 
 
-def test_remote_moved_away_fails_before_changing_anything(rb_repo):
+def test_remote_moved_away_only_outputs_missing_retrains(rb_repo):
+    """Only an output (the model file) is missing and the remote is gone, as after
+    ``gc`` dropped a cold version's model: dvc repro rebuilds it, and it verifies."""
     repo = rb_repo
     v1 = registered(repo, "v1.0.0")
     cache_file(repo, v1.model_md5).unlink()
     shutil.move(repo.remote, repo.remote.with_name("remote-away"))
-    before = repo.snapshot()
-    proc = rollback(repo, "--to", "v1.0.0", check=False)
-    line = assert_one_line_error(proc)
-    assert "DVC remote cannot be used" in line and "nothing was changed" in line
-    assert_unchanged(repo, before)
+    try:
+        out = json.loads(rollback(repo, "--to", "v1.0.0", "--json").stdout)
+    finally:
+        shutil.move(repo.remote.with_name("remote-away"), repo.remote)
+    assert out["retrained"] is True and out["proof"]["ok"] is True and out["fetched"] == 0
+    assert repo.md5(f"models/{MODEL}/model.skops") == v1.model_md5
 
 
 def test_remote_vanishing_during_the_rollback_is_undone(rb_repo):

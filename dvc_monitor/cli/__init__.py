@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "dvc_monitor.cli.rollback",   # rollback, recover
     "dvc_monitor.cli.review",     # report, gate, compare
     "dvc_monitor.cli.team",       # push, sync, check
+    "dvc_monitor.cli.retention",  # gc
     "dvc_monitor.cli.monitoring", # watch
     "dvc_monitor.cli.production", # score, serve
     "dvc_monitor.cli.trainer",    # trainer (the trainer fingerprint)

@@ -298,6 +298,36 @@ class DvcSession:
         result = self._remote_call(lambda: self.repo.cloud.push(his, jobs=jobs, odb=odb))
         return len(result.transferred), sorted(hi.value for hi in result.failed)
 
+    def remote_objects(self) -> dict[str, int]:
+        """oid -> bytes of every object on the remote (one listing; for gc)."""
+        odb = self._remote_odb()
+
+        def listing() -> dict[str, int]:
+            if not odb.fs.exists(odb.path):
+                return {}
+            oids = list(odb.all())
+            infos = odb.fs.info([odb.oid_to_path(oid) for oid in oids]) if oids else []
+            return {oid: int(info.get("size") or 0) for oid, info in zip(oids, infos)}
+
+        return self._remote_call(listing)
+
+    def remote_delete(self, oids: list[str]) -> None:
+        """Delete exactly ``oids`` from the remote (for gc)."""
+        if not oids:
+            return
+        odb = self._remote_odb()
+        paths = [odb.oid_to_path(oid) for oid in oids]
+        self._remote_call(lambda: odb.fs.remove(paths))
+
+    def used_by_branches(self) -> set[str]:
+        """Objects the workspace and every branch head refer to (``dvc gc -w -a``'s set).
+
+        ``.dir`` manifests are listed, not expanded: the caller reads their entries.
+        """
+        with self._dvc("gc"):
+            used = self.repo.used_objs(all_branches=True, force=True)
+        return {hi.value for his in used.values() for hi in his if hi.value}
+
     # -- the workspace ---------------------------------------------------------------
 
     def workspace_hash(self, rel: str) -> str | None:

@@ -428,6 +428,9 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         else:
             from dvc_monitor.repo.dvc import RemoteUnavailable
 
+            before = list(objects)  # gc: outputs alone are rebuilt without the remote
+            only_outputs = all(o.role != "data" for o in unknown) and all(
+                role != "data" for *_, role in pending_dirs)
             try:
                 if dvc.remote_root_missing():
                     raise RemoteUnavailable(f"the DVC remote folder {remote[1]} does not exist")
@@ -442,7 +445,15 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
                 ask = sorted({o.oid for o in objects if o.location == "unknown"})
                 there = dvc.remote_has(ask)
             except RemoteUnavailable as exc:
-                if dry_run:
+                if only_outputs:  # every object not at hand is an output: dvc repro makes it
+                    objects = before + [ObjectNeed(p, oid, role, "missing")
+                                        for p, oid, role in pending_dirs]
+                    remote_manifests.clear()
+                    if dry_run:
+                        problems.append(f"the DVC remote {remote_label} cannot be used: {exc}; "
+                                        "the outputs not in the local cache will be rebuilt")
+                    there = set()
+                elif dry_run:
                     remote_failed = True
                     problems.append(f"the DVC remote {remote_label} cannot be used: {exc}; "
                                     "objects not in the local cache are unchecked")
