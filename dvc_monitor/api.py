@@ -141,6 +141,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "gc": ("registry.retention", "gc"),
     "GcResult": ("registry.retention", "GcResult"),
     "GcObject": ("registry.retention", "GcObject"),
+    "retention_defaults": ("registry.retention", None),
 }
 
 __all__ = sorted(_EXPORTS)

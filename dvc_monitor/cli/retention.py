@@ -6,7 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from dvc_monitor.registry.retention import DEFAULT_KEEP_LAST
+    from dvc_monitor.api import retention_defaults
+
+    DEFAULT_KEEP_LAST = retention_defaults.DEFAULT_KEEP_LAST
 
     p = sub.add_parser(
         "gc", help="remove DVC objects no registered version needs (registry-aware dvc gc)",
