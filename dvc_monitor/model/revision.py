@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from dvc_monitor.errors import DvcMonitorError, TemplateError, UnknownModel, UsageError
+from dvc_monitor.errors import (
+    DvcMonitorError,
+    TemplateError,
+    UnknownModel,
+    UsageError,
+    shown,
+)
 from dvc_monitor.repo.dvcfiles import inside, load_lock, norm, parse_yaml, stage_wdir
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.values import JsonValue
@@ -198,11 +204,9 @@ def read_model(root: str | Path, name: str, rev: str | None = None) -> ModelAtRe
     git = GitRepo.discover(root)
     if rev is None or rev == "workspace":
         return read_models(git, name, [None])[None]
-    if "\n" in rev or rev.startswith("-"):
-        raise UsageError(f"invalid revision {rev[:80]!r}")
-    commit = git.resolve(rev)
+    commit = git.resolve(rev)  # checks the text first (repo/git.py check_rev)
     if commit is None:
-        raise UsageError(f"unknown revision {rev[:80]!r}; use a branch, tag or commit")
+        raise UsageError(f"unknown revision {shown(rev)}; use a branch, tag or commit")
     return read_models(git, name, [commit])[commit]
 
 

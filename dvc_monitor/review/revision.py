@@ -128,9 +128,7 @@ class ModelState:
 
 def resolve_commit(root: str | Path, rev: str) -> str:
     """The commit ``rev`` names, or a one-line ``UsageError``."""
-    if not rev or "\n" in rev or rev.startswith("-"):
-        raise UsageError(f"invalid revision {rev[:80]!r}; use a branch, tag or commit")
-    commit = GitRepo(root).resolve(rev)
+    commit = GitRepo(root).resolve(rev)  # checks the text first (repo/git.py check_rev)
     if commit is None:
         raise UsageError(f"unknown revision {shown(rev)}; use a branch, tag or commit of this "
                          "repository")
