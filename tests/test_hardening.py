@@ -348,9 +348,12 @@ def test_missing_credentials_are_not_called_unreachable(rb_repo, tmp_path):
                    AWS_CONFIG_FILE=str(tmp_path / "none"),
                    AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
         bare = Repo(rb_repo.path, env, rb_repo.remote)
-        proc = rollback(bare, "--to", "v1.0.0", "--dry-run", check=False)
+        plan = rollback(bare, "--to", "v1.0.0", "--dry-run", check=False)
+        proc = rollback(bare, "--to", "v1.0.0", check=False)
     finally:
         server.stop()
+    # the dry run prints the plan with the problem named (issue 9: it does not fail)
+    assert plan.returncode == 0 and "has no valid credentials" in plan.stdout, plan.stdout
     line = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and line.startswith("dvc-monitor: error: "), proc.stderr
     assert "has no valid credentials" in line and "AWS_ACCESS_KEY_ID" in line
