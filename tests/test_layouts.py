@@ -278,7 +278,7 @@ def test_moved_report(moved, how):
 @pytest.mark.parametrize("how", HOW)
 def test_moved_gate(moved, how):
     proc = dm(moved, how, "gate", "fraud", "--base", "fraud@v1.0.0", "--head", "fraud@v1.1.0")
-    assert proc.returncode in (0, 1), proc.stderr  # decided: passed or failed, never undecided
+    assert proc.returncode in (0, 5), proc.stderr  # decided: passed or failed, never undecided
     assert "Traceback" not in proc.stderr
 
 
@@ -360,9 +360,9 @@ def test_rollback_dry_run_with_an_unusable_remote(moved, tmp_path):
     assert "problem         the DVC remote gone" in proc.stdout
     assert "unmounted" in proc.stdout
     assert repo.snapshot() == before
+    # the data is in the workspace, so only outputs are missing: the rollback retrains
+    # them (as gc relies on) and proves the result instead of failing
     real = repo.dm("rollback", "fraud", "--to", "v1.0.0", check=False)
-    assert real.returncode != 0
-    last = real.stderr.strip().splitlines()[-1]  # after the progress lines
-    assert last.startswith("dvc-monitor: error: ") and "cannot be reached" in last
+    assert real.returncode == 0, real.stderr
+    assert "Proof (verified)" in real.stdout and "rebuilds them" in real.stderr
     assert "Traceback" not in real.stderr
-    assert repo.snapshot() == before

@@ -236,7 +236,7 @@ def test_journal_check_is_a_file_test(rb_repo):
         "assert not heavy, heavy\n"
         "assert not _rollback_journal_exists(repo)\n"
         "j = " + repr(str(rb_repo.path / ".git" / "dvc-monitor")) + "\n"
-        "import os; os.makedirs(j); open(j + '/rollback.json', 'w').close()\n"
+        "import os; os.makedirs(j, exist_ok=True); open(j + '/rollback.json', 'w').close()\n"
         "from dvc_monitor.rollback.journal import pending_journal\n"
         "assert _rollback_journal_exists(repo) and pending_journal(repo) is not None\n"
     )

@@ -153,7 +153,8 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         same = reg.versions_with_id(name, identity.id)  # through the fact cache
         # the model file: a safe canonical archive; same id with other bytes is refused
         checked = accept_registration(root, facts.model_path, identity.model_md5, name, version,
-                                      [(m.version, m.model_md5, m.model_digest) for m in same],
+                                      [(m.version, m.model_md5, m.model_digest)
+                                       for m in (reg.resolve(name, v) for v in same)],
                                       force=force, warn=warn)
         if same:
             warn(f"{name} {version} has the same id ({identity.short}) as "
