@@ -128,7 +128,7 @@ def test_bad_input_and_an_unsafe_model_get_one_line_errors(kinds_repo, batches, 
         ((f"{RISK}@v4.0.0", str(csv)), "tumor-risk has no version v4.0.0"),
         ((f"{RISK}#prod", str(tmp_path / "nope.csv")), "no such file"),
     ]
-    # an unsafe model file, registered as it is (its dvc.lock records its real md5)
+    # an unsafe model file (its dvc.lock records its real md5)
     repo.run(str(BIN / "python"), "-c",
              "import os, skops.io\n"
              "from sklearn.preprocessing import FunctionTransformer\n"
@@ -136,7 +136,10 @@ def test_bad_input_and_an_unsafe_model_get_one_line_errors(kinds_repo, batches, 
              "skops.io.dumps(FunctionTransformer(func=os.system)))\n")
     repo.dvc("commit", "-f", f"models/{RISK}/dvc.yaml")
     repo.commit_all("an unsafe model file")
-    repo.dm("register", RISK, "--version", "v9.0.0")
+    # dvc-monitor register refuses it, so it is tagged behind its back, as gto would
+    refused = repo.dm("register", RISK, "--version", "v9.0.0", check=False)
+    assert refused.returncode != 0 and "posix.system" in refused.stderr
+    repo.run(str(BIN / "gto"), "register", RISK, "HEAD", "--version", "v9.0.0")
     cases.append(((f"{RISK}@v9.0.0", str(csv)), "does not trust: posix.system; it was not loaded"))
     for args, words in cases:
         proc = repo.dm("score", *args, check=False)

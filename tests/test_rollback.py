@@ -244,7 +244,7 @@ def test_journal_check_is_a_file_test(rb_repo):
     # an unreadable (torn) journal is removed by the next command, which then works
     out = rb_repo.dm("versions", MODEL)
     assert "removed an unreadable rollback journal" in out.stderr
-    assert not (rb_repo.path / ".git" / "dvc-monitor").exists()
+    assert not (rb_repo.path / ".git" / "dvc-monitor" / "rollback.json").exists()
 
 
 def test_code_dependency_outside_the_model_folder_is_restored(rb_repo):
