@@ -213,3 +213,31 @@ def test_a_broken_trainer_file_is_named_and_adopt_rewrites_it(rb_repo):
     repo.dm("trainer", MODEL, "--adopt")
     assert json.loads(repo.dm("trainer", MODEL, "--json").stdout)["matches"] is True
     assert_clean(repo)  # the same trainer as HEAD's: the file is as committed
+
+
+def test_a_version_made_by_another_trainer_is_not_rebuildable_so_gc_keeps_its_model(rb_repo):
+    """A retrain on this install would not give v1.3.0's registered bytes, so ``check``
+    does not count it rebuildable and ``gc`` keeps its model file."""
+    repo = rb_repo
+    installed = record_foreign_trainer(repo)
+    repo.dvc("commit", "-f", "-q", PIPELINE)
+    repo.commit_all("fraud-detector: made by another trainer")
+    repo.dm("register", MODEL, "--version", "v1.3.0")
+    repo.dm("trainer", MODEL, "--adopt")
+    params = repo.path / MODEL_DIR / "params.yaml"
+    params.write_text(params.read_text().replace("n_estimators: 60", "n_estimators: 61"))
+    repo.dvc("repro", "-q", PIPELINE)
+    repo.commit_all("fraud-detector: 61 trees")
+    repo.dm("register", MODEL, "--version", "v1.4.0")
+
+    checked = repo.dm("check", MODEL, "--json", check=False)  # 1: v1.3+ are not pushed
+    states = {v["version"]: v for v in json.loads(checked.stdout)["versions"]}
+    assert states["v1.3.0"]["rebuildable"] is False
+    assert f"scikit-learn 0.0.1 -> {installed}" in states["v1.3.0"]["why_not_deterministic"]
+    assert states["v1.1.0"]["rebuildable"] is True
+
+    v3 = registered(repo, "v1.3.0")
+    out = repo.json("gc", MODEL, "--keep-last", "1", "--no-keep-stages", "--dry-run")
+    assert f"{MODEL}@v1.3.0" in out["kept_cold"]
+    assert v3.model_md5 not in {o["oid"] for o in out["removed"]}
+    assert registered(repo, "v1.1.0").model_md5 in {o["oid"] for o in out["removed"]}

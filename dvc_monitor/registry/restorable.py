@@ -156,7 +156,7 @@ def _needed(git, root: Path, mv) -> tuple[dict[str, tuple[str, str]], bool, str,
     """(path -> (oid, role), deterministic, why_not, error) for one version."""
     from dvc_monitor.errors import DvcMonitorError
     from dvc_monitor.model.layout import ModelLayout
-    from dvc_monitor.rollback.plan import _read_pipeline
+    from dvc_monitor.rollback.plan import _read_pipeline, _retrain_trainer
 
     pdir = posixpath.dirname(mv.lock_path) if mv.lock_path else ModelLayout(mv.name).dir
     try:
@@ -167,6 +167,10 @@ def _needed(git, root: Path, mv) -> tuple[dict[str, tuple[str, str]], bool, str,
         return {}, False, "", f"no {posixpath.join(pdir, 'dvc.lock')} at {mv.commit[:7]}"
     needed = {p: (oid, "data" if p in pl.sources else "output") for p, oid in pl.cached.items()}
     why = _why_not_deterministic(pl)
+    if not why:  # the same stages on another trainer would not make the same bytes
+        differs, note = _retrain_trainer(git, mv.commit, pdir, pl)
+        if differs:
+            why = f"a retrain would not give the registered model: {note}"
     return needed, not why, why, None
 
 
