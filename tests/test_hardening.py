@@ -358,3 +358,19 @@ def test_missing_credentials_are_not_called_unreachable(rb_repo, tmp_path):
     assert proc.returncode != 0 and line.startswith("dvc-monitor: error: "), proc.stderr
     assert "has no valid credentials" in line and "AWS_ACCESS_KEY_ID" in line
     assert "cannot reach" not in line
+
+
+def test_command_table_matches_what_the_modules_register():
+    """``dvc-monitor WORD`` builds only WORD's module parser: the table must name the
+    module that registers each command, and every command must be in it."""
+    import argparse
+    import importlib
+
+    from dvc_monitor.cli import COMMAND_MODULES, COMMANDS
+
+    found = {}
+    for name in COMMAND_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(name).register(sub)
+        found.update(dict.fromkeys(sub.choices, name))
+    assert found == COMMANDS

@@ -32,6 +32,40 @@ COMMAND_MODULES = (
 )
 
 
+# Command -> the module above that registers it. A run builds only its command's parser
+# (importing one module, not eleven); --help and unknown words build them all.
+# tests/test_hardening.py checks this table against what the modules register.
+COMMANDS = {
+    **dict.fromkeys(("init", "ingest", "demo"), "dvc_monitor.cli.scaffold"),
+    **dict.fromkeys(("register", "promote", "unassign", "deregister", "deprecate", "versions",
+                     "show", "history", "diff"), "dvc_monitor.cli.registry"),
+    **dict.fromkeys(("rollback", "recover"), "dvc_monitor.cli.rollback"),
+    **dict.fromkeys(("report", "gate", "compare", "tag-info"), "dvc_monitor.cli.review"),
+    **dict.fromkeys(("push", "sync", "check"), "dvc_monitor.cli.team"),
+    "gc": "dvc_monitor.cli.retention",
+    "watch": "dvc_monitor.cli.monitoring",
+    **dict.fromkeys(("score", "serve"), "dvc_monitor.cli.production"),
+    "trainer": "dvc_monitor.cli.trainer",
+    "stage": "dvc_monitor.cli.stage",
+    "completion": "dvc_monitor.cli.completion",
+}
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The sub-command word of ``argv`` (after ``-C PATH``), or None."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "-C":
+            i += 2
+            continue
+        if word.startswith("-C") and not word.startswith("--"):
+            i += 1
+            continue
+        return None if word.startswith("-") else word
+    return None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump) that points at --help."""
 
@@ -39,7 +73,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"dvc-monitor: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the sub-command it names (when it names one)."""
     parser = _Parser(
         prog="dvc-monitor",
         description="Versioning, release tags and verified rollback for monitoring models on DVC.",
@@ -51,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run as if started in PATH (default: current directory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    only = COMMANDS.get(_command_word(argv)) if argv is not None else None
+    for name in COMMAND_MODULES if only is None else (only,):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:  # a feature not built yet
@@ -67,7 +103,9 @@ def main(argv: list[str] | None = None, checkpoint: Callable[[str], None] | None
     default does nothing; tests pass their own to cause faults at exact points)."""
     from dvc_monitor.api import no_checkpoint
 
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     args.checkpoint = checkpoint or no_checkpoint
     try:
