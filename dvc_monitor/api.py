@@ -41,6 +41,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "diff_revisions": ("registry.diff", "diff_revisions"),
     "diff_refs": ("registry.diff", "diff_refs"),
     "show": ("registry.show", "show"),
+    "Listing": ("registry.snapshot", "Listing"),
+    "versions_listing": ("registry.snapshot", "versions_listing"),
+    "history_listing": ("registry.snapshot", "history_listing"),
+    "models_listing": ("registry.snapshot", "models_listing"),
+    "detail_listing": ("registry.snapshot", "detail_listing"),
     "VersionDetail": ("registry.show", "VersionDetail"),
     # review (report.py, gate.py, compare.py, review.py)
     "report": ("review.report", "build_report"),
@@ -105,6 +110,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "ServeSettings": ("production.server", "ServeSettings"),
     "PublishError": ("registry.publish", "PublishError"),
     "unpublished_stage_tags": ("registry.publish", "unpublished_stage_tags"),
+    "unpublished_warning": ("registry.publish", "unpublished_warning"),
     # a model at a revision, in any layout (model/revision.py)
     "ModelAtRevision": ("model.revision", "ModelAtRevision"),
     "read_model": ("model.revision", "read_model"),

@@ -7,6 +7,7 @@ concurrent writers. Synthetic repositories (dvc.lock files committed by hand), n
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -222,16 +223,60 @@ def test_cache_hit_gives_what_a_cold_read_gives_and_damage_is_rebuilt(many, tmp_
     assert [dm(repo, *c).stdout for c in commands] == cold
     assert path.read_text().splitlines() == lines  # a warm read writes nothing
 
-    # damage: a garbage line, a record cut short, binary bytes
+    # damage: a garbage line, a record cut short, binary bytes (and no stored listings,
+    # which would answer without reading the facts)
     damaged = lines[:50] + ['{"c": "nonsense'] + lines[60:] + ["\x00\xff garbage"]
     path.write_bytes("\n".join(damaged).encode("utf-8", "surrogateescape") + b"\n\xff\xfe")
+    shutil.rmtree(views(repo))
     assert [dm(repo, *c).stdout for c in commands] == cold
     rebuilt = path.read_text().splitlines()
     assert all(json.loads(x)["c"] for x in rebuilt) and len(rebuilt) == 120
     # a file that is not even text
     path.write_bytes(bytes(range(256)) * 10)
+    shutil.rmtree(views(repo))
     assert dm(repo, "versions", name, "--json").stdout == cold[0]
     assert len(path.read_text().splitlines()) == 120
+
+
+def views(repo):
+    (folder,) = (repo / ".git" / "dvc-monitor").glob("views-*")
+    return folder
+
+
+def test_stored_listings_follow_every_tag_change_and_damage_is_recomputed(many, tmp_path):
+    """versions/history/show answer from a listing stored under the key of every tag's
+    object id: a new tag, a deleted tag or a damaged file gives a fresh computation."""
+    repo = tmp_path / "copy"
+    subprocess.run(["git", "clone", "-q", str(many), str(repo)], check=True)
+    name = bench_registry.NAME
+    commands = [("versions", name, "--json"), ("history", name, "--json"), ("show", "--json"),
+                ("versions",), ("history", name)]
+    cold = [dm(repo, *c).stdout for c in commands]
+    stored = sorted(views(repo).glob("*.jsonl"))
+    assert len(stored) == 4  # versions NAME, history NAME, show, versions (all models)
+    assert [dm(repo, *c).stdout for c in commands] == cold
+    assert cold[3].splitlines()[0].split("\t")[:3] == ["model", "version", "id"]
+
+    # a promotion (a new tag object) shows at once, in every listing
+    dm(repo, "promote", name, "v0.3.0", "--stage", "qa")
+    rows = {r["version"]: r for r in json.loads(dm(repo, "versions", name, "--json").stdout)}
+    assert rows["v0.3.0"]["stages"] == ["qa"]
+    assert json.loads(dm(repo, "show", "--json").stdout)[0]["stages"]["qa"] == "v0.3.0"
+    events = json.loads(dm(repo, "history", name, "--json").stdout)
+    assert events[-1]["stage"] == "qa" and events[-1]["event"] == "assign"
+    # the tag deleted again: the first answer again
+    subprocess.run(["git", "tag", "-d", events[-1]["tag"]], cwd=repo, check=True,
+                   capture_output=True)
+    assert [dm(repo, *c).stdout for c in commands] == cold
+
+    # damaged or foreign files are not trusted: recomputed and rewritten
+    for path in views(repo).glob("*.jsonl"):
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
+    assert [dm(repo, *c).stdout for c in commands] == cold
+    for path in views(repo).glob("*.jsonl"):
+        path.write_bytes(b"\x00\xff" * 100)
+    assert [dm(repo, *c).stdout for c in commands] == cold
 
 
 def test_concurrent_cold_readers_write_the_cache_safely(many, tmp_path):

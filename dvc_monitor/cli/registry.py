@@ -7,6 +7,7 @@ module, and read commands must not pull in DVC, scikit-learn or pandas.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dvc_monitor.cli.team import add_push_options, publish_after
 
@@ -98,55 +99,6 @@ def _root(args: argparse.Namespace):
     return GitRepo.discover(args.repo).root
 
 
-def _load(args: argparse.Namespace):
-    from dvc_monitor.cli.output import info
-    from dvc_monitor.api import Registry
-
-    reg = Registry.load(args.repo)
-    for w in reg.warnings:
-        info(f"dvc-monitor: warning: {w}")
-    return reg
-
-
-def _warn_blocks(reg, events=None) -> None:
-    """Warn about each tag whose dvc-monitor block does not match its commit."""
-    from dvc_monitor.cli.output import info
-
-    for w in reg.check_blocks(events):
-        info(f"dvc-monitor: warning: {w}")
-
-
-def _warn_unpublished(reg) -> None:
-    """Warn when local stage tags are not on the origin (as of the last push or sync)."""
-    from dvc_monitor.cli.output import info
-    from dvc_monitor.api import unpublished_stage_tags
-
-    found = unpublished_stage_tags(reg.root)
-    if found and found[1]:
-        remote, tags = found
-        shown = ", ".join(tags[:5]) + (f" and {len(tags) - 5} more" if len(tags) > 5 else "")
-        info(f"dvc-monitor: warning: {len(tags)} stage tag(s) are not on {remote} (as of the "
-             f"last push or sync): {shown}; publish them with 'dvc-monitor push'")
-
-
-def _print_json_rows(rows: list) -> None:
-    """A JSON list, one element per line (json's C encoder: fast for thousands of rows).
-
-    Rows must already be JSON-ready (plain dicts, lists, strings, numbers).
-    """
-    import json
-    import sys
-
-    if not rows:
-        sys.stdout.write("[]\n")
-        return
-    sys.stdout.write("[\n  " + ",\n  ".join(json.dumps(r) for r in rows) + "\n]\n")
-
-
-def _time(dt) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M:%S") if dt else ""
-
-
 def _num(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -228,33 +180,27 @@ def run_deprecate(args: argparse.Namespace) -> int:
 # -- reads ------------------------------------------------------------------------------
 
 
+def _warn(listing) -> None:
+    from dvc_monitor.cli.output import info
+
+    for w in listing.warnings:
+        info(f"dvc-monitor: warning: {w}")
+
+
+def _iso_time(text: str | None) -> str:
+    return text[:19].replace("T", " ") if text else ""
+
+
 def run_versions(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.api import tags
-    from dvc_monitor.api import key_metrics
+    from dvc_monitor.api import key_metrics, versions_listing
 
-    if args.name is not None:
-        tags.validate_artifact_name(args.name)
-    reg = _load(args)
-    if args.name is not None:
-        names = [args.name]
-        reg.versions(args.name)  # unknown model: one-line error
-        if reg.is_deprecated(args.name) and not args.all:
-            info(f"dvc-monitor: warning: {args.name} is deprecated (register a version to revive it)")
-    else:
-        names = reg.models(include_deprecated=args.all)
-    _warn_unpublished(reg)
-    _warn_blocks(reg, [e for name in names for e in reg.history(name)])
-    rows = []
-    for name in names:
-        deprecated = reg.is_deprecated(name)
-        for mv in reg.versions(name, include_inactive=args.all):
-            if mv.id is None and mv.warning:
-                info(f"dvc-monitor: warning: {name} {mv.version}: no version id ({mv.warning})")
-            rows.append((mv, deprecated))
+    listing = versions_listing(args.repo, args.name, include_inactive=args.all)
+    _warn(listing)
     if args.json:
-        _print_json_rows([mv.to_json(dep) for mv, dep in rows])
+        sys.stdout.write(listing.json_text())
         return 0
+    rows = listing.dicts()
     if not rows:
         info("no registered versions" + (f" of {args.name}" if args.name else "") +
              "; register one with 'dvc-monitor register NAME'")
@@ -262,91 +208,90 @@ def run_versions(args: argparse.Namespace) -> int:
     columns = (["model"] if args.name is None else []) + [
         "version", "id", "stages", "created", "author", "metrics"]
     table = []
-    for mv, dep in rows:
-        version = mv.version if mv.registered else mv.version[:7] + " (unregistered)"
-        if not mv.active and mv.registered:
+    for mv in rows:
+        version = mv["version"] if mv["registered"] else mv["version"][:7] + " (unregistered)"
+        if not mv["active"] and mv["registered"]:
             version += " (deregistered)"
-        metrics = " ".join(f"{k}={_num(v)}" for k, v in key_metrics(mv.metrics).items())
-        row = [version, mv.short_id or "-", ", ".join(mv.stages), _time(mv.created_at),
-               mv.author, metrics]
+        metrics = " ".join(f"{k}={_num(v)}" for k, v in key_metrics(mv["metrics"]).items())
+        row = [version, mv["short_id"] or "-", ", ".join(mv["stages"]),
+               _iso_time(mv["created_at"]), mv["author"], metrics]
         if args.name is None:
-            row.insert(0, mv.name + (" (deprecated)" if dep else ""))
+            row.insert(0, mv["name"] + (" (deprecated)" if mv["deprecated"] else ""))
         table.append(row)
     print_table(table, columns)
     return 0
 
 
-def _show_models(args: argparse.Namespace, reg) -> int:
+def _show_models(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.api import summarize_models as summarize
+    from dvc_monitor.api import models_listing
 
-    models = summarize(reg)
+    listing = models_listing(args.repo)
+    _warn(listing)
     if args.json:
-        _print_json_rows([m.to_json() for m in models])
+        sys.stdout.write(listing.json_text())
         return 0
+    models = listing.dicts()
     if not models:
         info("no registered models; register one with 'dvc-monitor register NAME'")
         return 0
-    stages = sorted({s for m in models for s in m.stages})
-    print_table([[m.name, m.latest or "-", m.latest_id or "-",
-                  *(m.stages.get(s, "-") for s in stages)] for m in models],
+    stages = sorted({s for m in models for s in m["stages"]})
+    print_table([[m["name"], m["latest"] or "-", m["latest_id"] or "-",
+                  *(m["stages"].get(s, "-") for s in stages)] for m in models],
                 ["name", "latest", "id", *(f"#{s}" for s in stages)])
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from dvc_monitor.api import show
+    from dvc_monitor.api import detail_listing
     from dvc_monitor.cli.output import print_json
 
-    reg = _load(args)
     if args.ref is None:
-        return _show_models(args, reg)
-    detail = show(reg, args.ref)
-    _warn_blocks(reg, detail.version.events)
-    _warn_unpublished(reg)
+        return _show_models(args)
+    listing = detail_listing(args.repo, args.ref)
+    _warn(listing)
+    (mv,) = listing.dicts()
     if args.json:
-        print_json(detail)
+        print_json(mv)
         return 0
-    mv, identity, data = detail.version, detail.version.identity, detail.data
-    stage_history = detail.stage_history
-    status = "registered" if mv.registered else "unregistered commit"
-    if mv.registered and not mv.active:
+    status = "registered" if mv["registered"] else "unregistered commit"
+    if mv["registered"] and not mv["active"]:
         status = "deregistered"
     lines = [
-        f"{mv.name} {mv.version}  ({status})",
-        f"  id:       {mv.id or '-'}",
-        f"  commit:   {mv.commit}",
-        f"  created:  {_time(mv.created_at)} by {mv.author} <{mv.author_email}>",
-        f"  updated:  {_time(mv.updated_at)}",
-        f"  stages:   {', '.join(mv.stages) or '-'}",
-        f"  model:    {mv.model_path or '-'}  md5 {mv.model_md5 or '-'}",
-        f"  digest:   {mv.model_digest or '- (not recorded)'}",
+        f"{mv['name']} {mv['version']}  ({status})",
+        f"  id:       {mv['id'] or '-'}",
+        f"  commit:   {mv['commit']}",
+        f"  created:  {_iso_time(mv['created_at'])} by {mv['author']} <{mv['author_email']}>",
+        f"  updated:  {_iso_time(mv['updated_at'])}",
+        f"  stages:   {', '.join(mv['stages']) or '-'}",
+        f"  model:    {mv['model_path'] or '-'}  md5 {mv['model_md5'] or '-'}",
+        f"  digest:   {mv['digest'] or '- (not recorded)'}",
     ]
-    if mv.message:
-        lines.append(f"  message:  {mv.message.splitlines()[0]}")
-    if stage_history:
+    if mv["message"]:
+        lines.append(f"  message:  {mv['message'].splitlines()[0]}")
+    if mv["stage_history"]:
         lines.append("stage history:")
-        lines += [f"  {h['time'][:19].replace('T', ' ')}  {h['event']:<8} {h['stage']:<12} {h['tag']}"
-                  for h in stage_history]
-    if identity:
+        lines += [f"  {_iso_time(h['time'])}  {h['event']:<8} {h['stage']:<12} {h['tag']}"
+                  for h in mv["stage_history"]]
+    if mv["id"] is not None:
         lines.append("params:")
-        for key, value in _flatten(identity.params):
+        for key, value in _flatten(mv["params"]):
             lines.append(f"  {key} = {value}")
         lines.append("deps:")
-        for path, md5 in detail.deps.items():
+        for path, md5 in mv["deps"].items():
             lines.append(f"  {path}  {md5}")
-    if data:
+    if mv["data"]:
         lines.append("data partitions:")
-        for path, entry in data.items():
+        for path, entry in mv["data"].items():
             parts = entry["partitions"]
             if parts is None:
                 lines.append(f"  {path}/  (partition list not in local cache; run 'dvc fetch')")
                 continue
             lines.append(f"  {path}/  ({len(parts)} partitions)")
             lines += [f"    {p['relpath']}  {p['md5']}" for p in parts]
-    if mv.metrics:
+    if mv["metrics"]:
         lines.append("metrics:")
-        lines += [f"  {k} = {_num(v)}" for k, v in mv.metrics.items()]
+        lines += [f"  {k} = {_num(v)}" for k, v in mv["metrics"].items()]
     print("\n".join(lines))
     return 0
 
@@ -363,22 +308,20 @@ def _flatten(params: dict, prefix: str = ""):
 
 def run_history(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.api import tags
+    from dvc_monitor.api import history_listing
 
-    if args.name is not None:
-        tags.validate_artifact_name(args.name)
-    reg = _load(args)
-    events = reg.history(args.name)
-    _warn_blocks(reg, events)
+    listing = history_listing(args.repo, args.name)
+    _warn(listing)
     if args.json:
-        _print_json_rows([e.to_json() for e in events])
+        sys.stdout.write(listing.json_text())
         return 0
+    events = listing.dicts()
     if not events:
         info("no registry events yet")
         return 0
     columns = ["time", "model", "event", "version", "stage", "tag", "author"]
-    print_table([(_time(e.created_at), e.artifact, e.action.value, e.version or "",
-                  e.stage or "", e.tag, e.author) for e in events], columns)
+    print_table([(_iso_time(e["time"]), e["name"], e["event"], e["version"] or "",
+                  e["stage"] or "", e["tag"], e["author"]) for e in events], columns)
     return 0
 
 

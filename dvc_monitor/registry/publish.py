@@ -576,11 +576,15 @@ def unpublished_stage_tags(root: str | Path) -> tuple[str, list[str]] | None:
     One ``for-each-ref``, no network: compares against the mirror that ``push`` and
     ``sync`` keep. None when there is no mirror yet (never pushed or synced here).
     """
-    git = GitRepo(root)
     try:
-        oids = git.ref_oids("refs/tags", MIRROR)
+        oids = GitRepo(root).ref_oids("refs/tags", MIRROR)
     except ExternalCommandError:
         return None
+    return unpublished_in(oids)
+
+
+def unpublished_in(oids: dict[str, str]) -> tuple[str, list[str]] | None:
+    """``unpublished_stage_tags`` over refs already read (``ref_oids("refs/tags", MIRROR)``)."""
     mirrors: dict[str, dict[str, str]] = {}
     for ref, oid in oids.items():
         if ref.startswith(MIRROR + "/"):
@@ -594,10 +598,22 @@ def unpublished_stage_tags(root: str | Path) -> tuple[str, list[str]] | None:
     seen = mirrors[remote]
     missing = []
     for ref, oid in oids.items():
-        if not ref.startswith("refs/tags/"):
+        if not ref.startswith("refs/tags/") or "#" not in ref:  # only stage tags have '#'
             continue
         tag = ref[len("refs/tags/"):]
+        if seen.get(tag) == oid:
+            continue
         tn = T.parse_tag(tag)
-        if tn is not None and tn.stage is not None and seen.get(tag) != oid:
+        if tn is not None and tn.stage is not None:
             missing.append(tag)
     return remote, sorted(missing)
+
+
+def unpublished_warning(found: tuple[str, list[str]] | None) -> str | None:
+    """The warning line about unpublished stage tags, or None when there are none."""
+    if not found or not found[1]:
+        return None
+    remote, tags = found
+    shown = ", ".join(tags[:5]) + (f" and {len(tags) - 5} more" if len(tags) > 5 else "")
+    return (f"{len(tags)} stage tag(s) are not on {remote} (as of the last push or sync): "
+            f"{shown}; publish them with 'dvc-monitor push'")

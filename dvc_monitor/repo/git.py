@@ -77,6 +77,7 @@ class TagRef:
     commit_author: str
     commit_email: str
     commit_time: int
+    oid: str = ""  # the tag object's id (the commit's, for a lightweight tag)
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,7 @@ class GitRepo:
                     commit_author=author,
                     commit_email=aemail,
                     commit_time=ctime,
+                    oid=oid,
                 )
             )
         return result
