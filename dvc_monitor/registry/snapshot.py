@@ -12,7 +12,7 @@ A read that hits costs one ``for-each-ref`` of names and ids and one file read, 
 the number of versions. Layout: ``.git/dvc-monitor/views-<format>/<view>-<args>.jsonl``,
 line 1 the key, line 2 the warnings (a JSON list), then one row per line as JSON text.
 Files are replaced whole (temporary file and ``os.replace``); a file that cannot be read
-or written is simply not used.
+or written is simply not used. The 64 most recently written listings are kept.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dvc_monitor.repo.git import GitRepo
 
 FORMAT = 1
 _DIR = f"views-{FORMAT}"
+_KEEP = 64  # stored listings kept (the most recently written); ``show REF`` makes one per REF
 # the modules whose code decides what a listing holds (their source is part of the key)
 _SHAPERS = ("registry/snapshot.py", "registry/state.py", "registry/values.py",
             "registry/tags.py", "registry/facts.py", "registry/identity.py",
@@ -162,8 +163,17 @@ def _write(path: Path, key: str, result: Listing) -> None:
         except BaseException:
             _unlink_quietly(tmp)
             raise
+        _prune(path.parent)
     except OSError:
         return
+
+
+def _prune(folder: Path) -> None:
+    """Keep the ``_KEEP`` most recently written listings."""
+    files = [(p.stat().st_mtime_ns, p) for p in folder.glob("*.jsonl")]
+    if len(files) > _KEEP:
+        for _, old in sorted(files)[: len(files) - _KEEP]:
+            _unlink_quietly(str(old))
 
 
 def _unlink_quietly(path: str) -> None:
