@@ -132,9 +132,12 @@ def test_dry_run_prints_the_plan_and_changes_nothing(rb_repo):
     repo = rb_repo
     v1 = registered(repo, "v1.0.0")
     cache_file(repo, v1.model_md5).unlink()
+    repo.git("tag", f"{MODEL}@v0.9.0", "HEAD~1")  # lightweight: GTO ignores it, so do we
     before = repo.snapshot()
 
-    text = rollback(repo, "--to", "v1.0.0", "--stage", "prod", "--dry-run").stdout
+    proc = rollback(repo, "--to", "v1.0.0", "--stage", "prod", "--dry-run")
+    text = proc.stdout
+    assert "dvc-monitor: warning:" in proc.stderr and f"{MODEL}@v0.9.0" in proc.stderr
     assert f"{MODEL_DIR}/dvc.lock" in text and f"{MODEL_DIR}/metrics.json" in text
     assert "fetch           1 object(s) from local" in text
     assert f"expected model  {MODEL_FILE} md5 {v1.model_md5}" in text
@@ -145,6 +148,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(rb_repo):
     plan = json.loads(rollback(repo, "--to", "v1.0.0", "--dry-run", "--json").stdout)
     assert plan["dry_run"] is True and plan["commit"] is None
     assert plan["plan"]["fetch"] == [v1.model_md5]
+    assert any(f"{MODEL}@v0.9.0" in w for w in plan["plan"]["warnings"])
     assert plan["expected"]["model"] == {MODEL_FILE: v1.model_md5}
     assert plan["expected"]["params"]["params.yaml"]["train"]["n_estimators"] == 100
     assert repo.snapshot() == before

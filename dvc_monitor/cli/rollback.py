@@ -68,7 +68,7 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
 
 def run_rollback(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.cli.output import print_json, step
+    from dvc_monitor.cli.output import info, print_json, step
     from dvc_monitor.api import UsageError
 
     if args.recover:
@@ -80,6 +80,8 @@ def run_rollback(args: argparse.Namespace) -> int:
                               stage=args.stage, message=args.message, dry_run=args.dry_run,
                               allow_mismatch=args.allow_mismatch, progress=step,
                               lock_timeout=args.wait, checkpoint=args.checkpoint)
+    for warning in result.plan.warnings:
+        info(f"dvc-monitor: warning: {warning}")
     if args.json:
         print_json(result)
     elif result.dry_run:

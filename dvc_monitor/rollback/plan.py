@@ -72,6 +72,7 @@ class RollbackPlan:
     trainer: str | None = None
     trainer_differs: bool = False
     problems: list[str] = field(default_factory=list)  # what a --dry-run could not check
+    warnings: list[str] = field(default_factory=list)  # the registry's (lightweight tags, ...)
 
     @property
     def missing(self) -> list[ObjectNeed]:
@@ -526,7 +527,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         remote=remote_label, cache_dir=dvc.cache_dir, retrain=bool(missing_outs),
         retrain_reason=retrain_reason, run_cache=run_cache, expected=expected,
         trainer=trainer_note, trainer_differs=trainer_differs,
-        problems=problems,
+        problems=problems, warnings=list(reg.warnings),
     )
     ctx = _Context(
         git=git, root=root, target=target, identity=identity, head_pl=head_pl,

@@ -142,6 +142,7 @@ class RollbackResult:
                 "problems": plan.problems,
                 "trainer": plan.trainer,
                 "trainer_differs": plan.trainer_differs,
+                "warnings": plan.warnings,
             },
             "expected": plan.expected,
             "proof": None,
