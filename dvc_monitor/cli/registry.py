@@ -193,13 +193,14 @@ def _iso_time(text: str | None) -> str:
 
 def run_versions(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.api import key_metrics, versions_listing
+    from dvc_monitor.api import versions_listing
 
     listing = versions_listing(args.repo, args.name, include_inactive=args.all)
     _warn(listing)
     if args.json:
         sys.stdout.write(listing.json_text())
         return 0
+    from dvc_monitor.api import key_metrics
     rows = listing.dicts()
     if not rows:
         info("no registered versions" + (f" of {args.name}" if args.name else "") +

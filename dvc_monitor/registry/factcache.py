@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -63,7 +62,7 @@ class FactCache:
 
     def directory(self) -> Path | None:
         if self._dir is False:
-            self._dir = _git_dir(self.git)
+            self._dir = self.git.common_dir()
             if self._dir is not None:
                 self._dir = self._dir / "dvc-monitor" / _DIR
         return self._dir  # type: ignore[return-value]
@@ -178,23 +177,6 @@ class FactCache:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def _git_dir(git: GitRepo) -> Path | None:
-    """The repository's common git directory (shared by its worktrees)."""
-    dot = git.root / ".git"
-    if dot.is_dir():
-        return dot
-    try:
-        proc = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=git.root,
-                              capture_output=True, text=True)
-    except OSError:
-        return None
-    out = proc.stdout.strip()
-    if proc.returncode != 0 or not out:
-        return None
-    path = Path(out)
-    return path if path.is_absolute() else (git.root / path).resolve()
 
 
 def _is_commit_id(text: object) -> bool:

@@ -73,7 +73,6 @@ def listing(root: str | Path, view: str, args: dict, compute: Compute,
     it depends on the mirror refs, not only on the tags).
     """
     from dvc_monitor.registry.publish import MIRROR, unpublished_in, unpublished_warning
-    from dvc_monitor.registry.state import Registry
 
     git = GitRepo.discover(root)
     path = _path(git, view, args)
@@ -84,6 +83,8 @@ def listing(root: str | Path, view: str, args: dict, compute: Compute,
         stored = _read(path, _key(view, args, _pairs_from_oids(oids)))
         if stored is not None:
             return Listing(view, stored[1], stored[0] + extra, cached=True)
+    from dvc_monitor.registry.state import Registry
+
     refs = git.tags()
     rows, warnings = compute(Registry.from_tags(git, refs))
     texts = tuple(json.dumps(r, ensure_ascii=False) for r in rows)
@@ -121,9 +122,7 @@ def _key(view: str, args: dict, pairs: list[tuple[str, str]]) -> str:
 
 
 def _path(git: GitRepo, view: str, args: dict) -> Path | None:
-    from dvc_monitor.registry.factcache import _git_dir
-
-    git_dir = _git_dir(git)
+    git_dir = git.common_dir()
     if git_dir is None:
         return None
     arg_key = hashlib.sha1(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]

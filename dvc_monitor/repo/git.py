@@ -196,6 +196,22 @@ class GitRepo:
             return Identity("unknown", "unknown")
         return Identity(match["name"] or "unknown", match["email"] or "unknown")
 
+    def common_dir(self) -> Path | None:
+        """The repository's common git directory (shared by its worktrees), or None."""
+        dot = self.root / ".git"
+        if dot.is_dir():
+            return dot
+        try:
+            proc = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=self.root,
+                                  capture_output=True, text=True)
+        except OSError:
+            return None
+        out = proc.stdout.strip()
+        if proc.returncode != 0 or not out:
+            return None
+        path = Path(out)
+        return path if path.is_absolute() else (self.root / path).resolve()
+
     # -- bulk reads --------------------------------------------------------------------
 
     def tags(self, pattern: str = "refs/tags", strip: int | None = None) -> list[TagRef]:
