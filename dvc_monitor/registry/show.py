@@ -42,13 +42,15 @@ class VersionDetail:
 
 def show(reg, ref: str) -> VersionDetail:
     """``ref`` (NAME@vX.Y.Z, NAME#STAGE, ...) in the loaded registry ``reg``, in detail."""
-    from dvc_monitor.registry.diff import partitions_of
+    from dvc_monitor.registry.diff import dir_partitions
+    from dvc_monitor.repo.git import GitRepo
 
     mv = reg.get(ref)
     identity = mv.identity
     data, notes = {}, []
+    git = GitRepo(reg.root)
     for path, md5 in mv.data.items():
-        parts, note = partitions_of(reg.root, md5)
+        parts, note = dir_partitions(git, mv.name, path, md5, mv.commit)
         data[path] = {"md5": md5, "partitions": parts}
         if note:
             notes.append(f"{path}: {note}")
