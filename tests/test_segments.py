@@ -5,7 +5,8 @@ v1.0.0 has the 3 sample batches in ``data/``; ingesting batch 4 seals them into
 ``segments/s0001`` (v1.1.0 trains on 1-4); batches 5 and 6 fill ``data/`` again (v1.2.0);
 batch 7 seals 4-6 into ``segments/s0002`` (v1.3.0). A second repository keeps the flat
 layout (the default segment size) with the same 7 batches and parameters. Tests work on
-private copies when they change anything.
+private copies when they change anything. Both are built once per run (the xdist workers
+share them through a file lock) and only read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 
 import pytest
 import yaml
-from conftest import BIN, Repo, copy_repo, new_repo, new_version, sample_csv
+from conftest import BIN, Repo, cli_env, copy_repo, new_repo, new_version, sample_csv
 
 MODEL = "fraud-detector"
 MDIR = f"models/{MODEL}"
@@ -32,9 +33,23 @@ def _init_small(repo: Repo, segment_size: int | None) -> None:
     params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 10"))
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Repo:
-    tmp = tmp_path_factory.mktemp("segments")
+def _shared(tmp_path_factory, worker_id, name: str, build) -> Repo:
+    """``build(folder)`` once per run, shared by the xdist workers (a file lock)."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent
+    folder = shared / name
+    with FileLock(str(folder) + ".lock"):
+        if not (folder.parent / f"{name}.ready").exists():
+            folder.mkdir()
+            build(folder)
+            (folder.parent / f"{name}.ready").write_text("ok")
+    return Repo(folder / "repo", cli_env(folder / "home"), folder / "remote")
+
+
+def _build_sealed(tmp) -> None:
     repo = new_repo(tmp)
     _init_small(repo, K)
     repo.dvc("repro", f"{MDIR}/dvc.yaml")
@@ -48,19 +63,26 @@ def built(tmp_path_factory) -> Repo:
     new_version(repo, tmp, batch=7)  # seals 4-6
     repo.dm("register", MODEL, "--version", "v1.3.0")
     assert repo.git("status", "--porcelain").stdout == ""
-    return repo
+    assert "up to date" in repo.dvc("status", f"{MDIR}/dvc.yaml").stdout
 
 
-@pytest.fixture(scope="module")
-def flat(tmp_path_factory) -> Repo:
+def _build_flat(tmp) -> None:
     """The same batches and parameters in the flat layout (segment size 32: no seal)."""
-    tmp = tmp_path_factory.mktemp("segments-flat")
     repo = new_repo(tmp)
     _init_small(repo, None)
     for batch in (4, 5, 6, 7):
         repo.dm("ingest", MODEL, str(sample_csv(tmp, "anomaly", batch)))
     repo.dvc("repro", f"{MDIR}/dvc.yaml")
-    return repo
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, worker_id) -> Repo:
+    return _shared(tmp_path_factory, worker_id, "segments-sealed", _build_sealed)
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory, worker_id) -> Repo:
+    return _shared(tmp_path_factory, worker_id, "segments-flat", _build_flat)
 
 
 def names(folder) -> list[str]:
@@ -102,7 +124,6 @@ def test_ingest_seals_full_segments_and_data_keeps_the_open_batches(built):
     split = json.loads((root / "prepared/split.json").read_text())
     assert split["partitions"] == [f"batch-0000{i}.csv" for i in range(1, 8)]
     assert split["rows"] == 7000
-    assert "up to date" in built.dvc("status", f"{MDIR}/dvc.yaml").stdout
 
 
 def test_manifests_stay_bounded_and_sealed_ones_are_shared(built):
@@ -126,7 +147,7 @@ def test_manifests_stay_bounded_and_sealed_ones_are_shared(built):
     assert len(ids) == len(VERSIONS)
 
 
-def test_sealing_does_not_change_the_model(built, flat):
+def test_sealing_does_not_change_the_model(flat, built):
     """Same batches, same seed: the segmented repository trains the flat one's bytes."""
     flat_lock = yaml.safe_load((flat.path / MDIR / "dvc.lock").read_text())
     flat_md5 = {o["path"]: o["md5"] for o in flat_lock["stages"]["train"]["outs"]}["model.skops"]
