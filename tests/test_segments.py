@@ -287,3 +287,20 @@ def test_bad_segment_size_is_refused_in_one_line(built, tmp_path):
     assert proc.returncode != 0 and len(lines) == 1
     assert lines[0].startswith("dvc-monitor: error:") and "segment_size" in lines[0]
     assert repo.snapshot() == before
+
+
+def test_the_segments_dependency_is_added_next_to_data_only():
+    """What the first seal writes into dvc.yaml: nothing for a pipeline that does not read
+    data/ (such a model is never sealed), the same text once the dependency is there."""
+    from dvc_monitor.model.segments import with_segments_dep
+
+    mine = ("# mine\nstages:\n  train:\n    cmd: python train.py  # keep me\n"
+            "    deps: [data, train.py]\n  other:\n    cmd: echo\n    deps:\n      - raw\n")
+    added = with_segments_dep(mine)
+    assert "# keep me" in added and "# mine" in added
+    stages = yaml.safe_load(added)["stages"]
+    assert stages["train"]["deps"] == ["data", "segments", "train.py"]
+    assert stages["other"]["deps"] == ["raw"]
+    assert with_segments_dep(added) == added
+    assert with_segments_dep("stages:\n  s:\n    cmd: echo\n    deps: [raw]\n") is None
+    assert with_segments_dep("stages: [not, a, mapping]\n") is None

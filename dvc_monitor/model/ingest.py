@@ -135,7 +135,7 @@ def _plan_seal(root: Path, layout: ModelLayout, config: ModelConfig) -> _Seal | 
     if len(open_parts) < config.segment_size or not dvc_yaml.is_file():
         return None
     text = dvc_yaml.read_text()
-    new_text = with_segments_dep(text, layout.dvc_yaml)
+    new_text = with_segments_dep(text)
     if new_text is None:
         return None
     return _Seal(next_segment(root, layout), tuple(p.name for p in open_parts),

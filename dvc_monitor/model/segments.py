@@ -68,7 +68,7 @@ def next_segment(root: Path, layout: ModelLayout) -> str:
     return layout.segment(max(numbers, default=0) + 1)
 
 
-def with_segments_dep(text: str, source: str) -> str | None:
+def with_segments_dep(text: str) -> str | None:
     """``dvc.yaml`` text with a ``segments`` dependency after each ``data`` one (comments and
     order kept), the same text when it has them already, or None when no stage reads
     ``data`` (a pipeline dvc-monitor does not know how to feed: nothing is sealed)."""
