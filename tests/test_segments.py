@@ -181,6 +181,24 @@ def test_diff_report_and_show_across_a_seal(built):
     assert shown["notes"] == []
 
 
+def test_report_fetches_sealed_segments_from_the_remote(built, tmp_path):
+    """As in CI after a fresh clone: nothing local, the report fetches each revision's data
+    (the sealed segments' manifests and partitions included) from the DVC remote."""
+    import shutil
+
+    repo = copy_repo(built, tmp_path)
+    repo.dvc("remote", "modify", "--local", "local", "url", str(tmp_path / "private-remote"))
+    repo.dvc("push", "-q", "-T")
+    shutil.rmtree(repo.path / ".dvc/cache")
+    report = repo.json("report", MODEL, "--base", tag("v1.0.0"), "--head", tag("v1.3.0"),
+                       "--no-plots")
+    assert report["changes"]["partitions_added"] == [f"{MDIR}/data/batch-00007.csv"] + \
+        [f"{MDIR}/segments/s0002/batch-0000{i}.csv" for i in (4, 5, 6)]
+    assert report["metrics"] and not any("cache" in n for n in report["notes"])
+    sealed = dvc_out(repo, tag("v1.3.0"), f"{MDIR}/segments/s0002.dvc")
+    assert len(manifest(repo, sealed["md5"])) == 3  # fetched
+
+
 def test_rollback_before_the_seal_and_back_verifies(built, tmp_path):
     repo = copy_repo(built, tmp_path)
     root = repo.path / MDIR
