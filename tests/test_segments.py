@@ -281,6 +281,7 @@ def test_killed_seal_is_undone_and_duplicates_are_found_in_segments(built, tmp_p
 
     proc = repo.dm("ingest", MODEL, str(batch10))
     assert "batch-00010.csv" in proc.stdout
+    assert f"Sealed the 3 batches of data/ into {MDIR}/segments/s0003" in proc.stdout
     assert names(root / "segments/s0003") == [f"batch-0000{i}.csv" for i in (7, 8, 9)]
     assert names(root / "data") == ["batch-00010.csv"]
     assert "up to date" in repo.dvc("status", f"{MDIR}/data.dvc",

@@ -47,10 +47,13 @@ class IngestResult:
     partition: str
     rows: int
     partitions: int
+    sealed: str | None = None  # the segment folder this ingest sealed first, if any
+    sealed_batches: int = 0
 
     def to_json(self) -> dict:
         return {"name": self.name, "partition": self.partition, "rows": self.rows,
-                "partitions": self.partitions}
+                "partitions": self.partitions, "sealed": self.sealed,
+                "sealed_batches": self.sealed_batches}
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,10 @@ def ingest(path: str | Path, name: str, batch_file: str | Path | BinaryIO,
             raise SchemaError(f"{shown(label)} has the same content as partition {same} of "
                               f"{name!r}: it was ingested already; nothing to add")
         part = next_partition_name(data_dir, segments_dir)
-        _Transaction(git, layout, part, _plan_seal(root, layout, config)).run(content)
-    return IngestResult(name, part, len(df), len(partition_files(data_dir, segments_dir)))
+        seal = _plan_seal(root, layout, config)
+        _Transaction(git, layout, part, seal).run(content)
+    return IngestResult(name, part, len(df), len(partition_files(data_dir, segments_dir)),
+                        seal.folder if seal else None, len(seal.moved) if seal else 0)
 
 
 @dataclass(frozen=True)
