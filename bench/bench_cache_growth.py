@@ -15,8 +15,13 @@ the repository, the plain DVC ways (``dvc gc -w -a -T``, which keeps every tag, 
 to a sample of cold versions with ``dvc-monitor rollback`` (the DVC remote is empty, so
 they retrain) and checks that each one verifies.
 
+``--segment K`` sets the model's ``segment_size`` (sealed segments of K batches, see
+docs/storage.md): the bench measures the real data manifests of every version and, side by
+side, computes the one flat ``data/`` manifest per version from the same partition hashes.
+
     .venv/bin/python bench/bench_cache_growth.py --versions 300 --rows 2000
     .venv/bin/python bench/bench_cache_growth.py --versions 20 --rows 2000 --sample 3
+    .venv/bin/python bench/bench_cache_growth.py --versions 12 --rows 500 --segment 4
 """
 
 from __future__ import annotations
@@ -53,29 +58,34 @@ def manifest_bytes(repo: Path) -> int:
     return sum(p.stat().st_size for p in (repo / ".dvc/cache/files/md5").glob("*/*.dir"))
 
 
-def manifest_layouts(repo: Path, tags: list[str], env: dict, k: int) -> tuple[int, int]:
-    """Bytes of distinct ``.dir`` manifests over ``tags``: today's flat folder, and sealed
-    segments of ``k`` batches (docs/storage.md), the latter computed from the same
-    partition hashes in DVC's manifest format (the segment layout is not switched on)."""
-    flat, segmented = {}, {}
+def manifest_layouts(repo: Path, tags: list[str], env: dict) -> tuple[int, int, int]:
+    """Bytes of distinct ``.dir`` manifests over ``tags``: the flat folder (one manifest per
+    version listing every partition, computed in DVC's manifest format from the same
+    partition hashes) and the real sealed-segment layout (``data.dvc`` and each
+    ``segments/sNNNN.dvc`` at the tag, read from the cache), and the most entries any
+    version's open ``data/`` manifest lists."""
+    flat, segmented, widest = {}, {}, 0
 
     def manifest(entries) -> bytes:
         return json.dumps(sorted(entries, key=lambda e: e["relpath"]), sort_keys=True).encode()
 
+    model = "models/fraud-detector"
     for tag in tags:
-        doc = yaml.safe_load(run(repo, "git", "show", f"{tag}:models/fraud-detector/data.dvc",
-                                 env=env).stdout)
-        oid = doc["outs"][0]["md5"]
-        raw = (repo / ".dvc/cache/files/md5" / oid[:2] / oid[2:]).read_bytes()
-        entries = json.loads(raw)
-        flat[oid] = len(raw)
-        sealed = (len(entries) - 1) // k * k
-        for start in range(sealed)[::k]:
-            body = manifest(entries[start:start + k])
-            segmented[body] = len(body)
-        body = manifest(entries[sealed:])
-        segmented[body] = len(body)
-    return sum(flat.values()), sum(segmented.values())
+        tree = run(repo, "git", "ls-tree", "-r", "--name-only", tag, "--", f"{model}/segments",
+                   env=env).stdout.split()
+        dvcfiles = [f"{model}/data.dvc"] + sorted(p for p in tree if p.endswith(".dvc"))
+        every = []
+        for rel in dvcfiles:
+            doc = yaml.safe_load(run(repo, "git", "show", f"{tag}:{rel}", env=env).stdout)
+            oid = doc["outs"][0]["md5"]
+            raw = (repo / ".dvc/cache/files/md5" / oid[:2] / oid[2:]).read_bytes()
+            segmented[oid] = len(raw)
+            every += json.loads(raw)
+            if rel.endswith("/data.dvc"):
+                widest = max(widest, len(json.loads(raw)))
+        body = manifest(every)
+        flat[body] = len(body)
+    return sum(flat.values()), sum(segmented.values()), widest
 
 
 def restorable_by_dvc(repo: Path, tags: list[str], env: dict) -> int:
@@ -93,11 +103,12 @@ def objects_by_kind(repo: Path) -> dict[str, int]:
     """Bytes in the DVC cache, by what the objects are (from the repository's own files)."""
     cache = repo / ".dvc/cache"
     model_dir = repo / "models/fraud-detector"
-    data_objects = set()
-    for part in (model_dir / "data").iterdir():
-        import hashlib
+    import hashlib
 
-        data_objects.add(hashlib.md5(part.read_bytes()).hexdigest())
+    from dvc_monitor.model.data import partition_files
+
+    data_objects = {hashlib.md5(part.read_bytes()).hexdigest()
+                    for part in partition_files(model_dir / "data", model_dir / "segments")}
     sizes = {"data": 0, "models": 0, "intermediates": 0}
     for path in cache.rglob("*"):
         if not path.is_file():
@@ -119,7 +130,7 @@ def main() -> int:
     parser.add_argument("--keep-last", type=int, default=5, help="gc --keep-last")
     parser.add_argument("--sample", type=int, default=3, help="cold versions to roll back")
     parser.add_argument("--segment", type=int, default=32,
-                        help="batches per sealed segment in the manifest comparison")
+                        help="batches per sealed segment (monitor.yaml segment_size)")
     args = parser.parse_args()
 
     bindir = Path(sys.executable).parent
@@ -132,6 +143,8 @@ def main() -> int:
     sh(repo, "git", "init", "-q", env=env)
     sh(repo, "dvc-monitor", "init", "--template", "anomaly", "--name", "fraud-detector",
        "--sample-data", "--remote", str(base / "remote"), env=env)
+    monitor = repo / "models/fraud-detector/monitor.yaml"
+    monitor.write_text(monitor.read_text() + f"segment_size: {args.segment}\n")
     sh(repo, "dvc", "repro", "-q", env=env)
     sh(repo, "git", "add", "-A", env=env)
     sh(repo, "git", "commit", "-qm", "v0", env=env)
@@ -200,10 +213,11 @@ def retention(base: Path, repo: Path, args, env: dict) -> int:
           f"{(after - kinds['models']) / data:.2f}x the data")
     print(f"  of which .dir manifests after gc: {manifests / 1024:.0f} KB "
           f"({manifests / data:.2f}x the data)")
-    flat, seg = manifest_layouts(repo, tags, env, args.segment)
-    print(f"  data manifests of all versions: flat data/ {flat / 1024:.0f} KB "
-          f"({flat / data:.3f}x data); sealed segments of {args.segment} "
-          f"{seg / 1024:.0f} KB ({seg / data:.3f}x data), {flat / seg:.1f}x less")
+    flat, seg, widest = manifest_layouts(repo, tags, env)
+    print(f"  data manifests of all versions: sealed segments of {args.segment} (measured) "
+          f"{seg / 1024:.1f} KB ({seg / data:.3f}x data; the open data/ manifest lists at "
+          f"most {widest} partitions); one flat data/ (same hashes) {flat / 1024:.1f} KB "
+          f"({flat / data:.3f}x data): {flat / seg:.1f}x less")
 
     cold = [c.split("@")[1] for c in out["cold"]]
     sample = [cold[round(i * (len(cold) - 1) / max(args.sample - 1, 1))]

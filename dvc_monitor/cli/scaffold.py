@@ -57,6 +57,9 @@ def run_ingest(args: argparse.Namespace) -> int:
 
     batch = sys.stdin.buffer if args.file == "-" else args.file
     result = api.ingest(args.repo, args.name, batch, allow_unlabelled=args.allow_unlabelled)
+    if result.sealed:
+        print(f"Sealed the {result.sealed_batches} batches of data/ into {result.sealed} "
+              "(a segment that never changes; see docs/storage.md).")
     print(f"Added {result.rows} rows to '{result.name}' as {result.partition} "
           f"({result.partitions} partitions). Next: dvc repro, then git commit.")
     return 0

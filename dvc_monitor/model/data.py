@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from dvc_monitor.errors import DvcMonitorError, SchemaError, TemplateError, shown
+from dvc_monitor.model.layout import SEGMENT_RE, SEGMENT_SIZE
 from dvc_monitor.repo.dvcfiles import parse_yaml
 
 if TYPE_CHECKING:  # pandas is imported lazily: read commands never need it
@@ -35,6 +36,7 @@ class ModelConfig:
     features: tuple[str, ...]
     label: str | None
     label_required: bool
+    segment_size: int = SEGMENT_SIZE  # batches per sealed segment (docs/storage.md)
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelConfig":
@@ -55,12 +57,17 @@ class ModelConfig:
         if kind not in KINDS:
             raise TemplateError(f"{source}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
         label = schema.get("label")
+        size = raw.get("segment_size", SEGMENT_SIZE)
+        if isinstance(size, bool) or not isinstance(size, int) or not 2 <= size <= 100_000:
+            raise TemplateError(f"{source}: segment_size must be a whole number from 2 to "
+                                f"100000, not {shown(size)}")
         return cls(
             kind=kind,
             name=str(raw.get("name", "")),
             features=features,
             label=str(label) if label else None,
             label_required=bool(schema.get("label_required", False)),
+            segment_size=size,
         )
 
     @property
@@ -68,16 +75,34 @@ class ModelConfig:
         return self.features + ((self.label,) if self.label else ())
 
 
-def partition_files(data_dir: str | Path) -> list[Path]:
-    """The partition files of a data directory, in batch order."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
+def _batches(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
         return []
-    return sorted(p for p in data_dir.iterdir() if PARTITION_RE.match(p.name))
+    return sorted(p for p in folder.iterdir() if PARTITION_RE.match(p.name))
 
 
-def next_partition_name(data_dir: str | Path) -> str:
-    numbers = [int(PARTITION_RE.match(p.name).group(1)) for p in partition_files(data_dir)]
+def sealed_segments(segments_dir: str | Path | None) -> list[Path]:
+    """The sealed segment folders (``sNNNN``) of a segments folder, in order."""
+    folder = Path(segments_dir) if segments_dir is not None else None
+    if folder is None or not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if p.is_dir() and (m := SEGMENT_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def partition_files(data_dir: str | Path, segments_dir: str | Path | None = None) -> list[Path]:
+    """The partition files in batch order: those of the sealed segments in ``segments_dir``
+    (when given) and those of ``data_dir``, the open segment. Names are global
+    (``batch-00042.csv`` keeps its number when it is sealed), so the order is by name."""
+    files = [p for seg in sealed_segments(segments_dir) for p in _batches(seg)]
+    return sorted(files + _batches(data_dir), key=lambda p: p.name)
+
+
+def next_partition_name(data_dir: str | Path, segments_dir: str | Path | None = None) -> str:
+    numbers = [int(PARTITION_RE.match(p.name).group(1))
+               for p in partition_files(data_dir, segments_dir)]
     return f"batch-{(max(numbers) + 1 if numbers else 1):05d}.csv"
 
 
@@ -118,9 +143,10 @@ def read_batch(path: "str | Path | BinaryIO", source: str | None = None) -> "pd.
         raise SchemaError(f"{shown(where)}: not a readable CSV file ({shown(first)})") from None
 
 
-def expected_columns(config: ModelConfig, data_dir: str | Path) -> tuple[str, ...]:
+def expected_columns(config: ModelConfig, data_dir: str | Path,
+                     segments_dir: str | Path | None = None) -> tuple[str, ...]:
     """The columns a new batch must have: those of the existing partitions, or the schema's."""
-    existing = partition_files(data_dir)
+    existing = partition_files(data_dir, segments_dir)
     if existing:
         import pandas as pd
 
@@ -226,15 +252,17 @@ def write_batch(df: "pd.DataFrame", path: str | Path) -> None:
     tmp.replace(path)
 
 
-def read_partitions(data_dir: str | Path) -> "pd.DataFrame":
-    """All partitions concatenated in batch order, with a stable ``_row`` key per row.
+def read_partitions(data_dir: str | Path, segments_dir: str | Path | None = None) -> "pd.DataFrame":
+    """All partitions (sealed segments first, see ``partition_files``) concatenated in batch
+    order, with a stable ``_row`` key per row.
 
     ``_row`` is ``<partition file>:<row number>``: adding a batch never renames old rows,
-    so hash-based holdout assignment stays put across versions.
+    and sealing keeps the file names, so hash-based holdout assignment stays put across
+    versions and layouts.
     """
     import pandas as pd
 
-    files = partition_files(data_dir)
+    files = partition_files(data_dir, segments_dir)
     if not files:
         raise SchemaError(f"{data_dir} has no data batches; add one with 'dvc-monitor ingest'")
     frames = []

@@ -6,6 +6,7 @@ All paths here are POSIX, relative to the repository root.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -13,6 +14,8 @@ from dvc_monitor.registry.tags import validate_artifact_name
 
 MODELS_DIR = "models"
 ROOT_DVC_YAML = "dvc.yaml"
+SEGMENT_SIZE = 32  # batches per sealed segment, unless monitor.yaml sets segment_size
+SEGMENT_RE = re.compile(r"^s(\d{4,})$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class ModelLayout:
     MONITOR = "monitor.yaml"
     DATA = "data"
     DATA_DVC = "data.dvc"
+    SEGMENTS = "segments"  # sealed segments: segments/sNNNN/ + segments/sNNNN.dvc
     SPLIT = "prepared/split.json"
     MODEL = "model.skops"
     METRICS = "metrics.json"
@@ -70,6 +74,18 @@ class ModelLayout:
     @property
     def data_dvc(self) -> str:
         return self._in_dir(self.DATA_DVC)
+
+    @property
+    def segments(self) -> str:
+        return self._in_dir(self.SEGMENTS)
+
+    @classmethod
+    def segment_name(cls, number: int) -> str:
+        """The folder of sealed segment ``number``, relative to the model directory."""
+        return f"{cls.SEGMENTS}/s{number:04d}"
+
+    def segment(self, number: int) -> str:
+        return self._in_dir(self.segment_name(number))
 
     @property
     def split(self) -> str:

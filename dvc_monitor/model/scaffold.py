@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dvc_monitor.model.data import KINDS, partition_files, write_batch
+from dvc_monitor.model.data import KINDS, partition_files, sealed_segments, write_batch
 from dvc_monitor.errors import TemplateError, UsageError, shown
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.model.layout import ROOT_DVC_YAML, ModelLayout
@@ -165,6 +165,10 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
     if ci:
         planned.update(ci_files(ci))
     clobber = [rel for rel in planned if (root / rel).exists()]
+    if sample_data and sealed_segments(root / layout.segments):
+        raise TemplateError(f"{layout.segments} holds sealed data batches; sample data would "
+                            "repeat their numbers. Remove the model folder first, or init "
+                            "without --sample-data")
     if sample_data and partition_files(root / layout.data):
         clobber.append(layout.data)
     if clobber and not force:

@@ -293,6 +293,9 @@ def _diff(git: GitRepo, name: str, base_label: str, base_commit: str,
     added: list[str] = []
     removed: list[str] = []
     changed: list[str] = []
+    bsets: dict[str, dict[str, tuple[str, str]]] = {}  # group -> key -> (shown path, md5)
+    hsets: dict[str, dict[str, tuple[str, str]]] = {}
+    broken: set[str] = set()
     for path in sorted(set(bdeps) | set(hdeps)):
         b, h = bdeps.get(path), hdeps.get(path)
         if b == h:
@@ -302,18 +305,26 @@ def _diff(git: GitRepo, name: str, base_label: str, base_commit: str,
             code.append(CodeChange(path, b, h, _status(b, h)))
             continue
         data.append(DataChange(path, b, h))
-        bparts, bnote = partitions_of(git.root, b) if b else ([], None)
-        hparts, hnote = partitions_of(git.root, h) if h else ([], None)
+        bparts, bnote = dir_partitions(git, name, path, b, base_commit) if b else ([], None)
+        hparts, hnote = dir_partitions(git, name, path, h, head_commit) if h else ([], None)
         for note in (bnote, hnote):
             if note and f"{path}: {note}" not in notes:
                 notes.append(f"{path}: {note}")
+        group = _partition_group(path)
         if bparts is None or hparts is None:
+            broken.add(group)
             continue
-        bmap = {p["relpath"]: p["md5"] for p in bparts}
-        hmap = {p["relpath"]: p["md5"] for p in hparts}
-        added += [f"{path}/{r}" for r in sorted(set(hmap) - set(bmap))]
-        removed += [f"{path}/{r}" for r in sorted(set(bmap) - set(hmap))]
-        changed += [f"{path}/{r}" for r in sorted(set(bmap) & set(hmap)) if bmap[r] != hmap[r]]
+        for side, parts in ((bsets, bparts), (hsets, hparts)):
+            side.setdefault(group, {}).update(
+                {_partition_key(path, p["relpath"]): (f"{path}/{p['relpath']}", p["md5"])
+                 for p in parts})
+    # a model's data/ and segments/ are one set of partitions (a seal moves files from one
+    # to the other, keeping their names): compared by partition name
+    for group in sorted((set(bsets) | set(hsets)) - broken):
+        bmap, hmap = bsets.get(group, {}), hsets.get(group, {})
+        added += sorted(hmap[k][0] for k in set(hmap) - set(bmap))
+        removed += sorted(bmap[k][0] for k in set(bmap) - set(hmap))
+        changed += sorted(hmap[k][0] for k in set(bmap) & set(hmap) if bmap[k][1] != hmap[k][1])
     tracked = _git_model_change(git, base_commit, head_commit, base, head)
     if tracked is not None:
         code.append(tracked)
@@ -507,6 +518,44 @@ def _lookup(doc: dict, key: str) -> Any:
 
 
 # -- partitions from the local DVC cache ------------------------------------------------
+
+
+def _partition_group(path: str) -> str:
+    """The set a data dependency's partitions belong to: a model's ``data`` and
+    ``segments`` folders are one set (its folder); any other folder is its own."""
+    from dvc_monitor.model.layout import ModelLayout
+
+    parent, _, base = path.rpartition("/")
+    return parent if base in (ModelLayout.DATA, ModelLayout.SEGMENTS) else path
+
+
+def _partition_key(path: str, relpath: str) -> str:
+    """Partitions of a model's data are matched by file name, wherever they are sealed."""
+    return PurePosixPath(relpath).name if _partition_group(path) != path else relpath
+
+
+def dir_partitions(git: GitRepo, name: str, path: str, md5: str,
+                   commit: str | None) -> tuple[list | None, str | None]:
+    """``partitions_of`` for a data dependency at ``path`` (repo-relative) of model ``name``
+    at ``commit`` (None: the workspace). For a ``segments`` folder, whose own ``.dir`` hash
+    DVC keeps no manifest for, the partitions of the sealed segments that the folder's
+    ``sNNNN.dvc`` files record, with ``sNNNN/`` in their relpath."""
+    from dvc_monitor.model.layout import ModelLayout
+    from dvc_monitor.model.segments import sealed_at
+
+    parent, _, base = path.rpartition("/")
+    sealed = sealed_at(git, commit, ModelLayout(name, folder=parent)) \
+        if base == ModelLayout.SEGMENTS else {}
+    if not sealed:
+        return partitions_of(git.root, md5)
+    out: list = []
+    for folder, seg_md5 in sealed.items():
+        parts, note = partitions_of(git.root, seg_md5 or "")
+        if parts is None:
+            return None, note
+        seg = folder.rpartition("/")[2]
+        out += [{"relpath": f"{seg}/{p['relpath']}", "md5": p["md5"]} for p in parts]
+    return out, None
 
 
 def partitions_of(root: str | Path, md5: str) -> tuple[list | None, str | None]:

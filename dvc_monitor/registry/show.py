@@ -44,21 +44,24 @@ def show(reg, ref: str) -> VersionDetail:
     """``ref`` (NAME@vX.Y.Z, NAME#STAGE, ...) in the loaded registry ``reg``, in detail."""
     mv = reg.get(ref)
     identity = mv.identity
-    data, notes = data_partitions(reg.root, mv.data)
+    data, notes = data_partitions(reg.root, mv.name, mv.commit, mv.data)
     base = mv.lock_path.rpartition("/")[0] if mv.lock_path else ""
     deps = {(f"{base}/{p}" if base else p): m for p, m in identity.deps.items()} \
         if identity else {}
     return VersionDetail(ref, mv, reg.is_deprecated(mv.name), deps, data, notes)
 
 
-def data_partitions(root, data: dict[str, str]) -> tuple[dict, list[str]]:
-    """``{path: {"md5", "partitions"}}`` of a version's data (from the local DVC cache;
-    partitions None where the manifest is not there) and a note for each such path."""
-    from dvc_monitor.registry.diff import partitions_of
+def data_partitions(root, name: str, commit: str, data: dict[str, str]) -> tuple[dict, list[str]]:
+    """``{path: {"md5", "partitions"}}`` of the data of ``name`` at ``commit`` (from the local
+    DVC cache, sealed segments included; partitions None where a manifest is not there)
+    and a note for each such path."""
+    from dvc_monitor.registry.diff import dir_partitions
+    from dvc_monitor.repo.git import GitRepo
 
+    git = GitRepo(root)
     out, notes = {}, []
     for path, md5 in data.items():
-        parts, note = partitions_of(root, md5)
+        parts, note = dir_partitions(git, name, path, md5, commit)
         out[path] = {"md5": md5, "partitions": parts}
         if note:
             notes.append(f"{path}: {note}")

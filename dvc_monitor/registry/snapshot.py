@@ -255,6 +255,7 @@ def detail_listing(root: str | Path, ref: str) -> Listing:
     stored = listing(root, "detail", {"ref": ref}, compute, unpublished=True)
     doc = json.loads(stored.rows[0])
     doc["data"], doc["notes"] = data_partitions(
-        GitRepo.discover(root).root, {p: e["md5"] for p, e in doc["data"].items()})
+        GitRepo.discover(root).root, doc["name"], doc["commit"],
+        {p: e["md5"] for p, e in doc["data"].items()})
     return Listing(stored.view, (json.dumps(doc, ensure_ascii=False),), stored.warnings,
                    stored.cached)

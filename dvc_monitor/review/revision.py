@@ -420,48 +420,63 @@ def load_model(state: ModelState) -> Any:
 
 
 def load_data(state: ModelState) -> "pd.DataFrame":
-    """All data partitions of ``state`` with their ``_row`` keys (see ``data.read_partitions``)."""
+    """All data partitions of ``state`` with their ``_row`` keys (see ``data.read_partitions``):
+    those of its sealed segments (their ``.dvc`` files at that revision) and of ``data/``."""
     from dvc_monitor.model.data import partition_files, read_partitions
+    from dvc_monitor.model.segments import sealed_at
 
     layout = state.layout
-    if state.is_workspace and partition_files(state.root / layout.data):
-        return read_partitions(state.root / layout.data)
+    folders = (state.root / layout.data, state.root / layout.segments)
+    if state.is_workspace and partition_files(*folders):
+        return read_partitions(*folders)
     if not state.data_md5 or not state.data_md5.endswith(".dir"):
         raise UnknownModel(f"{layout.data_dvc} at {state.label} tracks no data directory; "
                            f"add data with 'dvc-monitor ingest {state.name} FILE'")
     what = f"the data of {state.name}"
-    listing_raw = _objects(state, [state.data_md5], layout.data, what)[state.data_md5]
-    try:
-        listing = json.loads(listing_raw)
-        entries = [(str(e["relpath"]), str(e["md5"])) for e in listing]
-    except (ValueError, KeyError, TypeError):
-        raise MissingObjects(f"the DVC cache entry for {what} at {state.label} is corrupt; "
-                             "remove it from .dvc/cache and fetch again") from None
-    blobs = _objects(state, sorted({m for _, m in entries}), layout.data, what)
+    sources = {**sealed_at(GitRepo(state.root), state.commit, layout),
+               layout.data: state.data_md5}
     with tempfile.TemporaryDirectory(prefix="dvc-monitor-data-") as tmp:
-        for relpath, md5 in entries:
-            rel = PurePosixPath(relpath)
-            if rel.is_absolute() or ".." in rel.parts or len(rel.parts) != 1:
-                continue  # partitions are top-level files; ignore anything else
-            (Path(tmp) / rel.name).write_bytes(blobs[md5])
+        for target, md5 in sources.items():
+            if not md5 or not md5.endswith(".dir"):
+                raise UnknownModel(f"{target}.dvc at {state.label} tracks no data directory; "
+                                   "restore it from git")
+            listing_raw = _objects(state, [md5], target, what)[md5]
+            try:
+                listing = json.loads(listing_raw)
+                entries = [(str(e["relpath"]), str(e["md5"])) for e in listing]
+            except (ValueError, KeyError, TypeError):
+                raise MissingObjects(f"the DVC cache entry for {what} at {state.label} is "
+                                     "corrupt; remove it from .dvc/cache and fetch again") from None
+            blobs = _objects(state, sorted({m for _, m in entries}), target, what)
+            for relpath, md5 in entries:
+                rel = PurePosixPath(relpath)
+                if rel.is_absolute() or ".." in rel.parts or len(rel.parts) != 1:
+                    continue  # partitions are top-level files; ignore anything else
+                (Path(tmp) / rel.name).write_bytes(blobs[md5])
         return read_partitions(tmp)
 
 
 def ensure_data_manifest(state: ModelState) -> None:
-    """Fetch the ``.dir`` manifest of ``state``'s data when the local cache lacks it.
+    """Fetch the ``.dir`` manifests of ``state``'s data (and sealed segments) when the local
+    cache lacks them.
 
     After ``dvc pull`` in CI only the workspace's objects are local; the base revision's
-    manifest is what lists its partitions. Best effort: a failure leaves the diff's note.
+    manifests are what list its partitions. Best effort: a failure leaves the diff's note.
     """
-    md5 = state.data_md5
-    if not md5 or not md5.endswith(".dir"):
-        return
-    if object_path(state.root, md5).is_file():
-        return
+    from dvc_monitor.model.segments import sealed_at
+
+    sources = {state.layout.data: state.data_md5}
     try:
-        _objects(state, [md5], state.layout.data, f"the data of {state.name}")
+        sources.update(sealed_at(GitRepo(state.root), state.commit, state.layout))
     except DvcMonitorError:
         pass
+    for target, md5 in sources.items():
+        if not md5 or not md5.endswith(".dir") or object_path(state.root, md5).is_file():
+            continue
+        try:
+            _objects(state, [md5], target, f"the data of {state.name}")
+        except DvcMonitorError:
+            pass
 
 
 @dataclass

@@ -103,8 +103,10 @@ def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
             continue
         seen.add(rp)
         got = workspace_hash(root / rp)
-        checks.append(Check("code" if rp in ctx.target_pl.git_deps else "data", rp, md5, got,
-                            got == md5))
+        # a folder holding DVC-tracked data (a model's segments/) is data, not code
+        code = rp in ctx.target_pl.git_deps and not any(
+            s.startswith(rp + "/") for s in ctx.target_pl.sources)
+        checks.append(Check("code" if code else "data", rp, md5, got, got == md5))
     lock_stages = (ctx.target_pl.lock or {}).get("stages") or {}
     for stage, body in lock_stages.items():
         base = norm(pdir, stage_wdir(ctx.target_pl.yaml, str(stage)))

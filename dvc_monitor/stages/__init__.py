@@ -56,23 +56,26 @@ def run_stage(stage: str, workdir: str | Path = ".") -> dict:
 def _load_split(workdir: Path):
     import json
 
-    from dvc_monitor.model.data import read_partitions
-
     split = json.loads((workdir / ModelLayout.SPLIT).read_text())
-    df = read_partitions(workdir / ModelLayout.DATA)
-    return split, df
+    return split, _read_data(workdir)
+
+
+def _read_data(workdir: Path):
+    """The model's rows: its sealed segments, then the open ``data/`` (docs/storage.md)."""
+    return read_partitions(workdir / ModelLayout.DATA, workdir / ModelLayout.SEGMENTS)
 
 
 def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
     from dvc_monitor.stages.common import feature_stats, labels_of, write_json
 
-    df = read_partitions(workdir / ModelLayout.DATA)
+    df = _read_data(workdir)
     mask = kind.holdout_mask(df, params)
     labelled = labels_of(df, config) is not None
     split = {
         "kind": config.kind,
         "holdout": dict(params),
-        "partitions": [p.name for p in partition_files(workdir / ModelLayout.DATA)],
+        "partitions": [p.name for p in partition_files(workdir / ModelLayout.DATA,
+                                                       workdir / ModelLayout.SEGMENTS)],
         "rows": int(len(df)),
         "train_rows": int((~mask).sum()),
         "holdout_rows": int(mask.sum()),
