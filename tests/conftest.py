@@ -26,7 +26,7 @@ BIN = Path(sys.executable).parent
 LONGEST_FIRST = (
     "test_watch", "test_production_score", "test_rollback_faults", "test_model_safety",
     "test_rollback", "test_report", "test_layouts", "test_foundation", "test_report_kinds",
-    "test_gc", "test_compare", "test_ingest", "test_team", "test_serve_watch",
+    "test_gc", "test_segments", "test_compare", "test_ingest", "test_team", "test_serve_watch",
     "test_hardening", "test_signals_trainer", "test_registry", "test_demo",
     "test_rollback_s3", "test_registry_synthetic", "test_production_serve", "test_gate",
 )
