@@ -169,12 +169,17 @@ def rollback(repo: Repo, *args: str, check: bool = True, env: dict | None = None
 
 
 def start_rollback(repo: Repo, *args: str, env: dict | None = None,
-                   name: str = MODEL, fault: str | None = None) -> subprocess.Popen:
+                   name: str = MODEL, fault: str | None = None,
+                   sigint_ignored: bool = False) -> subprocess.Popen:
+    """``dvc-monitor rollback`` in the background; ``sigint_ignored`` starts it with SIGINT
+    ignored, as a shell script starts a background job."""
     full = dict(repo.env)
     full.update(env or {})
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen([*dm_command(fault), "rollback", name, *args], cwd=repo.path,
                             env=full, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=ignore)
 
 
 def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> list[str]:

@@ -59,12 +59,16 @@ def force_retrain(repo) -> None:
     remote_file(repo, v1.model_md5).unlink()
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_to_the_pid_during_the_retrain_undoes_the_rollback(rb_repo, sig, code):
+@pytest.mark.parametrize("sig,code,ignored", [
+    (signal.SIGINT, 130, False),
+    (signal.SIGINT, 130, True),  # started with SIGINT ignored, as a script's background job
+    (signal.SIGTERM, 143, False),
+])
+def test_signal_to_the_pid_during_the_retrain_undoes_the_rollback(rb_repo, sig, code, ignored):
     repo = rb_repo
     force_retrain(repo)
     before = repo.snapshot()
-    proc = start_rollback(repo, "--to", "v1.0.0", "--stage", "prod")
+    proc = start_rollback(repo, "--to", "v1.0.0", "--stage", "prod", sigint_ignored=ignored)
     child = stage_child(proc.pid)
     os.kill(proc.pid, sig)  # the rollback's pid only, not its process group
     out, err = proc.communicate(timeout=120)

@@ -1,7 +1,7 @@
 """Signals and checkpoints of a rollback.
 
-SIGTERM and SIGHUP become ``Terminated`` (SIGINT already raises KeyboardInterrupt) so that
-the transaction is undone; during an undo they are ignored, so that a second Ctrl-C
+SIGTERM and SIGHUP become ``Terminated`` and SIGINT ``KeyboardInterrupt`` (even when the
+process was started with it ignored), so that the transaction is undone; during an undo they are ignored, so that a second Ctrl-C
 cannot leave it half done. ``interruptible`` keeps these handlers in force around work
 that would otherwise drop SIGINT (DVC's repro ignores it while it waits for a stage
 command on the main thread). ``Checkpoint`` callables are called after each step; the
@@ -35,7 +35,12 @@ class Terminated(BaseException):
 
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise ``Terminated`` (SIGINT already raises KeyboardInterrupt)."""
+    """SIGTERM and SIGHUP raise ``Terminated``, SIGINT raises KeyboardInterrupt.
+
+    SIGINT too is set here: a process started with SIGINT ignored (a background job of a
+    shell script, or the child of a program that ignores it) gets no KeyboardInterrupt
+    from Python, and a rollback must still be aborted and undone by it.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -44,6 +49,7 @@ def signals_raise() -> Iterator[None]:
         raise Terminated(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
