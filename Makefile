@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/dvc-monitor demo
 
 test: install
-	$(BIN)/pytest -n auto --dist loadfile -q
+	$(BIN)/pytest -n auto -q
 
 bench: install
 	$(BIN)/python bench/bench_registry.py

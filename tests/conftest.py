@@ -19,10 +19,9 @@ import pytest
 
 BIN = Path(sys.executable).parent
 
-# `make test` runs `pytest -n auto --dist loadfile`: each file goes whole to one worker, so
-# a file's module fixtures (real repositories, real training) are built once, not once
-# per worker. Files are handed out in this order, the longest first (measured with
-# --durations on 2 cores), so that no long file starts last; files not listed follow.
+# `make test` runs `pytest -n auto`: xdist hands tests out in collection order. The files
+# go in this order, the longest first (measured with --durations on 2 cores), so that no
+# long file starts last; files not listed follow.
 LONGEST_FIRST = (
     "test_watch", "test_production_score", "test_rollback_faults", "test_model_safety",
     "test_rollback", "test_report", "test_layouts", "test_foundation", "test_report_kinds",
