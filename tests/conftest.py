@@ -164,6 +164,25 @@ def anomaly_repo(tmp_path: Path) -> Repo:
     return init_model(new_repo(tmp_path), "anomaly", "fraud-detector")
 
 
+def kill_ingest_when(repo: Repo, name: str, batch: Path, appears: str) -> None:
+    """Start ``dvc-monitor ingest NAME BATCH`` and SIGKILL it once ``appears`` (a
+    repository-relative path) and the ingest journal both exist: a point the real command
+    reaches, nothing injected."""
+    import signal
+    import time
+
+    part = repo.path / appears
+    journal = repo.path / ".git/dvc-monitor/ingest.json"
+    proc = subprocess.Popen([str(BIN / "dvc-monitor"), "ingest", name, str(batch)],
+                            cwd=repo.path, env=repo.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    while proc.poll() is None and not (part.exists() and journal.exists()):
+        time.sleep(0.002)
+    assert proc.poll() is None, "ingest finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def sample_csv(tmp_path: Path, kind: str, index: int, seed: int = 0) -> Path:
     """Write sample batch ``index`` of ``kind`` to a CSV file and return its path."""
     from dvc_monitor.model.data import write_batch

@@ -114,25 +114,11 @@ PARTITION4 = "models/fraud-detector/data/batch-00004.csv"
 
 
 def _kill_during_dvc_add(repo, batch, partition=PARTITION4):
-    """Start an ingest and SIGKILL it once it has written the partition and its journal,
-    that is while 'dvc add' runs (a point the real command reaches; nothing injected)."""
-    import os
-    import signal
-    import subprocess
-    import time
+    """SIGKILL an ingest once it has written the partition and its journal, that is while
+    'dvc add' runs."""
+    from conftest import kill_ingest_when
 
-    from conftest import BIN
-
-    part = repo.path / partition
-    journal = repo.path / ".git/dvc-monitor/ingest.json"
-    proc = subprocess.Popen([str(BIN / "dvc-monitor"), "ingest", "fraud-detector", str(batch)],
-                            cwd=repo.path, env=repo.env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    while proc.poll() is None and not (part.exists() and journal.exists()):
-        time.sleep(0.002)
-    assert proc.poll() is None, "ingest finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_ingest_when(repo, "fraud-detector", batch, partition)
 
 
 def test_killed_ingest_is_undone_by_the_next_command_and_a_retry_adds_it_once(repo, tmp_path):

@@ -15,7 +15,8 @@ import json
 
 import pytest
 import yaml
-from conftest import BIN, Repo, cli_env, copy_repo, new_repo, new_version, sample_csv
+from conftest import Repo, cli_env, copy_repo, kill_ingest_when, new_repo, new_version, \
+    sample_csv
 
 MODEL = "fraud-detector"
 MDIR = f"models/{MODEL}"
@@ -246,22 +247,8 @@ def test_gc_keeps_segment_objects_and_every_version_rolls_back(built, tmp_path):
 
 def _kill_during_seal(repo: Repo, batch, moved: str) -> None:
     """SIGKILL an ingest once its seal has moved the partitions and the journal is written,
-    i.e. while 'dvc add' of the new segment runs (a point the real command reaches)."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    part = repo.path / moved
-    journal = repo.path / ".git/dvc-monitor/ingest.json"
-    proc = subprocess.Popen([str(BIN / "dvc-monitor"), "ingest", MODEL, str(batch)],
-                            cwd=repo.path, env=repo.env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    while proc.poll() is None and not (part.exists() and journal.exists()):
-        time.sleep(0.002)
-    assert proc.poll() is None, "ingest finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    i.e. while 'dvc add' of the new segment runs."""
+    kill_ingest_when(repo, MODEL, batch, moved)
 
 
 def test_killed_seal_is_undone_and_duplicates_are_found_in_segments(built, tmp_path):
