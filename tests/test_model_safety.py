@@ -77,6 +77,11 @@ def test_register_records_the_digest_and_show_displays_it(base):
     assert f"  digest:   {digest}" in base.dm("show", f"{NAME}@v0.0.1").stdout
     with zipfile.ZipFile(base.path / MODEL_FILE) as zf:  # the trainer writes deflated members
         assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_DEFLATED}
+    # the trainer stored skops' type audit of what it wrote, so register did not redo it
+    audits = [json.loads(p.read_text()) for p in
+              (base.path / ".git/dvc-monitor/skops-audit-1").glob("*.json")]
+    assert [(a["digest"], a["untrusted"]) for a in audits] == [
+        (digest, ["sklearn.tree._tree.Tree"])]
 
 
 @pytest.mark.parametrize("kind", ["pickle", "posix.system"])

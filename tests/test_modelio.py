@@ -491,3 +491,64 @@ def test_zip_bomb_is_refused_before_inflating(archive, monkeypatch):
     monkeypatch.setattr(modelio, "_MAX_UNCOMPRESSED", 1000)
     check = inspect_model_file(data)
     assert not check.safe and "members larger than 1000 bytes uncompressed" in check.reason
+
+
+# -- stored type audits -----------------------------------------------------------------
+
+
+def test_a_stored_type_audit_spares_importing_skops_and_never_weakens_the_check(tmp_path):
+    import skops.io
+
+    from dvc_monitor.model.audits import TypeAudits
+
+    store = tmp_path / "audits"
+    honest = tmp_path / "model.skops"
+    save_model(fit("iforest"), honest, TypeAudits(store))  # the trainer records its audit
+    [record] = list(store.iterdir())
+    assert json.loads(record.read_text())["digest"] == content_digest(honest)
+    evil = tmp_path / "evil.skops"
+    evil.write_bytes(canonical_archive(skops.io.dumps({"run": os.system})))
+
+    script = (
+        "import sys\n"
+        "from dvc_monitor.model.audits import TypeAudits\n"
+        "from dvc_monitor.model.files import inspect_model_file\n"
+        f"c = inspect_model_file({str(honest)!r}, TypeAudits(__import__('pathlib').Path({str(store)!r})))\n"
+        "print(c.safe, c.canonical, c.reason, 'skops' in sys.modules, 'sklearn' in sys.modules)\n"
+    )
+    out = finish(python(script)).strip()
+    assert out == ("True True model.skops is a canonical skops archive of trusted types "
+                   "False False")
+
+    # an untrusted archive is refused whether its audit is fresh or stored
+    audits = TypeAudits(store)
+    first, second = inspect_model_file(evil, audits), inspect_model_file(evil, audits)
+    assert first == second == inspect_model_file(evil)
+    assert (second.safe, second.untrusted) == (False, ("posix.system",))
+    assert len(list(store.iterdir())) == 2
+
+    # a changed file has another digest, so no stored audit applies to it
+    tampered = canonical_archive(skops.io.dumps({"run": os.system, "x": 1}))
+    assert not inspect_model_file(tampered, audits).safe
+
+    # a damaged record, or one made with other library versions, is not used
+    for record in store.iterdir():
+        doc = json.loads(record.read_text())
+        record.write_text(json.dumps(dict(doc, libs=dict(doc["libs"], skops="0.0.1"))))
+    assert audits.get(content_digest(honest)) is None
+    for record in store.iterdir():
+        record.write_text("{not json")
+    assert inspect_model_file(evil, audits) == first
+    assert inspect_model_file(honest, audits) == inspect_model_file(honest)
+    assert audits.get(content_digest(evil)) == ("posix.system",)  # stored again
+
+
+def test_no_audit_store_outside_a_git_repository(tmp_path):
+    from dvc_monitor.model.audits import TypeAudits
+
+    audits = TypeAudits.for_repo(tmp_path)
+    assert audits.directory is None
+    path = tmp_path / "model.skops"
+    save_model(fit("iforest"), path, audits)
+    assert inspect_model_file(path, audits).safe
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.skops"]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from dvc_monitor.errors import ModelFileError, SameIdDifferentModel, UnsafeModelFile
+from dvc_monitor.model.audits import TypeAudits
 
 # Types the models dvc-monitor trains contain, beyond skops' own default trust list:
 # what skops.io.get_untrusted_types reported for IsolationForest, ExtraTreeRegressor,
@@ -104,11 +105,13 @@ def file_md5(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: Any, path: str | os.PathLike) -> str:
+def save_model(model: Any, path: str | os.PathLike, audits: TypeAudits | None = None) -> str:
     """Write ``model`` as a canonical skops archive at ``path``; return its md5 hex.
 
     The same fitted model gives the same bytes in any process. The file is replaced
     atomically. Refuses (``ModelFileError``) a model that ``load_model`` would refuse.
+    ``audits`` stores skops' type audit of the written content, so that ``register``
+    need not import skops to repeat it.
     """
     import skops.io
 
@@ -118,7 +121,8 @@ def save_model(model: Any, path: str | os.PathLike) -> str:
     except Exception as err:  # skops raises TypeError & co. for types it cannot store
         raise ModelFileError(f"cannot save a {type(model).__name__} as a skops file: {err}") from err
     data = canonical_archive(raw)
-    refused = _refused_types(data, str(path))
+    untrusted = _audit(data, str(path))
+    refused = [name for name in untrusted if name not in TRUSTED_TYPES]
     if refused:
         raise ModelFileError(
             f"cannot save model file {path}: the model contains types dvc-monitor does not load: "
@@ -128,6 +132,8 @@ def save_model(model: Any, path: str | os.PathLike) -> str:
         _write_atomic(path, data)
     except OSError as err:
         raise ModelFileError(f"cannot write model file {path}: {err.strerror or err}") from err
+    if audits is not None:
+        audits.put(_digest_members(_read_zip_strict(data)), untrusted)
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
@@ -311,16 +317,20 @@ def _identity_free(node: Any, members: dict[str, bytes]) -> str:
 
 def _refused_types(data: bytes, source: str) -> list[str]:
     """The types in skops archive ``data`` outside ``TRUSTED_TYPES`` (nothing is imported)."""
+    return [name for name in _audit(data, source) if name not in TRUSTED_TYPES]
+
+
+def _audit(data: bytes, source: str) -> list[str]:
+    """Every type skops archive ``data`` names that skops does not trust by default."""
     import skops.io
 
     if not zipfile.is_zipfile(io.BytesIO(data)):
         what = "a pickle, not a skops archive" if data[:1] == b"\x80" else "not a skops (zip) archive"
         raise ModelFileError(f"model file {source} is {what}; it was not loaded")
     try:
-        untrusted = skops.io.get_untrusted_types(data=data)
+        return list(skops.io.get_untrusted_types(data=data))
     except Exception as err:  # broken zip members, bad schema.json, unknown nodes
         raise ModelFileError(f"model file {source} is corrupt: {_one_line(err)}; it was not loaded") from err
-    return [name for name in untrusted if name not in TRUSTED_TYPES]
 
 
 def _first(names: list[str], shown: int = 3) -> str:
@@ -477,9 +487,13 @@ def sniff_format(data: bytes) -> str:
     return "unknown"
 
 
-def inspect_model_file(path_or_bytes: bytes | str | os.PathLike) -> ModelFileCheck:
+def inspect_model_file(path_or_bytes: bytes | str | os.PathLike,
+                       audits: TypeAudits | None = None) -> ModelFileCheck:
     """Check a model file's format, canonical form and types without unpickling or
-    importing anything it names (skops reads the types from schema.json)."""
+    importing anything it names (skops reads the types from schema.json).
+
+    ``audits`` holds skops' type audits by content digest: a stored one is used instead
+    of importing skops; a fresh one is stored. Everything else is checked every time."""
     data, source, problem = _source_bytes(path_or_bytes)
     if data is None:
         return ModelFileCheck(source, "missing", False, (), False, f"{source} {problem}", None, None)
@@ -512,14 +526,18 @@ def inspect_model_file(path_or_bytes: bytes | str | os.PathLike) -> ModelFileChe
     if _SCHEMA not in members:
         return unsafe("zip", f"{source} is a zip archive without {_SCHEMA}, not a skops file",
                       digest, compression=compression)
-    import skops.io
+    audited = audits.get(digest) if audits is not None else None
+    if audited is None:
+        import skops.io
 
-    try:
-        untrusted = tuple(t for t in skops.io.get_untrusted_types(data=data)
-                          if t not in TRUSTED_TYPES)
-    except Exception as err:  # bad schema.json, unknown nodes: skops raises many kinds
-        return unsafe("skops", f"{source} is a corrupt skops archive ({_one_line(err)})",
-                      digest, compression=compression)
+        try:
+            audited = tuple(skops.io.get_untrusted_types(data=data))
+        except Exception as err:  # bad schema.json, unknown nodes: skops raises many kinds
+            return unsafe("skops", f"{source} is a corrupt skops archive ({_one_line(err)})",
+                          digest, compression=compression)
+        if audits is not None:
+            audits.put(digest, audited)
+    untrusted = tuple(t for t in audited if t not in TRUSTED_TYPES)
     canonical = _is_canonical(data, infos, digest)
     if untrusted:
         return unsafe("skops", f"{source} references untrusted type {_first(list(untrusted))}",
@@ -548,11 +566,11 @@ def _is_canonical(data: bytes, infos: list[zipfile.ZipInfo], digest: str) -> boo
 
 
 def verify_model_file(path_or_bytes: bytes | str | os.PathLike, md5: str | None,
-                      digest: str | None = None) -> ModelMatch:
+                      digest: str | None = None, audits: TypeAudits | None = None) -> ModelMatch:
     """Is this the registered model file? Safe (format and types checked) and either
     ``byte-identical`` (md5) or ``content-identical`` (content digest: recompressed by
     another zlib build, or a stored archive of the same content)."""
-    check = inspect_model_file(path_or_bytes)
+    check = inspect_model_file(path_or_bytes, audits)
 
     def result(match: str | None, reason: str) -> ModelMatch:
         return ModelMatch(match is not None, match, md5, digest, check, reason)
@@ -623,7 +641,7 @@ def accept_registration(root: str | os.PathLike, model_path: str, md5: str | Non
     with the same id; a missing digest is computed from the local DVC cache if it can be.
     Returns the check (its ``digest`` goes into the tag block).
     """
-    check = inspect_model_file(Path(root) / model_path)
+    check = inspect_model_file(Path(root) / model_path, TypeAudits.for_repo(root))
     other = [(v, m, registered_digest(root, m, d)) for v, m, d in same_id if m and md5 and m != md5]
     if not check.safe:
         why = (f"; it has the id of {other[0][0]} but a different file: the model file was "

@@ -12,6 +12,7 @@ from dvc_monitor.errors import (
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.cache import md5_file, workspace_hash
 from dvc_monitor.repo.dvcfiles import inside, norm, stage_wdir
+from dvc_monitor.model.audits import TypeAudits
 from dvc_monitor.model.files import registered_digest, verify_model_file
 from dvc_monitor.rollback.plan import RollbackPlan, _Context
 
@@ -88,7 +89,8 @@ def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
     for path, md5 in plan.expected["model"].items():
         # the model file: format and types first, then the md5 or the content digest
         recorded = (plan.expected.get("model_digest") or {}).get(path)
-        match = verify_model_file(root / path, md5, registered_digest(root, md5, recorded))
+        match = verify_model_file(root / path, md5, registered_digest(root, md5, recorded),
+                                  TypeAudits.for_repo(root))
         model_check = Check("model", path, md5, match.check.md5, match.ok, match.reason)
         model_match, unsafe = match.match, match.reason if match.check.dangerous else None
         checks.append(model_check)

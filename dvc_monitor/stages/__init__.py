@@ -87,6 +87,7 @@ def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType)
 
 
 def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
+    from dvc_monitor.model.audits import TypeAudits
     from dvc_monitor.model.files import save_model
     from dvc_monitor.stages.trainer import check
 
@@ -98,7 +99,7 @@ def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -
     split, df = _load_split(workdir)
     mask = kind.holdout_mask(df, split["holdout"])
     model = kind.fit(df[~mask].reset_index(drop=True), config, params)
-    md5 = save_model(model, workdir / ModelLayout.MODEL)
+    md5 = save_model(model, workdir / ModelLayout.MODEL, TypeAudits.for_repo(workdir))
     return {"train_rows": int((~mask).sum()), "md5": md5}
 
 
