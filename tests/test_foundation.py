@@ -144,3 +144,18 @@ def test_init_writes_default_remote_outside_the_work_tree(git_repo):
     url = git_repo.dvc("config", "remote.local.url").stdout.strip()
     assert str(git_repo.path) not in url
     assert url.startswith(git_repo.env["DVC_MONITOR_HOME"])
+
+
+def test_init_with_a_relative_remote_stores_it_as_dvc_remote_add_does(git_repo):
+    """``--remote ../storage`` means the folder next to the work tree (relative to where
+    the command runs), and DVC reads a relative url from the config file's folder."""
+    git_repo.dm("init", "--template", "anomaly", "--name", "fraud-detector", "--sample-data",
+                "--remote", "../storage")
+    storage = git_repo.path.parent / "storage"
+    assert storage.is_dir()
+    assert "url = ../../storage" in (git_repo.path / ".dvc/config").read_text()
+    assert git_repo.dvc("config", "remote.local.url").stdout.strip() == str(storage)
+    git_repo.commit_all("Add the model")
+    git_repo.dvc("push", "-q")
+    assert any((storage / "files" / "md5").iterdir())
+    assert not (git_repo.path / "storage").exists()
