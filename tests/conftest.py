@@ -158,10 +158,53 @@ def init_model(repo: Repo, kind: str = "anomaly", name: str = "fraud-detector",
     return repo
 
 
+def shared_build(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` once per test session, in a folder every pytest-xdist worker
+    sees (the first worker builds it under a file lock; the others wait for it)."""
+    import shutil
+
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the folder all workers' temp folders share
+    folder = shared / name
+    with FileLock(str(folder) + ".lock"):
+        if not (shared / f"{name}.ready").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (shared / f"{name}.ready").write_text("ok\n")
+    return folder
+
+
+TRAINED_FORMAT = 1  # bump when the recipe of trained_anomaly changes
+
+
+def trained_anomaly(tmp_path_factory, folder: Path) -> Repo:
+    """What ``init_model(new_repo(folder))`` makes: a trained, committed anomaly model
+    ``fraud-detector``, DVC remote ``folder/remote``. ``dvc-monitor init`` runs here; the
+    training (``dvc repro``, seconds of CPU) ran once per test session in a shared
+    repository, whose outputs and DVC cache objects are copied in: the same bytes this
+    repro would write (training is deterministic; tests check that elsewhere)."""
+    import shutil
+
+    base = shared_build(tmp_path_factory, f"trained-anomaly-{TRAINED_FORMAT}",
+                        lambda f: init_model(new_repo(f), "anomaly", "fraud-detector"))
+    repo = new_repo(folder)
+    repo.dm("init", "--template", "anomaly", "--name", "fraud-detector", "--sample-data",
+            "--remote", str(repo.remote))
+    shutil.copytree(base / "repo" / "models", repo.path / "models", dirs_exist_ok=True)
+    shutil.copytree(base / "repo" / ".dvc" / "cache", repo.path / ".dvc" / "cache",
+                    dirs_exist_ok=True)
+    repo.commit_all("Add anomaly model fraud-detector")
+    return repo
+
+
 @pytest.fixture
-def anomaly_repo(tmp_path: Path) -> Repo:
+def anomaly_repo(tmp_path: Path, tmp_path_factory) -> Repo:
     """A repository with a trained, committed anomaly model ``fraud-detector``."""
-    return init_model(new_repo(tmp_path), "anomaly", "fraud-detector")
+    return trained_anomaly(tmp_path_factory, tmp_path)
 
 
 def kill_ingest_when(repo: Repo, name: str, batch: Path, appears: str) -> None:

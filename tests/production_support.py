@@ -4,36 +4,23 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conftest import BIN, Repo, cli_env, init_model, new_repo
+from conftest import BIN, Repo, cli_env, init_model, new_repo, shared_build
 from s3server import _free_port
 
 MODELS = {"forecast": "demand-forecast", "risk": "tumor-risk"}
 
 
 def shared_registry(tmp_path_factory) -> Repo:
-    """``build_registry`` once per test session, shared by the pytest-xdist workers (the
-    first one builds it under a file lock; the others wait for it). Tests treat it as
-    read-only: the ones that change a repository work on a ``copy_repo``."""
-    from filelock import FileLock
-
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the folder all workers' temp folders share
-    base = base / "production-kinds"
-    with FileLock(str(base) + ".lock"):
-        if not (base / "done").is_file():
-            shutil.rmtree(base, ignore_errors=True)
-            base.mkdir()
-            build_registry(base)
-            (base / "done").write_text("ok\n")
+    """``build_registry`` once per test session, shared by the pytest-xdist workers.
+    Tests treat it as read-only: the ones that change a repository work on a
+    ``copy_repo``."""
+    base = shared_build(tmp_path_factory, "production-kinds", build_registry)
     return Repo(base / "repo", cli_env(base / "home"), base / "remote")
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Repo, cli_env, init_model, new_repo, sample_csv
+from conftest import BIN, Repo, cli_env, init_model, new_repo, sample_csv, shared_build
 
 MODEL = "fraud-detector"
 OTHER = "atm-watch"
@@ -83,20 +83,7 @@ def build_base(folder: Path) -> Repo:
 @pytest.fixture(scope="session")
 def rollback_base(tmp_path_factory) -> Path:
     """Folder holding ``repo``, ``home`` and ``remote`` of the base repository."""
-    from filelock import FileLock
-
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share their parent folder
-        shared = shared.parent
-    folder = shared / f"rollback-base-{BASE_FORMAT}"
-    with FileLock(str(folder) + ".lock"):
-        if not (folder / "ready").exists():
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir()
-            build_base(folder)
-            (folder / "ready").write_text("ok")
-    return folder
+    return shared_build(tmp_path_factory, f"rollback-base-{BASE_FORMAT}", build_base)
 
 
 def copy_base(base: Path, dst: Path) -> Repo:

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import Repo, copy_repo, init_model, new_repo, new_version
+from conftest import Repo, copy_repo, new_version, trained_anomaly
 from dvc_monitor.model.data import write_batch
 from dvc_monitor.stages import kind_module
 
@@ -22,7 +22,7 @@ VERSIONS = ("v0.1.0", "v0.2.0", "v0.3.0")
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory):
     base = tmp_path_factory.mktemp("compare")
-    repo = init_model(new_repo(base), "anomaly", NAME)
+    repo = trained_anomaly(tmp_path_factory, base)
     repo.dm("register", NAME, "--version", "v0.1.0")
     new_version(repo, base, param=("n_estimators", "1"))
     repo.dm("register", NAME, "--version", "v0.2.0")

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from conftest import Repo, copy_repo, init_model, new_repo, new_version
+from conftest import Repo, copy_repo, new_version, trained_anomaly
 from dvc_monitor.errors import UsageError
 from dvc_monitor.review.gate import MetricRow, Threshold, check, metric_rows, parse_gate
 from dvc_monitor.stages import metric_directions
@@ -22,7 +22,7 @@ PARAMS = f"models/{NAME}/params.yaml"
 def regressed(tmp_path_factory):
     """HEAD~1: a good anomaly model. HEAD: the same data with n_estimators=1 (worse)."""
     base = tmp_path_factory.mktemp("gate")
-    repo = init_model(new_repo(base), "anomaly", NAME)
+    repo = trained_anomaly(tmp_path_factory, base)
     new_version(repo, base, param=("n_estimators", "1"))
     return repo
 

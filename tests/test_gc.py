@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Repo, copy_repo, init_model, new_repo, new_version, sample_csv
+from conftest import BIN, Repo, copy_repo, new_version, sample_csv, trained_anomaly
 
 from dvc_monitor.errors import GcRefused, UnknownModel, UsageError
 
@@ -28,7 +28,7 @@ VERSIONS = ("v1.0.0", "v1.1.0", "v1.2.0")
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Repo:
     tmp = tmp_path_factory.mktemp("gc")
-    repo = init_model(new_repo(tmp))
+    repo = trained_anomaly(tmp_path_factory, tmp)
     repo.dm("register", MODEL, "--version", "v1.0.0")
     new_version(repo, tmp, batch=4)
     repo.dm("register", MODEL, "--version", "v1.1.0")

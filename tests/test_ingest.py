@@ -7,14 +7,14 @@ import json
 import pytest
 import yaml
 
-from conftest import copy_repo, init_model, new_repo, sample_csv
+from conftest import copy_repo, new_repo, sample_csv, trained_anomaly
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One trained anomaly repo, built once; tests work on copies."""
     base = tmp_path_factory.mktemp("ingest-base")
-    return init_model(new_repo(base), "anomaly", "fraud-detector")
+    return trained_anomaly(tmp_path_factory, base)
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_killed_ingest_is_undone_by_the_next_command_and_a_retry_adds_it_once(re
     assert "batch-00004.csv" in proc.stdout
     assert sorted(p.name for p in (repo.path / "models/fraud-detector/data").iterdir()) == \
         [f"batch-0000{i}.csv" for i in range(1, 5)]
-    assert not (repo.path / ".git/dvc-monitor").exists()
+    assert not (repo.path / ".git/dvc-monitor/ingest.json").exists()  # the journal is gone
     assert repo.dvc("status", "models/fraud-detector/data.dvc").stdout.strip() \
         == "Data and pipelines are up to date."
 

@@ -16,7 +16,7 @@ import zipfile
 
 import pytest
 
-from conftest import BIN, Repo, cli_env, copy_repo, init_model, new_repo
+from conftest import BIN, Repo, cli_env, copy_repo, shared_build, trained_anomaly
 from dvc_monitor.model.files import canonical_archive, content_digest, save_model
 from test_modelio import _Payload, rezip
 
@@ -25,22 +25,17 @@ MODEL_DIR = f"models/{NAME}"
 MODEL_FILE = f"{MODEL_DIR}/model.skops"
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory, worker_id) -> Repo:
-    """Built once per run (xdist workers share it through a file lock), only read."""
-    from filelock import FileLock
+def _build_base(folder, tmp_path_factory) -> None:
+    repo = trained_anomaly(tmp_path_factory, folder)
+    repo.dvc("push", "-q")  # the remote holds v0.0.1, not what tests plant
+    repo.dm("register", NAME, "--version", "v0.0.1")
 
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        shared = shared.parent
-    folder = shared / "model-safety"
-    with FileLock(str(folder) + ".lock"):
-        if not (folder.parent / "model-safety.ready").exists():
-            folder.mkdir()
-            repo = init_model(new_repo(folder), "anomaly", NAME)
-            repo.dvc("push", "-q")  # the remote holds v0.0.1, not what tests plant
-            repo.dm("register", NAME, "--version", "v0.0.1")
-            (folder.parent / "model-safety.ready").write_text("ok")
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Repo:
+    """Built once per run (xdist workers share it through a file lock), only read."""
+    folder = shared_build(tmp_path_factory, "model-safety",
+                          lambda f: _build_base(f, tmp_path_factory))
     return Repo(folder / "repo", cli_env(folder / "home"), folder / "remote")
 
 

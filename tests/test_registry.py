@@ -15,15 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
-from conftest import Repo, cli_env, init_model, new_repo, new_version
+from conftest import Repo, cli_env, new_version, shared_build, trained_anomaly
 from test_registry_synthetic import NAME, assert_agrees_with_gto, gto_json, stderr_line
 
 
-def _build(base: Path) -> dict:
-    repo = new_repo(base)
-    init_model(repo, "anomaly", NAME)
+def _build(base: Path, tmp_path_factory) -> dict:
+    repo = trained_anomaly(tmp_path_factory, base)  # NAME, trained
     c1 = repo.head()
     repo.dm("register", NAME, "--bump", "minor")
     c2 = new_version(repo, base, param=("n_estimators", "120"))
@@ -38,18 +36,11 @@ def _build(base: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, worker_id) -> tuple[Repo, dict]:
-    if worker_id == "master":
-        base = tmp_path_factory.mktemp("trained")
-    else:
-        base = tmp_path_factory.getbasetemp().parent / "registry-trained"
-    marker = base / "built.json"
-    with FileLock(str(base) + ".lock"):
-        if not marker.exists():
-            base.mkdir(exist_ok=True)
-            commits = _build(base)
-            marker.write_text(json.dumps(commits))
-    commits = json.loads(marker.read_text())
+def trained(tmp_path_factory) -> tuple[Repo, dict]:
+    base = shared_build(tmp_path_factory, "registry-trained",
+                        lambda f: (f / "built.json").write_text(
+                            json.dumps(_build(f, tmp_path_factory))))
+    commits = json.loads((base / "built.json").read_text())
     repo = Repo(base / "repo", cli_env(base / "home"), base / "remote")
     return repo, commits
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, copy_repo, init_model, new_repo, sample_csv
+from conftest import Repo, copy_repo, sample_csv, trained_anomaly
 
 NAME = "fraud-detector"
 MODEL_DIR = f"models/{NAME}"
@@ -21,7 +21,7 @@ MODEL_DIR = f"models/{NAME}"
 @pytest.fixture(scope="module")
 def reviewed(tmp_path_factory):
     base = tmp_path_factory.mktemp("report")
-    repo = init_model(new_repo(base), "anomaly", NAME)
+    repo = trained_anomaly(tmp_path_factory, base)
     repo.dm("ingest", NAME, str(sample_csv(base, "anomaly", 4)))
     params = repo.path / MODEL_DIR / "params.yaml"
     params.write_text(params.read_text().replace("n_estimators: 100", "n_estimators: 1"))

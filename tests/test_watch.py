@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, copy_repo, init_model, new_repo, new_version
+from conftest import Repo, copy_repo, init_model, new_repo, new_version, trained_anomaly
 from test_registry_synthetic import gto_json
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def error_line(proc) -> str:
 def flood(tmp_path_factory) -> Repo:
     """fraud-detector: v1.0.0 (contamination 0.02) held prod, then v1.1.0 (0.3) took prod
     and staging (only v1.1.0 ever held staging)."""
-    repo = init_model(new_repo(tmp_path_factory.mktemp("flood")), "anomaly", ANOMALY)
+    repo = trained_anomaly(tmp_path_factory, tmp_path_factory.mktemp("flood"))
     release(repo, ANOMALY, "v1.0.0", "prod")
     new_version(repo, repo.path.parent, ANOMALY, "anomaly", param=("contamination", "0.3"))
     release(repo, ANOMALY, "v1.1.0", "prod", "staging")
