@@ -141,6 +141,8 @@ def test_bad_input_and_an_unsafe_model_get_one_line_errors(kinds_repo, batches, 
     assert refused.returncode != 0 and "posix.system" in refused.stderr
     repo.run(str(BIN / "gto"), "register", RISK, "HEAD", "--version", "v9.0.0")
     cases.append(((f"{RISK}@v9.0.0", str(csv)), "does not trust: posix.system; it was not loaded"))
+    # the input is checked before the model file is read
+    cases.append(((f"{RISK}@v9.0.0", str(tmp_path / "missing.csv")), "missing column(s) mean_radius"))
     for args, words in cases:
         proc = repo.dm("score", *args, check=False)
         assert proc.returncode != 0, args

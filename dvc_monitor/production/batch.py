@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dvc_monitor.production.loader import LoadedModel, load_ref
+from dvc_monitor.production.loader import LoadedModel, load_version, open_repo, resolve, version_state
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,20 @@ class BatchScore:
 
 def score_batch(ref: str, input: str, repo: str | Path = ".", output: str | None = None,
                 cache_dir: str | Path | None = None) -> BatchScore:
-    """Score the CSV ``input`` (``-``: stdin) with ``ref``; write ``output`` (input + results)."""
-    from dvc_monitor.production.scoring import with_results
+    """Score the CSV ``input`` (``-``: stdin) with ``ref``; write ``output`` (input + results).
 
-    loaded = load_ref(ref, repo, cache_dir)
+    The input is read and checked against the version's schema before its model file is
+    read, so bad input is refused at once."""
+    from dvc_monitor.production.scoring import fit_rows, score_fitted, with_results
+
+    root = open_repo(repo, cache_dir)
+    mv = resolve(root, ref)
+    state = version_state(root, mv)
     frame = _read_csv(input)
     source = "stdin" if input == "-" else input
-    results = loaded.score(frame, source)
+    rows = fit_rows(state.kind, state.config, frame, source, f"{mv.ref} ({state.kind})")
+    loaded = load_version(root, mv, state)
+    results = score_fitted(loaded, rows).results
     table = with_results(frame, loaded.kind, results)
     if output:
         from dvc_monitor.model.data import write_batch

@@ -150,12 +150,12 @@ class LoadedModel:
                 "kind": self.kind, "features": list(self.features), "commit": self.commit}
 
 
-def load_version(root: str | Path, mv: "ModelVersion") -> LoadedModel:
-    """Load registry version ``mv`` of the repository at ``root``, verified."""
+def load_version(root: str | Path, mv: "ModelVersion", state=None) -> LoadedModel:
+    """Load registry version ``mv`` of the repository at ``root``, verified (``state``:
+    its ``version_state``, if read already)."""
     from dvc_monitor.review.revision import load_model as load_state_model
-    from dvc_monitor.review.revision import read_state
 
-    state = read_state(Path(root), mv.name, mv.commit)
+    state = state or version_state(root, mv)
     if not state.model_md5:
         raise ModelFileError(f"{mv.ref} has no trained model in its dvc.lock; it cannot be loaded")
     if mv.model_md5 and mv.model_md5 != state.model_md5:
@@ -167,6 +167,13 @@ def load_version(root: str | Path, mv: "ModelVersion") -> LoadedModel:
     return LoadedModel(name=mv.name, version=mv.version, id=mv.id, md5=state.model_md5,
                        kind=state.kind, features=state.config.features, commit=mv.commit,
                        config=state.config, model=model)
+
+
+def version_state(root: str | Path, mv: "ModelVersion"):
+    """What version ``mv`` is at its commit (kind, config, model md5), model not loaded."""
+    from dvc_monitor.review.revision import read_state
+
+    return read_state(Path(root), mv.name, mv.commit)
 
 
 def resolve(root: str | Path, ref: str) -> "ModelVersion":

@@ -59,25 +59,37 @@ def to_frame(rows: Any, source: str = "the rows") -> "pd.DataFrame":
 
 def score_frame(loaded: "LoadedModel", df: "pd.DataFrame", source: str) -> Scores:
     """Check ``df`` against the model's schema and score every row."""
+    return score_fitted(loaded, fit_rows(loaded.kind, loaded.config, df, source,
+                                         f"{loaded.ref} ({loaded.kind})"))
+
+
+def fit_rows(kind: str, config, df: "pd.DataFrame", source: str, who: str) -> "pd.DataFrame":
+    """The numeric rows a model of ``kind`` and ``config`` scores, after checking ``df``
+    against its schema (``SchemaError`` names the problem). Needs no model, so bad input
+    is refused before a model file is read."""
+    from dvc_monitor.review.revision import check_fits
+
+    if len(df) == 0:
+        raise SchemaError(f"{source} has no rows; send at least one")
+    if kind == "forecast":
+        _check_forecast(config, df, source, who)
+        return df[[FORECAST_TIME, FORECAST_VALUE]].apply(_numeric)
+    features = list(config.features)
+    rows = _numeric_fast(df, features)
+    if rows is None:  # some column is not plain numbers: let check_fits name it
+        # production rows carry no label: score on the features alone
+        check_fits(dataclasses.replace(config, label_required=False), df, source, who)
+        rows = df[features].astype(float)
+    return rows
+
+
+def score_fitted(loaded: "LoadedModel", rows: "pd.DataFrame") -> Scores:
+    """Score rows that ``fit_rows`` checked."""
     import numpy as np
 
-    from dvc_monitor.review.revision import check_fits
     from dvc_monitor.review.scoring import score_rows
 
     config = loaded.config
-    who = f"{loaded.ref} ({loaded.kind})"
-    if len(df) == 0:
-        raise SchemaError(f"{source} has no rows; send at least one")
-    if loaded.kind == "forecast":
-        _check_forecast(config, df, source, who)
-        rows = df[[FORECAST_TIME, FORECAST_VALUE]].apply(_numeric)
-    else:
-        features = list(config.features)
-        rows = _numeric_fast(df, features)
-        if rows is None:  # some column is not plain numbers: let check_fits name it
-            # production rows carry no label: score on the features alone
-            check_fits(dataclasses.replace(config, label_required=False), df, source, who)
-            rows = df[features].astype(float)
     scored = score_rows(loaded.kind, loaded.model, config, rows)
     if loaded.kind != "forecast":
         key = "score" if loaded.kind == "anomaly" else "probability"
