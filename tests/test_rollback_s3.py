@@ -50,6 +50,7 @@ def test_rollback_pulls_from_s3_and_fails_cleanly_when_it_is_down(rb_repo, s3_se
     dry = rollback(repo, "--to", "v1.1.0", "--dry-run")
     assert "problem         the DVC remote s3 (s3://models/dvc-store) cannot be used" in dry.stdout
     assert "cannot reach DVC remote 's3'" in dry.stdout
+    assert "refused the connection" in dry.stdout  # one TCP probe, not botocore's retries
     # the data is in the workspace, so only outputs are missing: they are rebuilt by
     # dvc repro and verified against the registered version (nothing is fetched)
     proc = rollback(repo, "--to", "v1.1.0", "--json", check=False)

@@ -137,6 +137,42 @@ def is_credentials_error(exc: BaseException) -> bool:
     return False
 
 
+_PROBE_SECONDS = 5.0
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def endpoint_refuses(url: str) -> str | None:
+    """Why the HTTP(S) endpoint ``url`` (an S3 ``endpointurl``, an http remote) cannot
+    be reached, found with one TCP connection, or None (reachable, not HTTP, or behind a
+    proxy, which only the client can use). botocore and s3fs retry a refused connection
+    for about ten seconds before giving up; this answers at once."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None  # a bad port: let the client report it
+    where = f"{parts.hostname}:{port}"
+    try:
+        socket.create_connection((parts.hostname, port), timeout=_PROBE_SECONDS).close()
+    except socket.gaierror:
+        return f"host {parts.hostname} does not resolve"
+    except ConnectionRefusedError:
+        return f"{where} refused the connection"
+    except (TimeoutError, socket.timeout):
+        return f"{where} did not answer within {_PROBE_SECONDS:.0f} s"
+    except OSError as exc:
+        return f"{where}: {exc.strerror or exc}"
+    return None
+
+
 class DvcSession:
     """One ``dvc.repo.Repo`` kept open across the steps of a rollback.
 
@@ -156,6 +192,7 @@ class DvcSession:
         except DvcException as exc:
             raise ExternalCommandError(f"dvc: {_one_line(exc)}") from None
         self._remote = None
+        self._probed = False
         self.remote_name = remote  # None: the default remote (core.remote)
 
     def close(self) -> None:
@@ -226,6 +263,12 @@ class DvcSession:
 
     def _remote_call(self, fn, *args):
         name, url = self.remote() or ("?", "?")
+        if not self._probed:
+            self._probed = True
+            conf = self.repo.config["remote"].get(name) or {}
+            refused = endpoint_refuses(conf.get("endpointurl") or url)
+            if refused:
+                raise RemoteUnavailable(f"cannot reach DVC remote '{name}' ({url}): {refused}")
         try:
             with quiet():
                 return fn(*args)
