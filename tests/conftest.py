@@ -178,27 +178,33 @@ def shared_build(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
-TRAINED_FORMAT = 1  # bump when the recipe of trained_anomaly changes
+TRAINED_FORMAT = 1  # bump when the recipe of trained() changes
 
 
-def trained_anomaly(tmp_path_factory, folder: Path) -> Repo:
-    """What ``init_model(new_repo(folder))`` makes: a trained, committed anomaly model
-    ``fraud-detector``, DVC remote ``folder/remote``. ``dvc-monitor init`` runs here; the
-    training (``dvc repro``, seconds of CPU) ran once per test session in a shared
-    repository, whose outputs and DVC cache objects are copied in: the same bytes this
-    repro would write (training is deterministic; tests check that elsewhere)."""
+def trained(tmp_path_factory, folder: Path, kind: str = "anomaly",
+            name: str = "fraud-detector") -> Repo:
+    """What ``init_model(new_repo(folder), kind, name)`` makes: a trained, committed
+    model, DVC remote ``folder/remote``. ``dvc-monitor init`` runs here; the training
+    (``dvc repro``, seconds of CPU) ran once per test session in a shared repository,
+    whose outputs and DVC cache objects are copied in: the same bytes this repro would
+    write (training is deterministic; tests check that elsewhere)."""
     import shutil
 
-    base = shared_build(tmp_path_factory, f"trained-anomaly-{TRAINED_FORMAT}",
-                        lambda f: init_model(new_repo(f), "anomaly", "fraud-detector"))
+    base = shared_build(tmp_path_factory, f"trained-{kind}-{name}-{TRAINED_FORMAT}",
+                        lambda f: init_model(new_repo(f), kind, name))
     repo = new_repo(folder)
-    repo.dm("init", "--template", "anomaly", "--name", "fraud-detector", "--sample-data",
+    repo.dm("init", "--template", kind, "--name", name, "--sample-data",
             "--remote", str(repo.remote))
     shutil.copytree(base / "repo" / "models", repo.path / "models", dirs_exist_ok=True)
     shutil.copytree(base / "repo" / ".dvc" / "cache", repo.path / ".dvc" / "cache",
                     dirs_exist_ok=True)
-    repo.commit_all("Add anomaly model fraud-detector")
+    repo.commit_all(f"Add {kind} model {name}")
     return repo
+
+
+def trained_anomaly(tmp_path_factory, folder: Path) -> Repo:
+    """``trained``: anomaly model ``fraud-detector``."""
+    return trained(tmp_path_factory, folder)
 
 
 @pytest.fixture

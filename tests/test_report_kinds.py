@@ -11,8 +11,9 @@ import json
 
 import pytest
 
-from conftest import init_model, new_repo, new_version, sample_csv
+from conftest import new_version, sample_csv, trained
 
+NAMES = {"forecast": "sales", "risk": "patients"}  # as test_watch's: one training each
 PLOTS = {"forecast": ["report-scores.png", "report-forecast.png"],
          "risk": ["report-scores.png", "report-calibration.png"]}
 
@@ -20,9 +21,9 @@ PLOTS = {"forecast": ["report-scores.png", "report-forecast.png"],
 @pytest.fixture(scope="module", params=["forecast", "risk"])
 def kind_repo(request, tmp_path_factory):
     kind = request.param
-    name = f"{kind}-model"
+    name = NAMES[kind]
     base = tmp_path_factory.mktemp(f"kinds-{kind}")
-    repo = init_model(new_repo(base), kind, name)
+    repo = trained(tmp_path_factory, base, kind, name)
     repo.dm("register", name, "--version", "v1.0.0")
     if kind == "forecast":
         new_version(repo, base, name=name, kind=kind, batch=4)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, copy_repo, init_model, new_repo, new_version, trained_anomaly
+from conftest import Repo, copy_repo, new_version, trained, trained_anomaly
 from test_registry_synthetic import gto_json
 
 pytestmark = pytest.mark.slow
@@ -263,7 +263,7 @@ def test_rollback_without_an_earlier_holder_reports_the_decision(flood_copy):
 def trend(tmp_path_factory) -> Repo:
     """sales: v1.0.0 trained on five weeks; v1.1.0 holds out the last three weeks, so it
     learnt an older level and misses the trend."""
-    repo = init_model(new_repo(tmp_path_factory.mktemp("trend")), "forecast", FORECAST)
+    repo = trained(tmp_path_factory, tmp_path_factory.mktemp("trend"), "forecast", FORECAST)
     release(repo, FORECAST, "v1.0.0", "prod")
     new_version(repo, repo.path.parent, FORECAST, "forecast", param=("holdout_hours", "504"))
     release(repo, FORECAST, "v1.1.0", "prod")
@@ -291,7 +291,7 @@ def calibration(tmp_path_factory) -> Repo:
     from dvc_monitor.model.data import write_batch
     from dvc_monitor.stages import kind_module
 
-    repo = init_model(new_repo(tmp_path_factory.mktemp("risk")), "risk", RISK)
+    repo = trained(tmp_path_factory, tmp_path_factory.mktemp("risk"), "risk", RISK)
     release(repo, RISK, "v1.0.0", "prod")
     bad = kind_module("risk").sample_batch(20, seed=0, rows=1000).assign(malignant=1)
     write_batch(bad, repo.path.parent / "mislabelled.csv")
