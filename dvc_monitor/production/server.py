@@ -7,6 +7,10 @@ verifies the new version off the request path, then swaps one reference: a reque
 that reference once, so it finishes on the model it started with. A version that fails
 to load or verify is not swapped in; ``/health`` and ``/metrics`` say why.
 
+A request body is read up to ``max_body`` bytes, then parsed, cut down to the model's
+columns and scored in a worker thread (at most ``SCORING_THREADS`` at once), never on the
+event loop. A client that hangs up before its body is complete is counted as status 499.
+
 Routes: ``POST /score`` (``{"rows": [...]}``), ``GET /health``, ``GET /version``,
 ``POST /reload``, ``GET /metrics`` (Prometheus text, one registry per app: no global state).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import sys
 import threading
 import time
@@ -22,8 +27,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dvc_monitor.errors import DvcMonitorError
+from typing import TYPE_CHECKING
+
+from dvc_monitor.errors import DvcMonitorError, shown
 from dvc_monitor.production.loader import LoadedModel, fetch_registry, load_version, resolve
+from dvc_monitor.production.scoring import select_columns
+
+if TYPE_CHECKING:
+    from dvc_monitor.production.scoring import Scores
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -33,6 +44,8 @@ DEFAULT_WINDOW = 1000  # rows the live gauges look at
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_ECHO = 300  # characters of an error message sent back
 ROUTES = "POST /score, GET /health, GET /version, GET /metrics, POST /reload"
+SCORING_THREADS = 4  # requests parsed and scored at once; the others wait their turn
+CLIENT_CLOSED = 499  # the status counted for a client that hung up before its body ended
 
 
 @dataclass(frozen=True)
@@ -256,9 +269,33 @@ async def _read_body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _json_int(text: str):
+    """A JSON integer as ``json.loads`` parses it: an int up to 18 digits, else a float (a
+    4,000-digit integer is read in one cheap step, never as a Python int)."""
+    return int(text) if len(text) <= 18 else _json_float(text)
+
+
+def _json_float(text: str) -> float:
+    """A JSON number with a fraction or exponent, refused when no float can hold it."""
+    value = float(text)
+    if math.isinf(value):
+        raise _HTTPError(422, f"the number {shown(text, 20)} in the request does not fit a "
+                              "64-bit float; send smaller numbers")
+    return value
+
+
+def _json_constant(text: str):
+    raise _HTTPError(422, f"{text} is not a JSON number; send a number, or null for a "
+                          "missing value")
+
+
 def _rows_of(body: bytes) -> list:
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_int=_json_int, parse_float=_json_float,
+                         parse_constant=_json_constant)
+    except RecursionError:
+        raise _HTTPError(400, "the request body is nested too deeply; "
+                              'send {"rows": [{column: value, ...}, ...]}') from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise _HTTPError(400, f"the request body is not valid JSON ({exc}); "
                               'send {"rows": [{column: value, ...}, ...]}') from None
@@ -270,6 +307,16 @@ def _rows_of(body: bytes) -> list:
     if not rows:
         raise _HTTPError(422, '"rows" is empty; send at least one row')
     return rows
+
+
+def score_body(loaded: LoadedModel, body: bytes) -> tuple[list[dict], "Scores"]:
+    """The rows of a request body, cut down to the model's columns, and their scores
+    (CPU work: run it in a worker thread). ``_HTTPError`` for a bad body."""
+    try:
+        rows = select_columns(_rows_of(body), loaded.config, "the request")
+        return rows, loaded.score_detail(rows, "the request")
+    except DvcMonitorError as exc:  # SchemaError: a missing or non-numeric column
+        raise _HTTPError(422, str(exc)) from None
 
 
 def score_response(loaded: LoadedModel, results: list[dict]) -> dict:
@@ -306,10 +353,12 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
     """The Starlette app serving ``settings.ref`` (loads it when ``first`` is None)."""
     import contextlib
 
+    import anyio.to_thread
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
+    from starlette.requests import ClientDisconnect
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
@@ -325,16 +374,25 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
                          lambda: follower.current, stage=settings.watch_stage)
         live.prepare(first)  # bad watch: rules fail here, before the server starts
 
+    limiters: list = []  # the scoring threads' limiter, made in the event loop
+
     async def score(request):
+        if not limiters:
+            limiters.append(anyio.CapacityLimiter(SCORING_THREADS))
         try:
-            rows = _rows_of(await _read_body(request, settings.max_body))
+            body = await _read_body(request, settings.max_body)
             loaded = follower.current  # this request's model, whatever a swap does meanwhile
-            try:
-                scores = await run_in_threadpool(loaded.score_detail, rows, "the request")
-            except DvcMonitorError as exc:  # SchemaError: a missing or non-numeric column
-                raise _HTTPError(422, str(exc)) from None
+            rows, scores = await anyio.to_thread.run_sync(score_body, loaded, body,
+                                                          limiter=limiters[0])
         except _HTTPError as exc:
             return _error(exc.status, exc.message)
+        except ClientDisconnect:  # nobody to answer: counted, and said in one line
+            client = request.client
+            who = f"{client.host}:{client.port}" if client else "a client"
+            print(f"dvc-monitor: {who} hung up before its request body was complete "
+                  f"({request.method} {request.url.path}); counted as status {CLIENT_CLOSED}",
+                  file=sys.stderr, flush=True)
+            return Response(status_code=CLIENT_CLOSED)
         metrics.observe_rows(loaded, scores.score, scores.alert)
         if live is not None:
             live.add(loaded, rows)
