@@ -100,35 +100,56 @@ def test_serve_follows_a_rollback_with_no_failed_request(repo, batch):
     assert f"stopped serving {ANOMALY}@{OLD}" in err
 
 
-def test_a_corrupt_new_holder_is_refused_and_the_old_one_keeps_serving(repo, batch):
+def test_a_corrupt_new_holder_is_retried_and_served_once_repaired(repo, batch):
     csv, rows = batch
     server = Server(repo, f"{ANOMALY}#prod", "--poll", "0.5")
     try:
+        status, _, doc = server.request("GET", "/ready")
+        assert status == 200 and doc["ready"] is True and doc["holder"] == NEW
         md5 = json.loads(repo.dm("show", f"{ANOMALY}@{OLD}", "--json").stdout)["model_md5"]
         obj = object_path(repo.path, md5)
         good = obj.read_bytes()
         obj.chmod(0o644)
         obj.write_bytes(good[:-40] + b"\0" * 40)  # a damaged cache file (same size)
         repo.dm("promote", ANOMALY, OLD, "--stage", "prod")
-        health = server.wait_for(lambda h: h["last_reload"]["result"] == "refused")
-        assert health["version"] == NEW
-        assert health["last_reload"]["version"] == OLD
-        assert f"but dvc.lock records {md5}" in health["last_reload"]["message"]
-        assert f"still serving {ANOMALY}@{NEW}" in health["last_reload"]["message"]
+        health = server.wait_for(lambda h: h["status"] == "degraded")
+        assert health["status"] == "degraded" and health["ready"] is False
+        assert health["version"] == NEW and health["holder"] == OLD
+        assert health["last_reload"]["result"] == "refused"
+        assert f"but dvc.lock records {md5}" in health["reason"]
+        assert f"still serving {ANOMALY}@{NEW}" in health["reason"]
+        status, _, doc = server.request("GET", "/ready")
+        assert status == 503 and doc["ready"] is False and doc["reason"].startswith(
+            f"{ANOMALY}@{OLD} was not swapped in")
         status, headers, doc = server.score(rows)
         assert status == 200 and doc["version"] == NEW
         assert doc["results"] == score_json(repo, f"{ANOMALY}@{NEW}", csv)["results"]
         text = server.metrics()
         assert re.search(r'dvc_monitor_reloads_total\{result="refused"\} [1-9]', text)
         assert "dvc_monitor_last_reload_ok 0.0" in text
-        # repaired: a forced reload swaps it in
-        obj.write_bytes(good)
+        assert "dvc_monitor_ready 0.0" in text
+        # a forced reload tries it at once, and is refused again
         status, _, doc = server.request("POST", "/reload")
-        assert status == 200 and doc["result"] == "swapped" and doc["serving"] == OLD
+        assert status == 409 and doc["result"] == "refused" and doc["serving"] == NEW
+        # the polls keep trying it, with no request asking
+        tries = server.get("/health")["attempts"]
+        health = server.wait_for(lambda h: h["attempts"] > tries)
+        assert health["attempts"] > tries and health["status"] == "degraded"
+        # repaired: a later poll swaps it in (no POST /reload)
+        obj.write_bytes(good)
+        health = server.wait_for(lambda h: h["version"] == OLD, timeout=180)
+        assert health["version"] == OLD and health["status"] == "ok"
+        assert health["reason"] is None and health["holder"] == OLD
+        assert health["last_reload"]["result"] in ("swapped", "unchanged")
+        status, _, doc = server.request("GET", "/ready")
+        assert status == 200 and doc["ready"] is True
         assert server.score(rows)[2]["version"] == OLD
+        assert "dvc_monitor_ready 1.0" in server.metrics()
     finally:
         code, err = server.stop()
     assert code == 0, err
+    assert f"swapped {ANOMALY}@{NEW} for {ANOMALY}@{OLD}" in err
+    assert "Traceback" not in err
 
 
 def _body(rows: list[dict]) -> bytes:
