@@ -94,6 +94,22 @@ class Server:
                 return health
             time.sleep(0.2)
 
+    def wait_for_metrics(self, predicate, timeout: float = 60) -> str:
+        """Poll /metrics until ``predicate(text)`` holds; return that text."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.metrics()
+            if predicate(text) or time.monotonic() > deadline:
+                return text
+            time.sleep(0.2)
+
+    def rss_mb(self) -> float:
+        """The server process's resident memory (VmRSS), in MB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError(f"no VmRSS in /proc/{self.proc.pid}/status")
+
     def stop(self) -> tuple[int, str]:
         """SIGTERM, then (exit code, stderr)."""
         if self.proc.poll() is None:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dvc_monitor.errors import SchemaError
+from dvc_monitor.errors import SchemaError, shown
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,6 +32,7 @@ RESULT_FIELDS = {
     "risk": ("probability", "alert"),
 }
 FORECAST_TIME, FORECAST_VALUE = "timestamp", "value"
+ROW_KEYS_FLOOR = 64  # keys a row may carry: 4 per model column, and at least this many
 
 
 @dataclass
@@ -55,6 +56,50 @@ def to_frame(rows: Any, source: str = "the rows") -> "pd.DataFrame":
         if not isinstance(row, dict):
             raise SchemaError(f"{source}: row {i + 1} is not an object of column: value")
     return pd.DataFrame.from_records(list(rows))
+
+
+def max_row_keys(columns: int) -> int:
+    """How many keys a row may have for a model with ``columns`` columns."""
+    return max(4 * columns, ROW_KEYS_FLOOR)
+
+
+def select_columns(rows: list, config, source: str) -> list[dict]:
+    """The rows of a JSON request cut down to the model's columns (``config``: its
+    features and its label), so nothing else is scored or kept. A row must be an object
+    of at most ``max_row_keys`` keys holding at least one of those columns, each a JSON
+    number or null (the label may also be true or false). ``SchemaError`` names the first
+    row that is not."""
+    columns, label = config.columns, config.label
+    limit = max_row_keys(len(columns))
+    needs = ", ".join(columns)
+    out = []
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise SchemaError(f"{source}: row {i} is not an object of column: value")
+        if len(row) > limit:
+            raise SchemaError(f"{source}: row {i} has {len(row)} keys; a row may have at most "
+                              f"{limit}: send the model's columns ({needs})")
+        kept = {c: row[c] for c in columns if c in row}
+        if not kept:
+            raise SchemaError(f"{source}: row {i} has none of the model's columns; "
+                              f"send {needs}")
+        for column, value in kept.items():
+            if value is None or (isinstance(value, (int, float))
+                                 and (not isinstance(value, bool) or column == label)):
+                continue
+            raise SchemaError(f"{source}: column {column!r} has a non-numeric value "
+                              f"{_json_shown(value)} on row {i}; send numbers (not text, "
+                              "true/false, lists or objects)")
+        out.append(kept)
+    return out
+
+
+def _json_shown(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return "[...]" if isinstance(value, list) else "{...}"
+    return shown(value, 40)
 
 
 def score_frame(loaded: "LoadedModel", df: "pd.DataFrame", source: str) -> Scores:

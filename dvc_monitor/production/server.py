@@ -5,16 +5,24 @@ re-resolves the reference every ``poll`` seconds (local tags, or ``git fetch`` o
 registry tags in the cached clone of a URL). When the holder changes it loads and
 verifies the new version off the request path, then swaps one reference: a request reads
 that reference once, so it finishes on the model it started with. A version that fails
-to load or verify is not swapped in; ``/health`` and ``/metrics`` say why.
+to load or verify is not swapped in; it is tried again on later polls, after a delay that
+doubles up to ``RETRY_MAX`` seconds, and swapped in once it loads. While the served version
+is not the reference's holder, ``/health`` says ``degraded`` and ``/ready`` answers 503.
 
-Routes: ``POST /score`` (``{"rows": [...]}``), ``GET /health``, ``GET /version``,
-``POST /reload``, ``GET /metrics`` (Prometheus text, one registry per app: no global state).
+A request body is read up to ``max_body`` bytes, then parsed, cut down to the model's
+columns and scored in a worker thread (at most ``SCORING_THREADS`` at once), never on the
+event loop. A client that hangs up before its body is complete is counted as status 499.
+
+Routes: ``POST /score`` (``{"rows": [...]}``), ``GET /health``, ``GET /ready``,
+``GET /version``, ``POST /reload``, ``GET /metrics`` (Prometheus text, one registry per
+app: no global state).
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import math
 import sys
 import threading
 import time
@@ -22,8 +30,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dvc_monitor.errors import DvcMonitorError
+from typing import TYPE_CHECKING
+
+from dvc_monitor.errors import DvcMonitorError, shown
 from dvc_monitor.production.loader import LoadedModel, fetch_registry, load_version, resolve
+from dvc_monitor.production.scoring import select_columns
+
+if TYPE_CHECKING:
+    from dvc_monitor.production.scoring import Scores
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -32,7 +46,10 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024  # bytes
 DEFAULT_WINDOW = 1000  # rows the live gauges look at
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_ECHO = 300  # characters of an error message sent back
-ROUTES = "POST /score, GET /health, GET /version, GET /metrics, POST /reload"
+ROUTES = "POST /score, GET /health, GET /ready, GET /version, GET /metrics, POST /reload"
+RETRY_MAX = 60.0  # seconds between two tries of a refused version, at most
+SCORING_THREADS = 4  # requests parsed and scored at once; the others wait their turn
+CLIENT_CLOSED = 499  # the status counted for a client that hung up before its body ended
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,8 @@ class Metrics:
         self.reload_ok = Gauge("dvc_monitor_last_reload_ok",
                                "1 when the last reload check succeeded, 0 when it failed "
                                "or refused a version", registry=r)
+        self.ready = Gauge("dvc_monitor_ready", "1 when the version served is the holder of "
+                           "the reference (GET /ready answers 200), 0 when not", registry=r)
         self.live_alert_rate = Gauge("dvc_monitor_live_alert_rate",
                                      "Share of alerts (forecast: anomalies) in the last scored rows",
                                      ["model", "kind"], registry=r)
@@ -145,6 +164,41 @@ class Metrics:
 # -- following the stage ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A holder of the reference that failed to load or verify, and when to try it again."""
+
+    key: tuple
+    version: str
+    attempts: int
+    retry_at: float  # time.monotonic()
+    message: str
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether the version served is the one the reference names (``/health``, ``/ready``)."""
+
+    ready: bool
+    version: str  # served
+    holder: str  # the version the reference named at the last look
+    reason: str | None = None
+    attempts: int = 0  # tries of the holder that failed
+    retry_in: float | None = None  # seconds until the next try
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ready else "degraded"
+
+    def to_json(self) -> dict:
+        return {"status": self.status, "ready": self.ready, "reason": self.reason,
+                "holder": self.holder, "attempts": self.attempts, "retry_in": self.retry_in}
+
+
+def _loaded_key(loaded: LoadedModel) -> tuple:
+    return (loaded.name, loaded.version, loaded.commit, loaded.md5)
+
+
 class Follower:
     """The served model, and the loop that swaps in a new holder of the reference."""
 
@@ -153,25 +207,30 @@ class Follower:
         self.current = first  # read once per request; replaced by one assignment
         self.metrics = metrics
         self.last = ReloadResult("loaded", _now(), first.version, f"loaded {first.ref}")
-        self._refused: tuple | None = None
+        self.refusal: Refusal | None = None  # the holder, while it cannot be swapped in
         self._check_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         metrics.serving(first)
         metrics.reloaded(self.last)
+        metrics.ready.set(1)
 
     def check(self, force: bool = False) -> ReloadResult:
         """Look at the registry once; load, verify and swap when the holder changed.
 
-        A version refused before is not tried again until ``force`` (``POST /reload``).
+        A version refused before is tried again once its delay is over (it doubles after
+        each failed try, up to ``RETRY_MAX``), or at once with ``force`` (``POST /reload``).
         """
         with self._check_lock:
             result = self._check(force)
+            if result is None:  # a refused holder still waiting for its next try
+                return self.last
             self.last = result
             self.metrics.reloaded(result)
+            self.metrics.ready.set(1 if self.readiness().ready else 0)
             return result
 
-    def _check(self, force: bool) -> ReloadResult:
+    def _check(self, force: bool) -> ReloadResult | None:
         root = Path(self.settings.root)
         current = self.current
         try:
@@ -182,20 +241,35 @@ class Follower:
             return ReloadResult("error", _now(), None,
                                 f"could not read the registry ({exc}); still serving {current.ref}")
         key = _key(mv)
-        if key == (current.name, current.version, current.commit, current.md5):
+        refusal = self.refusal if self.refusal is not None and self.refusal.key == key else None
+        if key == _loaded_key(current):
+            self.refusal = None
             return ReloadResult("unchanged", _now(), mv.version, f"serving {current.ref}")
-        if key == self._refused and not force:
-            return self.last
+        if refusal is not None and not force and time.monotonic() < refusal.retry_at:
+            return None
         try:
             new = load_version(root, mv)
         except DvcMonitorError as exc:
-            self._refused = key
-            return ReloadResult("refused", _now(), mv.version,
-                                f"{mv.ref} was not swapped in: {exc}; still serving {current.ref}")
+            attempts = 1 + (refusal.attempts if refusal else 0)
+            delay = min(self.settings.poll * 2 ** attempts, max(RETRY_MAX, self.settings.poll))
+            message = (f"{mv.ref} was not swapped in: {exc}; still serving {current.ref} "
+                       f"(try {attempts}; the next in {delay:.0f} s)")
+            self.refusal = Refusal(key, mv.version, attempts, time.monotonic() + delay, message)
+            return ReloadResult("refused", _now(), mv.version, message)
         self.current = new
-        self._refused = None
+        self.refusal = None
         self.metrics.serving(new)
         return ReloadResult("swapped", _now(), new.version, f"swapped {current.ref} for {new.ref}")
+
+    def readiness(self) -> Readiness:
+        """Ready when no holder of the reference is waiting to be swapped in (a registry
+        that cannot be read keeps the last holder it named)."""
+        current, refusal = self.current, self.refusal
+        if refusal is None:
+            return Readiness(True, current.version, current.version)
+        wait = max(0.0, round(refusal.retry_at - time.monotonic(), 1))
+        return Readiness(False, current.version, refusal.version, refusal.message,
+                         refusal.attempts, wait)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="dvc-monitor-follow", daemon=True)
@@ -208,13 +282,14 @@ class Follower:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.settings.poll):
+            before = self.last
             try:
                 result = self.check()
             except Exception as exc:  # keep following whatever one look did
                 result = ReloadResult("error", _now(), None, f"{type(exc).__name__}: {exc}")
                 self.last = result
                 self.metrics.reloaded(result)
-            if result.result in ("swapped", "refused", "error"):
+            if result is not before and result.result in ("swapped", "refused", "error"):
                 print(f"dvc-monitor: {result.time} {result.result}: {result.message}",
                       file=sys.stderr, flush=True)
 
@@ -256,9 +331,33 @@ async def _read_body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _json_int(text: str):
+    """A JSON integer as ``json.loads`` parses it: an int up to 18 digits, else a float (a
+    4,000-digit integer is read in one cheap step, never as a Python int)."""
+    return int(text) if len(text) <= 18 else _json_float(text)
+
+
+def _json_float(text: str) -> float:
+    """A JSON number with a fraction or exponent, refused when no float can hold it."""
+    value = float(text)
+    if math.isinf(value):
+        raise _HTTPError(422, f"the number {shown(text, 20)} in the request does not fit a "
+                              "64-bit float; send smaller numbers")
+    return value
+
+
+def _json_constant(text: str):
+    raise _HTTPError(422, f"{text} is not a JSON number; send a number, or null for a "
+                          "missing value")
+
+
 def _rows_of(body: bytes) -> list:
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_int=_json_int, parse_float=_json_float,
+                         parse_constant=_json_constant)
+    except RecursionError:
+        raise _HTTPError(400, "the request body is nested too deeply; "
+                              'send {"rows": [{column: value, ...}, ...]}') from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise _HTTPError(400, f"the request body is not valid JSON ({exc}); "
                               'send {"rows": [{column: value, ...}, ...]}') from None
@@ -270,6 +369,16 @@ def _rows_of(body: bytes) -> list:
     if not rows:
         raise _HTTPError(422, '"rows" is empty; send at least one row')
     return rows
+
+
+def score_body(loaded: LoadedModel, body: bytes) -> tuple[list[dict], "Scores"]:
+    """The rows of a request body, cut down to the model's columns, and their scores
+    (CPU work: run it in a worker thread). ``_HTTPError`` for a bad body."""
+    try:
+        rows = select_columns(_rows_of(body), loaded.config, "the request")
+        return rows, loaded.score_detail(rows, "the request")
+    except DvcMonitorError as exc:  # SchemaError: a missing or non-numeric column
+        raise _HTTPError(422, str(exc)) from None
 
 
 def score_response(loaded: LoadedModel, results: list[dict]) -> dict:
@@ -306,10 +415,12 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
     """The Starlette app serving ``settings.ref`` (loads it when ``first`` is None)."""
     import contextlib
 
+    import anyio.to_thread
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
+    from starlette.requests import ClientDisconnect
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
@@ -325,16 +436,25 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
                          lambda: follower.current, stage=settings.watch_stage)
         live.prepare(first)  # bad watch: rules fail here, before the server starts
 
+    limiters: list = []  # the scoring threads' limiter, made in the event loop
+
     async def score(request):
+        if not limiters:
+            limiters.append(anyio.CapacityLimiter(SCORING_THREADS))
         try:
-            rows = _rows_of(await _read_body(request, settings.max_body))
+            body = await _read_body(request, settings.max_body)
             loaded = follower.current  # this request's model, whatever a swap does meanwhile
-            try:
-                scores = await run_in_threadpool(loaded.score_detail, rows, "the request")
-            except DvcMonitorError as exc:  # SchemaError: a missing or non-numeric column
-                raise _HTTPError(422, str(exc)) from None
+            rows, scores = await anyio.to_thread.run_sync(score_body, loaded, body,
+                                                          limiter=limiters[0])
         except _HTTPError as exc:
             return _error(exc.status, exc.message)
+        except ClientDisconnect:  # nobody to answer: counted, and said in one line
+            client = request.client
+            who = f"{client.host}:{client.port}" if client else "a client"
+            print(f"dvc-monitor: {who} hung up before its request body was complete "
+                  f"({request.method} {request.url.path}); counted as status {CLIENT_CLOSED}",
+                  file=sys.stderr, flush=True)
+            return Response(status_code=CLIENT_CLOSED)
         metrics.observe_rows(loaded, scores.score, scores.alert)
         if live is not None:
             live.add(loaded, rows)
@@ -344,9 +464,18 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
     async def health(request):
         loaded = follower.current
         last = follower.last
+        readiness = follower.readiness().to_json()  # status: ok, or degraded and why
         watching = {} if live is None else {"watch": live.to_json()}
-        return JSONResponse({"status": "ok", "ref": settings.ref, **loaded.to_json(),
+        return JSONResponse({**readiness, "ref": settings.ref, **loaded.to_json(),
                              "last_reload": last.to_json(), **watching},
+                            headers={"X-Model-Version": loaded.version})
+
+    async def ready(request):
+        loaded = follower.current
+        readiness = follower.readiness()
+        return JSONResponse({**readiness.to_json(), "ref": settings.ref,
+                             "version": loaded.version},
+                            status_code=200 if readiness.ready else 503,
                             headers={"X-Model-Version": loaded.version})
 
     async def version(request):
@@ -394,6 +523,7 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
     routes = [
         Route("/score", score, methods=["POST"]),
         Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
         Route("/version", version, methods=["GET"]),
         Route("/reload", reload, methods=["POST"]),
         Route("/metrics", prometheus, methods=["GET"]),
