@@ -214,5 +214,5 @@ def _live_windows(demo: _Demo) -> tuple[Path, str]:
     batches = {"forecast": [5]}.get(demo.template, [5, 6])
     for index in batches:
         write_batch(module.sample_batch(index), folder / f"live-{index}.csv")
-    window = {"anomaly": "500", "forecast": "84"}.get(demo.template, "95")
+    window = {"anomaly": "500", "forecast": "84"}.get(demo.template, "190")
     return folder, window

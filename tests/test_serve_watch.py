@@ -154,6 +154,58 @@ def test_serve_watch_on_drifted_traffic_decides_retrain_and_changes_nothing(floo
     assert flood.snapshot() == before
 
 
+def test_serve_watch_refuses_windows_below_min_rows(flood):
+    before = flood.snapshot()
+    proc = flood.dm("serve", f"{ANOMALY}#prod", "--watch", "--window", "5", "--port", "0",
+                    check=False, timeout=120)
+    line = error_line(proc)
+    assert proc.returncode == 2
+    assert line == ("dvc-monitor: error: --window 5 is below the 100 rows a window needs to "
+                    "be judged; use --window 100 or more, or lower watch.min_rows in "
+                    f"models/{ANOMALY}/params.yaml")
+    assert flood.snapshot() == before
+
+
+def test_serve_watch_windows_below_min_rows_never_alarm(flood, tmp_path):
+    """The rules are read again when a version is swapped in: after min_rows went up to 300,
+    the flooding version's 200-row windows are shown as too few rows and never raise an
+    alarm (the same traffic rolls it back with min_rows 100, see the first test)."""
+    repo = copy_repo(flood, tmp_path)
+    repo.dm("promote", ANOMALY, GOOD, "--stage", "prod")
+    server = Server(repo, f"{ANOMALY}#prod", "--watch", "--auto-rollback",
+                    "--window", str(WINDOW), "--poll", "1")
+    try:
+        params = repo.path / f"models/{ANOMALY}/params.yaml"
+        text = params.read_text()
+        assert "min_rows: 100" in text
+        params.write_text(text.replace("min_rows: 100", "min_rows: 300"))
+        repo.commit_all("watch: judge windows of 300 rows or more")
+        repo.dm("promote", ANOMALY, BAD, "--stage", "prod")
+        assert server.wait_for(lambda h: h["version"] == BAD)["version"] == BAD
+        before = repo.snapshot()
+        answers = send_until(server, traffic(), lambda h: h["watch"]["version"] == BAD
+                             and h["watch"]["windows"] >= 3)
+        health = server.get("/health")
+        metrics = server.metrics()
+    finally:
+        code, stderr = server.stop()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert [status for status, _, _ in answers if status != 200] == []
+    assert {doc["version"] for _, _, doc in answers} == {BAD}
+    watch = health["watch"]
+    assert watch["rules"]["min_rows"] == 300 and watch["streak"] == 0
+    assert watch["last_decision"] is None
+    last = watch["last_window"]
+    assert (last["version"], last["rows"], last["status"], last["too_few_rows"],
+            last["breaches"], last["alarm"]) == (BAD, WINDOW, "too few rows", True, [], False)
+    assert metric(metrics, "dvc_monitor_watch_too_few_rows_windows_total", version=BAD) >= 3
+    assert "dvc_monitor_watch_alarms_total{" not in metrics
+    assert f"windows of {WINDOW} rows are below watch.min_rows 300 for {BAD}" in stderr
+    assert repo.snapshot() == before  # no rollback
+    assert [v["version"] for v in gto_json(repo, f"{ANOMALY}#prod")] == [BAD]
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--repo", "file:///nowhere/registry.git"],
      "--auto-rollback needs a local repository: a clone of a URL is read-only"),

@@ -231,6 +231,110 @@ def test_bad_input_one_line_and_repo_unchanged(flood_copy, tmp_path, case, expec
     assert repo.snapshot() == before
 
 
+# -- windows too small to judge, rows that cannot be judged (issue #18) -------------------------
+
+
+def test_tiny_windows_are_too_few_rows_and_never_alarm(flood, tmp_path):
+    """3-row windows of normal data gave PSI 5-7, an alarm and "retrain"; now they are shown
+    as too few rows and never judged. A final partial window is too few rows too."""
+    tiny = write_windows(tmp_path / "tiny", "anomaly", range(10, 14), rows=3)
+    before = flood.snapshot()
+    proc, out = watch(flood, f"{ANOMALY}#prod", "--data", str(tiny), "--rollback")
+    assert proc.returncode == 0
+    assert out["decision"] == "ok" and out["target"] is None and out["rolled_back"] is None
+    assert out["alarm_window"] is None and out["breaches"] == [] and out["candidates"] == []
+    assert out["rules"]["min_rows"] == 100
+    assert [(w["rows"], w["too_few_rows"], w["breaches"]) for w in out["windows"]] == \
+        [(3, True, [])] * 4
+    assert "4 had too few rows to judge (fewer than 100)" in out["evidence"]
+    assert flood.snapshot() == before
+    text = flood.dm("watch", f"{ANOMALY}#prod", "--data", str(tiny)).stdout
+    table = [line.split("\t") for line in text.splitlines() if line.startswith("w0")]
+    assert [(row[1], row[-1]) for row in table] == [("3", "too few rows")] * 4
+    assert "Decision: ok" in text
+
+    one = write_windows(tmp_path / "partial", "anomaly", [10], rows=250)
+    _, out = watch(flood, f"{ANOMALY}@v1.0.0", "--data", str(one / "w010.csv"),
+                   "--window", "100")
+    assert [(w["window"], w["rows"], w["too_few_rows"]) for w in out["windows"]] == [
+        ("w010.csv[0:100]", 100, False), ("w010.csv[100:200]", 100, False),
+        ("w010.csv[200:250]", 50, True)]
+    assert out["windows"][0]["measures"]["psi_score"] is not None
+    assert out["windows"][2]["measures"] == {} and out["decision"] == "ok"
+
+
+def test_window_below_min_rows_is_refused_unless_min_rows_is_lowered(flood_copy, tmp_path):
+    repo = flood_copy
+    small = write_windows(tmp_path / "small", "anomaly", [10, 11], rows=22)
+    before = repo.snapshot()
+    proc, out = watch(repo, f"{ANOMALY}#prod", "--data", str(small), "--window", "5",
+                      "--rollback", check=False)
+    line = error_line(proc)
+    assert proc.returncode == 2 and out is None
+    assert line == ("dvc-monitor: error: --window 5 is below the 100 rows a window needs to "
+                    "be judged; use --window 100 or more, or lower watch.min_rows in "
+                    f"models/{ANOMALY}/params.yaml")
+    assert repo.snapshot() == before
+
+    _params_edit(repo, "min_rows: 100", "min_rows: 5")  # the user accepts noisy windows
+    _, out = watch(repo, f"{ANOMALY}@v1.0.0", "--data", str(small), "--window", "5")
+    assert out["rules"]["min_rows"] == 5
+    judged = [w for w in out["windows"] if not w["too_few_rows"]]
+    assert [w["rows"] for w in judged] == [5] * 8 and all(w["measures"] for w in judged)
+    # judged, 5 rows of normal data are noise to a 10-bin PSI: the false alarm min_rows stops
+    assert all("psi_score" in {b["measure"] for b in w["breaches"]} for w in judged)
+    assert [w["window"] for w in out["windows"] if w["too_few_rows"]] == \
+        ["w010.csv[20:22]", "w011.csv[20:22]"]
+
+
+def _spoil(frame, row: int, column: str, value):
+    frame = frame.astype({column: object})
+    frame.loc[row, column] = value
+    return frame
+
+
+def test_rows_that_cannot_be_judged_are_skipped_and_reported(flood, tmp_path):
+    """One NaN row, one infinite row, one bad label: each is left out of its window and
+    counted; the windows are judged (the flood is still caught and rolled back from, on
+    the same cleaned windows); a window left below min_rows is too few rows."""
+    from dvc_monitor.stages import kind_module
+
+    data = tmp_path / "spoilt"
+    data.mkdir()
+    batch = lambda i, n: kind_module("anomaly").sample_batch(i, seed=0, rows=n)  # noqa: E731
+    _spoil(batch(10, 300), 5, "amount", float("nan")).to_csv(data / "w1.csv", index=False)
+    _spoil(batch(11, 300), 7, "distance_from_home", "inf").to_csv(data / "w2.csv", index=False)
+    _spoil(batch(12, 300), 9, "is_fraud", "yes").to_csv(data / "w3.csv", index=False)
+    _spoil(batch(13, 101), 0, "hour", "noon").to_csv(data / "w4.csv", index=False)
+    before = flood.snapshot()
+    proc, out = watch(flood, f"{ANOMALY}#prod", "--data", str(data))
+    assert proc.returncode == 0, proc.stderr
+    assert flood.snapshot() == before
+    windows = {w["window"]: w for w in out["windows"]}
+    assert {k: (w["rows"], w["skipped"], w["too_few_rows"]) for k, w in windows.items()} == {
+        "w1.csv": (299, {"amount is missing or NaN": 1}, False),
+        "w2.csv": (299, {"distance_from_home is infinite": 1}, False),
+        "w3.csv": (299, {"is_fraud is not 0 or 1": 1}, False),
+        "w4.csv": (100, {"hour is not a number": 1}, False),
+    }
+    assert windows["w3.csv"]["measures"]["precision"] is not None  # the other labels count
+    assert out["decision"] == "rollback" and out["target"] == "v1.0.0"
+    assert out["breaching_windows"] == ["w1.csv", "w2.csv"]
+    assert out["candidates"][0]["passed"] is True
+    assert [w["rows"] for w in out["candidates"][0]["windows"]] == [299, 299]
+    assert "window w1.csv: 1 row skipped (amount is missing or NaN)" in out["notes"]
+    assert "window w2.csv: 1 row skipped (distance_from_home is infinite)" in out["notes"]
+
+    _spoil(_spoil(batch(13, 101), 0, "hour", "noon"), 1, "amount", float("inf")).to_csv(
+        data / "w4.csv", index=False)
+    proc = flood.dm("watch", f"{ANOMALY}@v1.0.0", "--data", str(data))
+    assert "note: window w3.csv: 1 row skipped (is_fraud is not 0 or 1)" in proc.stderr
+    assert ("note: window w4.csv: 2 rows skipped (amount is infinite: 1; hour is not a "
+            "number: 1)") in proc.stderr
+    assert re.search(r"w4\.csv\s.*\b99\b.*too few rows", proc.stdout), proc.stdout
+    assert "Decision: ok" in proc.stdout
+
+
 def test_rollback_on_a_dirty_tree_reports_the_decision(flood_copy):
     repo = flood_copy
     params = repo.path / f"models/{ANOMALY}/params.yaml"
@@ -321,7 +425,7 @@ def test_badly_calibrated_risk_version_rolls_back(calibration, tmp_path):
     assert all(w["measures"]["brier"] is None for w in out["windows"])
     proc, _ = watch(repo, f"{RISK}@v1.0.0", "--data", str(unlabelled), "--labels",
                     "malignant", check=False)
-    assert "has no complete label column 'malignant'" in error_line(proc)
+    assert "has no label column 'malignant'; drop --labels" in error_line(proc)
 
 
 def test_versions_without_reference_json_get_the_same_profile_from_their_holdout(flood):

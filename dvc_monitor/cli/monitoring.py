@@ -56,13 +56,8 @@ def _show(result, args: argparse.Namespace) -> None:
         measures = list(dict.fromkeys(measures))
         rows = []
         for w in result.windows:
-            status = "breach" if w.breached else "ok"
-            if w.alarm:
-                status = "ALARM"
-            elif w.cooling:
-                status += " (cooldown)"
             rows.append([w.window, w.rows, *(_fmt(w.measures.get(m)) for m in measures),
-                         status])
+                         w.status])
         print_table(rows, ["window", "rows", *measures, "status"],
                     title=f"{result.name} {result.version}"
                           + (f" ({result.stage})" if result.stage else ""))

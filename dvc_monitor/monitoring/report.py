@@ -73,7 +73,7 @@ def measure_plot(path: Path, result: "WatchResult", measure: str) -> Path:
 
 
 def feature_plot(path: Path, result: "WatchResult") -> Path | None:
-    if not result.windows or not result.windows[0].feature_psi:
+    if not any(w.feature_psi for w in result.windows):
         return None
     worst = {}
     for w in result.windows:
@@ -85,7 +85,8 @@ def feature_plot(path: Path, result: "WatchResult") -> Path | None:
     ax = fig.add_subplot()
     xs = [w.index for w in result.windows]
     for f in top:
-        ax.plot(xs, [w.feature_psi.get(f) for w in result.windows], marker=".", label=f)
+        ax.plot(xs, [w.feature_psi.get(f, float("nan")) for w in result.windows], marker=".",
+                label=f)
     for value, style in ((0.1, ":"), (0.25, "--")):
         ax.axhline(value, color=P.BASE_COLOR, linestyle=style, linewidth=1.0)
     ax.set_xlabel("window")
@@ -107,19 +108,17 @@ def markdown(result: "WatchResult", images: list[str]) -> str:
                   f"`{rb.get('tag') or '-'}`.", ""]
     rules = result.rules
     lines += ["## Rules", "", f"From {rules['source']}; failure_limit "
-              f"{rules['failure_limit']}, cooldown {rules['cooldown']}.", "",
+              f"{rules['failure_limit']}, cooldown {rules['cooldown']}, min_rows "
+              f"{rules['min_rows']}.", "",
               "| measure | rule | limit |", "|---|---|---|"]
     lines += [f"| {r['measure']} | {r['rule']} | {r['limit']:g} |" for r in rules["rules"]]
     measures = list(dict.fromkeys(r["measure"] for r in rules["rules"]))
     lines += ["", "## Windows", "", "| # | window | rows | " + " | ".join(measures)
               + " | status |", "|---" * (len(measures) + 4) + "|"]
     for w in result.windows:
-        status = "ALARM" if w.alarm else ("breach" if w.breached else "ok")
-        if w.cooling:
-            status += " (cooldown)"
         cells = [_fmt(w.measures.get(m)) for m in measures]
         lines.append(f"| {w.index} | {_cell(w.window)} | {w.rows} | " + " | ".join(cells)
-                     + f" | {status} |")
+                     + f" | {w.status} |")
     if result.candidates:
         lines += ["", "## Candidates", "",
                   f"Scored on the breaching windows: {', '.join(result.breaching_windows)}.",

@@ -10,6 +10,7 @@ Same syntax as ``gate:`` (``dvc_monitor.gate``), on the window measures of
       precision: {max_drop: 0.2}     # relative rules compare with the holdout's value
       failure_limit: 2               # consecutive breaching windows before acting (>= 1)
       cooldown: 3                    # windows not counted after an action (>= 0)
+      min_rows: 100                  # fewer rows: "too few rows", never judged (>= 1)
 
 No stage lists ``watch`` in its ``params:``, so changing a rule keeps the version id. A
 model without a ``watch:`` section gets the defaults its template ships.
@@ -25,6 +26,11 @@ from dvc_monitor.review.gate import Threshold
 
 DEFAULT_FAILURE_LIMIT = 2
 DEFAULT_COOLDOWN = 0
+# A window with fewer rows is "too few rows": not judged, never an alarm. Below about
+# 100 rows the PSI of ten bins is noise (3 rows of normal data give PSI 5-7). Hourly
+# forecasts: three days of hours.
+DEFAULT_MIN_ROWS = 100
+KIND_MIN_ROWS = {"forecast": 72}
 KEY = "watch"
 
 
@@ -34,6 +40,7 @@ class WatchRules:
     failure_limit: int = DEFAULT_FAILURE_LIMIT
     cooldown: int = DEFAULT_COOLDOWN
     source: str = ""
+    min_rows: int = DEFAULT_MIN_ROWS
 
     @property
     def measures(self) -> list[str]:
@@ -43,7 +50,7 @@ class WatchRules:
         return {"rules": [{"measure": t.metric, "rule": t.rule, "limit": t.limit}
                           for t in self.thresholds],
                 "failure_limit": self.failure_limit, "cooldown": self.cooldown,
-                "source": self.source}
+                "min_rows": self.min_rows, "source": self.source}
 
 
 def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
@@ -57,12 +64,14 @@ def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
     rules = dict(section)
     limit = _count(rules.pop("failure_limit", DEFAULT_FAILURE_LIMIT), "failure_limit", 1, source)
     cooldown = _count(rules.pop("cooldown", DEFAULT_COOLDOWN), "cooldown", 0, source)
+    min_rows = _count(rules.pop("min_rows", KIND_MIN_ROWS.get(kind, DEFAULT_MIN_ROWS)),
+                      "min_rows", 1, source)
     dirs = directions(kind)
     thresholds = parse_gate(rules, kind, set(dirs), dirs, source, key=KEY, records="measures")
     if not thresholds:
         raise UsageError(f"{source}: '{KEY}:' has no rules; add one, e.g. "
                          "'psi_score: {max: 0.25}'")
-    return WatchRules(tuple(thresholds), limit, cooldown, source)
+    return WatchRules(tuple(thresholds), limit, cooldown, source, min_rows)
 
 
 def _count(value: Any, key: str, least: int, source: str) -> int:

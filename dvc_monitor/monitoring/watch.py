@@ -11,7 +11,10 @@ The core is pure and reusable (a server feeds it its own traffic windows)::
 
 ``model_loader(version)`` returns a ``Subject`` (the version's model and reference
 profile); ``windows`` are ``Window`` objects (rows, and for a forecaster the rows that
-precede them). The decision:
+precede them). A row whose feature is not a finite number, or whose label is not 0 or 1,
+is skipped and counted (``WindowResult.skipped``); a window left with fewer than the rules'
+``min_rows`` rows is "too few rows": shown, never judged (no breach, no alarm, and it
+neither extends nor breaks a streak). The decision:
 
 - ``ok``: no ``failure_limit`` consecutive windows breached a rule;
 - ``rollback``: the first candidate (earlier holders of the stage, most recent first,
@@ -90,10 +93,29 @@ class WindowResult:
     streak: int = 0  # consecutive breaching windows ending here (counted ones)
     alarm: bool = False  # the streak reached failure_limit here
     cooling: bool = False  # inside a cooldown: not counted
+    too_few_rows: bool = False  # fewer rows than the rules' min_rows: not judged
+    skipped: dict = field(default_factory=dict)  # reason -> rows left out of the window
 
     @property
     def breached(self) -> bool:
         return bool(self.breaches)
+
+    @property
+    def status(self) -> str:
+        """What a table shows: too few rows, ALARM, breach or ok (and a cooldown)."""
+        if self.too_few_rows:
+            return "too few rows"
+        status = "ALARM" if self.alarm else ("breach" if self.breached else "ok")
+        return status + (" (cooldown)" if self.cooling else "")
+
+    def skip_note(self) -> str | None:
+        """``window W: N row(s) skipped (why)``, when rows were left out."""
+        if not self.skipped:
+            return None
+        n = sum(self.skipped.values())
+        why = "; ".join(f"{k}: {v}" if len(self.skipped) > 1 else k
+                        for k, v in self.skipped.items())
+        return f"window {self.window}: {n} row{'s' if n != 1 else ''} skipped ({why})"
 
 
 @dataclass
@@ -140,31 +162,31 @@ class WatchResult:
 
 def measure_window(subject: Subject, window: Window, rules: "WatchRules", index: int,
                    labels: str | None = None) -> WindowResult:
-    """Score ``window`` with ``subject`` and apply ``rules`` (no streak logic)."""
+    """Score ``window`` with ``subject`` and apply ``rules`` (no streak logic). Rows that
+    cannot be judged are skipped (``usable_rows``); with fewer than ``rules.min_rows``
+    rows left, or scored, the result is ``too_few_rows`` and carries no measures."""
     from dvc_monitor.review.gate import MetricRow, check
     from dvc_monitor.monitoring.measures import directions, measure
-    from dvc_monitor.review.revision import check_fits
     from dvc_monitor.review.scoring import score_rows
 
-    rows = window.rows
     config = subject.config
     who = f"{subject.name} {subject.version}"
-    check_fits(replace(config, label_required=False), rows, f"window {window.name}", who)
-    label_col = labels or config.label
-    y = None
-    if subject.kind != "forecast" and label_col:
-        if label_col in rows.columns and rows[label_col].notna().all():
-            y = _labels(rows[label_col], window.name, label_col)
-        elif labels:
-            raise SchemaError(f"window {window.name} has no complete label column {labels!r}; "
-                              "drop --labels or add the column")
+    rows, y, skipped = usable_rows(config, window.rows, f"window {window.name}", who,
+                                   labels, subject.kind)
+    if len(rows) < rules.min_rows:
+        return WindowResult(index, window.name, int(len(rows)), {}, {}, too_few_rows=True,
+                            skipped=skipped)
     scored = score_rows(subject.kind, subject.model, config, rows, window.context)
     if len(scored.score) == 0:
         raise SchemaError(f"window {window.name}: no row could be scored by {who} "
                           "(a forecaster needs the hours before the window)")
+    if len(scored.score) < rules.min_rows:
+        return WindowResult(index, window.name, int(len(scored.score)), {}, {},
+                            too_few_rows=True, skipped=skipped)
     values, psis = measure(subject.kind, subject.profile, scored, rows, y)
     dirs = directions(subject.kind)
-    result = WindowResult(index, window.name, int(len(scored.score)), values, psis)
+    result = WindowResult(index, window.name, int(len(scored.score)), values, psis,
+                          skipped=skipped)
     for t in rules.thresholds:
         value = values.get(t.metric)
         if value is None:
@@ -177,14 +199,55 @@ def measure_window(subject: Subject, window: Window, rules: "WatchRules", index:
     return result
 
 
-def _labels(column, window: str, name: str):
+def usable_rows(config: "ModelConfig", rows: "pd.DataFrame", source: str, who: str,
+                labels: str | None = None, kind: str | None = None):
+    """``(rows, labels, skipped)``: the rows of a window that can be judged, their 0/1
+    labels (None: the window is unlabelled) and ``{reason: rows}`` left out.
+
+    A missing feature column (or an explicit ``labels`` column) is a ``SchemaError``: the
+    file is wrong. A row whose feature is missing, NaN, infinite or not a number, or whose
+    label is not 0 or 1, is left out and counted under its first reason. Without
+    ``labels``, a window whose label column is absent or has an empty cell is unlabelled
+    (labels arrive late); with ``labels``, a row without one is left out.
+    """
     import numpy as np
     import pandas as pd
 
-    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
-    if np.isnan(values).any() or not np.isin(values, (0, 1)).all():
-        raise SchemaError(f"window {window}: label column {name!r} must hold 0 or 1")
-    return values.astype(int)
+    from dvc_monitor.review.revision import check_fits
+
+    if any(c not in rows.columns for c in config.features):
+        check_fits(replace(config, label_required=False), rows, source, who)  # names them
+    if labels and labels not in rows.columns:
+        raise SchemaError(f"{source} has no label column {labels!r}; drop --labels or add "
+                          "the column")
+    keep = np.ones(len(rows), dtype=bool)
+    skipped: dict[str, int] = {}
+
+    def drop(bad, reason: str) -> None:
+        new = bad & keep
+        if new.any():
+            skipped[reason] = skipped.get(reason, 0) + int(new.sum())
+            keep[new] = False
+
+    for col in config.features:
+        given = rows[col]
+        values = pd.to_numeric(given, errors="coerce").to_numpy(dtype=float)
+        missing = given.isna().to_numpy()
+        drop(missing, f"{col} is missing or NaN")
+        drop(np.isnan(values) & ~missing, f"{col} is not a number")
+        drop(np.isinf(values), f"{col} is infinite")
+    label = labels or config.label
+    y = None
+    if kind != "forecast" and label and label in rows.columns and (
+            labels or rows[label].notna().all()):
+        given = rows[label]
+        values = pd.to_numeric(given, errors="coerce").to_numpy(dtype=float)
+        drop(given.isna().to_numpy(), f"{label} is missing")
+        drop(~np.isin(values, (0, 1)), f"{label} is not 0 or 1")
+        y = values[keep].astype(int)
+    if keep.all():
+        return rows, y, skipped
+    return rows[keep].reset_index(drop=True), y, skipped
 
 
 class Watcher:
@@ -207,6 +270,10 @@ class Watcher:
     def observe(self, window: Window) -> WindowResult:
         result = measure_window(self.subject, window, self.rules, self.seen, self.labels)
         self.seen += 1
+        if result.too_few_rows:  # not judged: the streak and a cooldown stand still
+            result.streak = self.streak
+            self.history.append(result)
+            return result
         if self.cooling > 0:
             self.cooling -= 1
             result.cooling = True
@@ -228,9 +295,11 @@ class Watcher:
         self.cooling = self.rules.cooldown
 
     def breaching_streak(self, result: WindowResult) -> list[WindowResult]:
-        """The ``failure_limit`` windows that raised the alarm ``result``."""
+        """The ``failure_limit`` windows that raised the alarm ``result`` (windows with too
+        few rows between them are not part of it)."""
         end = self.history.index(result) + 1
-        return self.history[end - self.rules.failure_limit:end]
+        judged = [r for r in self.history[:end] if not r.too_few_rows]
+        return judged[-self.rules.failure_limit:]
 
 
 def judge_candidate(subject: Subject, windows: Sequence[Window], rules: "WatchRules",
@@ -238,6 +307,7 @@ def judge_candidate(subject: Subject, windows: Sequence[Window], rules: "WatchRu
     """Does ``subject`` pass every rule on each of ``windows``?"""
     results = [measure_window(subject, w, rules, i, labels) for w, i in zip(windows, indices)]
     failures = [f"{b.detail} on window {r.window}" for r in results for b in r.breaches]
+    failures += [f"too few rows scored on window {r.window}" for r in results if r.too_few_rows]
     return CandidateResult(subject.version, not failures, subject.profile.source, results,
                            failures)
 
@@ -321,8 +391,13 @@ def evidence(result: WatchResult) -> str:
     if result.decision == "ok":
         n = len(result.windows)
         worst = sum(1 for w in result.windows if w.breached)
-        return (f"{result.name} {result.version}: {n} window(s), {worst} breached a rule, "
+        small = sum(1 for w in result.windows if w.too_few_rows)
+        text = (f"{result.name} {result.version}: {n} window(s), {worst} breached a rule, "
                 f"never {result.rules['failure_limit']} in a row")
+        if small:
+            text += (f"; {small} had too few rows to judge (fewer than "
+                     f"{result.rules['min_rows']})")
+        return text
     seen: dict[str, list[str]] = {}
     for w in result.windows:
         if w.window in result.breaching_windows:
@@ -343,6 +418,17 @@ def evidence(result: WatchResult) -> str:
 
 
 # -- windows from files -----------------------------------------------------------------
+
+
+def check_window(rows: int, rules: "WatchRules", params: str, flag: str = "--window") -> None:
+    """Refuse windows of ``rows`` rows that could never be judged (fewer than the rules'
+    ``min_rows``): a one-line ``UsageError`` that says how to go on."""
+    if rows < 1:
+        raise UsageError(f"{flag} must be at least 1 row, got {rows}")
+    if rows < rules.min_rows:
+        raise UsageError(f"{flag} {rows} is below the {rules.min_rows} rows a window needs to "
+                         f"be judged; use {flag} {rules.min_rows} or more, or lower "
+                         f"watch.min_rows in {params}")
 
 
 def read_windows(path: str | Path, window_rows: int | None = None) -> list[Window]:
@@ -376,7 +462,9 @@ def read_windows(path: str | Path, window_rows: int | None = None) -> list[Windo
 
 
 def with_context(windows: list[Window], before: "pd.DataFrame") -> list[Window]:
-    """Forecast windows with the rows that precede each (``before``, then earlier windows)."""
+    """Forecast windows with the rows that precede each (``before``, then the numeric rows
+    of earlier windows: a skipped row is no lag either)."""
+    import numpy as np
     import pandas as pd
 
     out = []
@@ -384,8 +472,10 @@ def with_context(windows: list[Window], before: "pd.DataFrame") -> list[Window]:
     for w in windows:
         ctx = tail[~tail["timestamp"].isin(w.rows["timestamp"])] if len(tail) else tail
         out.append(Window(w.name, w.rows, ctx.tail(CONTEXT_ROWS).reset_index(drop=True)))
-        tail = pd.concat([tail, w.rows[list(before.columns.intersection(w.rows.columns))]],
-                         ignore_index=True).tail(CONTEXT_ROWS)
+        rows = w.rows[list(before.columns.intersection(w.rows.columns))].apply(
+            pd.to_numeric, errors="coerce")
+        rows = rows[np.isfinite(rows.to_numpy(dtype=float)).all(axis=1)]
+        tail = pd.concat([tail, rows], ignore_index=True).tail(CONTEXT_ROWS)
     return out
 
 
@@ -436,10 +526,13 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     stage = ref.split("#", 1)[1] if "#" in ref else (mv.stages[0] if len(mv.stages) == 1 else None)
     workspace = review.read_state(root, name, None)
     rules, note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
+    if window is not None:
+        check_window(window, rules, workspace.layout.params)
     windows = read_windows(data, window)
     config = replace(review.read_state(root, name, mv.commit).config, label_required=False)
-    for w in windows:  # before any model is loaded: a bad file fails fast
-        review.check_fits(config, w.rows, f"window {w.name}", f"{name} {mv.version}")
+    for w in windows:  # before any model is loaded: a missing column fails fast
+        usable_rows(config, w.rows, f"window {w.name}", f"{name} {mv.version}", labels,
+                    workspace.kind)
     states: dict[str, Any] = {}
 
     def loader(version: str) -> Subject:
@@ -462,6 +555,7 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
                               say)
     if note:
         result.notes.append(note)
+    result.notes += [n for n in (w.skip_note() for w in result.windows) if n]
     if subject.profile.source == COMPUTED:
         result.notes.append(f"{mv.version} has no reference.json; its profile was computed "
                             "from its holdout")

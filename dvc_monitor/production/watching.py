@@ -4,7 +4,9 @@ The request path only appends the scored rows to a buffer (``LiveWatch.add``). E
 ``window`` rows of one version make a ``Window`` that a background thread feeds to a
 ``monitoring.watch.Watcher`` built for the version being served (rebuilt when the
 ``Follower`` swaps in another one; a cooldown carries over). ``/metrics`` and ``/health``
-show the last window's measures, the breaches and the last decision.
+show the last window's measures, the breaches and the last decision. A ``--window`` below
+the rules' ``min_rows`` is refused at start; a window with too few rows (the rules changed
+at a swap) is shown as such and never judged, as in ``watch``.
 
 With ``auto_rollback``, an alarm (``failure_limit`` consecutive breaching windows) runs
 the decision of ``watch`` (``monitoring.watch.decide``: the earlier holders of the stage,
@@ -101,6 +103,9 @@ class _WatchMetrics:
         self.dropped = Counter("dvc_monitor_watch_dropped_windows",
                                "Live windows not measured (the watch thread was behind)",
                                registry=r)
+        self.too_few = Counter("dvc_monitor_watch_too_few_rows_windows",
+                               "Live windows with fewer rows than min_rows: never judged",
+                               ["model", "version"], registry=r)
         for d in DECISIONS:
             self.decision.labels(d).set(1 if d == "ok" else 0)
 
@@ -156,8 +161,9 @@ class LiveWatch:
                 self.metrics.dropped.inc()
 
     def prepare(self, loaded: "LoadedModel") -> None:
-        """Build the watcher of the first version (its rules and reference profile)."""
-        self._rebuild(loaded)
+        """Build the watcher of the first version (its rules and reference profile); refuse
+        a window too small for its rules to judge."""
+        self._rebuild(loaded, strict=True)
 
     # -- the watch thread --------------------------------------------------------------
 
@@ -198,19 +204,26 @@ class LiveWatch:
         index = watcher.seen
         window = Window(f"live#{index + 1}", frame, self._context_for(frame))
         result = watcher.observe(window)
-        self._windows = (self._windows + [window])[-watcher.rules.failure_limit:]
+        if not result.too_few_rows:  # the windows a streak is made of
+            self._windows = (self._windows + [window])[-watcher.rules.failure_limit:]
         self._record(watcher, result)
         if result.alarm:
             self._alarm(watcher, result)
         return result
 
-    def _rebuild(self, loaded: "LoadedModel") -> "Watcher":
+    def _rebuild(self, loaded: "LoadedModel", strict: bool = False) -> "Watcher":
         from dvc_monitor.monitoring.rules import rules_of
-        from dvc_monitor.monitoring.watch import Watcher
+        from dvc_monitor.monitoring.watch import Watcher, check_window
         from dvc_monitor.review import revision as review
 
         workspace = review.read_state(self.root, loaded.name, None)
         rules, _note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
+        if strict:
+            check_window(self.window, rules, workspace.layout.params)
+        elif self.window < rules.min_rows:
+            _say(f"watch: windows of {self.window} rows are below watch.min_rows "
+                 f"{rules.min_rows} for {loaded.version}: they are shown as too few rows and "
+                 "never judged")
         subject = self._subject(loaded)
         watcher = Watcher(subject, rules, self.labels)
         if self._watcher is not None:  # a swap does not end a cooldown
@@ -252,6 +265,8 @@ class LiveWatch:
 
         m, name, version = self.metrics, watcher.subject.name, watcher.subject.version
         m.windows.labels(name, version).inc()
+        if result.too_few_rows:
+            m.too_few.labels(name, version).inc()
         for measure, value in result.measures.items():
             m.measure.labels(name, version, measure).set(float("nan") if value is None
                                                          else value)
@@ -264,6 +279,8 @@ class LiveWatch:
             "window": result.window, "version": version, "rows": result.rows,
             "measures": clean_number(result.measures), "breaches": [b.detail for b in result.breaches],
             "streak": result.streak, "alarm": result.alarm, "cooling": result.cooling,
+            "status": result.status, "too_few_rows": result.too_few_rows,
+            "skipped": result.skipped,
         }
 
     def _alarm(self, watcher: "Watcher", result: "WindowResult") -> None:
