@@ -191,8 +191,10 @@ def retention(base: Path, repo: Path, args, env: dict) -> int:
         plain[label] = (cache_bytes(copy), time.time() - t, restorable_by_dvc(copy, tags, env))
         shutil.rmtree(copy)
     t = time.time()
+    # the remote is empty, so the cold models are their last copy: measure the smallest
+    # cache, the one --drop-rebuildable gives (plain gc keeps them until they are pushed)
     out = json.loads(run(repo, "dvc-monitor", "gc", "--keep-last", str(args.keep_last),
-                         "--json", env=env).stdout)
+                         "--drop-rebuildable", "--json", env=env).stdout)
     gc_s = time.time() - t
     after = cache_bytes(repo)
     manifests = manifest_bytes(repo)
