@@ -9,7 +9,8 @@ version grew to 18.5x the data size after 300 versions.
 
 Every version is registered. At the end it measures the whole cache (every file under
 ``.dvc/cache``: partitions, manifests, run-cache entries and the model files) divided by
-the data bytes, then runs ``dvc-monitor gc --keep-last 5`` and, side by side on copies of
+the data bytes, then runs ``dvc-monitor gc --keep-last 5 --drop-rebuildable`` (the remote is
+empty: the cold models are their last copy) and, side by side on copies of
 the repository, the plain DVC ways (``dvc gc -w -a -T``, which keeps every tag, and
 ``dvc gc -w``, which loses what tags need), and prints the ratios. Finally it rolls back
 to a sample of cold versions with ``dvc-monitor rollback`` (the DVC remote is empty, so
