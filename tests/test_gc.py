@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, Repo, copy_repo, new_version, sample_csv, trained_anomaly
+from s3server import s3_server  # noqa: F401  (fixture)
 
 from dvc_monitor.errors import GcRefused, UnknownModel, UsageError
+from dvc_monitor.repo.dvc import RemoteUnavailable
 
 MODEL = "fraud-detector"
 FAULTCLI = Path(__file__).with_name("faultcli.py")
@@ -340,6 +342,39 @@ def test_gc_keeps_in_the_cache_what_the_remote_lacks(built, tmp_path):
     assert "cold, rebuildable, last copy" in proc.stdout
     out = repo.json("gc", "--keep-last", "1", "--drop-rebuildable")
     assert out["last_copy"] == [f"{MODEL}@v1.0.0"] and cold not in cached(repo)
+
+
+def test_gc_on_s3_keeps_the_remote_copy_and_keeps_cold_outputs_when_s3_is_down(
+        built, tmp_path, s3_server):  # noqa: F811
+    repo = copy_repo(built, tmp_path)
+    proxies = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+    repo = Repo(repo.path, {k: v for k, v in repo.env.items() if k not in proxies}, repo.remote)
+    s3_server.create_bucket("models")
+    (repo.path / ".dvc/config.local").write_text(
+        s3_server.dvc_config_local("s3", "s3://models/store"))
+    repo.dvc("push", "-q", "-a", "-T")
+    cold = model_md5(repo, "v1.0.0")
+
+    out = repo.json("gc", "--keep-last", "1", "--cloud")
+    assert out["remote"] == "s3 (s3://models/store)" and out["cold"] == [f"{MODEL}@v1.0.0"]
+    assert out["last_copy"] == [] and cold not in cached(repo)
+    assert not [o for o in out["removed"] if o["where"] == "remote" and o["version"]]
+    code, rows = check_rows(repo)
+    assert code == 0 and rows["v1.0.0"]["status"] == "remote"
+    for version in ("v1.0.0", "v1.2.0"):  # fetched from S3, then the newest again
+        result = json.loads(repo.dm("rollback", MODEL, "--to", version, "-m", "from s3",
+                                    "--json").stdout)
+        assert result["verified"] and not result["retrained"], version
+    assert cold in cached(repo)
+
+    s3_server.stop()  # the remote is down for real: gc cannot see which copies it holds
+    proc = repo.dm("gc", "--keep-last", "1")
+    assert "cannot reach DVC remote 's3'" in proc.stderr
+    assert "the outputs of cold versions stay in the local cache" in proc.stderr
+    assert cold in cached(repo)
+    before = cached(repo)
+    err = _refused(repo, "--keep-last", "1", "--cloud", code=RemoteUnavailable.exit_code)
+    assert "cannot reach DVC remote 's3'" in err and cached(repo) == before
 
 
 def test_check_names_the_pipeline_at_the_root(tmp_path):
