@@ -100,10 +100,12 @@ def summary(result) -> list[str]:
     if result.cloud:
         kept = "every object of every registered version kept"
         if any(o.where == "remote" and o.ref for o in result.removed):
-            kept = "the last copies named above deleted, the rest of every version kept"
+            kept = "the last copies named above; every other object of every registered " \
+                   "version kept"
         lines.append(f"{verb} {_size(result.freed('remote'))} ({result.count('remote')} "
                      f"object(s)) on {result.remote}: {kept}")
-    lines.append(f"Hot (kept whole): {len(result.hot)} version(s); cold (outputs left the "
+    left = "would leave" if result.dry_run else "left"
+    lines.append(f"Hot (kept whole): {len(result.hot)} version(s); cold (outputs {left} the "
                  f"local cache, restored from the remote or rebuilt on rollback): "
                  f"{len(result.cold) - len(result.not_on_remote)}")
     return lines
