@@ -9,7 +9,8 @@ version grew to 18.5x the data size after 300 versions.
 
 Every version is registered. At the end it measures the whole cache (every file under
 ``.dvc/cache``: partitions, manifests, run-cache entries and the model files) divided by
-the data bytes, then runs ``dvc-monitor gc --keep-last 5`` and, side by side on copies of
+the data bytes, then runs ``dvc-monitor gc --keep-last 5 --drop-rebuildable`` (the remote is
+empty: the cold models are their last copy) and, side by side on copies of
 the repository, the plain DVC ways (``dvc gc -w -a -T``, which keeps every tag, and
 ``dvc gc -w``, which loses what tags need), and prints the ratios. Finally it rolls back
 to a sample of cold versions with ``dvc-monitor rollback`` (the DVC remote is empty, so
@@ -191,8 +192,10 @@ def retention(base: Path, repo: Path, args, env: dict) -> int:
         plain[label] = (cache_bytes(copy), time.time() - t, restorable_by_dvc(copy, tags, env))
         shutil.rmtree(copy)
     t = time.time()
+    # the remote is empty, so the cold models are their last copy: measure the smallest
+    # cache, the one --drop-rebuildable gives (plain gc keeps them until they are pushed)
     out = json.loads(run(repo, "dvc-monitor", "gc", "--keep-last", str(args.keep_last),
-                         "--json", env=env).stdout)
+                         "--drop-rebuildable", "--json", env=env).stdout)
     gc_s = time.time() - t
     after = cache_bytes(repo)
     manifests = manifest_bytes(repo)

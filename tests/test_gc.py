@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 from conftest import BIN, Repo, copy_repo, new_version, sample_csv, trained_anomaly
+from s3server import s3_server  # noqa: F401  (fixture)
 
 from dvc_monitor.errors import GcRefused, UnknownModel, UsageError
+from dvc_monitor.repo.dvc import RemoteUnavailable
 
 MODEL = "fraud-detector"
 FAULTCLI = Path(__file__).with_name("faultcli.py")
@@ -105,18 +107,21 @@ def test_gc_keeps_every_version_restorable_without_the_remote(built, tmp_path):
     assert sorted(out["hot"]) == [f"{MODEL}@v1.1.0", f"{MODEL}@v1.2.0"]
     assert out["cold"] == [f"{MODEL}@v1.0.0"]
     have, there = cached(repo), remote_objects(remote)
-    assert models["v1.0.0"] not in have and models["v1.0.0"] not in there
+    # the cold model left the local cache; the remote keeps its one copy
+    assert models["v1.0.0"] not in have and models["v1.0.0"] in there
+    assert (models["v1.0.0"], "remote") not in {(o["oid"], o["where"]) for o in out["removed"]}
+    assert out["last_copy"] == [] and out["not_on_remote"] == []
     assert {models["v1.1.0"], models["v1.2.0"]} <= have & there
     assert inputs <= have and inputs <= there, "an input of a registered version was deleted"
     assert branch <= have and workspace <= have
     assert junk not in have
     dropped = {(o["oid"], o["where"]): o for o in out["removed"]}
     cold = dropped[(models["v1.0.0"], "cache")]
-    assert cold["version"] == f"{MODEL}@v1.0.0" and cold["reason"] == "cold, rebuildable"
+    assert cold["version"] == f"{MODEL}@v1.0.0" and cold["reason"] == "cold, copy on the remote"
     assert cold["path"] == f"models/{MODEL}/model.skops" and cold["bytes"] > 100_000
     assert dropped[(junk, "cache")]["reason"] == "unused"
     assert out["freed"]["cache"]["bytes"] >= cold["bytes"]
-    assert out["freed"]["remote"]["bytes"] >= cold["bytes"]
+    assert all(o["reason"] == "unused" for o in out["removed"] if o["where"] == "remote")
 
     # the remote gone: cold versions must retrain, hot ones come from the cache
     repo.dvc("remote", "modify", "--local", "local", "url", str(tmp_path / "gone"))
@@ -137,7 +142,7 @@ def test_dry_run_lists_objects_and_changes_nothing(built, tmp_path):
 
     proc = repo.dm("gc", "--keep-last", "1", "--dry-run")
     assert "would remove" in proc.stdout + proc.stderr and f"{MODEL}@v1.0.0" in proc.stdout
-    assert "cold, rebuildable" in proc.stdout and "unused" in proc.stdout
+    assert "cold, copy on the remote" in proc.stdout and "unused" in proc.stdout
     assert "Would free" in proc.stdout
     out = repo.json("gc", "--keep-last", "1", "--dry-run")
     assert out["dry_run"] and cold in {o["oid"] for o in out["removed"]}
@@ -229,3 +234,163 @@ def test_bad_input_is_one_line_and_deletes_nothing(built, tmp_path):
     err = _refused(repo, "--keep-last", "1")
     assert f"{MODEL}@v1.0.0" in err and "nothing was deleted" in err
     assert cached(repo) == before and cold_model in before
+
+
+# -- the remote keeps every registered version, across a trainer upgrade -------------------
+
+
+def upgraded_install(repo: Repo, tmp_path: Path) -> Repo:
+    """``repo`` as seen by an upgraded install: a copy of the dvc_monitor package with one
+    comment of ``stages/anomaly.py`` changed (the trainer fingerprint hashes the stage code),
+    found first through PYTHONPATH, as a user's upgrade would put it."""
+    import dvc_monitor
+
+    dst = tmp_path / "upgraded" / "dvc_monitor"
+    shutil.copytree(Path(dvc_monitor.__file__).parent, dst,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    stage = dst / "stages/anomaly.py"
+    code = stage.read_text()
+    changed = code.replace("# neither: it is watched, not optimised",
+                           "# neither: watched, never optimised")
+    assert changed != code
+    stage.write_text(changed)
+    return Repo(repo.path, dict(repo.env, PYTHONPATH=str(dst.parent)), repo.remote)
+
+
+def check_rows(repo: Repo) -> tuple[int, dict[str, dict]]:
+    proc = repo.dm("check", "--json", check=False)
+    return proc.returncode, {v["version"]: v for v in json.loads(proc.stdout)["versions"]}
+
+
+def test_gc_cloud_keeps_every_version_restorable_across_a_trainer_upgrade(built, tmp_path):
+    repo = copy_repo(built, tmp_path)
+    remote = private_remote(repo, tmp_path)
+    models = {v: model_md5(repo, v) for v in VERSIONS}
+    ours = json.loads(repo.dm("trainer", MODEL, "--json").stdout)["current"]
+    upgraded = upgraded_install(repo, tmp_path)
+    theirs = json.loads(upgraded.dm("trainer", MODEL, "--json").stdout)
+    assert theirs["current"]["stage_code"] != ours["stage_code"] and not theirs["matches"]
+
+    out = repo.json("gc", "--keep-last", "1", "--cloud")
+    assert out["cold"] == [f"{MODEL}@v1.0.0"] and out["last_copy"] == []
+    assert models["v1.0.0"] not in cached(repo)
+    assert set(models.values()) <= remote_objects(remote)
+
+    # after the upgrade: every version is on the remote; a retrain would need the old trainer
+    code, rows = check_rows(upgraded)
+    assert code == 0 and {r["status"] for r in rows.values()} == {"remote"}
+    assert rows["v1.0.0"]["rebuild"] == "other-trainer"
+    needed = rows["v1.0.0"]["trainer_needed"]
+    assert needed["fingerprint"]["stage_code"] == ours["stage_code"]
+    assert any(d.startswith("dvc-monitor stage code") for d in needed["differences"])
+    table = upgraded.dm("check").stdout
+    row = next(line for line in table.splitlines() if "\tv1.0.0\t" in line)
+    assert "\tremote\t" in row
+    assert f"only with trainer dvc-monitor stage code {ours['stage_code']}" in row
+
+    for version in VERSIONS:  # each registered version rolls back on the upgraded install
+        proc = upgraded.dm("rollback", MODEL, "--to", version, "-m", "after upgrade", "--json")
+        result = json.loads(proc.stdout)
+        assert result["verified"] and result["proof"]["ok"], version
+        assert not result["retrained"], version
+        assert repo.md5(f"models/{MODEL}/model.skops") == models[version]
+
+    # asked for explicitly: the last copy of the cold model goes, and gc says so
+    proc = repo.dm("gc", "--keep-last", "1", "--cloud", "--drop-rebuildable", "--json")
+    out = json.loads(proc.stdout)
+    warning = [ln for ln in proc.stderr.splitlines() if "--drop-rebuildable" in ln]
+    assert len(warning) == 1 and "warning" in warning[0] and f"{MODEL}@v1.0.0" in warning[0]
+    assert "deleted the last copy" in warning[0] and ours["stage_code"] in warning[0]
+    assert out["last_copy"] == [f"{MODEL}@v1.0.0"]
+    dropped = {(o["oid"], o["where"]): o["reason"] for o in out["removed"]}
+    assert dropped[(models["v1.0.0"], "remote")] == "cold, rebuildable, last copy"
+    assert models["v1.0.0"] not in remote_objects(remote) | cached(repo)
+
+    code, rows = check_rows(repo)  # this install still rebuilds it
+    assert code == 0 and rows["v1.0.0"]["status"] == "rebuildable"
+    assert rows["v1.0.0"]["rebuild"] == "this-install"
+    code, rows = check_rows(upgraded)  # the upgraded one names the trainer it needs
+    assert code == 1 and rows["v1.0.0"]["status"] == "needs-trainer"
+    assert rows["v1.0.0"]["trainer_needed"]["fingerprint"]["stage_code"] == ours["stage_code"]
+    assert f"rebuildable only with trainer dvc-monitor stage code {ours['stage_code']}" \
+        in rows["v1.0.0"]["note"]
+    assert {rows[v]["status"] for v in ("v1.1.0", "v1.2.0")} == {"remote"}
+    proc = upgraded.dm("rollback", MODEL, "--to", "v1.0.0", "-m", "x", check=False)
+    assert proc.returncode != 0 and "another trainer" in proc.stderr
+
+
+def test_gc_keeps_in_the_cache_what_the_remote_lacks(built, tmp_path):
+    repo = copy_repo(built, tmp_path)
+    remote = private_remote(repo, tmp_path)
+    cold = model_md5(repo, "v1.0.0")
+    (remote / "files/md5" / cold[:2] / cold[2:]).unlink()  # never pushed, as far as gc knows
+
+    proc = subprocess.run([str(BIN / "dvc-monitor"), "gc", "--keep-last", "1"], cwd=repo.path,
+                          env=repo.env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, check=True)
+    assert cold in cached(repo)
+    assert (f"kept in the local cache (cold, but the DVC remote lacks their outputs): "
+            f"{MODEL}@v1.0.0; run 'dvc-monitor push', then gc again") in proc.stdout
+    # each statement is a line of its own, the last one included (it was run into the next)
+    assert proc.stdout.endswith("\n")
+    lines = proc.stdout.splitlines()
+    assert lines[-2].startswith("Freed ") and lines[-1].startswith("Hot (kept whole): 2 ")
+    assert lines[-1].endswith("rebuilt on rollback): 0")  # v1.0.0's model stayed
+
+    proc = repo.dm("gc", "--keep-last", "1", "--drop-rebuildable", "--dry-run")
+    assert "would delete the last copy" in proc.stderr and cold in cached(repo)
+    assert "cold, rebuildable, last copy" in proc.stdout
+    out = repo.json("gc", "--keep-last", "1", "--drop-rebuildable")
+    assert out["last_copy"] == [f"{MODEL}@v1.0.0"] and cold not in cached(repo)
+
+
+def test_gc_on_s3_keeps_the_remote_copy_and_keeps_cold_outputs_when_s3_is_down(
+        built, tmp_path, s3_server):  # noqa: F811
+    repo = copy_repo(built, tmp_path)
+    proxies = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+    repo = Repo(repo.path, {k: v for k, v in repo.env.items() if k not in proxies}, repo.remote)
+    s3_server.create_bucket("models")
+    (repo.path / ".dvc/config.local").write_text(
+        s3_server.dvc_config_local("s3", "s3://models/store"))
+    repo.dvc("push", "-q", "-a", "-T")
+    cold = model_md5(repo, "v1.0.0")
+
+    out = repo.json("gc", "--keep-last", "1", "--cloud")
+    assert out["remote"] == "s3 (s3://models/store)" and out["cold"] == [f"{MODEL}@v1.0.0"]
+    assert out["last_copy"] == [] and cold not in cached(repo)
+    assert not [o for o in out["removed"] if o["where"] == "remote" and o["version"]]
+    code, rows = check_rows(repo)
+    assert code == 0 and rows["v1.0.0"]["status"] == "remote"
+    for version in ("v1.0.0", "v1.2.0"):  # fetched from S3, then the newest again
+        result = json.loads(repo.dm("rollback", MODEL, "--to", version, "-m", "from s3",
+                                    "--json").stdout)
+        assert result["verified"] and not result["retrained"], version
+    assert cold in cached(repo)
+
+    s3_server.stop()  # the remote is down for real: gc cannot see which copies it holds
+    proc = repo.dm("gc", "--keep-last", "1")
+    assert "cannot reach DVC remote 's3'" in proc.stderr
+    assert "the outputs of cold versions stay in the local cache" in proc.stderr
+    assert cold in cached(repo)
+    before = cached(repo)
+    err = _refused(repo, "--keep-last", "1", "--cloud", code=RemoteUnavailable.exit_code)
+    assert "cannot reach DVC remote 's3'" in err and cached(repo) == before
+
+
+def test_check_names_the_pipeline_at_the_root(tmp_path):
+    """A get-started-shaped repository (root dvc.yaml, artifact under ``artifacts:``)
+    whose newest tag is on a commit without its dvc.lock: check names the real files."""
+    from test_layouts import build_started
+
+    repo = build_started(tmp_path)
+    repo.git("rm", "-q", "--cached", "dvc.lock")
+    repo.git("commit", "-q", "-m", "the lock left out")
+    repo.git("tag", "-a", "model@v1.2.0", "-m", "Registering artifact model@v1.2.0")
+
+    code, rows = check_rows(repo)
+    assert code == 1 and rows["v1.2.0"]["status"] == "unreadable"
+    assert "no dvc.lock for model.pkl at commit" in rows["v1.2.0"]["error"]
+    assert rows["v1.0.0"]["status"] == "local-only"  # the others are read from the root
+    proc = repo.dm("check", check=False)
+    assert "models/" not in proc.stdout + proc.stderr
+    assert "no dvc.lock for model.pkl" in proc.stdout

@@ -230,9 +230,13 @@ def test_gc_keeps_segment_objects_and_every_version_rolls_back(built, tmp_path):
                 inputs |= {oid} | {e["md5"] for e in manifest(repo, oid)}
     models = {v: model_md5(repo, v) for v in VERSIONS}
 
-    out = repo.json("gc", "--keep-last", "1")
+    # the remote is gone, so the cold models are their last copy: kept unless asked
+    kept = repo.json("gc", "--keep-last", "1")["not_on_remote"]
+    assert sorted(kept) == [tag(v) for v in VERSIONS[:-1]]
+    out = repo.json("gc", "--keep-last", "1", "--drop-rebuildable")
 
     assert sorted(out["cold"]) == [tag(v) for v in VERSIONS[:-1]]
+    assert sorted(out["last_copy"]) == [tag(v) for v in VERSIONS[:-1]]
     base = repo.path / ".dvc/cache/files/md5"
     have = {p.parent.name + p.name for p in base.glob("*/*")}
     assert inputs <= have, "gc deleted a partition or manifest of a sealed segment"

@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "check", help="where each version's objects are: local cache, DVC remote, rebuildable",
         description="For every registered version: are its model, data and cached outputs "
                     "in the local cache, on the DVC remote, or rebuildable (inputs present, "
-                    "deterministic pipeline)? Exits 1 when a version cannot be restored "
-                    "from the remote.")
+                    "deterministic pipeline), with this install or only with the trainer "
+                    "recorded in its trainer.json (named)? Exits 1 when a version cannot be "
+                    "restored from the remote with this install.")
     p.add_argument("names", nargs="*", metavar="NAME", help="models (default: all)")
     p.add_argument("--dvc-remote", metavar="NAME", help="DVC remote (default: the default remote)")
     p.add_argument("--json", action="store_true")
@@ -143,6 +144,7 @@ def run_sync(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_json, print_table
     from dvc_monitor.api import check
+    from dvc_monitor.registry.restorable import STATUS_NEEDS_TRAINER
 
     result = check(args.repo, args.names or None, remote=args.dvc_remote)
     if args.json:
@@ -152,14 +154,16 @@ def run_check(args: argparse.Namespace) -> int:
         info("dvc-monitor: warning: no DVC remote is configured: nothing can be restored on "
              "another machine; add one with 'dvc remote add -d storage s3://bucket/path'")
     rows = [(v.name, v.version, len(v.objects), v.in_cache,
-             "-" if result.remote is None else v.on_remote, v.status, v.note)
+             "-" if result.remote is None else v.on_remote, v.status, v.rebuild_note, v.note)
             for v in result.versions]
     print_table(rows, ["model", "version", "objects", "in cache", "on remote", "status",
-                       "note"], title=f"DVC remote: {result.remote or 'none'}")
+                       "rebuildable", "note"], title=f"DVC remote: {result.remote or 'none'}")
     bad = [v for v in result.versions if not v.restorable]
     if bad and result.remote is not None:
         info(f"dvc-monitor: {len(bad)} version(s) cannot be restored from the remote: "
              + ", ".join(f"{v.name} {v.version}" for v in bad[:5])
              + ("; 'dvc-monitor push' uploads objects found in the local cache"
-                if any(v.in_cache for v in bad) else ""))
+                if any(v.in_cache for v in bad) else "")
+             + ("; a needs-trainer version is rebuilt only by the trainer its note names"
+                if any(v.status == STATUS_NEEDS_TRAINER for v in bad) else ""))
     return 0 if result.ok else 1

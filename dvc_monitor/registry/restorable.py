@@ -5,7 +5,10 @@ A version needs the objects of its commit: every cached output in the model's
 (the data partitions and their ``.dir`` manifests). ``check`` looks for each one in the
 local cache and on the DVC remote (one batched existence query for all versions), and
 calls a version *rebuildable* when its inputs are present and its pipeline is
-deterministic, so that ``dvc repro`` makes the same outputs again.
+deterministic, so that ``dvc repro`` makes the same outputs again. Rebuildable is said
+of this install: a version whose ``trainer.json`` records another trainer (dvc-monitor's
+stage code, scikit-learn, numpy, scipy, skops) is rebuildable only with that trainer,
+and ``check`` names it.
 
 ``CheckResult`` is the value ``dvc-monitor check`` prints, ``dvc-monitor push`` relies on
 (it refuses to publish a tag whose objects are nowhere) and a garbage collector may use
@@ -28,9 +31,14 @@ _DETERMINISTIC_CMD = "dvc-monitor stage "
 
 STATUS_REMOTE = "remote"  # every object on the DVC remote
 STATUS_REBUILDABLE = "rebuildable"  # inputs on the remote, outputs rebuilt by dvc repro
+STATUS_NEEDS_TRAINER = "needs-trainer"  # outputs nowhere; only the recorded trainer rebuilds
 STATUS_LOCAL = "local-only"  # some objects only in this machine's cache: push them
 STATUS_MISSING = "missing"  # an object is nowhere and the version cannot be rebuilt
 STATUS_UNREADABLE = "unreadable"  # its pipeline files cannot be read at its commit
+
+REBUILD_HERE = "this-install"  # dvc repro with this install makes the same outputs
+REBUILD_OTHER = "other-trainer"  # only the trainer recorded in its trainer.json would
+REBUILD_NO = "no"  # inputs missing, or a pipeline not known to be deterministic
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,9 @@ class VersionState:
     deterministic: bool
     why_not: str  # why the pipeline is not known to be deterministic ("" if it is)
     error: str | None = None  # its pipeline cannot be read
+    # the recorded trainer when only it differs from this install's (None otherwise)
+    trainer: dict | None = None
+    trainer_differences: tuple[str, ...] = ()
 
     @property
     def on_remote(self) -> int:
@@ -79,6 +90,26 @@ class VersionState:
             o.local or o.remote for o in self.objects if o.role == "data")
 
     @property
+    def rebuild(self) -> str:
+        """Who can rebuild its outputs: this install, only its recorded trainer, or no one."""
+        if self.can_rebuild:
+            return REBUILD_HERE
+        inputs = all(o.local or o.remote for o in self.objects if o.role == "data")
+        if self.error is None and self.trainer is not None and inputs:
+            return REBUILD_OTHER
+        return REBUILD_NO
+
+    @property
+    def rebuild_note(self) -> str:
+        if self.rebuild == REBUILD_HERE:
+            return "with this install"
+        if self.rebuild == REBUILD_OTHER:
+            from dvc_monitor.stages.trainer import describe
+
+            return f"only with trainer {describe(self.trainer)}"
+        return "no"
+
+    @property
     def status(self) -> str:
         if self.error is not None:
             return STATUS_UNREADABLE
@@ -88,6 +119,8 @@ class VersionState:
             return STATUS_REBUILDABLE
         if not self.nowhere or self.can_rebuild:
             return STATUS_LOCAL
+        if self.rebuild == REBUILD_OTHER:
+            return STATUS_NEEDS_TRAINER
         return STATUS_MISSING
 
     @property
@@ -103,8 +136,13 @@ class VersionState:
         if gone:
             shown = ", ".join(o.path for o in gone[:2]) + (
                 f" and {len(gone) - 2} more" if len(gone) > 2 else "")
-            what = "rebuilt by dvc repro" if self.can_rebuild else \
-                f"cannot be rebuilt: {self.why_not or 'an input is missing'}"
+            if self.can_rebuild:
+                what = "rebuilt by dvc repro"
+            elif self.rebuild == REBUILD_OTHER:
+                what = (f"rebuildable {self.rebuild_note}; "
+                        f"this install differs: {'; '.join(self.trainer_differences)}")
+            else:
+                what = f"cannot be rebuilt: {self.why_not or 'an input is missing'}"
             return f"nowhere: {shown} ({what})"
         if self.status == STATUS_LOCAL:
             return "only in the local cache: run 'dvc-monitor push'"
@@ -116,7 +154,10 @@ class VersionState:
         return {
             "name": self.name, "version": self.version, "commit": self.commit,
             "status": self.status, "restorable": self.restorable,
-            "rebuildable": self.can_rebuild, "deterministic": self.deterministic,
+            "rebuildable": self.can_rebuild, "rebuild": self.rebuild,
+            "trainer_needed": None if self.trainer is None else {
+                "fingerprint": self.trainer, "differences": list(self.trainer_differences)},
+            "deterministic": self.deterministic,
             "why_not_deterministic": self.why_not or None, "error": self.error,
             "objects": len(self.objects), "in_cache": self.in_cache,
             "on_remote": self.on_remote, "note": self.note,
@@ -152,26 +193,49 @@ class CheckResult:
 # -- what a version needs ---------------------------------------------------------------
 
 
-def _needed(git, root: Path, mv) -> tuple[dict[str, tuple[str, str]], bool, str, str | None]:
-    """(path -> (oid, role), deterministic, why_not, error) for one version."""
-    from dvc_monitor.errors import DvcMonitorError
-    from dvc_monitor.model.layout import ModelLayout
-    from dvc_monitor.rollback.plan import _read_pipeline, _retrain_trainer
+@dataclass(frozen=True)
+class _Needs:
+    """What one version needs, and whether its pipeline would make the same outputs."""
 
-    pdir = posixpath.dirname(mv.lock_path) if mv.lock_path else ModelLayout(mv.name).dir
+    objects: dict[str, tuple[str, str]]  # path -> (oid, role)
+    why_not: str = ""  # "" when deterministic
+    error: str | None = None
+    trainer: dict | None = None  # the recorded trainer, when only it differs from this one
+    trainer_differences: tuple[str, ...] = ()
+
+
+def _needed(git, root: Path, mv, now: dict) -> _Needs:
+    """The objects of one version and whether a retrain here (trainer ``now``) gives them
+    again."""
+    from dvc_monitor.errors import DvcMonitorError, TrainerMismatch
+    from dvc_monitor.rollback.plan import _read_pipeline, recorded_trainer
+    from dvc_monitor.stages import trainer
+
+    if not mv.lock_path:  # no stage at that commit outputs the model: say so, as it found it
+        return _Needs({}, error=mv.warning or f"no dvc.lock for {mv.model_path or mv.name} "
+                                              f"at commit {mv.commit[:7]}")
+    pdir = posixpath.dirname(mv.lock_path)
     try:
         pl = _read_pipeline(git, mv.commit, pdir)
     except DvcMonitorError as exc:
-        return {}, False, "", str(exc)
+        return _Needs({}, error=str(exc))
     if pl.lock is None:
-        return {}, False, "", f"no {posixpath.join(pdir, 'dvc.lock')} at {mv.commit[:7]}"
+        return _Needs({}, error=f"no {mv.lock_path} at {mv.commit[:7]}")
     needed = {p: (oid, "data" if p in pl.sources else "output") for p, oid in pl.cached.items()}
     why = _why_not_deterministic(pl)
-    if not why:  # the same stages on another trainer would not make the same bytes
-        differs, note = _retrain_trainer(git, mv.commit, pdir, pl)
-        if differs:
-            why = f"a retrain would not give the registered model: {note}"
-    return needed, not why, why, None
+    if why:
+        return _Needs(needed, why)
+    # the same stages on another trainer would not make the same bytes
+    raw = recorded_trainer(git, mv.commit, pdir, pl)
+    try:
+        recorded = None if raw is None else trainer.parse(raw, f"{mv.commit[:12]}:{pdir or '.'}")
+    except TrainerMismatch as exc:
+        return _Needs(needed, f"a retrain would not give the registered model: {exc}")
+    diffs = trainer.differences(recorded, now) if recorded is not None else []
+    if diffs:
+        return _Needs(needed, "a retrain would not give the registered model: "
+                      + trainer.other_trainer_note(diffs), None, recorded, tuple(diffs))
+    return _Needs(needed)
 
 
 def _why_not_deterministic(pl) -> str:
@@ -214,20 +278,19 @@ def scan(root: str | Path, versions: Iterable, dvc=None) -> CheckResult:
     ``dvc`` is an open ``DvcSession`` (its remote is asked); None: local cache only.
     """
     from dvc_monitor.repo.git import GitRepo
+    from dvc_monitor.stages.trainer import current as current_trainer
 
     git = GitRepo.discover(root)
     root = git.root
     remote = dvc.remote() if dvc is not None else None
-    rows = []
-    for mv in versions:
-        needed, deterministic, why, error = _needed(git, root, mv)
-        rows.append((mv, needed, deterministic, why, error))
+    now = current_trainer()
+    rows = [(mv, _needed(git, root, mv, now)) for mv in versions]
 
     # .dir manifests: from the local cache, else from the remote
     objects: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
-    for mv, needed, *_ in rows:
+    for mv, needs in rows:
         items = []
-        for path, (oid, role) in sorted(needed.items()):
+        for path, (oid, role) in sorted(needs.objects.items()):
             items.append((path, oid, role))
             if oid.endswith(".dir"):
                 raw = None
@@ -243,13 +306,14 @@ def scan(root: str | Path, versions: Iterable, dvc=None) -> CheckResult:
     oids = sorted({oid for items in objects.values() for _, oid, _ in items})
     there = dvc.remote_has(oids) if remote is not None else set()
     result = CheckResult(remote=f"{remote[0]} ({remote[1]})" if remote else None)
-    for mv, _, deterministic, why, error in rows:
+    for mv, needs in rows:
         states = tuple(
             ObjectState(path, oid, role, _local(root, oid),
                         (oid in there) if remote is not None else None)
             for path, oid, role in objects[(mv.name, mv.version)])
-        result.versions.append(VersionState(mv.name, mv.version, mv.commit, states,
-                                            deterministic, why, error))
+        result.versions.append(VersionState(
+            mv.name, mv.version, mv.commit, states, needs.error is None and not needs.why_not,
+            needs.why_not, needs.error, needs.trainer, needs.trainer_differences))
     return result
 
 

@@ -1,4 +1,4 @@
-"""gc that knows the registry: drop what no version needs, and what a cold version can rebuild.
+"""gc that knows the registry: drop what no version needs, never the last copy of a version.
 
 Rules (``dvc-monitor gc``):
 
@@ -6,14 +6,21 @@ Rules (``dvc-monitor gc``):
   their ``.dir`` manifests (params live in git, which gc never touches).
 - *Hot* versions keep everything: stage holders (unless ``keep_stages=False``) and the
   last ``keep_last`` registered versions of each model (newest semver first).
-- *Cold* versions lose their cached outputs (the model file, the split manifest, ...)
-  only when ``restorable.scan`` calls them rebuildable: inputs present and a
-  deterministic pipeline. Rolling back to one then retrains and verifies. A cold version
-  that is not rebuildable keeps everything; one whose inputs are gone stops gc.
+- *Cold* versions lose the local copies of their cached outputs (the model file, the
+  split manifest, ...) when ``restorable.scan`` calls them rebuildable (inputs present,
+  a deterministic pipeline, this install's trainer) *and* the DVC remote holds them: a
+  rollback fetches them, or retrains and verifies without the remote. The remote keeps
+  every object of every registered version, so an upgrade of the trainer (which makes a
+  retrain give other bytes) never strands one. A cold version that is not rebuildable
+  keeps everything; one whose inputs are gone stops gc.
+- ``drop_rebuildable=True`` (``--drop-rebuildable``, opt-in, warned) also deletes the
+  last copy of a cold rebuildable version's outputs: from the local cache when the
+  remote lacks them, and from the remote with ``cloud``. Such a version then lives only
+  as long as this exact trainer is installed.
 - Everything else is dropped unless the workspace or a branch head refers to it (the
   set ``dvc gc -w -a`` keeps), i.e. ``dvc gc -w -a -T`` with the tags replaced by the
   registry's rule.
-- ``cloud=True`` applies the same keep set to the DVC remote.
+- ``cloud=True`` applies the same rule to the DVC remote.
 
 The whole run holds the repository lock, so a concurrent rollback or register waits.
 """
@@ -30,7 +37,8 @@ from dvc_monitor.repo import cache as dvccache
 
 DEFAULT_KEEP_LAST = 5
 UNUSED = "unused"  # no version, branch head or workspace refers to it
-COLD = "cold, rebuildable"  # an output of a cold version that check shows rebuildable
+COLD = "cold, copy on the remote"  # an output of a cold rebuildable version the remote holds
+LAST_COPY = "cold, rebuildable, last copy"  # the same, dropped with drop_rebuildable
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,7 @@ class GcObject:
     oid: str
     where: str  # "cache" or "remote"
     bytes: int
-    reason: str  # COLD or UNUSED
+    reason: str  # COLD, LAST_COPY or UNUSED
     ref: str = ""  # NAME@vX.Y.Z of the cold version it belongs to ("" when unused)
     path: str = ""  # its workspace path in that version
 
@@ -58,9 +66,14 @@ class GcResult:
     keep_stages: bool
     cloud: bool
     remote: str | None  # "name (url)" of the remote cleaned with ``cloud``
+    drop_rebuildable: bool = False  # the last copy of rebuildable outputs may go
     hot: list[str] = field(default_factory=list)  # NAME@vX.Y.Z kept whole
-    cold: list[str] = field(default_factory=list)  # outputs dropped (rebuildable)
+    cold: list[str] = field(default_factory=list)  # outputs left the local cache
     kept_cold: list[str] = field(default_factory=list)  # cold but not rebuildable: kept
+    # cold and rebuildable, but the remote lacks outputs: they stay in the local cache
+    not_on_remote: list[str] = field(default_factory=list)
+    last_copy: list[str] = field(default_factory=list)  # outputs now nowhere: retrain only
+    remote_note: str | None = None  # why the remote could not be asked (then: kept)
     removed: list[GcObject] = field(default_factory=list)
     kept_objects: int = 0  # objects in the local cache that stay
 
@@ -74,7 +87,9 @@ class GcResult:
         return {
             "dry_run": self.dry_run, "keep_last": self.keep_last,
             "keep_stages": self.keep_stages, "cloud": self.cloud, "remote": self.remote,
-            "hot": self.hot, "cold": self.cold, "kept_cold": self.kept_cold,
+            "drop_rebuildable": self.drop_rebuildable, "hot": self.hot, "cold": self.cold,
+            "kept_cold": self.kept_cold, "not_on_remote": self.not_on_remote,
+            "last_copy": self.last_copy, "remote_note": self.remote_note,
             "removed": [o.to_json() for o in self.removed],
             "freed": {"cache": {"objects": self.count("cache"), "bytes": self.freed("cache")},
                       "remote": {"objects": self.count("remote"),
@@ -155,16 +170,17 @@ def gc(root: str | Path = ".", names: list[str] | None = None,
        keep_last: int = DEFAULT_KEEP_LAST, keep_stages: bool = True, cloud: bool = False,
        dry_run: bool = False, remote: str | None = None,
        progress: Callable | None = None, checkpoint: Callable[[str], None] | None = None,
-       lock_timeout: float | None = None) -> GcResult:
+       lock_timeout: float | None = None, drop_rebuildable: bool = False) -> GcResult:
     """Remove the DVC objects no registered version needs (see the module docstring).
 
     ``names`` limits which models' cold versions are thinned (other models keep all
-    their objects). ``remote`` names the DVC remote for ``cloud`` (default: the default
-    remote). ``checkpoint("gc-locked")`` is called once the lock is held (tests).
+    their objects). ``remote`` names the DVC remote (default: the default remote): it is
+    asked which cold outputs it holds, and cleaned with ``cloud``. ``drop_rebuildable``
+    also deletes the last copy of cold rebuildable outputs (``result.last_copy`` names
+    those versions). ``checkpoint("gc-locked")`` is called once the lock is held (tests).
     """
     import contextlib
 
-    from dvc_monitor.registry.restorable import scan
     from dvc_monitor.registry.state import Registry
     from dvc_monitor.repo import dvc as dvcops
     from dvc_monitor.repo.locking import DEFAULT_TIMEOUT, repo_lock
@@ -190,29 +206,76 @@ def gc(root: str | Path = ".", names: list[str] | None = None,
                 raise UsageError("--cloud needs a DVC remote and none is configured; add one "
                                  "with 'dvc remote add -d NAME URL' (nothing was deleted)")
             result = GcResult(dry_run, keep_last, keep_stages, cloud,
-                              f"{there[0]} ({there[1]})" if cloud and there else None)
+                              f"{there[0]} ({there[1]})" if cloud and there else None,
+                              drop_rebuildable)
             everything, hot, scope = _split_hot_cold(reg, wanted, keep_last, keep_stages)
             with step(f"Checking the objects of {len(everything)} version(s)"):
-                state = scan(root, everything, dvc if cloud else None)
-                gone = [v for v in state.versions
-                        if any(o.role == "data" and not o.local for o in v.objects)]
-                if gone and there is not None and not cloud:  # inputs may be on the remote
-                    state = scan(root, everything, dvc)
+                state = _scan(root, everything, dvc if there else None, cloud, result)
             keep, cold_outputs = _keep_set(state, hot, scope, result)
             with step("Reading what the workspace and the branch heads use"):
                 keep |= dvc.used_by_branches()
                 keep = _expand_dirs(root, keep, dvc if cloud else None)
+            # the remote keeps every object of every registered version, and the cache the
+            # cold outputs the remote lacks, unless the last copy was asked for
+            on_remote = {o.oid for v in state.versions for o in v.objects if o.remote}
+            last = drop_rebuildable and cloud
+            keep_cache, keep_remote = keep, keep
+            if not drop_rebuildable:
+                keep_cache = keep | (set(cold_outputs) - on_remote)
+                keep_remote = keep | set(cold_outputs)
             local = _local_objects(root)
-            result.removed = _doomed(local, keep, cold_outputs, "cache")
+            result.removed = _doomed(local, keep_cache, cold_outputs, "cache",
+                                     set() if last else on_remote)
             if cloud:
                 with step(f"Listing the objects on {result.remote}"):
-                    result.removed += _doomed(dvc.remote_objects(), keep, cold_outputs,
-                                              "remote")
+                    result.removed += _doomed(dvc.remote_objects(), keep_remote, cold_outputs,
+                                              "remote", set())
+            _account(state, result, set(cold_outputs) - keep)
             result.kept_objects = len(local) - result.count("cache")
             if not dry_run:
                 with step(f"Removing {len(result.removed)} object(s)"):
                     _remove(root, dvc, result.removed)
     return result
+
+
+def _scan(root: Path, everything: list, dvc, cloud: bool, result: GcResult):
+    """Where every version's objects are; the remote is asked when there is one.
+
+    Without ``cloud`` an unreachable remote is no error while every input is in the
+    local cache: nothing is known to be on the remote, so cold outputs stay.
+    """
+    from dvc_monitor.registry.restorable import scan
+    from dvc_monitor.repo.dvc import RemoteUnavailable
+
+    if dvc is None:
+        return scan(root, everything, None)
+    try:
+        return scan(root, everything, dvc)
+    except RemoteUnavailable as exc:
+        if cloud:
+            raise
+        state = scan(root, everything, None)
+        if any(o.role == "data" and not o.local for v in state.versions for o in v.objects):
+            raise exc from None
+        result.remote_note = str(exc)
+        return state
+
+
+def _account(state, result: GcResult, candidates: set[str]) -> None:
+    """Name the cold versions whose outputs stay local only, or are now nowhere."""
+    cache = {o.oid for o in result.removed if o.where == "cache"}
+    remote = {o.oid for o in result.removed if o.where == "remote"}
+    cold = set(result.cold)
+    for v in state.versions:
+        ref = f"{v.name}@{v.version}"
+        if ref not in cold:
+            continue
+        outs = [o for o in v.objects if o.oid in candidates]
+        if any(o.local and o.oid not in cache and not o.remote for o in outs):
+            result.not_on_remote.append(ref)
+        if any((o.local or o.remote) and (not o.local or o.oid in cache)
+               and (not o.remote or o.oid in remote) for o in outs):
+            result.last_copy.append(ref)
 
 
 def _keep_set(state, hot: set, scope: list, result: GcResult):
@@ -254,14 +317,16 @@ def _keep_set(state, hot: set, scope: list, result: GcResult):
     return keep, cold_outputs
 
 
-def _doomed(objects: dict[str, int], keep: set[str], cold_outputs: dict,
-            where: str) -> list[GcObject]:
+def _doomed(objects: dict[str, int], keep: set[str], cold_outputs: dict, where: str,
+            copy_stays: set[str]) -> list[GcObject]:
+    """The objects of ``objects`` not in ``keep``; ``copy_stays``: cold ones kept elsewhere."""
     out = []
     for oid in sorted(objects):
         if oid in keep:
             continue
         ref, path = cold_outputs.get(oid, ("", ""))
-        out.append(GcObject(oid, where, objects[oid], COLD if ref else UNUSED, ref, path))
+        reason = UNUSED if not ref else COLD if oid in copy_stays else LAST_COPY
+        out.append(GcObject(oid, where, objects[oid], reason, ref, path))
     return out
 
 

@@ -179,6 +179,17 @@ def check(workdir: str | Path, name: str) -> str | None:
     return None
 
 
+def describe(fingerprint: dict) -> str:
+    """One line naming a trainer: ``dvc-monitor stage code 3f2a9c0d41b7, numpy 2.1.3, ...``."""
+    libs = fingerprint.get("libraries") or {}
+    return ", ".join([f"dvc-monitor stage code {fingerprint.get('stage_code')}"]
+                     + [f"{name} {libs[name]}" for name in sorted(libs)])
+
+
+def other_trainer_note(diffs: list[str]) -> str:
+    return f"registered with another trainer than this install's ({'; '.join(diffs)})"
+
+
 def compare_recorded(raw: bytes | None, where: str) -> tuple[bool, str | None]:
     """For a rollback plan: would a retrain here run on another trainer than the recorded one?
 
@@ -194,4 +205,4 @@ def compare_recorded(raw: bytes | None, where: str) -> tuple[bool, str | None]:
         return True, str(exc)
     if not diffs:
         return False, None
-    return True, f"registered with another trainer than this install's ({'; '.join(diffs)})"
+    return True, other_trainer_note(diffs)
