@@ -1,7 +1,7 @@
 """The ``watch:`` section of a model's ``params.yaml``: the rules ``watch`` applies.
 
 Same syntax as ``gate:`` (``dvc_monitor.gate``), on the window measures of
-``measures.py``, plus two keys::
+``measures.py``, plus keys that say when and how to act::
 
     watch:
       alert_rate: {max: 0.05}        # a bound on each window's value
@@ -10,6 +10,8 @@ Same syntax as ``gate:`` (``dvc_monitor.gate``), on the window measures of
       precision: {max_drop: 0.2}     # relative rules compare with the holdout's value
       failure_limit: 2               # consecutive breaching windows before acting (>= 1)
       cooldown: 3                    # windows not counted after an action (>= 0)
+      min_interval: 1h               # automatic rollbacks of a stage at least this far apart
+      allow_worse_metrics: false     # true: a candidate may record a worse primary metric
 
 No stage lists ``watch`` in its ``params:``, so changing a rule keeps the version id. A
 model without a ``watch:`` section gets the defaults its template ships.
@@ -20,12 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dvc_monitor.errors import UsageError
+from dvc_monitor.errors import UsageError, shown
 from dvc_monitor.review.gate import Threshold
 
 DEFAULT_FAILURE_LIMIT = 2
 DEFAULT_COOLDOWN = 0
+DEFAULT_MIN_INTERVAL = 3600  # seconds between two automatic rollbacks of one stage
 KEY = "watch"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class WatchRules:
     failure_limit: int = DEFAULT_FAILURE_LIMIT
     cooldown: int = DEFAULT_COOLDOWN
     source: str = ""
+    min_interval: int = DEFAULT_MIN_INTERVAL  # seconds; 0: no hold-off
+    allow_worse_metrics: bool = False
 
     @property
     def measures(self) -> list[str]:
@@ -43,7 +49,8 @@ class WatchRules:
         return {"rules": [{"measure": t.metric, "rule": t.rule, "limit": t.limit}
                           for t in self.thresholds],
                 "failure_limit": self.failure_limit, "cooldown": self.cooldown,
-                "source": self.source}
+                "min_interval": self.min_interval,
+                "allow_worse_metrics": self.allow_worse_metrics, "source": self.source}
 
 
 def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
@@ -57,12 +64,17 @@ def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
     rules = dict(section)
     limit = _count(rules.pop("failure_limit", DEFAULT_FAILURE_LIMIT), "failure_limit", 1, source)
     cooldown = _count(rules.pop("cooldown", DEFAULT_COOLDOWN), "cooldown", 0, source)
+    interval = _interval(rules.pop("min_interval", DEFAULT_MIN_INTERVAL), source)
+    worse = rules.pop("allow_worse_metrics", False)
+    if not isinstance(worse, bool):
+        raise UsageError(f"{source}: {KEY}.allow_worse_metrics must be true or false, "
+                         f"got {shown(worse)}")
     dirs = directions(kind)
     thresholds = parse_gate(rules, kind, set(dirs), dirs, source, key=KEY, records="measures")
     if not thresholds:
         raise UsageError(f"{source}: '{KEY}:' has no rules; add one, e.g. "
                          "'psi_score: {max: 0.25}'")
-    return WatchRules(tuple(thresholds), limit, cooldown, source)
+    return WatchRules(tuple(thresholds), limit, cooldown, source, interval, worse)
 
 
 def _count(value: Any, key: str, least: int, source: str) -> int:
@@ -70,6 +82,20 @@ def _count(value: Any, key: str, least: int, source: str) -> int:
         raise UsageError(f"{source}: {KEY}.{key} must be a whole number >= {least}, "
                          f"got {value!r}")
     return value
+
+
+def _interval(value: Any, source: str) -> int:
+    """``min_interval`` in seconds: a whole number of seconds or ``90s``, ``30m``, ``1h``,
+    ``2d``."""
+    seconds = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value[:-1].strip().isdigit() and value[-1:] in _UNITS:
+        seconds = int(value[:-1]) * _UNITS[value[-1]]
+    if seconds is None or seconds < 0:
+        raise UsageError(f"{source}: {KEY}.min_interval must be a duration such as 1h, 30m, "
+                         f"90s or a whole number of seconds >= 0, got {shown(value)}")
+    return seconds
 
 
 def default_section(kind: str) -> dict:
