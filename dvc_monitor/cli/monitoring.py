@@ -10,7 +10,7 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("watch", help="measure live data windows with a version against its "
-                                     "reference; decide ok / rollback / retrain")
+                                     "reference; decide ok / rollback / retrain / hold")
     p.add_argument("ref", metavar="REF",
                    help="NAME#STAGE (the stage's holder), NAME@vX.Y.Z or NAME (latest)")
     p.add_argument("--data", metavar="PATH", required=True,
@@ -63,9 +63,12 @@ def _show(result, args: argparse.Namespace) -> None:
                           + (f" ({result.stage})" if result.stage else ""))
         for c in result.candidates:
             verdict = "passes" if c.passed else "fails: " + "; ".join(c.failures[:3])
-            print(f"  candidate {c.version} {verdict}")
+            print(f"  candidate {c.version} "
+                  + (f"skipped: {c.skipped}" if c.skipped else verdict))
         target = f" -> {result.target}" if result.target else ""
         print(f"Decision: {result.decision}{target}")
+        if result.hold:
+            print(f"Hold: {result.hold['reason']}")
         print(f"Evidence: {result.evidence}")
         if result.rollback is not None:
             from dvc_monitor.cli.rollback import print_proof

@@ -103,6 +103,10 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(ref=args.ref, root=str(root), is_url=is_url(repo), poll=args.poll,
                              max_body=args.max_body,
                              watch_window=args.window if watching else None, watch_stage=stage)
+    if stage:
+        info(f"dvc-monitor: warning: --auto-rollback lets live traffic change this repository: "
+             f"an alarm on the requests can roll {stage} back (a commit and a tag); at most "
+             "one automatic rollback per min_interval of the watch: rules")
     if args.host not in LOCAL_HOSTS:
         info(f"dvc-monitor: warning: listening on {args.host}: the service has no "
              "authentication; anyone who can reach this address can use it")

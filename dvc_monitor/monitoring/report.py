@@ -125,7 +125,8 @@ def markdown(result: "WatchResult", images: list[str]) -> str:
                   "", "| version | verdict | why |", "|---|---|---|"]
         for c in result.candidates:
             why = "; ".join(c.failures[:3]) or "every rule holds"
-            lines.append(f"| {c.version} | {'passes' if c.passed else 'fails'} | {_cell(why)} |")
+            verdict = "skipped" if c.skipped else ("passes" if c.passed else "fails")
+            lines.append(f"| {c.version} | {verdict} | {_cell(why)} |")
     if result.drifted_features:
         lines += ["", "## Drifted features", "", "| feature | largest PSI |", "|---|---|"]
         lines += [f"| {f} | {v:.3g} |" for f, v in result.drifted_features.items()]

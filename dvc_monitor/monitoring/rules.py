@@ -1,7 +1,7 @@
 """The ``watch:`` section of a model's ``params.yaml``: the rules ``watch`` applies.
 
 Same syntax as ``gate:`` (``dvc_monitor.gate``), on the window measures of
-``measures.py``, plus two keys::
+``measures.py``, plus keys that say when and how to act::
 
     watch:
       alert_rate: {max: 0.05}        # a bound on each window's value
@@ -11,6 +11,8 @@ Same syntax as ``gate:`` (``dvc_monitor.gate``), on the window measures of
       failure_limit: 2               # consecutive breaching windows before acting (>= 1)
       cooldown: 3                    # windows not counted after an action (>= 0)
       min_rows: 100                  # fewer rows: "too few rows", never judged (>= 1)
+      min_interval: 1h               # automatic rollbacks of a stage at least this far apart
+      allow_worse_metrics: false     # true: a candidate may record a worse primary metric
 
 No stage lists ``watch`` in its ``params:``, so changing a rule keeps the version id. A
 model without a ``watch:`` section gets the defaults its template ships.
@@ -21,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dvc_monitor.errors import UsageError
+from dvc_monitor.errors import UsageError, shown
 from dvc_monitor.review.gate import Threshold
 
 DEFAULT_FAILURE_LIMIT = 2
@@ -31,7 +33,9 @@ DEFAULT_COOLDOWN = 0
 # forecasts: three days of hours.
 DEFAULT_MIN_ROWS = 100
 KIND_MIN_ROWS = {"forecast": 72}
+DEFAULT_MIN_INTERVAL = 3600  # seconds between two automatic rollbacks of one stage
 KEY = "watch"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class WatchRules:
     cooldown: int = DEFAULT_COOLDOWN
     source: str = ""
     min_rows: int = DEFAULT_MIN_ROWS
+    min_interval: int = DEFAULT_MIN_INTERVAL  # seconds; 0: no hold-off
+    allow_worse_metrics: bool = False
 
     @property
     def measures(self) -> list[str]:
@@ -50,7 +56,8 @@ class WatchRules:
         return {"rules": [{"measure": t.metric, "rule": t.rule, "limit": t.limit}
                           for t in self.thresholds],
                 "failure_limit": self.failure_limit, "cooldown": self.cooldown,
-                "min_rows": self.min_rows, "source": self.source}
+                "min_rows": self.min_rows, "min_interval": self.min_interval,
+                "allow_worse_metrics": self.allow_worse_metrics, "source": self.source}
 
 
 def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
@@ -66,12 +73,17 @@ def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
     cooldown = _count(rules.pop("cooldown", DEFAULT_COOLDOWN), "cooldown", 0, source)
     min_rows = _count(rules.pop("min_rows", KIND_MIN_ROWS.get(kind, DEFAULT_MIN_ROWS)),
                       "min_rows", 1, source)
+    interval = _interval(rules.pop("min_interval", DEFAULT_MIN_INTERVAL), source)
+    worse = rules.pop("allow_worse_metrics", False)
+    if not isinstance(worse, bool):
+        raise UsageError(f"{source}: {KEY}.allow_worse_metrics must be true or false, "
+                         f"got {shown(worse)}")
     dirs = directions(kind)
     thresholds = parse_gate(rules, kind, set(dirs), dirs, source, key=KEY, records="measures")
     if not thresholds:
         raise UsageError(f"{source}: '{KEY}:' has no rules; add one, e.g. "
                          "'psi_score: {max: 0.25}'")
-    return WatchRules(tuple(thresholds), limit, cooldown, source, min_rows)
+    return WatchRules(tuple(thresholds), limit, cooldown, source, min_rows, interval, worse)
 
 
 def _count(value: Any, key: str, least: int, source: str) -> int:
@@ -79,6 +91,20 @@ def _count(value: Any, key: str, least: int, source: str) -> int:
         raise UsageError(f"{source}: {KEY}.{key} must be a whole number >= {least}, "
                          f"got {value!r}")
     return value
+
+
+def _interval(value: Any, source: str) -> int:
+    """``min_interval`` in seconds: a whole number of seconds or ``90s``, ``30m``, ``1h``,
+    ``2d``."""
+    seconds = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and value[:-1].strip().isdigit() and value[-1:] in _UNITS:
+        seconds = int(value[:-1]) * _UNITS[value[-1]]
+    if seconds is None or seconds < 0:
+        raise UsageError(f"{source}: {KEY}.min_interval must be a duration such as 1h, 30m, "
+                         f"90s or a whole number of seconds >= 0, got {shown(value)}")
+    return seconds
 
 
 def default_section(kind: str) -> dict:

@@ -21,7 +21,12 @@ neither extends nor breaks a streak). The decision:
   skipping the current version) that passes every rule on the same breaching windows
   is the ``target``;
 - ``retrain``: rules are breached and no candidate passes (the inputs drifted: the
-  feature PSIs name the features).
+  feature PSIs name the features);
+- ``hold``: the stage was rolled back automatically less than ``min_interval`` ago; no
+  candidate is judged and nothing changes.
+
+Candidates that ``trust.screen`` rejects (rolled back from, or a worse recorded primary
+metric) are listed as skipped, with the check that decided, and never scored.
 
 ``watch`` (below) is the command: it reads the windows from CSV files, loads versions
 from the repository without touching the workspace, and with ``rollback=True`` calls the
@@ -43,8 +48,9 @@ if TYPE_CHECKING:
     from dvc_monitor.model.data import ModelConfig
     from dvc_monitor.monitoring.reference import Profile
     from dvc_monitor.monitoring.rules import WatchRules
+    from dvc_monitor.monitoring.trust import Hold
 
-DECISIONS = ("ok", "rollback", "retrain")
+DECISIONS = ("ok", "rollback", "retrain", "hold")
 CONTEXT_ROWS = 2000  # forecast: rows before a window kept for its lags
 
 
@@ -125,6 +131,8 @@ class CandidateResult:
     profile: str  # where its reference profile came from
     windows: list[WindowResult]  # on the breaching windows
     failures: list[str]
+    check: str = "rules"  # which check decided: rules | rolled_back_from | metrics
+    skipped: str | None = None  # why it was not scored (trust.screen)
 
 
 @dataclass
@@ -133,7 +141,7 @@ class WatchResult:
     kind: str
     stage: str | None
     version: str  # the version watched
-    decision: str  # ok | rollback | retrain
+    decision: str  # ok | rollback | retrain | hold
     target: str | None
     rules: dict
     windows: list[WindowResult]
@@ -147,6 +155,7 @@ class WatchResult:
     rolled_back: dict | None = None  # {"commit", "tag", "message", "verified"} after --rollback
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    hold: dict | None = None  # decision hold: Hold.to_json()
     rollback: Any = field(default=None, repr=False, compare=False)  # the RollbackResult
 
     def to_json(self) -> dict:
@@ -325,35 +334,55 @@ class Decision:
 def decide(streak: Sequence[WindowResult], windows: Sequence[Window],
            model_loader: Callable[[str], Subject], candidates: Sequence[str],
            rules: "WatchRules", labels: str | None = None,
-           progress: Callable[[str], None] | None = None) -> Decision:
+           progress: Callable[[str], None] | None = None,
+           screen: Callable[[str], tuple[str, str] | None] | None = None,
+           hold: "Hold | None" = None) -> Decision:
     """Judge ``candidates`` (most recent first) on the breaching ``windows`` of ``streak``
-    (``Watcher.breaching_streak``; ``windows[i]`` is the window of ``streak[i]``)."""
+    (``Watcher.breaching_streak``; ``windows[i]`` is the window of ``streak[i]``).
+    ``screen(version)`` (``trust.screen``) skips a candidate before it is scored; with a
+    ``hold`` (``trust.hold_of``) the decision is ``hold`` and nothing is judged."""
+    if hold is not None:
+        return Decision("hold", None, [], drifted_features(streak, rules))
     say = progress or (lambda _m: None)
     judged: list[CandidateResult] = []
     decision, target = "retrain", None
     idx = [r.index for r in streak]
     for version in candidates:
+        skip = screen(version) if screen is not None else None
+        if skip is not None:
+            check, why = skip
+            say(f"Skipping candidate {version}: {why}")
+            judged.append(CandidateResult(version, False, "", [], [why], check, why))
+            continue
         say(f"Scoring candidate {version} on windows {', '.join(r.window for r in streak)}")
         verdict = judge_candidate(model_loader(version), windows, rules, idx, labels)
         judged.append(verdict)
         if verdict.passed:
             decision, target = "rollback", version
             break
+    return Decision(decision, target, judged, drifted_features(streak, rules))
+
+
+def drifted_features(streak: Sequence[WindowResult], rules: "WatchRules") -> dict:
+    """feature -> its largest PSI above the rules' limit on the breaching windows."""
     limit = _psi_limit(rules)
     drifted: dict[str, float] = {}
     for r in streak:
         for feature, value in r.feature_psi.items():
             if value > limit:
                 drifted[feature] = max(value, drifted.get(feature, 0.0))
-    return Decision(decision, target, judged,
-                    dict(sorted(drifted.items(), key=lambda kv: -kv[1])))
+    return dict(sorted(drifted.items(), key=lambda kv: -kv[1]))
 
 
 def evaluate_windows(model_loader: Callable[[str], Subject], windows: Sequence[Window],
                      rules: "WatchRules", current: str, candidates: Sequence[str] = (),
                      stage: str | None = None, labels: str | None = None,
-                     progress: Callable[[str], None] | None = None) -> WatchResult:
-    """Measure ``windows`` with version ``current`` and decide (see the module docstring)."""
+                     progress: Callable[[str], None] | None = None,
+                     hold: "Hold | None" = None,
+                     screen: Callable[[str], tuple[str, str] | None] | None = None
+                     ) -> WatchResult:
+    """Measure ``windows`` with version ``current`` and decide (see the module docstring).
+    ``hold``: an alarm is decided ``hold``; ``screen``: see ``decide``."""
     started = time.monotonic()
     subject = model_loader(current)
     watcher = Watcher(subject, rules, labels)
@@ -367,7 +396,7 @@ def evaluate_windows(model_loader: Callable[[str], Subject], windows: Sequence[W
     if alarm is not None:
         streak = watcher.breaching_streak(alarm)
         verdict = decide(streak, [windows[r.index] for r in streak], model_loader, candidates,
-                         rules, labels, progress)
+                         rules, labels, progress, screen, hold)
     result = WatchResult(
         name=subject.name, kind=subject.kind, stage=stage, version=current,
         decision=verdict.decision, target=verdict.target, rules=rules.to_json(),
@@ -375,6 +404,7 @@ def evaluate_windows(model_loader: Callable[[str], Subject], windows: Sequence[W
         breaching_windows=[r.window for r in streak],
         breaches=[b for r in streak for b in r.breaches], candidates=verdict.candidates,
         drifted_features=verdict.drifted_features, evidence="", profile=subject.profile.source,
+        hold=hold.to_json() if hold is not None and alarm is not None else None,
     )
     result.evidence = evidence(result)
     result.seconds = time.monotonic() - started
@@ -406,10 +436,15 @@ def evidence(result: WatchResult) -> str:
                     f"{b.value:.4g} on {w.window}")
     parts = [f"{rule} breached ({'; '.join(vals)})" for rule, vals in seen.items()]
     text = f"{result.name} {result.version}: " + ", ".join(parts)
-    if result.decision == "rollback":
+    skipped = [f"{c.version} skipped: {c.skipped}" for c in result.candidates if c.skipped]
+    if result.decision == "hold":
+        text += f"; hold: {result.hold['reason'] if result.hold else 'a rollback ran recently'}"
+    elif result.decision == "rollback":
         text += f"; {result.target} passes every rule on the same windows"
+        text += "".join(f"; {s}" for s in skipped)
     else:
-        tried = ", ".join(c.version for c in result.candidates) or "no earlier holder"
+        tried = ", ".join(f"{c.version} skipped: {c.skipped}" if c.skipped else c.version
+                          for c in result.candidates) or "no earlier holder"
         text += f"; no candidate passes ({tried})"
         if result.drifted_features:
             text += "; drifted features: " + ", ".join(
@@ -516,6 +551,7 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     from dvc_monitor.repo.git import GitRepo
     from dvc_monitor.monitoring.reference import COMPUTED, load_profile
     from dvc_monitor.monitoring.rules import rules_of
+    from dvc_monitor.monitoring.trust import trust_checks
     from dvc_monitor.registry.state import Registry
 
     say = progress or (lambda _m: None)
@@ -550,12 +586,16 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
         state = states[mv.version][0]
         windows = with_context(windows, review.load_data(state).drop(columns="_row"))
     candidates = candidates_for(registry, name, stage, mv.version)
+    hold, screen = trust_checks(registry, name, stage, mv.version, subject.kind, rules)
     say(f"Watching {name} {mv.version} on {len(windows)} window(s)")
     result = evaluate_windows(loader, windows, rules, mv.version, candidates, stage, labels,
-                              say)
+                              say, hold, screen)
     if note:
         result.notes.append(note)
     result.notes += [n for n in (w.skip_note() for w in result.windows) if n]
+    if any(c.check == "metrics" for c in result.candidates):
+        result.notes.append("a candidate that recorded a worse primary metric than the holder "
+                            "is skipped; 'allow_worse_metrics: true' in watch: accepts it")
     if subject.profile.source == COMPUTED:
         result.notes.append(f"{mv.version} has no reference.json; its profile was computed "
                             "from its holdout")
@@ -583,9 +623,10 @@ def rollback_message(result: WatchResult) -> str:
 
 
 def _act(root: Path, result: WatchResult, stage: str | None) -> None:
+    from dvc_monitor.monitoring.trust import AUTOMATIC
     from dvc_monitor.rollback.transaction import rollback as do_rollback
 
-    if result.decision == "ok":
+    if result.decision in ("ok", "hold"):
         return
     if result.decision == "retrain":
         if not result.candidates:
@@ -598,7 +639,8 @@ def _act(root: Path, result: WatchResult, stage: str | None) -> None:
                                 "single stage; watch NAME#STAGE", result)
     message = rollback_message(result)
     try:
-        done = do_rollback(root, result.name, to=result.target, stage=stage, message=message)
+        done = do_rollback(root, result.name, to=result.target, stage=stage, message=message,
+                           trigger=AUTOMATIC)
     except DvcMonitorError as exc:
         raise WatchActionFailed(f"{exc} (decision: rollback to {result.target})", result,
                                 exit_code=exc.exit_code) from None

@@ -13,7 +13,10 @@ the decision of ``watch`` (``monitoring.watch.decide``: the earlier holders of t
 most recent first, scored on the same breaching windows) in that thread. A ``rollback``
 decision runs the atomic, verified rollback of the stage with the message ``watch
 --rollback`` writes; the Follower's next poll then swaps in the new holder. ``retrain``,
-or no earlier holder, changes nothing and is reported. Nothing here runs in a request.
+or no earlier holder, changes nothing and is reported. The checks of ``monitoring.trust``
+keep the traffic from steering it: within ``min_interval`` of the stage's last automatic
+rollback an alarm is decided ``hold``; a version rolled back from, or with a worse recorded
+primary metric, is skipped. Nothing here runs in a request.
 """
 
 from __future__ import annotations
@@ -55,20 +58,23 @@ def watch_stage(ref: str, auto_rollback: bool, is_url: bool, workers: int) -> st
 class LiveDecision:
     """The last decision of the live watch, and what was done about it."""
 
-    decision: str  # ok | rollback | retrain
+    decision: str  # ok | rollback | retrain | hold
     version: str  # the version watched
     target: str | None = None
     windows: list[str] = field(default_factory=list)  # the breaching windows
     evidence: str = ""
-    action: str = "none"  # none | rolled_back | failed | report_only (no --auto-rollback)
+    action: str = "none"  # none | rolled_back | failed | held | report_only
     message: str = ""
     commit: str | None = None
     tag: str | None = None
+    reason: str = ""  # the check that decided: the hold, or the candidates' verdicts
+    skipped: list[str] = field(default_factory=list)  # "v1.0.0 skipped: ..."
 
     def to_json(self) -> dict:
         return {"decision": self.decision, "version": self.version, "target": self.target,
                 "windows": self.windows, "evidence": self.evidence, "action": self.action,
-                "message": self.message, "commit": self.commit, "tag": self.tag}
+                "message": self.message, "commit": self.commit, "tag": self.tag,
+                "reason": self.reason, "skipped": self.skipped}
 
 
 class _WatchMetrics:
@@ -97,6 +103,9 @@ class _WatchMetrics:
         self.decision = Gauge("dvc_monitor_watch_decision",
                               "The last decision of the live watch (1; the others 0)",
                               ["decision"], registry=r)
+        self.decisions = Counter("dvc_monitor_watch_decisions",
+                                 "Decisions of the live watch on alarms, hold included",
+                                 ["decision"], registry=r)
         self.actions = Counter("dvc_monitor_watch_actions",
                                "What the live watch did about an alarm",
                                ["action"], registry=r)
@@ -110,6 +119,7 @@ class _WatchMetrics:
             self.decision.labels(d).set(1 if d == "ok" else 0)
 
     def decided(self, decision: str) -> None:
+        self.decisions.labels(decision).inc()
         for d in DECISIONS:
             self.decision.labels(d).set(1 if d == decision else 0)
 
@@ -284,6 +294,7 @@ class LiveWatch:
         }
 
     def _alarm(self, watcher: "Watcher", result: "WindowResult") -> None:
+        from dvc_monitor.monitoring.trust import trust_checks
         from dvc_monitor.monitoring.watch import WatchResult, candidates_for, decide, evidence
         from dvc_monitor.registry.state import Registry
 
@@ -295,11 +306,14 @@ class LiveWatch:
         streak = watcher.breaching_streak(result)
         windows = self._windows[-len(streak):]
         candidates: list[str] = []
-        registry = None
+        registry = hold = screen = None
         if self.stage is not None:
             registry = Registry.load(self.root)
             candidates = candidates_for(registry, subject.name, self.stage, subject.version)
-        verdict = decide(streak, windows, self._loader(subject), candidates, rules, self.labels)
+            hold, screen = trust_checks(registry, subject.name, self.stage, subject.version,
+                                        subject.kind, rules)
+        verdict = decide(streak, windows, self._loader(subject), candidates, rules,
+                         self.labels, screen=screen, hold=hold)
         outcome = WatchResult(
             name=subject.name, kind=subject.kind, stage=self.stage, version=subject.version,
             decision=verdict.decision, target=verdict.target, rules=rules.to_json(),
@@ -307,16 +321,24 @@ class LiveWatch:
             breaching_windows=[r.window for r in streak],
             breaches=[b for r in streak for b in r.breaches], candidates=verdict.candidates,
             drifted_features=verdict.drifted_features, evidence="",
-            profile=subject.profile.source)
+            profile=subject.profile.source, hold=hold.to_json() if hold else None)
         outcome.evidence = evidence(outcome)
         done = LiveDecision(outcome.decision, subject.version, outcome.target,
                             outcome.breaching_windows, outcome.evidence)
+        done.skipped = [f"{c.version} skipped: {c.skipped}" for c in verdict.candidates
+                        if c.skipped]
+        done.reason = hold.reason if hold else "; ".join(
+            done.skipped + [f"{c.version} {'passes' if c.passed else 'fails'} the rules"
+                            for c in verdict.candidates if not c.skipped])
         if self.stage is None:
             done.action = "report_only"
+        elif hold is not None:
+            done.action, done.message = "held", f"hold: {hold.reason}"
         elif outcome.decision == "rollback":
             self._rollback(outcome, registry, done)
         elif not candidates:
             done.message = f"stage {self.stage} has no earlier holder than {subject.version}"
+        done.reason = done.reason or done.message or done.evidence
         self.last_decision = done
         self.metrics.decided(done.decision)
         self.metrics.actions.labels(done.action).inc()
@@ -325,6 +347,7 @@ class LiveWatch:
              + (done.message or done.evidence))
 
     def _rollback(self, outcome, registry, done: LiveDecision) -> None:
+        from dvc_monitor.monitoring.trust import AUTOMATIC
         from dvc_monitor.monitoring.watch import rollback_message
         from dvc_monitor.rollback.transaction import rollback
 
@@ -337,7 +360,7 @@ class LiveWatch:
         message = rollback_message(outcome)
         try:
             result = rollback(self.root, outcome.name, to=outcome.target, stage=self.stage,
-                              message=message)
+                              message=message, trigger=AUTOMATIC)
         except DvcMonitorError as exc:
             done.action, done.message = "failed", f"the rollback failed: {exc}"
             return

@@ -44,6 +44,19 @@ def block_problems(ev: Event, facts: _Facts | None) -> list[str]:
     return problems
 
 
+def rollback_block(ev: Event) -> dict | None:
+    """The ``rollback`` part of the block of a stage assignment a rollback wrote (``from``,
+    ``to``, ``by``, ``why``, ``at``, and ``trigger`` when a watch started it), or None.
+
+    Like every block it is a claim: the watch's checks (``monitoring.trust``) read it so
+    that a forged one can only hold an automatic rollback back, never start one.
+    """
+    if ev.action is not Action.ASSIGN or not isinstance(ev.meta, dict):
+        return None
+    block = ev.meta.get("rollback")
+    return block if isinstance(block, dict) else None
+
+
 def warning_lines(problems: dict[str, list[str]]) -> list[str]:
     """One line per mismatched tag (at most ``MAX_LINES``), then a count of the rest."""
     lines = [f"tag '{tag}' does not match its commit: {'; '.join(p)}; showing what the "

@@ -330,6 +330,8 @@ def _assign_stage(root: Path, j: dict) -> str:
         "from": j.get("from_version"), "to": j["version"], "by": j["by"], "why": j.get("message"),
         "commit": j.get("commit") or j["head"], "txn": j["txn"], "at": j["started"],
     }}
+    if j.get("trigger"):  # an automatic rollback (watch); a person's has no trigger
+        meta["rollback"]["trigger"] = j["trigger"]
     message = (f"Roll back {j['name']}: assign stage {j['stage']} to {j['version']}"
                + (f" ({j['message']})" if j.get("message") else ""))
     event = promote(root, j["name"], j["version"], j["stage"], message=message, extra_meta=meta)

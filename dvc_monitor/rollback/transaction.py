@@ -167,12 +167,14 @@ def rollback(root: str | os.PathLike[str], name: str, to: str | None = None,
              dry_run: bool = False, allow_mismatch: bool = False,
              progress: Progress | None = None,
              lock_timeout: float | None = None,
-             checkpoint: Checkpoint = no_checkpoint) -> RollbackResult:
+             checkpoint: Checkpoint = no_checkpoint,
+             trigger: str | None = None) -> RollbackResult:
     """Roll model ``name`` back to version ``to`` (or ``previous``), verified and atomic.
 
     See the module docstring for the steps. Raises ``DirtyWorkTree``, ``MissingObjects``,
     ``RepositoryLocked``, ``VerificationError`` or ``RollbackError``; after any of them
-    (and after SIGINT/SIGTERM) the repository is as it was.
+    (and after SIGINT/SIGTERM) the repository is as it was. ``trigger`` names what started
+    an automatic rollback (``"watch"``); the stage tag's block records it.
     """
     from dvc_monitor.registry.tags import validate_artifact_name, validate_stage_name
     from dvc_monitor.repo import dvc as dvcops
@@ -217,7 +219,7 @@ def rollback(root: str | os.PathLike[str], name: str, to: str | None = None,
                     f"was {plan.trainer}; a retrain here would not give the registered model: "
                     "'dvc push' its objects where they exist, or install the recorded versions "
                     "(nothing was changed)")
-            _run(ctx, plan, dvc, result, step, allow_mismatch, checkpoint)
+            _run(ctx, plan, dvc, result, step, allow_mismatch, checkpoint, trigger)
     result.seconds = time.monotonic() - started
     return result
 
@@ -235,7 +237,7 @@ def _notes(plan: RollbackPlan, previous: bool) -> list[str]:
     return notes
 
 
-def _journal_for(plan: RollbackPlan, ctx: _Context) -> dict:
+def _journal_for(plan: RollbackPlan, ctx: _Context, trigger: str | None = None) -> dict:
     return {
         "schema": JOURNAL_SCHEMA, "txn": uuid.uuid4().hex, "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -246,12 +248,13 @@ def _journal_for(plan: RollbackPlan, ctx: _Context) -> dict:
         "branch": plan.branch, "files": ctx.files, "outs": ctx.outs, "backup_files": {},
         "backup_outs": {}, "phase": "backup", "commit": None,
         "assign": bool(plan.stage) and plan.stage_holder != plan.version,
+        "trigger": trigger,
     }
 
 
 def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: Progress,
-         allow_mismatch: bool, checkpoint: Checkpoint) -> None:
-    tx = _Transaction(ctx.git, _journal_for(plan, ctx), checkpoint)
+         allow_mismatch: bool, checkpoint: Checkpoint, trigger: str | None = None) -> None:
+    tx = _Transaction(ctx.git, _journal_for(plan, ctx, trigger), checkpoint)
     try:
         with signals_raise():
             checkpoint("preflight")

@@ -1,0 +1,158 @@
+"""Checks that keep live traffic from steering an automatic rollback.
+
+``watch --rollback`` and ``serve --auto-rollback`` apply them before any candidate is
+scored on the breaching windows (``watch.decide``), so rows crafted to make one version
+alert cannot flip a stage back and forth:
+
+- **hold**: at most one automatic rollback of a stage within the ``min_interval`` of the
+  ``watch:`` rules, measured from the tag time of the last one (read from the registry, so
+  it holds across processes and restarts); a further alarm is decided ``hold``;
+- **rolled back from**: a version a rollback moved the stage away from is no candidate
+  until a person assigns it the stage again (``promote``, or a manual ``rollback``);
+- **metrics**: a candidate whose recorded primary metric (``review.PRIMARY_METRIC``) is
+  worse than the holder's is no candidate, unless ``allow_worse_metrics: true``.
+
+Everything is read from the registry's events and the rollback blocks of their tags
+(``registry.blocks.rollback_block``). A forged block can only hold a rollback back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from dvc_monitor.monitoring.rules import WatchRules
+    from dvc_monitor.registry.values import Event, ModelVersion
+
+AUTOMATIC = "watch"  # the trigger the rollbacks of watch record in their tag's block
+EPS = 1e-12  # metric differences below this are ties
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why an alarm changes nothing: the stage was rolled back automatically too recently."""
+
+    stage: str
+    tag: str  # the last automatic rollback's stage tag
+    at: int  # its tag time (unix seconds)
+    until: int  # no other automatic rollback before this time
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"stage": self.stage, "tag": self.tag, "at": _iso(self.at),
+                "until": _iso(self.until), "reason": self.reason}
+
+
+def last_automatic_rollback(events: Sequence["Event"], stage: str) -> "Event | None":
+    """The newest stage tag of ``stage`` written by an automatic rollback."""
+    from dvc_monitor.registry.blocks import rollback_block
+
+    for ev in reversed(events):
+        block = rollback_block(ev)
+        if ev.stage == stage and block is not None and block.get("trigger") == AUTOMATIC:
+            return ev
+    return None
+
+
+def hold_of(events: Sequence["Event"], stage: str, min_interval: int,
+            now: float | None = None) -> Hold | None:
+    """The hold on ``stage`` now, or None when an automatic rollback may run."""
+    last = last_automatic_rollback(events, stage) if min_interval > 0 else None
+    if last is None:
+        return None
+    until = last.time + min_interval
+    if (time.time() if now is None else now) >= until:
+        return None
+    return Hold(stage, last.tag, last.time, until,
+                f"{stage} was rolled back automatically at {_iso(last.time)} ({last.tag}); "
+                f"min_interval {duration(min_interval)}: no other automatic rollback before "
+                f"{_iso(until)}")
+
+
+def rolled_back_from(events: Sequence["Event"], stage: str, version: str) -> "Event | None":
+    """The rollback that moved ``stage`` away from ``version``, unless a person assigned
+    ``stage`` to ``version`` after it (``events`` oldest first)."""
+    from dvc_monitor.registry.blocks import rollback_block
+    from dvc_monitor.registry.tags import Action
+
+    found = None
+    for ev in events:
+        if ev.action is not Action.ASSIGN or ev.stage != stage:
+            continue
+        block = rollback_block(ev)
+        if block is not None and block.get("from") == version:
+            found = ev
+        elif found is not None and ev.version == version and (
+                block is None or block.get("trigger") != AUTOMATIC):
+            found = None
+    return found
+
+
+def worse_metric(kind: str, candidate: "ModelVersion", holder: "ModelVersion") -> str | None:
+    """``"f1 0.48 < holder's 0.64"`` when ``candidate`` recorded a worse primary metric than
+    ``holder``; None when it is as good, or either did not record it."""
+    from dvc_monitor.review.revision import PRIMARY_METRIC
+    from dvc_monitor.stages import metric_directions
+
+    metric = PRIMARY_METRIC.get(kind)
+    direction = metric_directions(kind).get(metric) if metric else None
+    mine, theirs = candidate.metrics.get(metric), holder.metrics.get(metric)
+    if direction is None or not _number(mine) or not _number(theirs) \
+            or abs(mine - theirs) <= EPS:
+        return None
+    if direction == "higher" and mine < theirs:
+        return f"{metric} {mine:.4g} < holder's {theirs:.4g}"
+    if direction == "lower" and mine > theirs:
+        return f"{metric} {mine:.4g} > holder's {theirs:.4g}"
+    return None
+
+
+def screen(registry, name: str, stage: str, holder: str, kind: str,
+           rules: "WatchRules") -> Callable[[str], tuple[str, str] | None]:
+    """``check(version)``: None for a candidate that may be scored, else (the check that
+    decided, why), e.g. ``("rolled_back_from", "rolled back from at ...")``."""
+    events = registry.history(name)
+    current = registry.resolve(name, holder)
+
+    def check(version: str) -> tuple[str, str] | None:
+        ev = rolled_back_from(events, stage, version)
+        if ev is not None:
+            return ("rolled_back_from",
+                    f"rolled back from at {_iso(ev.time)} ({ev.tag}); a person's promote to "
+                    f"{stage} makes it a candidate again")
+        if not rules.allow_worse_metrics:
+            why = worse_metric(kind, registry.resolve(name, version), current)
+            if why:
+                return "metrics", why
+        return None
+
+    return check
+
+
+def trust_checks(registry, name: str, stage: str | None, current: str, kind: str,
+                 rules: "WatchRules") -> tuple[Hold | None, Callable | None]:
+    """The hold on ``stage`` now and the candidate ``screen`` for ``current``, its holder;
+    neither without a stage."""
+    if stage is None:
+        return None, None
+    return (hold_of(registry.history(name), stage, rules.min_interval),
+            screen(registry, name, stage, current, kind, rules))
+
+
+def duration(seconds: int) -> str:
+    """``3600`` -> ``1h``, ``90`` -> ``90s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x
