@@ -243,12 +243,17 @@ def _check_timestamps(ts: "pd.Series", source: str, existing: "pd.DataFrame | No
                      "has the already ingested timestamp", "each hour may appear once")
 
 
-def write_batch(df: "pd.DataFrame", path: str | Path) -> None:
-    """Write a batch in a canonical CSV form (stable bytes for the same values)."""
+# The canonical CSV form: stable bytes for the same values (partitions, score's output).
+CSV_FORMAT = {"index": False, "float_format": "%.10g", "lineterminator": "\n"}
+
+
+def write_batch(df: "pd.DataFrame", path: str | Path, fmt: dict | None = None) -> None:
+    """Write a batch in the canonical CSV form (or ``fmt``, ``to_csv`` options), atomically
+    (a temporary file beside it, renamed over it: a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+    df.to_csv(tmp, **(fmt or CSV_FORMAT))
     tmp.replace(path)
 
 
