@@ -240,3 +240,24 @@ def test_output_to_stdout_a_symlink_and_a_device_with_formulas_escaped(anomaly_r
     assert refused.returncode == 2 and refused.stdout == ""
     assert "--json and -o - would both write to standard output" in refused.stderr
     assert anomaly_repo.snapshot() == before
+
+
+def test_duplicate_headers_are_refused_by_score_watch_and_ingest(anomaly_repo, batches,
+                                                                 tmp_path):
+    lines = batches["anomaly"].read_text().splitlines()
+    first = lines[0].split(",")[0]
+    dup = tmp_path / "dup.csv"  # the first column named twice, the second dropped
+    dup.write_text("\n".join([f"{first},{first},{lines[0].split(',', 2)[2]}",
+                              *(ln for ln in lines[1:])]) + "\n")
+    before = anomaly_repo.snapshot()
+    for args in (["score", f"{ANOMALY}#prod", str(dup)],
+                 ["score", f"{ANOMALY}#prod", "-"],
+                 ["watch", f"{ANOMALY}#prod", "--data", str(dup)],
+                 ["ingest", ANOMALY, str(dup)]):
+        proc = anomaly_repo.dm(*args, check=False, input=dup.read_text())
+        assert proc.returncode == 4, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert f"the header names column {first!r} twice; give each column once" in proc.stderr
+        assert proc.stdout == ""
+        assert ("'standard input'" if "-" in args else repr(str(dup))) in proc.stderr
+    assert anomaly_repo.snapshot() == before
