@@ -234,6 +234,29 @@ def test_started_compare_refuses(started, how):
 
 
 @pytest.mark.parametrize("how", HOW)
+def test_started_score_and_watch_refuse_as_serve_does(started, tmp_path, how):
+    batch = tmp_path / "batch.csv"
+    batch.write_text("x\n1\n2\n")
+    before = started.snapshot()
+    ref = "model@v1.1.0"
+    procs = {" ".join(args): dm(started, how, *args, check=False) for args in (
+        ("serve", ref, "--port", "0"),  # refuses before it listens
+        ("score", ref, str(batch)),
+        ("watch", ref, "--data", str(batch)),
+        ("watch", ref, "--data", str(batch), "--rollback"),
+    )}
+    lines = {cmd: one_line_error(proc) for cmd, proc in procs.items()}
+    assert {proc.returncode for proc in procs.values()} == {3}
+    assert len(set(lines.values())) == 1, lines  # one refusal, word for word
+    line = lines[f"score {ref} {batch}"]
+    assert f"{ref} is not a model dvc-monitor trained (no monitor.yaml; model.pkl is a pickle" in line
+    assert "train it with dvc-monitor" in line
+    assert all(proc.stdout == "" for proc in procs.values())
+    assert started.snapshot() == before
+    assert not started.marker.exists()
+
+
+@pytest.mark.parametrize("how", HOW)
 def test_started_versions_and_diff(started, how):
     versions = json.loads(dm(started, how, "versions", "model", "--json", check=True).stdout)
     assert [v["version"] for v in versions][:2] in (["v1.1.0", "v1.0.0"], ["v1.0.0", "v1.1.0"])

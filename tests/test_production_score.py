@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+from csv import QUOTE_ALL
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -180,3 +182,82 @@ def test_score_from_a_git_daemon_url_fetches_from_the_dvc_remote(kinds_repo, bat
     finally:
         daemon.terminate()
         daemon.wait(timeout=30)
+
+
+# -- issue 18: where the CSV goes, what it may contain, headers --------------------------
+
+FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+1+2", "-2+3", "@SUM(A1:A2)",
+            "\tcmd", "\rcmd"]
+
+
+def test_output_to_stdout_a_symlink_and_a_device_with_formulas_escaped(anomaly_repo, batches,
+                                                                        tmp_path):
+    frame = pd.read_csv(batches["anomaly"]).head(len(FORMULAS) + 2)
+    note = [*FORMULAS, "plain", "-5"]  # a text column; "-5" is a number to a spreadsheet
+    frame = frame.assign(note=note, delta=[-1.5, -2.0, 3.25, -4.0, 0.5, -0.125, 7.0, -8.0])
+    csv = tmp_path / "batch.csv"
+    frame.to_csv(csv, index=False, quoting=QUOTE_ALL)  # quoted: a lone CR is in a cell
+    ref = f"{ANOMALY}#prod"
+    before = anomaly_repo.snapshot()
+
+    # -o -: the CSV on stdout, nothing written into the repository (cwd is its root)
+    piped = anomaly_repo.dm("score", ref, str(csv), "-o", "-")
+    assert not (anomaly_repo.path / "-").exists()
+    assert anomaly_repo.git("status", "--porcelain", "--untracked-files=all").stdout == ""
+    assert anomaly_repo.snapshot() == before
+    assert "wrote" not in piped.stderr
+    out = tmp_path / "scored.csv"
+    anomaly_repo.dm("score", ref, str(csv), "-o", str(out))
+    assert piped.stdout == out.read_text()  # the same bytes as a file gets
+    assert anomaly_repo.dm("score", ref, str(csv)).stdout == piped.stdout  # the default
+
+    written = pd.read_csv(out, keep_default_na=False)
+    assert list(written["note"]) == ["'" + f for f in FORMULAS] + ["plain", "-5"]
+    assert list(written["delta"]) == list(frame["delta"])  # negative numbers untouched
+    assert written["delta"].dtype == float
+    for col in frame.columns.drop("note"):
+        np.testing.assert_allclose(written[col], frame[col])
+
+    # a symlink is written through: it stays a link, its target gets the CSV
+    target = tmp_path / "target.csv"
+    target.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    anomaly_repo.dm("score", ref, str(csv), "-o", str(link))
+    assert link.is_symlink() and link.resolve() == target
+    assert target.read_text() == piped.stdout
+    dangling = tmp_path / "dangling.csv"  # a link to a file not there yet: created through it
+    dangling.symlink_to(tmp_path / "later.csv")
+    anomaly_repo.dm("score", ref, str(csv), "-o", str(dangling))
+    assert dangling.is_symlink() and (tmp_path / "later.csv").read_text() == piped.stdout
+
+    # a device: /dev/stdout is this process's stdout pipe, not a file to replace
+    dev = anomaly_repo.dm("score", ref, str(csv), "-o", "/dev/stdout")
+    assert dev.stdout == piped.stdout
+    assert Path("/dev/stdout").is_symlink()
+
+    refused = anomaly_repo.dm("score", ref, str(csv), "-o", "-", "--json", check=False)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "--json and -o - would both write to standard output" in refused.stderr
+    assert anomaly_repo.snapshot() == before
+
+
+def test_duplicate_headers_are_refused_by_score_watch_and_ingest(anomaly_repo, batches,
+                                                                 tmp_path):
+    lines = batches["anomaly"].read_text().splitlines()
+    first = lines[0].split(",")[0]
+    dup = tmp_path / "dup.csv"  # the first column named twice, the second dropped
+    dup.write_text("\n".join([f"{first},{first},{lines[0].split(',', 2)[2]}",
+                              *(ln for ln in lines[1:])]) + "\n")
+    before = anomaly_repo.snapshot()
+    for args in (["score", f"{ANOMALY}#prod", str(dup)],
+                 ["score", f"{ANOMALY}#prod", "-"],
+                 ["watch", f"{ANOMALY}#prod", "--data", str(dup)],
+                 ["ingest", ANOMALY, str(dup)]):
+        proc = anomaly_repo.dm(*args, check=False, input=dup.read_text())
+        assert proc.returncode == 4, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert f"the header names column {first!r} twice; give each column once" in proc.stderr
+        assert proc.stdout == ""
+        assert ("'standard input'" if "-" in args else repr(str(dup))) in proc.stderr
+    assert anomaly_repo.snapshot() == before

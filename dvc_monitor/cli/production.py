@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ref", metavar="REF", help=REF_HELP)
     p.add_argument("input", metavar="INPUT", help="CSV file with the model's feature columns, or -")
     p.add_argument("-o", "--output", metavar="OUT.csv",
-                   help="write the input's columns plus the results here")
+                   help="write the input's columns plus the results here ('-': standard "
+                        "output, the default without --json; a symlink or device is written "
+                        "through)")
     _repo_args(p)
     p.add_argument("--json", action="store_true",
                    help='print {"model", "version", "id", "results": [...]}')
@@ -67,19 +69,20 @@ def _repo_args(p: argparse.ArgumentParser) -> None:
 
 def run_score(args: argparse.Namespace) -> int:
     from dvc_monitor import api
+    from dvc_monitor.api import UsageError
     from dvc_monitor.cli.output import info, print_json
 
+    if args.json and args.output == "-":
+        raise UsageError("--json and -o - would both write to standard output; "
+                         "give -o a file name, or drop one of them")
+    output = args.output or (None if args.json else "-")  # the CSV goes to stdout by default
     result = api.score_batch(args.ref, args.input, repo=args.registry or args.repo,
-                             output=args.output, cache_dir=args.cache_dir)
+                             output=output, cache_dir=args.cache_dir)
     m = result.model
     if args.json:
         print_json(result.to_json())
-    elif not args.output:
-        import sys
-
-        result.table.to_csv(sys.stdout, index=False, float_format="%.10g", lineterminator="\n")
     info(f"scored {result.rows} rows with {m.ref} (id {m.id or 'none'}, {m.kind})"
-         + (f"; wrote {result.output}" if result.output else ""))
+         + (f"; wrote {result.output}" if output != "-" and result.output else ""))
     return 0
 
 

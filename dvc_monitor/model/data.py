@@ -135,12 +135,29 @@ def read_batch(path: "str | Path | BinaryIO", source: str | None = None) -> "pd.
                               "give a CSV file, or pipe the CSV to '-'")
         handle = path
     try:
+        _check_header(handle, where)
         return pd.read_csv(handle)
     except pd.errors.EmptyDataError:
         raise SchemaError(f"{shown(where)}: the file is empty (no header, no rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SchemaError(f"{shown(where)}: not a readable CSV file ({shown(first)})") from None
+
+
+def _check_header(handle: object, where: str) -> None:
+    """Refuse a header that names a column twice (pandas would rename the second
+    ``amount`` to ``amount.1`` and carry on). ``handle`` is rewound for the real read."""
+    import pandas as pd
+
+    names = pd.read_csv(handle, header=None, nrows=1, dtype=str, keep_default_na=False)
+    if hasattr(handle, "seek"):
+        handle.seek(0)
+    seen: set[str] = set()
+    for name in names.iloc[0] if len(names) else ():
+        if name in seen and name.strip():  # blank names are pandas' "Unnamed: N"
+            raise SchemaError(f"{shown(where)}: the header names column {shown(name)} twice; "
+                              "give each column once")
+        seen.add(name)
 
 
 def expected_columns(config: ModelConfig, data_dir: str | Path,
@@ -243,12 +260,17 @@ def _check_timestamps(ts: "pd.Series", source: str, existing: "pd.DataFrame | No
                      "has the already ingested timestamp", "each hour may appear once")
 
 
-def write_batch(df: "pd.DataFrame", path: str | Path) -> None:
-    """Write a batch in a canonical CSV form (stable bytes for the same values)."""
+# The canonical CSV form: stable bytes for the same values (partitions, score's output).
+CSV_FORMAT = {"index": False, "float_format": "%.10g", "lineterminator": "\n"}
+
+
+def write_batch(df: "pd.DataFrame", path: str | Path, fmt: dict | None = None) -> None:
+    """Write a batch in the canonical CSV form (or ``fmt``, ``to_csv`` options), atomically
+    (a temporary file beside it, renamed over it: a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+    df.to_csv(tmp, **(fmt or CSV_FORMAT))
     tmp.replace(path)
 
 

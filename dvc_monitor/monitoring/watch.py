@@ -560,12 +560,15 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     mv = registry.get(ref)
     name = mv.name
     stage = ref.split("#", 1)[1] if "#" in ref else (mv.stages[0] if len(mv.stages) == 1 else None)
-    workspace = review.read_state(root, name, None)
+    # a model dvc-monitor did not train has no rules and no scorer: refused before reading
+    watched = review.require_trained(review.read_state(root, name, mv.commit), mv.ref)
+    workspace = review.require_trained(review.read_state(root, name, None),
+                                       f"{name} in the workspace")
     rules, note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
     if window is not None:
         check_window(window, rules, workspace.layout.params)
     windows = read_windows(data, window)
-    config = replace(review.read_state(root, name, mv.commit).config, label_required=False)
+    config = replace(watched.config, label_required=False)
     for w in windows:  # before any model is loaded: a missing column fails fast
         usable_rows(config, w.rows, f"window {w.name}", f"{name} {mv.version}", labels,
                     workspace.kind)

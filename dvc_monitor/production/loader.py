@@ -170,10 +170,11 @@ def load_version(root: str | Path, mv: "ModelVersion", state=None) -> LoadedMode
 
 
 def version_state(root: str | Path, mv: "ModelVersion"):
-    """What version ``mv`` is at its commit (kind, config, model md5), model not loaded."""
-    from dvc_monitor.review.revision import read_state
+    """What version ``mv`` is at its commit (kind, config, model md5), model not loaded.
+    A model dvc-monitor did not train is refused here: there is nothing to score it with."""
+    from dvc_monitor.review.revision import read_state, require_trained
 
-    return read_state(Path(root), mv.name, mv.commit)
+    return require_trained(read_state(Path(root), mv.name, mv.commit), mv.ref)
 
 
 def resolve(root: str | Path, ref: str) -> "ModelVersion":

@@ -159,11 +159,9 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
     for ref, mv in resolved:
         state = review.read_state(root, name, None if mv is None else mv.commit)
         states.append((ref, mv, state))
-        if not state.is_monitor_model:
-            why = state.skipped[0] if state.skipped else "its model file is not loaded"
-            raise UsageError(f"cannot compare {name}: it is not a model dvc-monitor trained "
-                             f"(no {state.layout.monitor}; {why}); use 'dvc-monitor report' "
-                             "or 'dvc-monitor diff' for its params, data and metrics")
+        review.require_trained(state, error=UsageError, lead=f"cannot compare {name}: ",
+                               then="use 'dvc-monitor report' or 'dvc-monitor diff' for its "
+                                    "params, data and metrics")
     kinds = {s.kind for _, _, s in states}
     if len(kinds) > 1:
         raise UsageError(f"the versions of {name} are of different kinds "

@@ -276,10 +276,8 @@ def gate_states(base_state, head_state, thresholds_from: str = "head",
 
     name = head_state.name
     for state in (base_state, head_state):
-        if not state.is_monitor_model:
-            raise GateUndecided(
-                f"cannot decide: {name} at {state.label} is not a model dvc-monitor trained "
-                f"(no {state.layout.monitor}); review it with 'dvc-monitor report'")
+        review.require_trained(state, error=GateUndecided, lead="cannot decide: ",
+                               then="review it with 'dvc-monitor report'")
     if base_state.kind != head_state.kind:
         raise UsageError(f"{name} is a {base_state.kind} model at {base_state.label} but a "
                          f"{head_state.kind} model at {head_state.label}; they cannot be gated")

@@ -214,6 +214,21 @@ def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
     )
 
 
+def require_trained(state: ModelState, what: str | None = None, *,
+                    error: type[DvcMonitorError] = UnknownModel, lead: str = "",
+                    then: str = "train it with dvc-monitor ('dvc-monitor init'), or review "
+                                "it with 'dvc-monitor report'") -> ModelState:
+    """``state``, or the one-line refusal of a model dvc-monitor did not train (no kind
+    config, so nothing to score or watch it with): what score, watch, serve, gate and
+    compare say. ``what`` names it (default ``NAME at REV``); ``error``, ``lead`` and
+    ``then`` are the command's exit code, its lead-in and the next step it suggests."""
+    if state.is_monitor_model:
+        return state
+    why = state.skipped[0] if state.skipped else "its model file is not loaded"
+    raise error(f"{lead}{what or f'{state.name} at {state.label}'} is not a model dvc-monitor "
+                f"trained (no {state.layout.monitor}; {why}); {then}")
+
+
 def _yaml(text: str | None, rel: str, where: str) -> Any:
     if text is None:
         return None
