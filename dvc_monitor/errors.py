@@ -12,6 +12,8 @@ nothing below the CLI prints errors or calls ``sys.exit``. The exit codes
 
 from __future__ import annotations
 
+import errno
+
 # How much of a user's input an error message may echo.
 ECHO_LIMIT = 200
 # How long a whole error line may be (a net for messages that echo tool output).
@@ -197,3 +199,24 @@ class WatchActionFailed(DvcMonitorError):
         super().__init__(message)
         self.result = result
         self.exit_code = exit_code
+
+
+def disk_full(exc: BaseException | None) -> BaseException | None:
+    """The "no space left" failure in ``exc`` or its causes (an ``OSError`` ENOSPC/EDQUOT,
+    or SQLite's "database or disk is full" from DVC's caches), or None."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        if type(exc).__name__ == "OperationalError" and "disk is full" in str(exc):
+            return exc  # sqlite3, not imported here
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def disk_full_message(exc: BaseException, then: str = "run the command again") -> str:
+    """One line for a full disk: where, and what to do."""
+    where = getattr(exc, "filename", None)
+    at = f" (writing {shown(where)})" if where else ""
+    return f"no space left on the device{at}: free some space (df -h shows it), then {then}"

@@ -201,19 +201,37 @@ def test_every_dvc_monitor_call_in_the_workflows_parses():
 # -- tag-info without a registry ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("fmt", [[], ["--json"], ["--env"]])
+def test_tag_info_of_a_tag_that_does_not_exist_is_one_line_and_exit_3(git_repo, fmt):
+    """A CI job started for a tag this clone lacks must fail, not deploy 'version ?'."""
+    (git_repo.path / "README").write_text("hello\n")
+    git_repo.commit_all("first")
+    git_repo.git("tag", "-a", "-m", "x", "fraud-detector#prod#1")
+    proc = git_repo.dm("tag-info", "fraud-detector#prod#2", *fmt, check=False)
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("dvc-monitor: error: no tag 'fraud-detector#prod#2' in this "
+                                  "repository; fetch the tags ('git fetch --tags'")
+
+
 @pytest.mark.parametrize("tag, expected", [
     ("fraud-detector@v1.2.0", ("register", "fraud-detector", "v1.2.0", None)),
     ("fraud-detector@v1.2.0!", ("deregister", "fraud-detector", "v1.2.0", None)),
-    ("team/risk#staging#4", ("assign", "team/risk", None, "staging")),
-    ("team/risk#staging!#5", ("unassign", "team/risk", None, "staging")),
+    ("team/risk#staging#4", ("assign", "team/risk", "HEAD", "staging")),
+    ("team/risk#staging!#5", ("unassign", "team/risk", "HEAD", "staging")),
     ("fraud-detector@deprecated", ("deprecate", "fraud-detector", None, None)),
 ])
 def test_tag_info_parses_gto_tags(git_repo, tag, expected):
     import json
 
+    (git_repo.path / "README").write_text("hello\n")
+    head = git_repo.commit_all("first")
+    git_repo.git("tag", "-a", "-m", "an event", tag)  # no model, no registry block
     info = json.loads(git_repo.dm("tag-info", tag, "--json").stdout)
+    if expected[2] == "HEAD":  # a stage event at an unregistered commit: GTO's version
+        expected = (*expected[:2], head, expected[3])  # is the commit
     assert (info["event"], info["name"], info["version"], info["stage"]) == expected
-    assert info["commit"] is None  # no such tag in this clone
+    assert info["commit"] == head
     env = dict(line.split("=", 1) for line in git_repo.dm("tag-info", tag, "--env")
                .stdout.splitlines())
     assert env["MODEL_EVENT"] == expected[0] and env["MODEL_NAME"] == expected[1]

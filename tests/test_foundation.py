@@ -159,3 +159,50 @@ def test_init_with_a_relative_remote_stores_it_as_dvc_remote_add_does(git_repo):
     git_repo.dvc("push", "-q")
     assert any((storage / "files" / "md5").iterdir())
     assert not (git_repo.path / "storage").exists()
+
+
+def test_init_in_a_folder_with_a_non_ascii_name_works_end_to_end(tmp_path):
+    """DVC's config file stores only ASCII: the default remote's folder name is folded
+    (``modèles-ü`` -> ``modeles-u-<hash>``), and repro, register and push then work."""
+    from conftest import Repo, cli_env
+
+    (tmp_path / "home").mkdir()
+    repo = Repo(tmp_path / "modèles-ü", cli_env(tmp_path / "home"), tmp_path / "unused")
+    repo.path.mkdir()
+    repo.git("init", "-q", "-b", "main")
+    proc = repo.dm("init", "--template", "anomaly", "--name", "fraud-detector", "--sample-data")
+    assert "Default DVC remote 'local': " in proc.stdout
+    url = repo.dvc("config", "remote.local.url").stdout.strip()
+    assert url.startswith(repo.env["DVC_MONITOR_HOME"])
+    assert url.isascii() and "/remotes/modeles-u-" in url
+    repo.dvc("repro", "models/fraud-detector/dvc.yaml")
+    repo.commit_all("Add the model")
+    assert "Registered fraud-detector v0.1.0" in repo.dm("register", "fraud-detector",
+                                                         "--bump", "minor").stdout
+    origin = tmp_path / "origine-é.git"
+    repo.run("git", "init", "-q", "--bare", str(origin))
+    repo.git("remote", "add", "origin", str(origin))
+    proc = repo.dm("push")
+    assert "Pushed 1 tag(s) to origin" in proc.stdout
+    assert "fraud-detector@v0.1.0" in repo.run("git", "tag", "-l", cwd=origin).stdout
+    [checked] = repo.json("check", "fraud-detector")["versions"]
+    assert (checked["status"], checked["on_remote"]) == ("remote", checked["objects"])
+    assert any((tmp_path / "home/dvc-monitor/remotes").glob("modeles-u-*/files/md5/*"))
+
+
+@pytest.mark.parametrize("where", ["--remote", "DVC_MONITOR_HOME"])
+def test_init_with_a_non_ascii_remote_path_is_one_line_and_changes_nothing(git_repo, where):
+    (git_repo.path / "README").write_text("hello\n")
+    git_repo.commit_all("first")
+    before = git_repo.snapshot()
+    args = ["init", "--template", "anomaly", "--name", "m"]
+    if where == "--remote":
+        args += ["--remote", str(git_repo.path.parent / "dépôt")]
+    else:
+        git_repo.env = {**git_repo.env, "DVC_MONITOR_HOME": str(git_repo.path.parent / "maison-é")}
+    proc = git_repo.dm(*args, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "can only store ASCII" in proc.stderr and "--remote with an ASCII path" in proc.stderr
+    assert ("DVC_MONITOR_HOME" in proc.stderr) == (where == "DVC_MONITOR_HOME")
+    assert git_repo.snapshot() == before

@@ -187,6 +187,23 @@ def test_push_publishes_objects_before_tags_and_a_fresh_clone_rolls_back(team):
     assert second == res["commit"] == bob.head()
 
 
+def test_first_push_to_an_empty_origin_warns_of_nothing(team, tmp_path):
+    """A whole stage history pushed at once: each event finds its ``previous`` holder in
+    place (the earlier events land first), so nobody 'moved' the stage meanwhile."""
+    owner = team.owner
+    prod = [e for e in owner.json("history", MODEL) if e["stage"] == "prod"]
+    assert len(prod) >= 2 and prod[-1]["meta"]["previous"]  # the stage changed hands
+    empty = tmp_path / "empty.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(empty)], check=True)
+    owner.git("remote", "add", "empty", str(empty))
+    try:
+        proc = owner.dm("push", "--git-remote", "empty")
+    finally:
+        owner.git("remote", "remove", "empty")
+    assert f"Pushed {len(owner.git('tag', '-l').stdout.split())} tag(s) to empty" in proc.stdout
+    assert "warning" not in proc.stderr and "moved from" not in proc.stderr, proc.stderr
+
+
 def test_concurrent_promotions_keep_both_events_and_sync_agrees(team):
     alice, bob = team.user("alice"), team.user("bob")
     before = team.origin_tags()

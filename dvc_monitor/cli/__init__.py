@@ -15,6 +15,7 @@ from typing import Callable
 
 from dvc_monitor import __version__
 from dvc_monitor.api import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, DvcMonitorError, one_line
+from dvc_monitor.errors import disk_full, disk_full_message
 
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -123,11 +124,20 @@ def main(argv: list[str] | None = None, checkpoint: Callable[[str], None] | None
     except Exception as exc:  # a bug, or a failure we did not foresee: still one line
         if os.environ.get("DVC_MONITOR_DEBUG"):
             raise
+        full = disk_full(exc)
+        if full is not None:
+            print(f"dvc-monitor: error: {one_line(disk_full_message(full))}", file=sys.stderr)
+            return EXIT_ERROR
         detail = one_line(str(exc)) or type(exc).__name__
         print(f"dvc-monitor: error: {type(exc).__name__}: {detail} "
               "(set DVC_MONITOR_DEBUG=1 to see the traceback)", file=sys.stderr)
         return EXIT_ERROR
     return int(result or 0)
+
+
+# Commands that only read the registry (tags, commits): on a full disk, where an
+# interrupted rollback cannot be undone yet, they still answer (with a warning).
+READ_COMMANDS = frozenset({"versions", "show", "history", "tag-info", "completion"})
 
 
 def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
@@ -143,7 +153,19 @@ def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
         return
     from dvc_monitor.api import recover_pending
 
-    rec = recover_pending(args.repo)
+    try:
+        rec = recover_pending(args.repo)
+    except Exception as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        message = disk_full_message(full, "run 'dvc-monitor recover'")
+        if args.command not in READ_COMMANDS:
+            raise DvcMonitorError(f"an interrupted rollback could not be undone: {message}") \
+                from None
+        print(f"dvc-monitor: warning: an interrupted rollback could not be undone yet, so "
+              f"the work tree is half rolled back: {one_line(message)}", file=sys.stderr)
+        return
     if rec is not None and rec.action not in ("none", "busy"):
         print(f"dvc-monitor: {rec.message}", file=sys.stderr)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,10 +37,33 @@ def default_remote_dir(root: Path) -> Path:
 
     ``$DVC_MONITOR_HOME/remotes/<repo-name>-<hash of its path>`` (``DVC_MONITOR_HOME``
     defaults to ``~/.local/share/dvc-monitor``). Clones on the same machine share it.
+    The name is ASCII-folded (``modèles-ü`` -> ``modeles-u``), because DVC's config file
+    can only store ASCII; the hash keeps folders whose names fold alike apart.
     """
     home = Path(os.environ.get("DVC_MONITOR_HOME") or Path.home() / ".local/share/dvc-monitor")
     digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
-    return home / "remotes" / f"{root.resolve().name}-{digest}"
+    return home / "remotes" / f"{ascii_slug(root.resolve().name)}-{digest}"
+
+
+def ascii_slug(name: str) -> str:
+    """``name`` with accents folded and every other non-ASCII run made one ``-``
+    (``repo`` if nothing is left); ASCII names are returned unchanged."""
+    if name.isascii():
+        return name
+    folded = "".join(c for c in unicodedata.normalize("NFKD", name)
+                     if not unicodedata.combining(c))
+    slug = re.sub(r"[^\x00-\x7f]+", "-", folded).strip("-")
+    return slug or "repo"
+
+
+def check_remote_url(url: str, default: bool) -> None:
+    """Refuse a DVC remote URL that DVC's config writer cannot store (non-ASCII)."""
+    if url.isascii():
+        return
+    fix = ("set DVC_MONITOR_HOME to an ASCII folder, or pass --remote with an ASCII path or URL"
+           if default else "pass --remote with an ASCII path or URL")
+    raise UsageError(f"DVC's config can only store ASCII, and the remote {shown(url)} "
+                     f"is not: {fix}")
 
 
 @dataclass
@@ -186,6 +211,7 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
         remote_url = None
         if not dvcops.remotes(root):
             remote_url = remote or str(default_remote_dir(root))
+            check_remote_url(remote_url, default=remote is None)
             if "://" not in remote_url:
                 Path(remote_url).mkdir(parents=True, exist_ok=True)
             tx.remember(".dvc/config")

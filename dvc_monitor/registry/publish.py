@@ -240,15 +240,27 @@ def _holders_for(views: _Views, origin_reg, tag: str):
 
 
 def _holder_changes(views: _Views, candidates: list[str]) -> list[str]:
-    """Warnings for stage events (not colliding) made while the origin's holder changed."""
-    origin_reg = views.origin_registry()
+    """Warnings for stage events (not colliding) made while the origin's holder changed.
+
+    The holder an event finds on the origin is the one after the origin's events and the
+    pushed events before it: a first push of a whole stage history to an empty origin
+    finds every event's ``previous`` in place, and warns of nothing.
+    """
+    from dvc_monitor.registry.state import holders_before
+
+    landing = [t for t in candidates if t in views.local and t not in views.origin_oid]
+    assigns = [t for t in landing if views.local[t][1].action is Action.ASSIGN]
+    refs = [ref for ref, _ in views.origin.values()] + [views.local[t][0] for t in landing]
+    before = holders_before(refs, assigns)
     out = []
-    for tag in candidates:
-        tn = views.local[tag][1] if tag in views.local else None
-        if tn is None or tn.action is not Action.ASSIGN or tag in views.origin_oid:
+    for tag in assigns:
+        ref, tn = views.local[tag]
+        meta = T.parse_message(ref.message) if ref.annotated else None
+        if not isinstance(meta, dict) or "previous" not in meta:
             continue
-        meta, version, expected, holder = _holders_for(views, origin_reg, tag)
-        if meta is not None and "previous" in meta and expected != holder:
+        expected, version = meta["previous"], meta.get("version")
+        holder = before.get(tag, {}).get(tn.stage)
+        if expected != holder:
             out.append(f"on the origin, stage '{tn.stage}' of {tn.artifact} moved from "
                        f"{expected or 'nobody'} to {holder or 'nobody'} since {tag} was made; "
                        f"it lands after that, so {version} is the result")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from dvc_monitor.errors import (
     AmbiguousVersion,
@@ -141,20 +141,12 @@ class Registry:
     def from_tags(cls, git: GitRepo, refs: Iterable[TagRef]) -> "Registry":
         """The registry view of ``refs`` (e.g. a remote's tags fetched to a mirror)."""
         warnings: list[str] = []
-        raws: list[_Raw] = []
         lightweight: list[str] = []
         broken: dict[str, list[str]] = {}
-        for ref in refs:
-            raw = _raw_of(ref, warnings, lightweight, broken)
-            if raw is not None:
-                raws.append(raw)
-        raws.sort(key=lambda r: r.order_key)
+        raws = _sorted_raws(refs, warnings, lightweight, broken)
         artifacts: dict[str, _Artifact] = {}
-        for raw in raws:
-            art = artifacts.get(raw.tag.artifact)
-            if art is None:
-                art = artifacts[raw.tag.artifact] = _Artifact(raw.tag.artifact)
-            _apply(art, raw, warnings)
+        for _ in _replay(raws, artifacts, warnings):
+            pass
         if lightweight:
             warnings.append(lightweight_warning(lightweight))
         warnings += warning_lines(broken)
@@ -509,6 +501,36 @@ class Registry:
 
 
 # -- replaying tags into state ----------------------------------------------------------
+
+
+def holders_before(refs: Iterable[TagRef], tags: Iterable[str]) -> dict[str, dict[str, str]]:
+    """For each of ``tags`` (names of ``refs``): stage -> the version holding it just
+    before that event, replaying ``refs`` in event order as the registry does (what a
+    stage event finds when it lands on an origin that gets ``refs``)."""
+    wanted = set(tags)
+    warnings: list[str] = []
+    out: dict[str, dict[str, str]] = {}
+    for art, raw in _replay(_sorted_raws(refs, warnings, [], {}), {}, warnings):
+        if raw.ref.name in wanted:
+            out[raw.ref.name] = {stage: v.version for stage, v in art.holders().items()}
+    return out
+
+
+def _sorted_raws(refs: Iterable[TagRef], warnings: list[str], lightweight: list[str],
+                 broken: dict[str, list[str]]) -> list[_Raw]:
+    raws = [raw for ref in refs if (raw := _raw_of(ref, warnings, lightweight, broken))]
+    return sorted(raws, key=lambda r: r.order_key)
+
+
+def _replay(raws: list[_Raw], artifacts: dict[str, _Artifact],
+            warnings: list[str]) -> Iterator[tuple[_Artifact, _Raw]]:
+    """Apply ``raws`` (in order) to ``artifacts``; yields each before it is applied."""
+    for raw in raws:
+        art = artifacts.get(raw.tag.artifact)
+        if art is None:
+            art = artifacts[raw.tag.artifact] = _Artifact(raw.tag.artifact)
+        yield art, raw
+        _apply(art, raw, warnings)
 
 
 def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:

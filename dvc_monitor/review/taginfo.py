@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 from dvc_monitor.errors import (
     DvcMonitorError,
+    NotFound,
     UsageError,
+    shown,
 )
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.git import GitRepo
@@ -32,7 +34,7 @@ class TagInfo:
     version: str | None  # for stage events: the version registered at the tag's commit
     stage: str | None
     counter: int | None
-    commit: str | None  # None when the tag does not exist in this clone
+    commit: str
     model_path: str | None
     model_md5: str | None
 
@@ -47,19 +49,22 @@ def tag_info(root: str | Path, tag: str) -> TagInfo:
                          "NAME@vX.Y.Z!, NAME#STAGE#N, NAME#STAGE!#N or NAME@deprecated")
     git = GitRepo(root)
     commit = git.resolve(f"refs/tags/{tag}")
+    if commit is None:
+        raise NotFound(f"no tag {shown(tag)} in this repository; fetch the tags "
+                       "('git fetch --tags', or a CI checkout with fetch-depth: 0) or check "
+                       "the name with 'git tag -l'")
     name = parsed.artifact
     version = parsed.version
-    if commit is not None and version is None and parsed.stage is not None:
+    if version is None and parsed.stage is not None:
         version = _version_of_stage_tag(Path(root), name, tag, commit)
     model_path = model_md5 = None
     if ":" not in name:
         model_path = ModelLayout(name).model
-        if commit is not None:
-            try:
-                from dvc_monitor.review.revision import read_state
-                model_md5 = read_state(root, name, commit).model_md5
-            except DvcMonitorError:
-                model_md5 = None
+        try:
+            from dvc_monitor.review.revision import read_state
+            model_md5 = read_state(root, name, commit).model_md5
+        except DvcMonitorError:
+            model_md5 = None
     return TagInfo(tag=tag, name=name, event=parsed.action.value, version=version,
                    stage=parsed.stage, counter=parsed.counter, commit=commit,
                    model_path=model_path, model_md5=model_md5)

@@ -4,6 +4,7 @@
 import contextlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,11 @@ JOURNAL_NAME = "rollback.json"
 BACKUP_NAME = "rollback-backup"
 JOURNAL_SCHEMA = 1
 TRAILER_ID = "Rollback-Id"
+# A DVC checkout writes each file as ``[NAME].<22 random characters>.tmp`` next to it and
+# renames it; a checkout that fails (a full disk) or is killed leaves it behind.
+DVC_TEMPORARY = re.compile(r"\.[A-Za-z0-9_-]{22}\.tmp$")
+# What the rollback itself writes before an ``os.replace`` (restored files, undo).
+OWN_TEMPORARY = ".dvc-monitor-tmp"
 
 
 
@@ -227,7 +233,32 @@ class _Transaction:
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
         _repair_dvc_locks(self.root)
+        self.remove_temporaries()
         self.cleanup()
+
+    def remove_temporaries(self) -> None:
+        """Remove the temporary files a failed or killed step left next to the files and
+        outputs of the rollback (DVC's ``.*.tmp``, ours); files git tracks are kept."""
+        rels = list(self.j["files"]) + list(self.j["outs"])
+        found: dict[Path, str] = {}
+        for rel in rels:
+            path = self.root / rel
+            own = path.with_name(path.name + OWN_TEMPORARY)
+            if os.path.lexists(own):
+                found[own] = f"{rel}{OWN_TEMPORARY}"
+            folder = path.parent
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(folder):
+                    if DVC_TEMPORARY.search(entry.name) and entry.is_file(follow_symlinks=False):
+                        found[Path(entry.path)] = Path(entry.path).relative_to(self.root).as_posix()
+        if not found:
+            return
+        tracked = set(self.git.run("--literal-pathspecs", "ls-files", "-z", "--",
+                                   *found.values()).split("\0"))
+        for path, rel in found.items():
+            if rel not in tracked:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     def cleanup(self) -> None:
         # the journal goes first: backups without a journal are stale and removed by the
@@ -263,6 +294,7 @@ class _Transaction:
                 tag = existing[0]
             else:
                 tag = _assign_stage(self.root, self.j)
+        self.remove_temporaries()
         self.cleanup()
         return tag
 

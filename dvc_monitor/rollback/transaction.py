@@ -49,6 +49,8 @@ from dvc_monitor.errors import (
     RollbackError,
     UsageError,
     VerificationError,
+    disk_full,
+    disk_full_message,
     some,
 )
 from dvc_monitor.model.layout import ModelLayout
@@ -326,10 +328,13 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
             try:
                 tx.undo()
             except Exception as undo_exc:  # the journal stays: recover will try again
+                full = disk_full(undo_exc)
+                then = (disk_full_message(full, "run 'dvc-monitor recover'") if full
+                        else "run 'dvc-monitor recover'")
                 raise RollbackError(
                     f"the rollback failed ({_reason(exc)}) and undoing it failed too "
-                    f"({_reason(undo_exc)}); the journal is kept in {tx.path}: run "
-                    "'dvc-monitor recover'") from None
+                    f"({_reason(undo_exc)}); the journal is kept in {tx.path}: "
+                    f"{then}") from None
         if isinstance(exc, DvcMonitorError) and not isinstance(exc, ExternalCommandError):
             if isinstance(exc, (RollbackError, MissingObjects)):
                 raise
