@@ -5,6 +5,9 @@ callable installed. SPEC is ``<step>[:hang|:kill|:pause]``, several separated by
 ``<step>`` is one of ``dvc_monitor.rollback.signals.STEPS`` or ``undo`` (half way through
 an undo). A bare step raises an exception there; ``hang`` prints a line and sleeps (so a
 test can kill the process), ``kill`` SIGKILLs the process, ``pause`` waits for SIGUSR1.
+``lock:report`` injects nothing: it prints a line (``LOCK_WAIT``) when the command finds
+the repository's write lock held by another process and starts waiting for it, so that a
+test can wait for that moment instead of sleeping.
 """
 
 from __future__ import annotations
@@ -14,11 +17,42 @@ import signal
 import sys
 import time
 
+LOCK_WAIT = "test fault: waiting for the repository lock"
+
+
+def report_lock_waits() -> None:
+    """Print ``LOCK_WAIT`` once, on the first failed attempt at the repository lock.
+
+    Only listens: filelock logs every attempt that finds the lock held (DEBUG, logger
+    ``filelock``); the lock and its waiting are the real ones.
+    """
+    import logging
+
+    from dvc_monitor.repo.locking import LOCK_NAME
+
+    class Report(logging.Handler):
+        said = False
+
+        def emit(self, record: logging.LogRecord) -> None:
+            text = record.getMessage()
+            if not self.said and "not acquired" in text and LOCK_NAME in text:
+                self.said = True
+                print(f"dvc-monitor: {LOCK_WAIT} (pid {os.getpid()})", file=sys.stderr,
+                      flush=True)
+
+    log = logging.getLogger("filelock")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.addHandler(Report())
+
 
 def checkpoint_for(spec: str):
     faults = {}
     for item in spec.split(","):
         where, _, how = item.strip().partition(":")
+        if how == "report":
+            report_lock_waits()
+            continue
         faults[where] = how
 
     def checkpoint(step: str) -> None:

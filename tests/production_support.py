@@ -50,7 +50,7 @@ class Server:
             [str(BIN / "dvc-monitor"), "serve", *args, "--port", str(self.port)],
             cwd=cwd or repo.path, env=repo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # bounds a hang only
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"serve exited {self.proc.returncode}: {self.proc.stderr.read()}")
@@ -67,7 +67,7 @@ class Server:
         req = urllib.request.Request(self.url + path, data=body, method=method,
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
+            with urllib.request.urlopen(req, timeout=300) as resp:  # bounds a hang only
                 return resp.status, dict(resp.headers), json.loads(resp.read())
         except urllib.error.HTTPError as err:
             raw = err.read()
@@ -82,11 +82,12 @@ class Server:
         return self.request("POST", "/score", json.dumps({"rows": rows}).encode())
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=30) as resp:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=300) as resp:
             return resp.read().decode()
 
-    def wait_for(self, predicate, timeout: float = 60) -> dict:
-        """Poll /health until ``predicate(health)`` holds; return that health document."""
+    def wait_for(self, predicate, timeout: float = 300) -> dict:
+        """Poll /health until ``predicate(health)`` holds; return that health document
+        (the last one when ``timeout``, which only bounds a hang, passed first)."""
         deadline = time.monotonic() + timeout
         while True:
             health = self.get("/health")
@@ -115,7 +116,7 @@ class Server:
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
-            _, err = self.proc.communicate(timeout=60)
+            _, err = self.proc.communicate(timeout=300)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             _, err = self.proc.communicate()

@@ -169,30 +169,73 @@ def start_rollback(repo: Repo, *args: str, env: dict | None = None,
                             preexec_fn=ignore)
 
 
-def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> list[str]:
-    """Read the process's stderr until a line contains ``needle``; returns the lines read."""
-    import selectors
+def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 300) -> list[str]:
+    """Read the process's stderr until a line contains ``needle``; returns the lines read.
 
+    The pipe is read one byte at a time from its file descriptor. ``proc.stderr.readline()``
+    reads ahead: when the process wrote two lines before this reader got the CPU (the rule
+    on a loaded machine), the second sat in the text buffer where ``select`` cannot see it,
+    and a process paused after writing it was waited for in vain. Nothing past the
+    needle's line is consumed, so ``proc.stderr.read()`` afterwards gets the rest. The
+    deadline only bounds a hang.
+    """
+    import select
+
+    fd = proc.stderr.fileno()
     lines: list[str] = []
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stderr, selectors.EVENT_READ)
+    line = bytearray()
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        byte = os.read(fd, 1) if ready else b""
+        if not byte:  # the deadline passed, or the process closed stderr
+            break
+        line += byte
+        if byte == b"\n":
+            lines.append(line.decode(errors="replace"))
+            line.clear()
+            if needle in lines[-1]:
+                return lines
+    proc.kill()
+    seen = "".join(lines) + line.decode(errors="replace")
+    raise AssertionError(f"'{needle}' never appeared; stderr so far:\n{seen}")
+
+
+def stage_child(pid: int, timeout: float = 300) -> "psutil.Process":
+    """The ``dvc-monitor stage train`` process that the rollback ``pid``'s repro started."""
+    import psutil
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-            break
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    proc.kill()
-    raise AssertionError(f"'{needle}' never appeared; stderr so far:\n{''.join(lines)}")
+        for child in psutil.Process(pid).children(recursive=True):
+            try:
+                cmd = child.cmdline()
+            except psutil.Error:
+                continue
+            if "stage" in cmd and "train" in cmd:
+                return child
+        time.sleep(0.05)
+    raise AssertionError("the rollback never started `dvc-monitor stage train`")
+
+
+def wait_until_gone(proc: "psutil.Process", timeout: float = 300) -> None:
+    """Wait until ``proc`` (not our child) has ended: gone, or a zombie nobody reaps."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {proc.pid} ({proc.name()}) still runs after {timeout} s")
 
 
 def kill_and_reap(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
     os.kill(proc.pid, sig)
-    return proc.wait(timeout=60)
+    return proc.wait(timeout=300)  # a SIGTERM is followed by an undo
 
 
 def assert_clean(repo: Repo, *targets: str) -> None:

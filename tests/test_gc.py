@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import BIN, Repo, copy_repo, new_version, sample_csv, trained_anomaly
 from s3server import s3_server  # noqa: F401  (fixture)
+from faultcli import LOCK_WAIT
+from rollback_support import wait_for_line
 
 from dvc_monitor.errors import GcRefused, UnknownModel, UsageError
 from dvc_monitor.repo.dvc import RemoteUnavailable
@@ -155,20 +157,13 @@ def test_dry_run_lists_objects_and_changes_nothing(built, tmp_path):
     assert cached(repo) == before
 
 
-def _wait_for_line(proc: subprocess.Popen, text: str) -> str:
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if text in line:
-            return "".join(seen)
-    raise AssertionError(f"process ended without '{text}': {''.join(seen)}")
-
-
-def _paused(repo: Repo, spec: str, *args: str) -> subprocess.Popen:
+def _paused(repo: Repo, spec: str, *args: str, text: str = "test fault: paused"
+            ) -> subprocess.Popen:
+    """The faultcli hook running ``ARGS``, once its stderr says ``text``."""
     proc = subprocess.Popen([sys.executable, str(FAULTCLI), spec, *args], cwd=repo.path,
                             env=repo.env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    _wait_for_line(proc, "test fault: paused")
+    wait_for_line(proc, text)
     return proc
 
 
@@ -176,19 +171,18 @@ def test_a_concurrent_rollback_waits_for_gc(built, tmp_path):
     repo = copy_repo(built, tmp_path)
     head = repo.head()
     gc = _paused(repo, "gc-locked:pause", "gc", "--keep-last", "1")
-    rollback = subprocess.Popen(
-        [str(BIN / "dvc-monitor"), "rollback", MODEL, "--to", "v1.1.0", "-m", "during gc"],
-        cwd=repo.path, env=repo.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        time.sleep(3)  # give the rollback time to reach the lock (no timing is asserted)
+        # --wait: however long gc takes on a loaded machine (the default is 30 s)
+        rollback = _paused(repo, "lock:report", "rollback", MODEL, "--to", "v1.1.0",
+                           "-m", "during gc", "--wait", "600", text=LOCK_WAIT)
         assert rollback.poll() is None, rollback.communicate()
         assert repo.head() == head  # it has not started changing anything
     finally:
         gc.send_signal(signal.SIGUSR1)
-    out, err = gc.communicate(timeout=120)
+    out, err = gc.communicate(timeout=300)
     assert gc.returncode == 0, err
     assert "Freed" in out
-    out, err = rollback.communicate(timeout=300)
+    out, err = rollback.communicate(timeout=600)
     assert rollback.returncode == 0, err
     assert "Rolled back fraud-detector to v1.1.0" in out
     assert repo.head() != head

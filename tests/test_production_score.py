@@ -165,9 +165,9 @@ def test_score_from_a_git_daemon_url_fetches_from_the_dvc_remote(kinds_repo, bat
     try:
         url = f"git://127.0.0.1:{port}/kinds.git"
         cache = tmp_path / "user-cache"
-        for _ in range(100):  # until the daemon listens
-            if kinds_repo.git("ls-remote", url, check=False).returncode == 0:
-                break
+        deadline = time.monotonic() + 300  # until the daemon listens (bounds a hang)
+        while kinds_repo.git("ls-remote", url, check=False).returncode != 0:
+            assert time.monotonic() < deadline, f"git daemon never served {url}"
             time.sleep(0.1)
         local = score_json(kinds_repo, f"{FORECAST}#prod", batches["forecast"])
         remote = score_json(kinds_repo, f"{FORECAST}#prod", batches["forecast"], "--repo", url,

@@ -75,7 +75,7 @@ def test_serve_follows_a_rollback_with_no_failed_request(repo, batch):
         server.wait_for(lambda h: len(client.answers) >= count + 3)
     finally:
         client.halt.set()
-        client.join(timeout=60)
+        client.join(timeout=300)
     assert health["version"] == OLD and health["last_reload"]["result"] in ("swapped", "unchanged")
     assert client.errors == []
     assert [s for s, _, _ in client.answers if s != 200] == []

@@ -10,6 +10,7 @@ took it); live rows are the template's seeded sample batches sent over HTTP.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -40,14 +41,18 @@ def traffic(change=None):
         index += 1
 
 
-def send_until(server: Server, rows, done, limit: int = 400) -> list[tuple[int, dict, dict]]:
-    """POST batches until ``done(health)`` holds (checked after each answer)."""
+def send_until(server: Server, rows, done, limit: int | None = None,
+               timeout: float = 300) -> list[tuple[int, dict, dict]]:
+    """POST batches until ``done(health)`` holds (checked after each answer). A rollback
+    and swap take the watch thread as long as the machine lets them, however many requests
+    go by meanwhile: ``timeout`` only bounds a hang (``limit`` caps the requests)."""
     answers = []
-    for _ in range(limit):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (limit is None or len(answers) < limit):
         answers.append(server.score(next(rows)))
         if done(server.get("/health")):
             return answers
-    raise AssertionError(f"not done after {limit} requests: {server.get('/health')}")
+    raise AssertionError(f"not done after {len(answers)} requests: {server.get('/health')}")
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -215,7 +220,6 @@ def test_serve_watch_windows_below_min_rows_never_alarm(flood, tmp_path):
 ])
 def test_auto_rollback_refusals(git_repo: Repo, args, expected):
     ref = f"{ANOMALY}@v1.0.0" if not args else f"{ANOMALY}#prod"
-    proc = git_repo.dm("serve", ref, "--auto-rollback", *args, "--port", "0", check=False,
-                       timeout=60)
+    proc = git_repo.dm("serve", ref, "--auto-rollback", *args, "--port", "0", check=False)
     line = error_line(proc)
     assert line.startswith("dvc-monitor: error: ") and expected in line

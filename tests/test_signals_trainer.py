@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import psutil
 import pytest
@@ -27,6 +26,7 @@ from rollback_support import (  # noqa: F401  (fixtures)
     rollback,
     rollback_base,
     rb_repo,
+    stage_child,
     start_rollback,
 )
 
@@ -35,21 +35,6 @@ pytestmark = pytest.mark.slow
 
 def journal(repo):
     return repo.path / ".git" / "dvc-monitor" / "rollback.json"
-
-
-def stage_child(pid: int, timeout: float = 120) -> psutil.Process:
-    """The ``dvc-monitor stage train`` process that the rollback's repro started."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in psutil.Process(pid).children(recursive=True):
-            try:
-                cmd = child.cmdline()
-            except psutil.Error:
-                continue
-            if "stage" in cmd and "train" in cmd:
-                return child
-        time.sleep(0.05)
-    raise AssertionError("the rollback never started `dvc-monitor stage train`")
 
 
 def force_retrain(repo) -> None:
@@ -71,7 +56,7 @@ def test_signal_to_the_pid_during_the_retrain_undoes_the_rollback(rb_repo, sig, 
     proc = start_rollback(repo, "--to", "v1.0.0", "--stage", "prod", sigint_ignored=ignored)
     child = stage_child(proc.pid)
     os.kill(proc.pid, sig)  # the rollback's pid only, not its process group
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=300)  # the undo runs first
     assert proc.returncode == code, err
     assert f"interrupted ({signal.Signals(sig).name})" in err
     assert "restored to its previous state" in err and "Traceback" not in err

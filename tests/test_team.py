@@ -46,10 +46,10 @@ class GitDaemon:
              "--export-all", "--enable=receive-pack", "--informative-errors",
              f"--base-path={base}", str(base)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300  # bounds a hang only
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                socket.create_connection(("127.0.0.1", self.port), timeout=30).close()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -62,7 +62,7 @@ class GitDaemon:
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=60)
 
 
 class Team:
