@@ -124,8 +124,11 @@ def test_serve_watch_rolls_back_an_alert_flood_and_swaps_to_the_good_version(flo
     assert metric(metrics, "dvc_monitor_watch_breaches_total", version=BAD,
                   measure="alert_rate") >= 2
     assert metric(metrics, "dvc_monitor_watch_measure", version=BAD, measure="alert_rate") > 0.2
+    # quiet by the rule (alert_rate max 0.05 breaches only above 0.05): which rows make up
+    # the good version's first window depends on how many requests passed during the
+    # rollback, and one of them gave exactly 10 alerts in 200 rows on a loaded machine
     assert metric(metrics, "dvc_monitor_watch_measure", version=GOOD,
-                  measure="alert_rate") < 0.05
+                  measure="alert_rate") <= 0.05
     assert metric(metrics, "dvc_monitor_model_info", version=GOOD) == 1
     assert after["watch"]["last_window"]["version"] == GOOD
     assert after["watch"]["last_window"]["breaches"] == []
