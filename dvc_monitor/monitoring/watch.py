@@ -578,7 +578,8 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
         if version not in states:
             target = registry.resolve(name, version)
             say(f"Loading {name} {target.version}")
-            state = review.read_state(root, name, target.commit)
+            state = (watched if target.commit == mv.commit
+                     else review.read_state(root, name, target.commit))
             model = review.load_model(state)
             states[version] = (state, Subject(name, target.version, state.kind, state.config,
                                               model, load_profile(state, model)))
