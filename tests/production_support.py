@@ -121,3 +121,10 @@ class Server:
             self.proc.kill()
             _, err = self.proc.communicate()
         return self.proc.returncode, err
+
+
+def assert_served_cleanly(code: int, stderr: str, answers: list) -> None:
+    """A server stopped by SIGTERM exited 0 with no traceback, and every answer was a 200."""
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert [status for status, _, _ in answers if status != 200] == []

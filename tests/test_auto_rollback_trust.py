@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Repo, copy_repo, new_version, trained_anomaly
-from production_support import Server
+from production_support import Server, assert_served_cleanly
 from test_serve_watch import metric, send_until
 from test_watch import ANOMALY, error_line, release, watch
 
@@ -254,9 +254,7 @@ def serve_phases(repo: Repo, *phases) -> tuple[list, list[dict], str, str]:
         metrics = server.metrics()
     finally:
         code, stderr = server.stop()
-    assert code == 0, stderr
-    assert "Traceback" not in stderr
-    assert [status for status, _, _ in answers if status != 200] == []
+    assert_served_cleanly(code, stderr, answers)
     return answers, healths, metrics, stderr
 
 
