@@ -152,7 +152,7 @@ def main() -> int:
     sh(repo, "dvc-monitor", "register", "fraud-detector", "--version", "v0.0.0", env=env)
 
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.stages import anomaly
+    from dvc_monitor.kinds import anomaly
 
     print(f"{'versions':>8} {'data KB':>9} {'intermediates KB':>17} {'models KB':>10} "
           f"{'interm./data':>13} {'all but models/data':>20}")

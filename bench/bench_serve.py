@@ -180,7 +180,7 @@ def main() -> None:
         print("building the repository (two trained versions) ...", flush=True)
         bench.build()
         sys.path.insert(0, str(HERE.parents[1]))
-        from dvc_monitor.stages import kind_module
+        from dvc_monitor.kinds import kind_module
 
         rows = kind_module("anomaly").sample_batch(5).head(args.rows)
         features = [c for c in rows.columns if c != "is_fraud"]

@@ -67,7 +67,7 @@ def build(root: Path) -> Path:
 
 def windows_dir(folder: Path, seed: int, count: int, drift: bool = False) -> Path:
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -81,7 +81,7 @@ def windows_dir(folder: Path, seed: int, count: int, drift: bool = False) -> Pat
 
 def timing(repo: Path, work: Path) -> tuple[float, float, float]:
     from dvc_monitor import api, review
-    from dvc_monitor.monitoring.reference import load_profile
+    from dvc_monitor.evaluation.profiles import load_profile
     from dvc_monitor.monitoring.rules import rules_of
     from dvc_monitor.monitoring.watch import Subject, Watcher, read_windows
 
@@ -92,7 +92,7 @@ def timing(repo: Path, work: Path) -> tuple[float, float, float]:
     rules, _ = rules_of(state.params, state.kind, "params.yaml")
     folder = windows_dir(work / "timing", seed=99, count=1)
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     big = kind_module("anomaly").sample_batch(500, seed=99, rows=10_000)
     shutil.rmtree(folder)

@@ -72,9 +72,9 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "RollbackResult": ("rollback.transaction", "RollbackResult"),
     "RecoveryResult": ("rollback.journal", "RecoveryResult"),
     "Proof": ("rollback.verify", "Proof"),
-    # the trainer fingerprint (stages/trainer.py)
-    "trainer_status": ("stages.trainer", "status"),
-    "TrainerStatus": ("stages.trainer", "TrainerStatus"),
+    # the trainer fingerprint (model/trainer.py)
+    "trainer_status": ("model.trainer", "status"),
+    "TrainerStatus": ("model.trainer", "TrainerStatus"),
     # team work (registry/publish.py, registry/restorable.py)
     "push": ("registry.publish", "push"),
     "sync": ("registry.publish", "sync"),
@@ -98,8 +98,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "read_windows": ("monitoring.watch", "read_windows"),
     "WatchRules": ("monitoring.rules", "WatchRules"),
     "parse_watch_rules": ("monitoring.rules", "parse_rules"),
-    "Profile": ("monitoring.reference", "Profile"),
-    "build_profile": ("monitoring.reference", "build_profile"),
+    "Profile": ("evaluation.profiles", "Profile"),
+    "build_profile": ("evaluation.profiles", "build_profile"),
     # production scoring (production/)
     "load_model": ("production.loader", "load_model"),
     "load_ref": ("production.loader", "load_ref"),
@@ -119,7 +119,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "GitRepo": ("repo.git", "GitRepo"),
     "tags": ("registry.tags", None),  # GTO's tag grammar, as a module
     "key_metrics": ("registry.facts", "key_metrics"),
-    "partitions_of": ("registry.diff", "partitions_of"),
+    "partitions_of": ("model.data", "partitions_of"),
     "raise_if_failed": ("review.gate", "raise_if_failed"),
     "compare_table": ("review.compare", "table"),
     "run_demo": ("demo", "run_demo"),
@@ -129,9 +129,9 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "UsageError": ("errors", "UsageError"),
     "GateFailed": ("errors", "GateFailed"),
     "GateUndecided": ("errors", "GateUndecided"),
-    "no_checkpoint": ("rollback.signals", "no_checkpoint"),
+    "no_checkpoint": ("repo.signals", "no_checkpoint"),
     "recover_pending": ("rollback.journal", "recover_pending"),
-    "pending_journal": ("rollback.journal", "pending_journal"),
+    "pending_journal": ("repo.state", "pending_journal"),
     "EXIT_CODES": ("errors", "EXIT_CODES"),
     "EXIT_ERROR": ("errors", "EXIT_ERROR"),
     "EXIT_INTERRUPTED": ("errors", "EXIT_INTERRUPTED"),

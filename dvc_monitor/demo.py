@@ -60,7 +60,7 @@ class _Demo:
     def batch(self, index: int, **overrides) -> str:
         """Write sample batch ``index`` to a CSV outside the repository; return its path."""
         from dvc_monitor.model.data import write_batch
-        from dvc_monitor.stages import kind_module
+        from dvc_monitor.kinds import kind_module
 
         path = self.base / "incoming" / f"batch-{index}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ class _Demo:
         print(f"$ {shlex.join(args)} &", flush=True)
         proc = subprocess.Popen([sys.executable, "-m", "dvc_monitor", *args[1:]], cwd=self.repo,
                                 env=self.env, stdout=subprocess.DEVNULL)
-        from dvc_monitor.stages import kind_module
+        from dvc_monitor.kinds import kind_module
 
         frame = kind_module(self.template).sample_batch(5)
         rows = frame if self.template == "forecast" else frame.head(2)
@@ -206,7 +206,7 @@ def run_demo(directory: str | None = None, template: str = "anomaly") -> int:
 def _live_windows(demo: _Demo) -> tuple[Path, str]:
     """Sample batches after the training data, as live windows; and the window size."""
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     module = kind_module(demo.template)
     folder = demo.base / "live"

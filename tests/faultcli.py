@@ -2,7 +2,7 @@
 
 Usage: ``python faultcli.py SPEC ARGS...`` runs ``dvc-monitor ARGS...`` with a checkpoint
 callable installed. SPEC is ``<step>[:hang|:kill|:pause]``, several separated by commas;
-``<step>`` is one of ``dvc_monitor.rollback.signals.STEPS`` or ``undo`` (half way through
+``<step>`` is one of ``dvc_monitor.repo.signals.STEPS`` or ``undo`` (half way through
 an undo). A bare step raises an exception there; ``hang`` prints a line and sleeps (so a
 test can kill the process), ``kill`` SIGKILLs the process, ``pause`` waits for SIGUSR1.
 ``lock:report`` injects nothing: it prints a line (``LOCK_WAIT``) when the command finds

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import Repo, copy_repo, new_version, trained_anomaly
 from dvc_monitor.model.data import write_batch
-from dvc_monitor.stages import kind_module
+from dvc_monitor.kinds import kind_module
 
 NAME = "fraud-detector"
 VERSIONS = ("v0.1.0", "v0.2.0", "v0.3.0")

@@ -12,7 +12,7 @@ import yaml
 from conftest import Repo, copy_repo, new_version, trained_anomaly
 from dvc_monitor.errors import UsageError
 from dvc_monitor.review.gate import MetricRow, Threshold, check, metric_rows, parse_gate
-from dvc_monitor.stages import metric_directions
+from dvc_monitor.kinds import metric_directions
 
 NAME = "fraud-detector"
 PARAMS = f"models/{NAME}/params.yaml"

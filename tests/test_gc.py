@@ -235,14 +235,14 @@ def test_bad_input_is_one_line_and_deletes_nothing(built, tmp_path):
 
 def upgraded_install(repo: Repo, tmp_path: Path) -> Repo:
     """``repo`` as seen by an upgraded install: a copy of the dvc_monitor package with one
-    comment of ``stages/anomaly.py`` changed (the trainer fingerprint hashes the stage code),
+    comment of ``kinds/anomaly.py`` changed (the trainer fingerprint hashes the stage code),
     found first through PYTHONPATH, as a user's upgrade would put it."""
     import dvc_monitor
 
     dst = tmp_path / "upgraded" / "dvc_monitor"
     shutil.copytree(Path(dvc_monitor.__file__).parent, dst,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    stage = dst / "stages/anomaly.py"
+    stage = dst / "kinds/anomaly.py"
     code = stage.read_text()
     changed = code.replace("# neither: it is watched, not optimised",
                            "# neither: watched, never optimised")

@@ -16,7 +16,7 @@ from production_support import Server, score_json
 from rollback_support import MODEL as ANOMALY
 from rollback_support import copy_base, rollback_base  # noqa: F401  (fixture)
 from dvc_monitor.repo.cache import object_path
-from dvc_monitor.stages import kind_module
+from dvc_monitor.kinds import kind_module
 
 # The rollback tests' base repository: fraud-detector v1.0.0, v1.1.0, then v1.2.0 in prod.
 NEW, OLD = "v1.2.0", "v1.1.0"

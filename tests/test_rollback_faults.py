@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from dvc_monitor.rollback.signals import STEPS
+from dvc_monitor.repo.signals import STEPS
 from faultcli import LOCK_WAIT
 from rollback_support import (  # noqa: F401  (fixtures)
     MODEL,

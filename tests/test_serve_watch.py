@@ -28,7 +28,7 @@ BATCH = 50  # rows per request
 
 def traffic(change=None):
     """Endless batches of live rows (seeded sample batches after the training data)."""
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     index = 10
     while True:

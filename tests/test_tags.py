@@ -18,11 +18,8 @@ from dvc_monitor.errors import InvalidName, UsageError
 from dvc_monitor.registry.tags import (
     BEGIN_MARKER,
     END_MARKER,
-    MAX_NAME_LENGTH,
     Action,
-    Reference,
     TagName,
-    bump_version,
     default_summary,
     format_message,
     format_tag,
@@ -30,9 +27,14 @@ from dvc_monitor.registry.tags import (
     message_summary,
     next_counter,
     parse_message,
+    parse_tag,
+)
+from dvc_monitor.names import (
+    MAX_NAME_LENGTH,
+    Reference,
+    bump_version,
     parse_reference,
     parse_semver,
-    parse_tag,
     validate_artifact_name,
     validate_stage_name,
     validate_version,

@@ -24,7 +24,7 @@ ANOMALY, FORECAST, RISK = "fraud-detector", "sales", "patients"
 def write_windows(folder: Path, kind: str, indices, rows: int | None = None,
                   change=None) -> Path:
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in indices:
@@ -297,7 +297,7 @@ def test_rows_that_cannot_be_judged_are_skipped_and_reported(flood, tmp_path):
     """One NaN row, one infinite row, one bad label: each is left out of its window and
     counted; the windows are judged (the flood is still caught and rolled back from, on
     the same cleaned windows); a window left below min_rows is too few rows."""
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     data = tmp_path / "spoilt"
     data.mkdir()
@@ -393,7 +393,7 @@ def calibration(tmp_path_factory) -> Repo:
     """patients: v1.0.0 on the real labels; v1.1.0 also learnt 1000 rows all labelled
     malignant, so its probabilities are far too high."""
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     repo = trained(tmp_path_factory, tmp_path_factory.mktemp("risk"), "risk", RISK)
     release(repo, RISK, "v1.0.0", "prod")
@@ -437,7 +437,7 @@ def test_versions_without_reference_json_get_the_same_profile_from_their_holdout
     import numpy as np
 
     from dvc_monitor.review import revision as review
-    from dvc_monitor.monitoring.reference import COMPUTED, load_profile
+    from dvc_monitor.evaluation.profiles import COMPUTED, load_profile
 
     state = review.read_state(flood.path, ANOMALY, f"{ANOMALY}@v1.0.0")
     model = review.load_model(state)

@@ -328,10 +328,10 @@ def run_history(args: argparse.Namespace) -> int:
 
 def run_diff(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.api import tags
+    from dvc_monitor.names import validate_artifact_name
     from dvc_monitor.api import diff_refs
 
-    tags.validate_artifact_name(args.name)
+    validate_artifact_name(args.name)
     d = diff_refs(args.repo, args.name, args.base, args.head)
     if args.json:
         print_json(d)

@@ -83,7 +83,7 @@ def _warn(result, info) -> None:
              "outputs): " + ", ".join(result.not_on_remote) + "; run 'dvc-monitor push', then "
              "gc again")
     if result.last_copy:
-        from dvc_monitor.stages.trainer import current, describe
+        from dvc_monitor.model.trainer import current, describe
 
         verb = "would delete" if result.dry_run else "deleted"
         info(f"dvc-monitor: warning: --drop-rebuildable {verb} the last copy of the outputs of "

@@ -7,6 +7,7 @@ that every batch is checked against.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from dvc_monitor.errors import DvcMonitorError, SchemaError, TemplateError, shown
 from dvc_monitor.model.layout import SEGMENT_RE, SEGMENT_SIZE
+from dvc_monitor.repo.cache import object_path
 from dvc_monitor.repo.dvcfiles import parse_yaml
 
 if TYPE_CHECKING:  # pandas is imported lazily: read commands never need it
@@ -293,3 +295,23 @@ def read_partitions(data_dir: str | Path, segments_dir: str | Path | None = None
         df.insert(0, "_row", [f"{path.name}:{i}" for i in range(len(df))])
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+NOT_IN_CACHE = "partition list not in local cache; run 'dvc fetch'"
+
+
+def partitions_of(root: str | Path, md5: str) -> tuple[list | None, str | None]:
+    """The files of a ``.dir`` object (``[{"relpath", "md5"}]``, sorted), or
+    (None, note) when its manifest is not in the local cache."""
+    if not md5 or not md5.endswith(".dir"):
+        return [], None
+    obj = object_path(root, md5)
+    try:
+        entries = json.loads(obj.read_text())
+    except (OSError, ValueError):
+        return None, NOT_IN_CACHE
+    if not isinstance(entries, list):
+        return None, NOT_IN_CACHE
+    parts = [{"relpath": str(e.get("relpath")), "md5": str(e.get("md5"))}
+             for e in entries if isinstance(e, dict) and "relpath" in e]
+    return sorted(parts, key=lambda p: p["relpath"]), None

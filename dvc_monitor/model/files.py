@@ -395,7 +395,7 @@ class ModelFileCheck:
         return self.format in ("pickle", "joblib") or bool(self.untrusted)
 
     def to_json(self) -> dict:
-        from dvc_monitor.cli.output import to_jsonable
+        from dvc_monitor.values import to_jsonable
 
         return to_jsonable(self) | {"dangerous": self.dangerous}
 
@@ -412,7 +412,7 @@ class ModelMatch:
     reason: str  # one line
 
     def to_json(self) -> dict:
-        from dvc_monitor.cli.output import to_jsonable
+        from dvc_monitor.values import to_jsonable
 
         return to_jsonable(self) | {"check": self.check.to_json()}
 

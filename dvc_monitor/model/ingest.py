@@ -35,9 +35,8 @@ from dvc_monitor.model.data import ModelConfig, expected_columns, next_partition
 from dvc_monitor.errors import DvcMonitorError, SchemaError, UnknownModel, shown
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.model.layout import ModelLayout
+from dvc_monitor.repo.state import INGEST_JOURNAL, STATE_DIR
 
-STATE_DIR = "dvc-monitor"  # the same folder of .git/ as the rollback journal
-JOURNAL_NAME = "ingest.json"
 JOURNAL_SCHEMA = 1
 
 
@@ -67,7 +66,7 @@ class IngestRecovery:
 
 def journal_path(git: GitRepo) -> Path:
     git_dir = git.run("rev-parse", "--absolute-git-dir").strip()
-    return Path(git_dir) / STATE_DIR / JOURNAL_NAME
+    return Path(git_dir) / STATE_DIR / INGEST_JOURNAL
 
 
 def canonical_bytes(df) -> bytes:
@@ -155,16 +154,16 @@ def duplicate_of(root: Path, layout: ModelLayout, content: bytes) -> str | None:
     cache, and those of same-sized partition files on disk.
     """
     from dvc_monitor.model.segments import sealed_at
-    from dvc_monitor.registry.diff import partitions_of
+    from dvc_monitor.model.data import partitions_of
     from dvc_monitor.repo.dvcfiles import parse_yaml
-    from dvc_monitor.review.revision import _dvc_file_md5
+    from dvc_monitor.repo.dvcfiles import dvc_file_md5
 
     digest = hashlib.md5(content).hexdigest()
     manifests = list(sealed_at(GitRepo(root), None, layout).values())
     data_dvc = root / layout.data_dvc
     if data_dvc.is_file():
         try:
-            manifests.append(_dvc_file_md5(parse_yaml(data_dvc.read_text(), layout.data_dvc)))
+            manifests.append(dvc_file_md5(parse_yaml(data_dvc.read_text(), layout.data_dvc)))
         except DvcMonitorError:
             pass
     for md5 in manifests:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dvc_monitor.registry.tags import validate_artifact_name
+from dvc_monitor.names import validate_artifact_name
 
 MODELS_DIR = "models"
 ROOT_DVC_YAML = "dvc.yaml"

@@ -170,7 +170,7 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
          seed: int = 0) -> InitResult:
     """Scaffold model ``name`` of ``kind`` into the git repository at ``path``."""
     from dvc_monitor.repo import dvc as dvcops
-    from dvc_monitor.stages import trainer
+    from dvc_monitor.model import trainer
 
     if kind not in KINDS:
         raise TemplateError(f"unknown template {kind!r}; choose one of: {', '.join(KINDS)}")
@@ -248,7 +248,7 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
 
 def _write_sample_data(root: Path, layout: ModelLayout, kind: str, tx: WorkTreeTransaction,
                        seed: int) -> int:
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     module = kind_module(kind)
     data_dir = root / layout.data

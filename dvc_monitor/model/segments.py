@@ -38,7 +38,7 @@ def sealed_at(git: GitRepo, commit: str | None, layout: ModelLayout) -> dict[str
     """Each sealed segment folder (repo-relative, in order) -> the ``.dir`` md5 its ``.dvc``
     file records at ``commit`` (None: the workspace). Empty for a model without segments."""
     from dvc_monitor.repo.dvcfiles import parse_yaml
-    from dvc_monitor.review.revision import _dvc_file_md5
+    from dvc_monitor.repo.dvcfiles import dvc_file_md5
 
     if commit is None:
         folder = git.root / layout.segments
@@ -53,7 +53,7 @@ def sealed_at(git: GitRepo, commit: str | None, layout: ModelLayout) -> dict[str
     out: dict[str, str | None] = {}
     for rel in sorted(raw, key=_segment_number):
         try:
-            md5 = _dvc_file_md5(parse_yaml((raw[rel] or b"").decode("utf-8", "replace"), rel))
+            md5 = dvc_file_md5(parse_yaml((raw[rel] or b"").decode("utf-8", "replace"), rel))
         except DvcMonitorError:
             md5 = None
         out[rel.removesuffix(".dvc")] = md5

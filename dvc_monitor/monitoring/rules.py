@@ -63,7 +63,7 @@ class WatchRules:
 def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
     """The rules of a ``watch:`` section; a one-line ``UsageError`` for anything wrong."""
     from dvc_monitor.review.gate import parse_gate
-    from dvc_monitor.monitoring.measures import directions
+    from dvc_monitor.evaluation.measures import directions
 
     if not isinstance(section, dict):
         raise UsageError(f"{source}: '{KEY}:' must map measures to rules, e.g. "

@@ -95,7 +95,7 @@ def worse_metric(kind: str, candidate: "ModelVersion", holder: "ModelVersion") -
     """``"f1 0.48 < holder's 0.64"`` when ``candidate`` recorded a worse primary metric than
     ``holder``; None when it is as good, or either did not record it."""
     from dvc_monitor.review.revision import PRIMARY_METRIC
-    from dvc_monitor.stages import metric_directions
+    from dvc_monitor.kinds import metric_directions
 
     metric = PRIMARY_METRIC.get(kind)
     direction = metric_directions(kind).get(metric) if metric else None

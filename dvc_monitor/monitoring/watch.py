@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from dvc_monitor.model.data import ModelConfig
-    from dvc_monitor.monitoring.reference import Profile
+    from dvc_monitor.evaluation.profiles import Profile
     from dvc_monitor.monitoring.rules import WatchRules
     from dvc_monitor.monitoring.trust import Hold
 
@@ -159,7 +159,7 @@ class WatchResult:
     rollback: Any = field(default=None, repr=False, compare=False)  # the RollbackResult
 
     def to_json(self) -> dict:
-        from dvc_monitor.cli.output import to_jsonable
+        from dvc_monitor.values import to_jsonable
 
         out = to_jsonable(replace(self, rollback=None))
         out.pop("rollback")
@@ -175,8 +175,8 @@ def measure_window(subject: Subject, window: Window, rules: "WatchRules", index:
     cannot be judged are skipped (``usable_rows``); with fewer than ``rules.min_rows``
     rows left, or scored, the result is ``too_few_rows`` and carries no measures."""
     from dvc_monitor.review.gate import MetricRow, check
-    from dvc_monitor.monitoring.measures import directions, measure
-    from dvc_monitor.review.scoring import score_rows
+    from dvc_monitor.evaluation.measures import directions, measure
+    from dvc_monitor.evaluation.scoring import score_rows
 
     config = subject.config
     who = f"{subject.name} {subject.version}"
@@ -549,7 +549,7 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     """
     from dvc_monitor.review import revision as review
     from dvc_monitor.repo.git import GitRepo
-    from dvc_monitor.monitoring.reference import COMPUTED, load_profile
+    from dvc_monitor.evaluation.profiles import COMPUTED, load_profile
     from dvc_monitor.monitoring.rules import rules_of
     from dvc_monitor.monitoring.trust import trust_checks
     from dvc_monitor.registry.state import Registry

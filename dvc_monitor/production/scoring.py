@@ -132,7 +132,7 @@ def score_fitted(loaded: "LoadedModel", rows: "pd.DataFrame") -> Scores:
     """Score rows that ``fit_rows`` checked."""
     import numpy as np
 
-    from dvc_monitor.review.scoring import score_rows
+    from dvc_monitor.evaluation.scoring import score_rows
 
     config = loaded.config
     scored = score_rows(loaded.kind, loaded.model, config, rows)

@@ -248,7 +248,7 @@ class LiveWatch:
         return watcher
 
     def _subject(self, loaded: "LoadedModel") -> "Subject":
-        from dvc_monitor.monitoring.reference import load_profile
+        from dvc_monitor.evaluation.profiles import load_profile
         from dvc_monitor.monitoring.watch import Subject
         from dvc_monitor.review.revision import read_state
 
@@ -271,7 +271,7 @@ class LiveWatch:
         return window.context
 
     def _record(self, watcher: "Watcher", result: "WindowResult") -> None:
-        from dvc_monitor.stages.common import clean_number
+        from dvc_monitor.kinds.common import clean_number
 
         m, name, version = self.metrics, watcher.subject.name, watcher.subject.version
         m.windows.labels(name, version).inc()

@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dvc_monitor.repo.cache import object_path
 from dvc_monitor.errors import DvcMonitorError, UnknownVersion, shown
 from dvc_monitor.repo.git import GitRepo, check_rev
+from dvc_monitor.model.data import partitions_of
 
-NOT_IN_CACHE = "partition list not in local cache; run 'dvc fetch'"
 _MISSING = object()
 
 
@@ -556,20 +555,3 @@ def dir_partitions(git: GitRepo, name: str, path: str, md5: str,
         seg = folder.rpartition("/")[2]
         out += [{"relpath": f"{seg}/{p['relpath']}", "md5": p["md5"]} for p in parts]
     return out, None
-
-
-def partitions_of(root: str | Path, md5: str) -> tuple[list | None, str | None]:
-    """The files of a ``.dir`` object (``[{"relpath", "md5"}]``, sorted), or
-    (None, note) when its manifest is not in the local cache."""
-    if not md5 or not md5.endswith(".dir"):
-        return [], None
-    obj = object_path(root, md5)
-    try:
-        entries = json.loads(obj.read_text())
-    except (OSError, ValueError):
-        return None, NOT_IN_CACHE
-    if not isinstance(entries, list):
-        return None, NOT_IN_CACHE
-    parts = [{"relpath": str(e.get("relpath")), "md5": str(e.get("md5"))}
-             for e in entries if isinstance(e, dict) and "relpath" in e]
-    return sorted(parts, key=lambda p: p["relpath"]), None

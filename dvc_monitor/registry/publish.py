@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, ContextManager, Iterable
 
+from dvc_monitor.names import validate_artifact_name
 from dvc_monitor.registry import tags as T
 from dvc_monitor.errors import (
     DvcMonitorError,
@@ -412,7 +413,7 @@ def push(root: str | Path = ".", names: list[str] | None = None, *,
 
     progress = progress or _noop_progress
     for n in names or []:
-        T.validate_artifact_name(n)
+        validate_artifact_name(n)
     git = GitRepo.discover(root)
     remote = resolve_git_remote(git, git_remote)
     result = PushResult(git_remote=remote)

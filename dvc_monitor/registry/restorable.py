@@ -104,7 +104,7 @@ class VersionState:
         if self.rebuild == REBUILD_HERE:
             return "with this install"
         if self.rebuild == REBUILD_OTHER:
-            from dvc_monitor.stages.trainer import describe
+            from dvc_monitor.model.trainer import describe
 
             return f"only with trainer {describe(self.trainer)}"
         return "no"
@@ -209,7 +209,7 @@ def _needed(git, root: Path, mv, now: dict) -> _Needs:
     again."""
     from dvc_monitor.errors import DvcMonitorError, TrainerMismatch
     from dvc_monitor.rollback.plan import _read_pipeline, recorded_trainer
-    from dvc_monitor.stages import trainer
+    from dvc_monitor.model import trainer
 
     if not mv.lock_path:  # no stage at that commit outputs the model: say so, as it found it
         return _Needs({}, error=mv.warning or f"no dvc.lock for {mv.model_path or mv.name} "
@@ -278,7 +278,7 @@ def scan(root: str | Path, versions: Iterable, dvc=None) -> CheckResult:
     ``dvc`` is an open ``DvcSession`` (its remote is asked); None: local cache only.
     """
     from dvc_monitor.repo.git import GitRepo
-    from dvc_monitor.stages.trainer import current as current_trainer
+    from dvc_monitor.model.trainer import current as current_trainer
 
     git = GitRepo.discover(root)
     root = git.root

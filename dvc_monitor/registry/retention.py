@@ -109,7 +109,7 @@ def _validate(keep_last) -> int:
 
 
 def _refuse_if_rollback_pending(root) -> None:
-    from dvc_monitor.rollback.journal import pending_journal
+    from dvc_monitor.repo.state import pending_journal
 
     if pending_journal(root) is not None:
         raise GcRefused("a rollback is unfinished (its journal is in .git/dvc-monitor/); "

@@ -34,7 +34,7 @@ _KEEP = 64  # stored listings kept (the most recently written); ``show REF`` mak
 _SHAPERS = ("registry/snapshot.py", "registry/state.py", "registry/values.py",
             "registry/tags.py", "registry/facts.py", "registry/identity.py",
             "registry/factcache.py", "registry/blocks.py", "registry/overview.py",
-            "model/revision.py", "repo/dvcfiles.py")
+            "model/revision.py", "repo/dvcfiles.py", "names.py")
 
 
 @dataclass(frozen=True)
@@ -188,10 +188,10 @@ def _unlink_quietly(path: str) -> None:
 def versions_listing(root: str | Path, name: str | None = None,
                      include_inactive: bool = False) -> Listing:
     """``versions [NAME] [--all]``: a row per version (``ModelVersion.to_json``)."""
-    from dvc_monitor.registry import tags
+    from dvc_monitor.names import validate_artifact_name
 
     if name is not None:
-        tags.validate_artifact_name(name)
+        validate_artifact_name(name)
 
     def compute(reg) -> tuple[list[dict], list[str]]:
         warnings = list(reg.warnings)
@@ -218,10 +218,10 @@ def versions_listing(root: str | Path, name: str | None = None,
 
 def history_listing(root: str | Path, name: str | None = None) -> Listing:
     """``history [NAME]``: a row per registry event, oldest first (``Event.to_json``)."""
-    from dvc_monitor.registry import tags
+    from dvc_monitor.names import validate_artifact_name
 
     if name is not None:
-        tags.validate_artifact_name(name)
+        validate_artifact_name(name)
 
     def compute(reg) -> tuple[list[dict], list[str]]:
         events = reg.history(name)

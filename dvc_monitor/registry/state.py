@@ -32,6 +32,12 @@ from dvc_monitor.errors import (
     UnknownVersion,
     UsageError,
 )
+from dvc_monitor.names import (
+    parse_semver,
+    validate_artifact_name,
+    validate_stage_name,
+    validate_version,
+)
 from dvc_monitor.registry import tags as T
 from dvc_monitor.registry.blocks import _show, block_problems, capped_names, warning_lines
 from dvc_monitor.registry.factcache import FactCache
@@ -214,7 +220,7 @@ class Registry:
         if ref.startswith(ID_PREFIX) or _is_hex(ref):
             return self._with_identity(self._by_id(name, ref, allv))
         try:
-            version = T.validate_version(ref)
+            version = validate_version(ref)
         except DvcMonitorError:
             for v in allv:  # an unregistered commit with stages is named by its hexsha
                 if not v.registered and v.version == ref:
@@ -233,14 +239,14 @@ class Registry:
             raise UsageError("give a model reference: NAME, NAME@vX.Y.Z, NAME@latest or NAME#STAGE")
         cut = min((i for i in (reference.find("@"), reference.find("#")) if i >= 0), default=-1)
         if cut < 0:
-            return self.resolve(T.validate_artifact_name(reference), "latest")
+            return self.resolve(validate_artifact_name(reference), "latest")
         name, sep, rest = reference[:cut], reference[cut], reference[cut + 1:]
-        T.validate_artifact_name(name)
+        validate_artifact_name(name)
         if not rest:
             raise UsageError(f"invalid reference {reference!r}: use NAME, NAME@vX.Y.Z, "
                              "NAME@latest, NAME@<id> or NAME#STAGE")
         if sep == "#":
-            stage = T.validate_stage_name(rest)
+            stage = validate_stage_name(rest)
             holder = self.stage_holder(name, stage)
             if holder is None:
                 stages = sorted(self.artifact(name).holders())
@@ -255,7 +261,7 @@ class Registry:
                   if not v.discovered and v.registered and v.active]
         if not states:
             return None
-        return self._mv(name, max(states, key=lambda v: T.parse_semver(v.version)))
+        return self._mv(name, max(states, key=lambda v: parse_semver(v.version)))
 
     def stage_holder(self, name: str, stage: str) -> ModelVersion | None:
         """The version in ``stage`` now: the same answer as ``gto show NAME#STAGE``."""
@@ -323,7 +329,7 @@ class Registry:
         art = self._artifacts.get(name)
         if art is None or not art.events:
             if ":" not in name:
-                T.validate_artifact_name(name)
+                validate_artifact_name(name)
             known = self.models()
             have = f"known models: {', '.join(known)}" if known else \
                 "no model is registered in this repository yet"
@@ -344,7 +350,7 @@ class Registry:
         built = [(v, self._build(name, v, tuple(held.get(id(v), ())))) for v in art.versions]
         self._by_state.setdefault(name, {}).update((id(v), mv) for v, mv in built)
         semver = [mv for v, mv in built if not v.discovered]
-        semver.sort(key=lambda m: T.parse_semver(m.version), reverse=True)
+        semver.sort(key=lambda m: parse_semver(m.version), reverse=True)
         others = sorted((mv for v, mv in built if v.discovered), key=lambda m: m.version,
                         reverse=True)
         self._versions[name] = semver + others
@@ -633,7 +639,7 @@ def _state_of(art: _Artifact, ev: Event) -> _VState | None:
 
 def _is_semver(text: str) -> bool:
     try:
-        T.validate_version(text)
+        validate_version(text)
         return text.startswith("v")
     except DvcMonitorError:
         return False

@@ -17,6 +17,13 @@ from dvc_monitor.errors import (
     UsageError,
 )
 from dvc_monitor.model.files import accept_registration
+from dvc_monitor.names import (
+    bump_version,
+    parse_semver,
+    validate_artifact_name,
+    validate_stage_name,
+    validate_version,
+)
 from dvc_monitor.registry import tags as T
 from dvc_monitor.registry.facts import _Facts, _join
 from dvc_monitor.registry.state import Registry, _Artifact, _repo_data, lightweight_warning
@@ -76,13 +83,13 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
     from dvc_monitor.repo.locking import repo_lock
 
     warn = warn or _warn
-    T.validate_artifact_name(name)
+    validate_artifact_name(name)
     if version is not None and bump is not None:
         raise UsageError("give either --version or --bump, not both")
     if bump is not None and bump not in ("major", "minor", "patch"):
         raise UsageError(f"invalid bump {bump!r}: use major, minor or patch")
     if version is not None:
-        version = T.validate_version(version)
+        version = validate_version(version)
     root = _root(root)
     with repo_lock(root, "register"):
         reg = Registry.load(root)
@@ -107,19 +114,19 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
                 f"{'' if here[0].active else ' (deregistered)'}; a commit holds one version of "
                 "a model (GTO refuses two): commit the new model first")
         names = [v.version for v in ever]
-        greatest = max(names, key=T.parse_semver) if names else None
+        greatest = max(names, key=parse_semver) if names else None
         if version is not None:
             if version in names:
                 raise RegistryError(f"{name} {version} already exists; use a greater version "
                                     f"or --bump (greatest so far: {greatest})")
-            if greatest is not None and T.parse_semver(version) <= T.parse_semver(greatest):
+            if greatest is not None and parse_semver(version) <= parse_semver(greatest):
                 raise RegistryError(
                     f"{name} {version} would go backwards: it must be greater than {greatest}, "
                     "the greatest version ever registered (deregistered included)")
         elif greatest is None:
-            version = T.bump_version(None, bump) if bump else "v0.0.1"
+            version = bump_version(None, bump) if bump else "v0.0.1"
         else:
-            version = T.bump_version(greatest, bump or "patch")
+            version = bump_version(greatest, bump or "patch")
 
         facts = reg.facts_at(name, head)  # through the fact cache
         if facts.identity is None:
@@ -284,8 +291,8 @@ def promote(root: str | Path, name: str, version_ref: str, stage: str,
     """
     from dvc_monitor.repo.locking import repo_lock
 
-    T.validate_artifact_name(name)
-    T.validate_stage_name(stage)
+    validate_artifact_name(name)
+    validate_stage_name(stage)
     root = _root(root)
     with repo_lock(root, "promote"):
         reg = Registry.load(root)
@@ -320,8 +327,8 @@ def unassign(root: str | Path, name: str, stage: str, version_ref: str | None = 
     """
     from dvc_monitor.repo.locking import repo_lock
 
-    T.validate_artifact_name(name)
-    T.validate_stage_name(stage)
+    validate_artifact_name(name)
+    validate_stage_name(stage)
     root = _root(root)
     with repo_lock(root, "unassign"):
         reg = Registry.load(root)
@@ -355,7 +362,7 @@ def deregister(root: str | Path, name: str, version_ref: str,
     """Deregister a version (tag ``NAME@vX.Y.Z!``). Its number is never reused."""
     from dvc_monitor.repo.locking import repo_lock
 
-    T.validate_artifact_name(name)
+    validate_artifact_name(name)
     root = _root(root)
     with repo_lock(root, "deregister"):
         reg = Registry.load(root)
@@ -380,7 +387,7 @@ def deprecate(root: str | Path, name: str, message: str | None = None) -> Event:
     """Deprecate a model (tag ``NAME@deprecated#N``); registering again revives it."""
     from dvc_monitor.repo.locking import repo_lock
 
-    T.validate_artifact_name(name)
+    validate_artifact_name(name)
     root = _root(root)
     with repo_lock(root, "deprecate"):
         reg = Registry.load(root)

@@ -465,13 +465,13 @@ class DvcSession:
         A signal meanwhile (SIGINT to our pid included, which DVC would ignore) stops the
         stage command and raises here (``signals.interruptible``).
         """
-        from dvc_monitor.rollback.journal import _kill_children
-        from dvc_monitor.rollback.signals import interruptible
+        from dvc_monitor.repo.processes import kill_children
+        from dvc_monitor.repo.signals import interruptible
 
         paths = [os.path.join(self.repo.root_dir, t) for t in targets]
         with self._dvc("repro"):
             stages = interruptible(lambda: self.repo.reproduce(targets=paths, force=force),
-                                   stop=_kill_children)
+                                   stop=kill_children)
         return [s.addressing for s in stages or []]
 
     def run_cache_has(self, lock_stage: dict) -> bool:

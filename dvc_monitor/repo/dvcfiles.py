@@ -296,3 +296,22 @@ def _scalar(s: str) -> Any:
     if _HASH_RE.fullmatch(s) and not set(s) <= _NUMERIC_CHARS:
         return s
     raise _Unsupported
+
+
+def lock_out_md5(lock: Any, stage: str, path: str) -> str | None:
+    """The md5 ``dvc.lock`` records for output ``path`` of ``stage``, or None."""
+    try:
+        for out in lock["stages"][stage]["outs"]:
+            if out.get("path") == path:
+                return out.get("md5")
+    except (KeyError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def dvc_file_md5(doc: Any) -> str | None:
+    """The md5 of the first output of a parsed ``.dvc`` file, or None."""
+    try:
+        return doc["outs"][0]["md5"]
+    except (KeyError, TypeError, IndexError):
+        return None

@@ -147,9 +147,9 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
             metric: str | None = None, best: bool = False) -> CompareResult:
     """Evaluate the versions ``refs`` of ``name`` on the same rows; see the module doc."""
     from dvc_monitor.review import revision as review
-    from dvc_monitor.review import scoring
-    from dvc_monitor.stages import metric_directions
-    from dvc_monitor.stages.common import labels_of
+    from dvc_monitor.evaluation import scoring
+    from dvc_monitor.kinds import metric_directions
+    from dvc_monitor.kinds.common import labels_of
 
     started = time.perf_counter()
     root = GitRepo.discover(root).root
@@ -257,7 +257,7 @@ def _rank(result: CompareResult) -> None:
 
 def table(result: CompareResult) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows) for the CLI table: one row per version (``--json`` has every number)."""
-    from dvc_monitor.stages import metric_directions
+    from dvc_monitor.kinds import metric_directions
 
     directions = metric_directions(result.kind)
     present = list(dict.fromkeys(k for r in result.versions for k in r.metrics))

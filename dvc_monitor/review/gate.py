@@ -272,7 +272,7 @@ def gate_states(base_state, head_state, thresholds_from: str = "head",
                 allow_stale: bool = False) -> GateResult:
     """``evaluate_gate`` on two ``review.ModelState`` already read."""
     from dvc_monitor.review import revision as review
-    from dvc_monitor.stages import metric_directions
+    from dvc_monitor.kinds import metric_directions
 
     name = head_state.name
     for state in (base_state, head_state):

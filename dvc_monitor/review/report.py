@@ -95,8 +95,8 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     from dvc_monitor.registry import diff as diffing
     from dvc_monitor.review import gate as gates
     from dvc_monitor.review import revision as review
-    from dvc_monitor.review import scoring
-    from dvc_monitor.stages import metric_directions
+    from dvc_monitor.evaluation import scoring
+    from dvc_monitor.kinds import metric_directions
 
     started = time.perf_counter()
     root = Path(root)
@@ -147,7 +147,7 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     head_scored = scoring.score_rows(head_state.kind, head_model, config, data.holdout, history)
     b_score, h_score, b_alert, h_alert = scoring.align(base_scored, head_scored)
     shift = scoring.score_shift(b_score, h_score, b_alert, h_alert, top_k=top_k)
-    from dvc_monitor.stages.common import labels_of
+    from dvc_monitor.kinds.common import labels_of
 
     labels = labels_of(data.holdout, config)
     same = SameData(

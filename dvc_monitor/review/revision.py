@@ -33,7 +33,7 @@ from dvc_monitor.errors import (
 from dvc_monitor.model.data import ModelConfig
 from dvc_monitor.model.layout import MODELS_DIR, ModelLayout
 from dvc_monitor.repo.cache import object_path, objects_dir
-from dvc_monitor.repo.dvcfiles import parse_yaml
+from dvc_monitor.repo.dvcfiles import dvc_file_md5, lock_out_md5, parse_yaml
 from dvc_monitor.repo.git import GitRepo
 
 if TYPE_CHECKING:  # pandas/numpy are imported lazily
@@ -208,7 +208,7 @@ def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
         root=root, name=name, rev=None if commit is None else rev, commit=commit,
         config=config, params=params if isinstance(params, dict) else {},
         lock=lock if isinstance(lock, dict) else None, metrics=metrics,
-        model_md5=model.model_md5, data_md5=_dvc_file_md5(data_dvc),
+        model_md5=model.model_md5, data_md5=dvc_file_md5(data_dvc),
         metrics_text=texts["metrics"], metrics_raw=raw["metrics"], model=model,
         skipped=skipped,
     )
@@ -236,23 +236,6 @@ def _yaml(text: str | None, rel: str, where: str) -> Any:
         return parse_yaml(text, f"{rel} at {where}")
     except DvcMonitorError as exc:
         raise TemplateError(str(exc)) from None
-
-
-def _lock_out_md5(lock: Any, stage: str, path: str) -> str | None:
-    try:
-        for out in lock["stages"][stage]["outs"]:
-            if out.get("path") == path:
-                return out.get("md5")
-    except (KeyError, TypeError, AttributeError):
-        pass
-    return None
-
-
-def _dvc_file_md5(doc: Any) -> str | None:
-    try:
-        return doc["outs"][0]["md5"]
-    except (KeyError, TypeError, IndexError):
-        return None
 
 
 def list_models(root: str | Path) -> list[str]:
@@ -503,7 +486,7 @@ class Split:
 
 
 def split_data(state: ModelState, df: "pd.DataFrame") -> Split:
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     module = kind_module(state.kind)
     try:
@@ -567,7 +550,7 @@ def staleness(state: ModelState) -> list[str]:
         return [f"{layout.dvc_lock} is missing: run 'dvc repro'"]
     stages = state.lock.get("stages") or {}
     reasons = []
-    recorded_metrics = _lock_out_md5(state.lock, "evaluate", ModelLayout.METRICS)
+    recorded_metrics = lock_out_md5(state.lock, "evaluate", ModelLayout.METRICS)
     if state.metrics_raw is None:
         reasons.append(f"{layout.metrics} is missing")
     elif recorded_metrics:

@@ -15,11 +15,12 @@ from dvc_monitor.errors import (
     RollbackError,
 )
 from dvc_monitor.repo.git import GitRepo
-from dvc_monitor.rollback.signals import Checkpoint, no_checkpoint, signals_ignored
+from dvc_monitor.repo.processes import kill_children, kill_orphans
+from dvc_monitor.repo.state import ROLLBACK_JOURNAL, pending_journal, state_dir
+from dvc_monitor.repo.signals import Checkpoint, no_checkpoint, signals_ignored
 from dvc_monitor.values import JsonValue
 
-STATE_DIR = "dvc-monitor"
-JOURNAL_NAME = "rollback.json"
+
 BACKUP_NAME = "rollback-backup"
 JOURNAL_SCHEMA = 1
 TRAILER_ID = "Rollback-Id"
@@ -40,51 +41,6 @@ class RecoveryResult(JsonValue):
     version: str | None = None
     commit: str | None = None
     message: str = ""
-
-
-# -- the journal: where it is (cheap: no git, no DVC) ----------------------------------
-
-
-def _git_dir_of(start: str | os.PathLike[str]) -> Path | None:
-    """The .git folder of the repository containing ``start``, found without running git."""
-    try:
-        path = Path(start).resolve()
-    except OSError:
-        return None
-    for folder in (path, *path.parents):
-        dotgit = folder / ".git"
-        if dotgit.is_dir():
-            return dotgit
-        if dotgit.is_file():
-            try:
-                line = dotgit.read_text().strip()
-            except OSError:
-                return None
-            if line.startswith("gitdir:"):
-                gd = Path(line[len("gitdir:"):].strip())
-                return gd if gd.is_absolute() else (folder / gd).resolve()
-            return None
-    return None
-
-
-def pending_journal(start: str | os.PathLike[str] = ".") -> Path | None:
-    """The journal of an unfinished rollback in the repository at ``start``, or None.
-
-    Cheap enough for every command: a few ``stat`` calls, no subprocess, no DVC.
-    """
-    git_dir = _git_dir_of(start)
-    if git_dir is None:
-        return None
-    journal = git_dir / STATE_DIR / JOURNAL_NAME
-    return journal if journal.is_file() else None
-
-
-def _state_dir(git: GitRepo) -> Path:
-    return Path(git.run("rev-parse", "--absolute-git-dir").strip()) / STATE_DIR
-
-
-# -- small helpers ----------------------------------------------------------------------
-
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -136,8 +92,8 @@ class _Transaction:
         self.checkpoint = checkpoint
         self.git = git
         self.root = git.root
-        self.dir = _state_dir(git)
-        self.path = self.dir / JOURNAL_NAME
+        self.dir = state_dir(git)
+        self.path = self.dir / ROLLBACK_JOURNAL
         self.backups = self.dir / BACKUP_NAME
         self.j = journal
 
@@ -174,7 +130,7 @@ class _Transaction:
 
     def undo(self) -> None:
         """Put HEAD, the index, the files and the outputs back; then drop the journal."""
-        _kill_children()
+        kill_children()
         if self.j.get("phase") == "backup":  # backups incomplete: nothing was touched yet
             self.cleanup()
             return
@@ -307,45 +263,6 @@ def _repair_dvc_locks(root: Path) -> None:
         dvcops.repair_rwlock(root)
 
 
-def _kill_children() -> None:
-    """Stop stage commands we started (a SIGTERM reaches us, not the child)."""
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil comes with DVC
-        return
-    with contextlib.suppress(Exception):
-        children = psutil.Process().children(recursive=True)
-        for child in children:
-            with contextlib.suppress(Exception):
-                child.terminate()
-        _, alive = psutil.wait_procs(children, timeout=5)
-        for child in alive:
-            with contextlib.suppress(Exception):
-                child.kill()
-
-
-def _kill_orphans(root: Path) -> None:
-    """Stop stage commands left running by a killed rollback (DVC sets DVC_ROOT for them)."""
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover
-        return
-    me = os.getpid()
-    ancestors = set()
-    with contextlib.suppress(Exception):
-        ancestors = {p.pid for p in psutil.Process().parents()}
-    victims = []
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == me or proc.pid in ancestors:
-            continue
-        with contextlib.suppress(Exception):
-            if proc.environ().get("DVC_ROOT") == str(root) and proc.environ().get("DVC_STAGE"):
-                victims.append(proc)
-    for proc in victims:
-        with contextlib.suppress(Exception):
-            proc.kill()
-
-
 @contextlib.contextmanager
 def _lock(root: Path, command: str, timeout: float | None = None) -> Iterator[None]:
     """The repository lock (re-entrant: ``registry.promote`` takes it again inside)."""
@@ -387,8 +304,8 @@ def _commit_is_ours(git: GitRepo, commit: str, j: dict) -> bool:
 def _recover_locked(git: GitRepo, discard: bool = False,
                     checkpoint: Checkpoint = no_checkpoint) -> RecoveryResult:
     """Finish or undo the rollback the journal describes. The caller holds the lock."""
-    state = _state_dir(git)
-    path = state / JOURNAL_NAME
+    state = state_dir(git)
+    path = state / ROLLBACK_JOURNAL
     try:
         j = json.loads(path.read_text())
     except FileNotFoundError:
@@ -414,7 +331,7 @@ def _recover_locked(git: GitRepo, discard: bool = False,
         return RecoveryResult("discarded", name, version,
                               message=f"discarded the journal of the rollback of {name} to "
                                       f"{version} without changing the repository")
-    _kill_orphans(git.root)
+    kill_orphans(git.root)
     _repair_dvc_locks(git.root)
     head = git.head()
     if j.get("phase") == "backup":

@@ -542,7 +542,7 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
 
 def recorded_trainer(git: GitRepo, rev: str, pdir: str, pl: _Pipeline) -> bytes | None:
     """The bytes of the model's ``trainer.json`` at ``rev`` (None: it records no trainer)."""
-    from dvc_monitor.stages.trainer import FILE
+    from dvc_monitor.model.trainer import FILE
 
     path = norm(pdir, FILE)
     return git.read_blobs([f"{rev}:{path}"]).get(f"{rev}:{path}") if path in pl.tree else None
@@ -550,7 +550,7 @@ def recorded_trainer(git: GitRepo, rev: str, pdir: str, pl: _Pipeline) -> bytes 
 
 def _retrain_trainer(git: GitRepo, rev: str, pdir: str, pl: _Pipeline) -> tuple[bool, str | None]:
     """Would a retrain run on another trainer than the one recorded at ``rev``?"""
-    from dvc_monitor.stages.trainer import compare_recorded
+    from dvc_monitor.model.trainer import compare_recorded
 
     return compare_recorded(recorded_trainer(git, rev, pdir, pl), f"{rev[:12]}:{pdir or '.'}")
 

@@ -67,7 +67,7 @@ from dvc_monitor.rollback.journal import (
     pending_journal,
 )
 from dvc_monitor.rollback.plan import DEFAULT_STAGE, RollbackPlan, _Context, _preflight
-from dvc_monitor.rollback.signals import (
+from dvc_monitor.repo.signals import (
     Checkpoint,
     Terminated,
     no_checkpoint,
@@ -178,7 +178,7 @@ def rollback(root: str | os.PathLike[str], name: str, to: str | None = None,
     (and after SIGINT/SIGTERM) the repository is as it was. ``trigger`` names what started
     an automatic rollback (``"watch"``); the stage tag's block records it.
     """
-    from dvc_monitor.registry.tags import validate_artifact_name, validate_stage_name
+    from dvc_monitor.names import validate_artifact_name, validate_stage_name
     from dvc_monitor.repo import dvc as dvcops
 
     started = time.monotonic()

@@ -10,25 +10,16 @@ dependency tracking sees all its inputs.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from types import ModuleType
 
 from dvc_monitor.errors import DvcMonitorError
+from dvc_monitor.kinds import kind_module
 from dvc_monitor.model.data import ModelConfig, partition_files, read_partitions
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.dvcfiles import load_lock, parse_yaml
 
 STAGES = ("prepare", "train", "evaluate")
-
-
-def kind_module(kind: str) -> ModuleType:
-    """The module implementing a model kind (anomaly, forecast, risk)."""
-    return importlib.import_module(f"dvc_monitor.stages.{kind}")
-
-
-def metric_directions(kind: str) -> dict[str, str | None]:
-    return dict(kind_module(kind).METRIC_DIRECTIONS)
 
 
 def load_params(path: str | Path) -> dict:
@@ -66,7 +57,7 @@ def _read_data(workdir: Path):
 
 
 def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
-    from dvc_monitor.stages.common import feature_stats, labels_of, write_json
+    from dvc_monitor.kinds.common import feature_stats, labels_of, write_json
 
     df = _read_data(workdir)
     mask = kind.holdout_mask(df, params)
@@ -89,7 +80,7 @@ def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType)
 def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
     from dvc_monitor.model.audits import TypeAudits
     from dvc_monitor.model.files import save_model
-    from dvc_monitor.stages.trainer import check
+    from dvc_monitor.model.trainer import check
 
     note = check(workdir, workdir.resolve().name)  # refuses another trainer than recorded
     if note:
@@ -105,7 +96,7 @@ def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -
 
 def _evaluate(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
     from dvc_monitor.model.files import load_model
-    from dvc_monitor.stages.common import write_csv, write_json
+    from dvc_monitor.kinds.common import write_csv, write_json
 
     split, df = _load_split(workdir)
     mask = kind.holdout_mask(df, split["holdout"])
@@ -126,8 +117,8 @@ def _write_reference(workdir: Path, config: ModelConfig, model, holdout, history
     outs = ((dvc_yaml.get("stages") or {}).get("evaluate") or {}).get("outs") or []
     if ModelLayout.REFERENCE not in outs:
         return
-    from dvc_monitor.monitoring.reference import build_profile
-    from dvc_monitor.stages.common import write_json
+    from dvc_monitor.evaluation.profiles import build_profile
+    from dvc_monitor.kinds.common import write_json
 
     profile = build_profile(config.kind, model, config, holdout, history)
     write_json(workdir / ModelLayout.REFERENCE, profile.to_json())

@@ -31,8 +31,7 @@ FILE = "trainer.json"
 SCHEMA = 1
 LIBRARIES = ("numpy", "scikit-learn", "scipy", "skops")
 # the sources (relative to the dvc_monitor package) whose code decides the model bytes
-STAGE_SOURCES = ("stages/*.py", "model/data.py", "model/files.py")
-_NOT_CODE = ("stages/trainer.py",)  # this module: its messages do not shape models
+STAGE_SOURCES = ("kinds/*.py", "stages/*.py", "model/data.py", "model/files.py")
 
 
 def stage_code_hash() -> str:
@@ -42,8 +41,6 @@ def stage_code_hash() -> str:
     digest = hashlib.sha256()
     for path in files:
         rel = path.relative_to(package).as_posix()
-        if rel in _NOT_CODE:
-            continue
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dvc_monitor.stages.common import hash_holdout, labels_of, thin
+from dvc_monitor.kinds.common import hash_holdout, labels_of, thin
 
 LABEL = "is_fraud"
 METRIC_DIRECTIONS = {

@@ -39,7 +39,7 @@ def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
     """Score ``rows`` with ``model``: higher = more anomalous / riskier / a worse miss."""
     import numpy as np
 
-    from dvc_monitor.stages import kind_module
+    from dvc_monitor.kinds import kind_module
 
     module = kind_module(kind)
     try:
@@ -65,8 +65,8 @@ def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
 def evaluate_on(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
                 params: dict, history: "pd.DataFrame | None" = None) -> dict:
     """The metrics ``stage evaluate`` would compute for ``model`` on ``rows``."""
-    from dvc_monitor.stages import kind_module
-    from dvc_monitor.stages.common import clean_number
+    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds.common import clean_number
 
     try:
         metrics, _ = kind_module(kind).evaluate(model, rows, config, params, history=history)

@@ -51,7 +51,7 @@ class Profile:
     source: str = "reference.json"  # where it was read from, or COMPUTED
 
     def to_json(self) -> dict:
-        from dvc_monitor.stages.common import clean_number
+        from dvc_monitor.kinds.common import clean_number
 
         return clean_number({
             "schema": SCHEMA, "kind": self.kind, "rows": self.rows, "bins": self.bins,
@@ -82,9 +82,9 @@ def build_profile(kind: str, model: Any, config: "ModelConfig", holdout: "pd.Dat
     """The profile of ``model`` on its ``holdout`` rows (``history``: forecast lags)."""
     import numpy as np
 
-    from dvc_monitor.monitoring.measures import drift_features, rates
-    from dvc_monitor.review.scoring import quantile_bins, score_rows
-    from dvc_monitor.stages.common import labels_of
+    from dvc_monitor.evaluation.measures import drift_features, rates
+    from dvc_monitor.evaluation.scoring import quantile_bins, score_rows
+    from dvc_monitor.kinds.common import labels_of
 
     scored = score_rows(kind, model, config, holdout, history)
     if len(scored.score) == 0:
@@ -114,9 +114,10 @@ def load_profile(state: "ModelState", model: Any) -> Profile:
 
     from dvc_monitor.review import revision as review
     from dvc_monitor.model.layout import ModelLayout
+    from dvc_monitor.repo.dvcfiles import lock_out_md5
 
     layout = state.layout
-    md5 = review._lock_out_md5(state.lock, "evaluate", ModelLayout.REFERENCE)
+    md5 = lock_out_md5(state.lock, "evaluate", ModelLayout.REFERENCE)
     if md5:
         raw = review._objects(state, [md5], layout.reference,
                               f"the reference profile of {state.name}")[md5]

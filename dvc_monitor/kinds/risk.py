@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dvc_monitor.stages.common import hash_holdout, labels_of, thin
+from dvc_monitor.kinds.common import hash_holdout, labels_of, thin
 
 METRIC_DIRECTIONS = {
     "roc_auc": "higher",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from dvc_monitor.review.scoring import Scored
+    from dvc_monitor.evaluation.scoring import Scored
 
 DRIFT = {"psi_score": "lower", "psi_features": "lower"}
 KIND_MEASURES: dict[str, dict[str, str | None]] = {
@@ -76,7 +76,7 @@ def rates(kind: str, scored: "Scored", labels: "np.ndarray | None") -> dict[str,
 
 def feature_psis(profile, frame) -> dict[str, float]:
     """PSI of each profiled feature of ``frame`` against the reference bins."""
-    from dvc_monitor.review.scoring import psi_binned
+    from dvc_monitor.evaluation.scoring import psi_binned
 
     return {name: psi_binned(b["edges"], b["fractions"], frame[name].to_numpy(dtype=float))
             for name, b in profile.features.items()}
@@ -85,7 +85,7 @@ def feature_psis(profile, frame) -> dict[str, float]:
 def measure(kind: str, profile, scored: "Scored", frame,
             labels: "np.ndarray | None") -> tuple[dict[str, float | None], dict[str, float]]:
     """(measures, feature PSIs) of one window scored by one version with its profile."""
-    from dvc_monitor.review.scoring import psi_binned
+    from dvc_monitor.evaluation.scoring import psi_binned
 
     features = feature_psis(profile, frame)
     values = {
