@@ -17,27 +17,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from dvc_monitor.errors import WatchActionFailed
 from dvc_monitor.monitoring.engine import (
     AlarmChecks,
-    Engine,
     Watcher,
     act,
-    candidates_for,
     decide,
     evaluate_windows,
-    measure_window,
-    rollback_message,
 )
-from dvc_monitor.monitoring.results import (
-    DECISIONS,
-    Breach,
-    CandidateResult,
-    Decision,
-    Subject,
-    WatchResult,
-    WindowResult,
-    evidence,
-)
+from dvc_monitor.monitoring.results import Decision, Subject, WatchResult, WindowResult
 from dvc_monitor.monitoring.windows import (
-    CONTEXT_ROWS,
     Window,
     check_window,
     read_windows,
@@ -50,12 +36,11 @@ if TYPE_CHECKING:
     from dvc_monitor.registry.state import Registry
     from dvc_monitor.registry.values import ModelVersion
 
+# what ``api`` lists from here (the engine, its values and windows are also found in
+# monitoring.engine, monitoring.results and monitoring.windows)
 __all__ = [
-    "CONTEXT_ROWS", "DECISIONS", "AlarmChecks", "Breach", "CandidateResult", "Decision",
-    "Engine", "Subject", "WatchResult", "Watcher", "Window", "WindowResult", "act",
-    "candidates_for", "check_window", "decide", "evaluate_windows", "evidence",
-    "measure_window", "read_windows", "rollback_message", "usable_rows", "watch",
-    "with_context",
+    "Decision", "Subject", "WatchResult", "Watcher", "Window", "WindowResult", "decide",
+    "evaluate_windows", "read_windows", "watch",
 ]
 
 
