@@ -155,6 +155,7 @@ class Watcher:
         judged = [r for r in self.history[:end] if not r.too_few_rows]
         return judged[-self.rules.failure_limit:]
 
+
 class Engine:
     """Watch, decide and act for one version, fed windows one by one.
 
@@ -228,15 +229,13 @@ def evaluate_windows(model_loader: Loader, windows: Sequence[Window],
     module docstring). ``hold``: an alarm is decided ``hold``; ``screen``: see ``decide``."""
     started = time.monotonic()
     engine = Engine(model_loader(current), rules, labels)
-    alarm = None
+    alarm, streak = None, None
     for window in windows:
         result = engine.observe(window)
         if result.alarm and alarm is None:
-            alarm = result
-    streak = engine.watcher.breaching_streak(alarm) if alarm is not None else []
+            alarm, streak = result, list(engine.windows)  # the windows that raised it
     result = engine.respond(alarm, AlarmChecks(list(candidates), hold, screen), stage,
-                            model_loader, [windows[r.index] for r in streak],
-                            engine.watcher.history, progress)
+                            model_loader, streak, engine.watcher.history, progress)
     result.seconds = time.monotonic() - started
     return result
 

@@ -13,11 +13,12 @@ the decision of ``watch`` (``monitoring.engine``: the earlier holders of the sta
 recent first, scored on the same breaching windows) in that thread. A ``rollback``
 decision runs the engine's atomic, verified rollback of the stage (``engine.act``, the
 message ``watch --rollback`` writes); the Follower's next poll then swaps in the new
-holder. ``retrain``,
-or no earlier holder, changes nothing and is reported. The checks of ``monitoring.trust``
-keep the traffic from steering it: within ``min_interval`` of the stage's last automatic
-rollback an alarm is decided ``hold``; a version rolled back from, or with a worse recorded
-primary metric, is skipped. Nothing here runs in a request.
+holder. ``retrain``, or no earlier holder, changes nothing and is reported. The checks
+of ``monitoring.trust`` keep the traffic from steering it: within ``min_interval`` of the
+stage's last automatic rollback an alarm is decided ``hold``; a version rolled back from,
+or with a worse recorded primary metric, is skipped. Only the server's part is here: its
+traffic cut into windows, the swap, the metrics and ``/health``. Nothing here runs in a
+request.
 """
 
 from __future__ import annotations
@@ -289,7 +290,8 @@ class LiveWatch:
         m.streak.labels(name).set(result.streak)
         self.last_window = {
             "window": result.window, "version": version, "rows": result.rows,
-            "measures": clean_number(result.measures), "breaches": [b.detail for b in result.breaches],
+            "measures": clean_number(result.measures),
+            "breaches": [b.detail for b in result.breaches],
             "streak": result.streak, "alarm": result.alarm, "cooling": result.cooling,
             "status": result.status, "too_few_rows": result.too_few_rows,
             "skipped": result.skipped,
