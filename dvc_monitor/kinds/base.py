@@ -99,7 +99,8 @@ class Kind(Protocol):
         ...
 
     def alerts(self, model: Any, rows: "pd.DataFrame", config: Any) -> "np.ndarray":
-        """True for each row of ``rows`` the model alerts on."""
+        """True for each row the model alerts on: the ``alert`` column of ``score``, one
+        per scored row (a row-wise kind scores every row)."""
         ...
 
     def alert_threshold(self, model: Any) -> float:
@@ -129,6 +130,7 @@ class BuiltinKind:
     """Defaults the built-in kinds share: a row-wise kind keyed by ``_row``."""
 
     name: str
+    result_fields: tuple[str, ...]
     uses_labels = True
     needs_history = False
     time_column: str | None = None
@@ -161,8 +163,6 @@ class BuiltinKind:
         key = self.result_fields[0]
         return [{key: float(s), "alert": bool(a)}
                 for s, a in zip(scored["score"].to_numpy(), scored["alert"].to_numpy())]
-
-    result_fields: tuple[str, ...]
 
     def __repr__(self) -> str:
         return f"<kind {self.name}>"
