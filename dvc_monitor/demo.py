@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from dvc_monitor.errors import DvcMonitorError
+from dvc_monitor.kinds import KINDS, kind_for
 
 
 class _Demo:
@@ -27,8 +28,9 @@ class _Demo:
         self.repo = base / "repo"
         self.remote = base / "dvc-remote"
         self.template = template
-        self.name = {"anomaly": "fraud-detector", "forecast": "web-traffic",
-                     "risk": "patient-risk"}.get(template, "model")
+        # an unknown template is refused by its first step, 'dvc-monitor init'
+        self.kind = kind_for(template) if template in KINDS else None
+        self.name = self.kind.demo.model_name if self.kind else "model"
         bindir = str(Path(sys.executable).parent)
         self.env = dict(os.environ)
         self.env["PATH"] = bindir + os.pathsep + self.env.get("PATH", "")
@@ -60,11 +62,10 @@ class _Demo:
     def batch(self, index: int, **overrides) -> str:
         """Write sample batch ``index`` to a CSV outside the repository; return its path."""
         from dvc_monitor.model.data import write_batch
-        from dvc_monitor.kinds import kind_module
 
         path = self.base / "incoming" / f"batch-{index}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_batch(kind_module(self.template).sample_batch(index, **overrides), path)
+        write_batch(self.kind.sample_batch(index, **overrides), path)
         return str(path)
 
     def set_param(self, key: str, value: str) -> None:
@@ -107,10 +108,9 @@ class _Demo:
         print(f"$ {shlex.join(args)} &", flush=True)
         proc = subprocess.Popen([sys.executable, "-m", "dvc_monitor", *args[1:]], cwd=self.repo,
                                 env=self.env, stdout=subprocess.DEVNULL)
-        from dvc_monitor.kinds import kind_module
-
-        frame = kind_module(self.template).sample_batch(5)
-        rows = frame if self.template == "forecast" else frame.head(2)
+        frame = self.kind.sample_batch(5)
+        count = self.kind.demo.serve_rows
+        rows = frame if count is None else frame.head(count)
         body = json.dumps({"rows": rows.to_dict("records")}).encode()
         url = f"http://127.0.0.1:{port}/score"
 
@@ -165,8 +165,7 @@ def run_demo(directory: str | None = None, template: str = "anomaly") -> int:
     demo.release("Retrain on batch 4", "v1.1.0")
 
     demo.say("v1.2.0: a retrain with a bad parameter reaches prod")
-    bad = {"anomaly": ("contamination", "0.15"), "forecast": ("interval", "0.5"),
-           "risk": ("C", "0.0001")}[template]
+    bad = demo.kind.demo.bad_param
     demo.set_param(*bad)
     demo.release(f"Tune {bad[0]}", "v1.2.0")
     demo.run("dvc-monitor", "versions", name)
@@ -206,13 +205,10 @@ def run_demo(directory: str | None = None, template: str = "anomaly") -> int:
 def _live_windows(demo: _Demo) -> tuple[Path, str]:
     """Sample batches after the training data, as live windows; and the window size."""
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.kinds import kind_module
 
-    module = kind_module(demo.template)
+    script = demo.kind.demo
     folder = demo.base / "live"
     folder.mkdir(parents=True, exist_ok=True)
-    batches = {"forecast": [5]}.get(demo.template, [5, 6])
-    for index in batches:
-        write_batch(module.sample_batch(index), folder / f"live-{index}.csv")
-    window = {"anomaly": "500", "forecast": "84"}.get(demo.template, "190")
-    return folder, window
+    for index in script.live_batches:
+        write_batch(demo.kind.sample_batch(index), folder / f"live-{index}.csv")
+    return folder, str(script.window)

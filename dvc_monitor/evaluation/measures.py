@@ -17,12 +17,15 @@ brier              Brier score, when the window carries labels         risk     
 The same function measures the reference (the version's holdout), so relative rules
 (``max_change``, ``max_increase`` ...) compare a window with the holdout value; the PSIs
 of the holdout against itself are 0. Forecast timestamps always move forward, so they are
-not a drift feature.
+not a drift feature. Each kind declares its measures (``Kind.window_measures``) and
+computes them (``Kind.window_rates``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from dvc_monitor.kinds import kind_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,48 +33,21 @@ if TYPE_CHECKING:
     from dvc_monitor.evaluation.scoring import Scored
 
 DRIFT = {"psi_score": "lower", "psi_features": "lower"}
-KIND_MEASURES: dict[str, dict[str, str | None]] = {
-    "anomaly": {"alert_rate": None, "precision": "higher", "recall": "higher"},
-    "forecast": {"outside_rate": None, "mae": "lower"},
-    "risk": {"mean_probability": None, "alert_rate": None, "brier": "lower"},
-}
-# the live rate each kind's reference records at the model's threshold
-KIND_RATE = {"anomaly": "alert_rate", "forecast": "outside_rate", "risk": "mean_probability"}
-NOT_DRIFT_FEATURES = {"forecast": ("timestamp",)}
 
 
 def directions(kind: str) -> dict[str, str | None]:
     """measure -> better direction ("higher", "lower" or None), for rule parsing."""
-    return {**DRIFT, **KIND_MEASURES[kind]}
+    return {**DRIFT, **kind_for(kind).window_measures}
 
 
 def drift_features(kind: str, features) -> list[str]:
-    skip = NOT_DRIFT_FEATURES.get(kind, ())
-    return [f for f in features if f not in skip]
+    """The features whose PSI is measured (``Kind.drift_features``)."""
+    return kind_for(kind).drift_features(features)
 
 
 def rates(kind: str, scored: "Scored", labels: "np.ndarray | None") -> dict[str, float | None]:
     """The kind's measures other than the PSIs (None: not measurable on these rows)."""
-    import numpy as np
-
-    alert = np.asarray(scored.alert, dtype=bool)
-    n = len(alert)
-    if kind == "forecast":
-        frame = scored.frame
-        err = (frame["actual"] - frame["predicted"]).to_numpy(dtype=float) if n else []
-        return {"outside_rate": float(alert.mean()) if n else None,
-                "mae": float(np.mean(np.abs(err))) if n else None}
-    out: dict[str, float | None] = {"alert_rate": float(alert.mean()) if n else None}
-    y = None if labels is None else np.asarray(labels, dtype=int)
-    if kind == "anomaly":
-        tp = int((alert & (y == 1)).sum()) if y is not None else 0
-        out["precision"] = tp / int(alert.sum()) if y is not None and alert.any() else None
-        out["recall"] = tp / int(y.sum()) if y is not None and y.any() else None
-    else:
-        p = np.asarray(scored.score, dtype=float)
-        out["mean_probability"] = float(p.mean()) if n else None
-        out["brier"] = float(np.mean((p - y) ** 2)) if y is not None and n else None
-    return out
+    return kind_for(kind).window_rates(scored.frame, labels)
 
 
 def feature_psis(profile, frame) -> dict[str, float]:

@@ -84,6 +84,7 @@ def build_profile(kind: str, model: Any, config: "ModelConfig", holdout: "pd.Dat
 
     from dvc_monitor.evaluation.measures import drift_features, rates
     from dvc_monitor.evaluation.scoring import quantile_bins, score_rows
+    from dvc_monitor.kinds import kind_for
     from dvc_monitor.kinds.common import labels_of
 
     scored = score_rows(kind, model, config, holdout, history)
@@ -100,7 +101,7 @@ def build_profile(kind: str, model: Any, config: "ModelConfig", holdout: "pd.Dat
         f"p{q}": float(np.quantile(scored.score, q / 100)) for q in QUANTILES}}
     features = {f: binned(holdout[f].to_numpy(dtype=float))
                 for f in drift_features(kind, config.features)}
-    labels = labels_of(holdout, config) if kind != "forecast" else None
+    labels = labels_of(holdout, config) if kind_for(kind).uses_labels else None
     return Profile(kind=kind, rows=int(len(scored.score)), bins=bins,
                    threshold=scored.threshold, score=score, features=features,
                    measures=rates(kind, scored, labels), source=COMPUTED)

@@ -11,6 +11,7 @@ from dvc_monitor.errors import (
     TemplateError,
     UsageError,
 )
+from dvc_monitor.kinds import kind_for
 from dvc_monitor.model.data import ModelConfig
 
 if TYPE_CHECKING:  # pandas/numpy are imported lazily
@@ -30,46 +31,33 @@ class Scored:
     key: "np.ndarray"
     score: "np.ndarray"
     alert: "np.ndarray"
-    frame: "pd.DataFrame | None" = None  # forecast: timestamp, actual, predicted, lower, upper
+    frame: "pd.DataFrame | None" = None  # the kind's score frame (forecast: its predictions)
     threshold: float | None = None  # the score above which the model alerts
 
 
 def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
                history: "pd.DataFrame | None" = None) -> Scored:
     """Score ``rows`` with ``model``: higher = more anomalous / riskier / a worse miss."""
-    import numpy as np
-
-    from dvc_monitor.kinds import kind_module
-
-    module = kind_module(kind)
+    spec = kind_for(kind)
     try:
-        if kind == "forecast":
-            pred = module.predict(model, rows, history)
-            half = np.maximum((pred["upper"] - pred["lower"]).to_numpy(dtype=float) / 2, 1e-9)
-            score = np.abs(pred["actual"] - pred["predicted"]).to_numpy(dtype=float) / half
-            return Scored(pred["timestamp"].to_numpy(), score,
-                          pred["anomaly"].to_numpy().astype(bool), pred,
-                          module.alert_threshold(model))
-        score = np.asarray(module.score(model, rows, config), dtype=float)
-        alert = np.asarray(module.alerts(model, rows, config), dtype=bool)
+        frame = spec.score(model, rows, config, history)
     except DvcMonitorError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise TemplateError(f"the {kind} model could not score the data ({detail}); "
                             "does the data fit this model?") from None
-    key = rows["_row"].to_numpy() if "_row" in rows.columns else np.arange(len(rows))
-    return Scored(key, score, alert, threshold=module.alert_threshold(model))
+    return Scored(frame["key"].to_numpy(), frame["score"].to_numpy(dtype=float),
+                  frame["alert"].to_numpy(dtype=bool), frame, spec.alert_threshold(model))
 
 
 def evaluate_on(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
                 params: dict, history: "pd.DataFrame | None" = None) -> dict:
     """The metrics ``stage evaluate`` would compute for ``model`` on ``rows``."""
-    from dvc_monitor.kinds import kind_module
     from dvc_monitor.kinds.common import clean_number
 
     try:
-        metrics, _ = kind_module(kind).evaluate(model, rows, config, params, history=history)
+        metrics, _ = kind_for(kind).evaluate(model, rows, config, params, history=history)
     except DvcMonitorError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:

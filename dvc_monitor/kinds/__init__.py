@@ -1,19 +1,42 @@
 """Model kinds: what turns rows into a fitted model, scores, alerts and metrics.
 
-``anomaly.py``, ``forecast.py`` and ``risk.py`` are the built-in kinds; ``common.py`` holds
-what they share (holdout split, deterministic JSON/CSV output).
+``base.py`` defines the ``Kind`` protocol, the one seam between dvc-monitor and a kind of
+model; ``anomaly.py``, ``forecast.py`` and ``risk.py`` are the built-in kinds (one class
+each); ``common.py`` holds what they share (holdout split, deterministic JSON/CSV output).
+Callers look a kind up by name with ``kind_for`` and ask it, never its name, what varies.
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+
+from dvc_monitor.errors import TemplateError
+from dvc_monitor.kinds.base import Kind
+
+__all__ = ["KINDS", "Kind", "kind_for", "kind_module", "metric_directions"]
+
+# The built-in kinds: name -> the module and class implementing it (imported on first use,
+# so reading ``KINDS`` costs no pandas).
+_BUILTIN = {"anomaly": ("anomaly", "Anomaly"), "forecast": ("forecast", "Forecast"),
+            "risk": ("risk", "Risk")}
+KINDS = tuple(_BUILTIN)
 
 
-def kind_module(kind: str) -> ModuleType:
-    """The module implementing a model kind (anomaly, forecast, risk)."""
-    return importlib.import_module(f"dvc_monitor.kinds.{kind}")
+def kind_for(name: str) -> Kind:
+    """The ``Kind`` called ``name``; ``TemplateError`` for a name that is not a kind."""
+    if name not in _BUILTIN:
+        raise TemplateError(f"unknown kind {name!r}; expected one of {', '.join(KINDS)}")
+    module, cls = _BUILTIN[name]
+    return getattr(importlib.import_module(f"dvc_monitor.kinds.{module}"), cls)()
+
+
+def kind_module(kind: str) -> Kind:
+    """The ``Kind`` called ``kind`` (its ``sample_batch`` and ``holdout_mask``).
+
+    Deprecated: kept for callers not yet moved to ``kind_for``."""
+    return kind_for(kind)
 
 
 def metric_directions(kind: str) -> dict[str, str | None]:
-    return dict(kind_module(kind).METRIC_DIRECTIONS)
+    """Metric -> better direction ("higher", "lower" or None) of the kind called ``kind``."""
+    return dict(kind_for(kind).metric_directions)

@@ -9,8 +9,12 @@ is evaluated on new data.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
+
+from dvc_monitor.kinds.base import BuiltinKind, DemoScript
 
 METRIC_DIRECTIONS = {
     "mae": "lower",
@@ -20,24 +24,6 @@ METRIC_DIRECTIONS = {
 }
 HOUR = 3600
 START = 1767571200  # 2026-01-05 00:00 UTC, a Monday
-
-
-def sample_batch(index: int, seed: int = 0, rows: int = 336) -> pd.DataFrame:
-    """Fortnight ``index`` of a seeded hourly series: trend + daily and weekly seasonality + noise."""
-    rng = np.random.default_rng([seed, index, 2])
-    t = np.arange((index - 1) * rows, index * rows)
-    hour = t % 24
-    weekday = (t // 24) % 7
-    value = (
-        200.0
-        + 0.05 * t
-        + 40.0 * np.sin(2 * np.pi * (hour - 6) / 24)
-        + 25.0 * (weekday < 5)
-        + rng.normal(0, 6.0, rows)
-    )
-    spikes = rng.random(rows) < 0.01
-    value[spikes] += rng.choice([-1, 1], spikes.sum()) * rng.uniform(60, 120, spikes.sum())
-    return pd.DataFrame({"timestamp": START + t * HOUR, "value": np.round(value, 3)})
 
 
 def _series(df: pd.DataFrame) -> pd.DataFrame:
@@ -60,35 +46,6 @@ def design(df: pd.DataFrame, lags) -> tuple[pd.DataFrame, np.ndarray]:
     return s[keep].reset_index(drop=True), X[keep].to_numpy(dtype=float)
 
 
-def holdout_mask(df: pd.DataFrame, rule: dict) -> np.ndarray:
-    """The last ``holdout_hours`` hours are held out (time-ordered split, no leakage)."""
-    hours = int(rule["holdout_hours"])
-    cutoff = np.sort(df["timestamp"].to_numpy())[-hours] if len(df) > hours else np.inf
-    return df["timestamp"].to_numpy() >= cutoff
-
-
-def fit(train: pd.DataFrame, config, params: dict):
-    """Split-conformal forecaster: a point model fit on the earlier training hours, and an
-    interval half-width from its absolute errors on the later ones (calibration hours)."""
-    from sklearn.ensemble import GradientBoostingRegressor
-
-    lags = [int(x) for x in params["lags"]]
-    rows, X = design(train, lags)
-    if len(rows) < 48:
-        raise ValueError(f"too little history to train: {len(rows)} usable hours after lags {lags}")
-    y = rows["value"].to_numpy(dtype=float)
-    cut = int(len(rows) * (1 - float(params.get("calibration_fraction", 0.2))))
-    point = GradientBoostingRegressor(
-        n_estimators=int(params["n_estimators"]),
-        max_depth=int(params["max_depth"]),
-        learning_rate=float(params["learning_rate"]),
-        random_state=int(params["seed"]),
-    ).fit(X[:cut], y[:cut])
-    residuals = np.abs(y[cut:] - point.predict(X[cut:]))
-    level = min(1.0, float(params["interval"]) * (1 + 1 / len(residuals)))
-    return {"point": point, "half_width": float(np.quantile(residuals, level)), "lags": lags}
-
-
 def predict(model: dict, df: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
     """Forecast every hour of ``df`` that has its lags (taken from ``history`` + ``df``)."""
     full = df if history is None else pd.concat([history, df], ignore_index=True)
@@ -106,32 +63,137 @@ def predict(model: dict, df: pd.DataFrame, history: pd.DataFrame | None = None) 
     return out
 
 
-def alert_threshold(model: dict) -> float:
-    """Scores above 1 lie outside the prediction interval: flagged as anomalies."""
-    return 1.0
+class Forecast(BuiltinKind):
+    """The ``forecast`` kind (see the module doc). Its rows are an hourly series: a row is
+    scored from the hours before it, so it has no labels and needs ``history``."""
 
+    name = "forecast"
+    description = "trend forecaster with prediction interval"
+    metric_directions = METRIC_DIRECTIONS
+    primary_metric = "mae"
+    label_metrics: frozenset[str] = frozenset()
+    uses_labels = False
+    needs_history = True
+    time_column = "timestamp"
+    value_column = "value"
+    window_measures = {"outside_rate": None, "mae": "lower"}
+    live_rate = "outside_rate"
+    min_window_rows = 72  # three days of hours
+    score_label = "|error| / interval half-width (>1 = outside the interval)"
+    review_plot = "forecast"
+    result_fields = ("prediction", "lower", "upper", "anomaly")
+    demo = DemoScript(model_name="web-traffic", bad_param=("interval", "0.5"),
+                      live_batches=(5,), window=84, serve_rows=None)
 
-def score(model: dict, df: pd.DataFrame, config) -> np.ndarray:
-    """Absolute error relative to the interval half-width (>1 = outside the interval)."""
-    pred = predict(model, df)
-    half = np.maximum((pred["upper"] - pred["lower"]) / 2, 1e-9)
-    return (np.abs(pred["actual"] - pred["predicted"]) / half).to_numpy()
+    def sample_batch(self, index: int, seed: int = 0, rows: int = 336) -> pd.DataFrame:
+        """Fortnight ``index`` of a seeded hourly series: trend + daily and weekly
+        seasonality + noise."""
+        rng = np.random.default_rng([seed, index, 2])
+        t = np.arange((index - 1) * rows, index * rows)
+        hour = t % 24
+        weekday = (t // 24) % 7
+        value = (
+            200.0
+            + 0.05 * t
+            + 40.0 * np.sin(2 * np.pi * (hour - 6) / 24)
+            + 25.0 * (weekday < 5)
+            + rng.normal(0, 6.0, rows)
+        )
+        spikes = rng.random(rows) < 0.01
+        value[spikes] += rng.choice([-1, 1], spikes.sum()) * rng.uniform(60, 120, spikes.sum())
+        return pd.DataFrame({"timestamp": START + t * HOUR, "value": np.round(value, 3)})
 
+    def holdout_mask(self, df: pd.DataFrame, rule: dict) -> np.ndarray:
+        """The last ``holdout_hours`` hours are held out (time-ordered split, no leakage)."""
+        hours = int(rule["holdout_hours"])
+        cutoff = np.sort(df["timestamp"].to_numpy())[-hours] if len(df) > hours else np.inf
+        return df["timestamp"].to_numpy() >= cutoff
 
-def evaluate(model: dict, holdout: pd.DataFrame, config, params: dict,
-             history: pd.DataFrame | None = None) -> tuple[dict, dict[str, pd.DataFrame]]:
-    pred = predict(model, holdout, history)
-    err = (pred["actual"] - pred["predicted"]).to_numpy()
-    actual = pred["actual"].to_numpy()
-    inside = (actual >= pred["lower"].to_numpy()) & (actual <= pred["upper"].to_numpy())
-    out = {
-        "n_holdout": int(len(pred)),
-        "mae": float(np.mean(np.abs(err))),
-        "mape": float(np.mean(np.abs(err) / np.maximum(np.abs(actual), 1e-9))),
-        "interval_coverage": float(inside.mean()),
-        "anomaly_rate": float(1 - inside.mean()),
-    }
-    plot = pred.assign(step=np.arange(len(pred)))[
-        ["step", "timestamp", "actual", "predicted", "lower", "upper", "anomaly"]
-    ]
-    return out, {"forecast.csv": plot}
+    def fit(self, train: pd.DataFrame, config, params: dict):
+        """Split-conformal forecaster: a point model fit on the earlier training hours, and
+        an interval half-width from its absolute errors on the later ones (calibration
+        hours)."""
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        lags = [int(x) for x in params["lags"]]
+        rows, X = design(train, lags)
+        if len(rows) < 48:
+            raise ValueError(f"too little history to train: {len(rows)} usable hours after "
+                             f"lags {lags}")
+        y = rows["value"].to_numpy(dtype=float)
+        cut = int(len(rows) * (1 - float(params.get("calibration_fraction", 0.2))))
+        point = GradientBoostingRegressor(
+            n_estimators=int(params["n_estimators"]),
+            max_depth=int(params["max_depth"]),
+            learning_rate=float(params["learning_rate"]),
+            random_state=int(params["seed"]),
+        ).fit(X[:cut], y[:cut])
+        residuals = np.abs(y[cut:] - point.predict(X[cut:]))
+        level = min(1.0, float(params["interval"]) * (1 + 1 / len(residuals)))
+        return {"point": point, "half_width": float(np.quantile(residuals, level)), "lags": lags}
+
+    def score(self, model: dict, rows: pd.DataFrame, config,
+              history: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Every hour of ``rows`` that has its lags: ``key`` (its timestamp), ``score``
+        (absolute error relative to the interval half-width; >1 = outside the interval),
+        ``alert`` (outside the interval), then ``predict``'s columns."""
+        pred = predict(model, rows, history)
+        half = np.maximum((pred["upper"] - pred["lower"]).to_numpy(dtype=float) / 2, 1e-9)
+        score = np.abs(pred["actual"] - pred["predicted"]).to_numpy(dtype=float) / half
+        alert = pred["anomaly"].to_numpy().astype(bool)
+        pred.insert(0, "key", pred["timestamp"].to_numpy())
+        pred.insert(1, "score", score)
+        pred.insert(2, "alert", alert)
+        return pred
+
+    def alerts(self, model: dict, rows: pd.DataFrame, config) -> np.ndarray:
+        """True for each hour of ``rows`` (that has its lags) outside the interval."""
+        return self.score(model, rows, config)["alert"].to_numpy()
+
+    def alert_threshold(self, model: dict) -> float:
+        """Scores above 1 lie outside the prediction interval: flagged as anomalies."""
+        return 1.0
+
+    def evaluate(self, model: dict, holdout: pd.DataFrame, config, params: dict,
+                 history: pd.DataFrame | None = None) -> tuple[dict, dict[str, pd.DataFrame]]:
+        """MAE, MAPE, interval coverage and anomaly rate of the holdout hours."""
+        pred = predict(model, holdout, history)
+        err = (pred["actual"] - pred["predicted"]).to_numpy()
+        actual = pred["actual"].to_numpy()
+        inside = (actual >= pred["lower"].to_numpy()) & (actual <= pred["upper"].to_numpy())
+        out = {
+            "n_holdout": int(len(pred)),
+            "mae": float(np.mean(np.abs(err))),
+            "mape": float(np.mean(np.abs(err) / np.maximum(np.abs(actual), 1e-9))),
+            "interval_coverage": float(inside.mean()),
+            "anomaly_rate": float(1 - inside.mean()),
+        }
+        plot = pred.assign(step=np.arange(len(pred)))[
+            ["step", "timestamp", "actual", "predicted", "lower", "upper", "anomaly"]
+        ]
+        return out, {"forecast.csv": plot}
+
+    def window_rates(self, scored: pd.DataFrame, labels) -> dict[str, float | None]:
+        """Share of hours outside the interval and the mean absolute error."""
+        alert = np.asarray(scored["alert"], dtype=bool)
+        n = len(alert)
+        err = (scored["actual"] - scored["predicted"]).to_numpy(dtype=float) if n else []
+        return {"outside_rate": float(alert.mean()) if n else None,
+                "mae": float(np.mean(np.abs(err))) if n else None}
+
+    def results(self, scored: pd.DataFrame, rows: pd.DataFrame) -> list[dict]:
+        """Per row: the prediction and its interval (nulls for an hour without enough
+        history), plus ``anomaly`` when the row carries its actual value."""
+        pred = scored.set_index(self.time_column)
+        results = []
+        for ts, actual in zip(rows[self.time_column], rows[self.value_column]):
+            if ts not in pred.index:
+                results.append({"prediction": None, "lower": None, "upper": None})
+                continue
+            p = pred.loc[ts]
+            result = {"prediction": float(p["predicted"]), "lower": float(p["lower"]),
+                      "upper": float(p["upper"])}
+            if not math.isnan(actual):
+                result["anomaly"] = bool(actual < p["lower"] or actual > p["upper"])
+            results.append(result)
+        return results

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from dvc_monitor.errors import DvcMonitorError, SchemaError, TemplateError, shown
+from dvc_monitor.kinds import KINDS, kind_for
 from dvc_monitor.model.layout import SEGMENT_RE, SEGMENT_SIZE
 from dvc_monitor.repo.cache import object_path
 from dvc_monitor.repo.dvcfiles import parse_yaml
@@ -23,8 +24,6 @@ if TYPE_CHECKING:  # pandas is imported lazily: read commands never need it
     import pandas as pd
 
 PARTITION_RE = re.compile(r"^batch-(\d{5})\.csv$")
-KINDS = ("anomaly", "forecast", "risk")
-TIMESTAMP = "timestamp"  # the forecast kind's time column (unix seconds)
 MAX_FUTURE_SECONDS = 366 * 86400
 MAX_STREAM_BYTES = 512 * 2**20  # what ingest reads from standard input at most
 
@@ -227,8 +226,9 @@ def validate_batch(df: "pd.DataFrame", config: ModelConfig, expected: tuple[str,
     if label and label in cols:
         _refuse_cell(source, label, df[label], ~df[label].isin([0, 1]), "has the label",
                      "labels must be 0 or 1")
-    if config.kind == "forecast" and TIMESTAMP in cols:
-        _check_timestamps(df[TIMESTAMP], source, existing)
+    time_column = kind_for(config.kind).time_column
+    if time_column is not None and time_column in cols:
+        _check_timestamps(df, time_column, source, existing)
     order = [c for c in expected if c in cols] + [c for c in config.columns
                                                    if c in cols and c not in expected]
     return df[order]
@@ -244,21 +244,24 @@ def _refuse_cell(source: str, col: str, values: "pd.Series", bad: "pd.Series", w
                       f"on data row {row + 1}; {rule}")
 
 
-def _check_timestamps(ts: "pd.Series", source: str, existing: "pd.DataFrame | None") -> None:
-    """Forecast timestamps: whole unix seconds, not negative, not far in the future, and
-    each one once (in the batch and in the data already ingested)."""
+def _check_timestamps(df: "pd.DataFrame", column: str, source: str,
+                      existing: "pd.DataFrame | None") -> None:
+    """The timestamps in ``column`` (a series kind's time column): whole unix seconds, not
+    negative, not far in the future, and each one once (in the batch and in the data
+    already ingested)."""
     import time
 
+    ts = df[column]
     rule = "timestamps are whole unix seconds"
-    _refuse_cell(source, TIMESTAMP, ts, ts != ts.round(), "has the fractional timestamp", rule)
-    _refuse_cell(source, TIMESTAMP, ts, ts < 0, "has the negative timestamp", rule)
+    _refuse_cell(source, column, ts, ts != ts.round(), "has the fractional timestamp", rule)
+    _refuse_cell(source, column, ts, ts < 0, "has the negative timestamp", rule)
     horizon = time.time() + MAX_FUTURE_SECONDS
-    _refuse_cell(source, TIMESTAMP, ts, ts > horizon, "has the far-future timestamp",
+    _refuse_cell(source, column, ts, ts > horizon, "has the far-future timestamp",
                  "timestamps may be at most a year ahead")
-    _refuse_cell(source, TIMESTAMP, ts, ts.duplicated(), "repeats the timestamp",
+    _refuse_cell(source, column, ts, ts.duplicated(), "repeats the timestamp",
                  "each hour may appear once")
-    if existing is not None and TIMESTAMP in existing.columns:
-        _refuse_cell(source, TIMESTAMP, ts, ts.isin(existing[TIMESTAMP]),
+    if existing is not None and column in existing.columns:
+        _refuse_cell(source, column, ts, ts.isin(existing[column]),
                      "has the already ingested timestamp", "each hour may appear once")
 
 

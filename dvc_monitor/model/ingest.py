@@ -33,6 +33,7 @@ from typing import BinaryIO
 from dvc_monitor.model.data import ModelConfig, expected_columns, next_partition_name, \
     partition_files, read_batch, read_partitions, validate_batch
 from dvc_monitor.errors import DvcMonitorError, SchemaError, UnknownModel, shown
+from dvc_monitor.kinds import kind_for
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.state import INGEST_JOURNAL, STATE_DIR
@@ -102,8 +103,9 @@ def ingest(path: str | Path, name: str, batch_file: str | Path | BinaryIO,
         df = read_batch(batch_path, label)
     data_dir, segments_dir = root / layout.data, root / layout.segments
     existing = partition_files(data_dir, segments_dir)
+    # a series kind's batch may not repeat a time already ingested: read the rows it must not
     old_rows = read_partitions(data_dir, segments_dir) \
-        if existing and config.kind == "forecast" else None
+        if existing and kind_for(config.kind).time_column is not None else None
     df = validate_batch(df, config, expected_columns(config, data_dir, segments_dir), label,
                         first=not existing, allow_unlabelled=allow_unlabelled, existing=old_rows)
     content = canonical_bytes(df)

@@ -14,7 +14,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dvc_monitor.model.data import KINDS, partition_files, sealed_segments, write_batch
+from dvc_monitor.kinds import KINDS, kind_for
+from dvc_monitor.model.data import partition_files, sealed_segments, write_batch
 from dvc_monitor.errors import TemplateError, UsageError, shown
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.model.layout import ROOT_DVC_YAML, ModelLayout
@@ -126,15 +127,10 @@ def render(text: str, name: str) -> str:
 
 
 def _artifact_entry(layout: ModelLayout, kind: str) -> dict:
-    descriptions = {
-        "anomaly": "anomaly detector (IsolationForest)",
-        "forecast": "trend forecaster with prediction interval",
-        "risk": "calibrated risk scorer",
-    }
     return {
         "path": layout.model,
         "type": "model",
-        "desc": f"{descriptions[kind]}, managed by dvc-monitor",
+        "desc": f"{kind_for(kind).description}, managed by dvc-monitor",
         "labels": ["monitoring", kind],
     }
 
@@ -248,15 +244,13 @@ def init(path: str | Path, kind: str, name: str, sample_data: bool = False,
 
 def _write_sample_data(root: Path, layout: ModelLayout, kind: str, tx: WorkTreeTransaction,
                        seed: int) -> int:
-    from dvc_monitor.kinds import kind_module
-
-    module = kind_module(kind)
+    spec = kind_for(kind)
     data_dir = root / layout.data
     if not data_dir.exists():
         tx.created.append(data_dir)
         data_dir.mkdir(parents=True)
     for index in range(1, SAMPLE_BATCHES + 1):
-        write_batch(module.sample_batch(index, seed=seed), data_dir / f"batch-{index:05d}.csv")
+        write_batch(spec.sample_batch(index, seed=seed), data_dir / f"batch-{index:05d}.csv")
     return SAMPLE_BATCHES
 
 

@@ -8,7 +8,8 @@ Results per row (higher score = more anomalous / riskier, as everywhere in dvc-m
   lags); a row without enough history gets nulls;
 - risk: ``{"probability", "alert"}`` (probability at or above 0.5).
 
-Scoring itself is ``review.score_rows``, the function report, gate and compare use.
+Scoring itself is ``evaluation.scoring.score_rows``, the function report, gate and compare
+use; the per-row results are the kind's (``Kind.results``, ``Kind.result_fields``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dvc_monitor.errors import SchemaError, shown
+from dvc_monitor.kinds import Kind, kind_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,12 +28,6 @@ if TYPE_CHECKING:
 
     from dvc_monitor.production.loader import LoadedModel
 
-RESULT_FIELDS = {
-    "anomaly": ("score", "alert"),
-    "forecast": ("prediction", "lower", "upper", "anomaly"),
-    "risk": ("probability", "alert"),
-}
-FORECAST_TIME, FORECAST_VALUE = "timestamp", "value"
 ROW_KEYS_FLOOR = 64  # keys a row may carry: 4 per model column, and at least this many
 
 
@@ -116,9 +112,10 @@ def fit_rows(kind: str, config, df: "pd.DataFrame", source: str, who: str) -> "p
 
     if len(df) == 0:
         raise SchemaError(f"{source} has no rows; send at least one")
-    if kind == "forecast":
-        _check_forecast(config, df, source, who)
-        return df[[FORECAST_TIME, FORECAST_VALUE]].apply(_numeric)
+    spec = kind_for(kind)
+    if spec.value_column is not None:
+        _check_series(spec, config, df, source, who)
+        return df[[spec.time_column, spec.value_column]].apply(_numeric)
     features = list(config.features)
     rows = _numeric_fast(df, features)
     if rows is None:  # some column is not plain numbers: let check_fits name it
@@ -134,25 +131,9 @@ def score_fitted(loaded: "LoadedModel", rows: "pd.DataFrame") -> Scores:
 
     from dvc_monitor.evaluation.scoring import score_rows
 
-    config = loaded.config
-    scored = score_rows(loaded.kind, loaded.model, config, rows)
-    if loaded.kind != "forecast":
-        key = "score" if loaded.kind == "anomaly" else "probability"
-        results = [{key: float(s), "alert": bool(a)} for s, a in zip(scored.score, scored.alert)]
-        return Scores(results, scored.score, scored.alert)
-    pred = scored.frame.set_index("timestamp")
-    results = []
-    for ts, actual in zip(rows[FORECAST_TIME], rows[FORECAST_VALUE]):
-        if ts not in pred.index:
-            results.append({"prediction": None, "lower": None, "upper": None})
-            continue
-        p = pred.loc[ts]
-        result = {"prediction": float(p["predicted"]), "lower": float(p["lower"]),
-                  "upper": float(p["upper"])}
-        if not math.isnan(actual):
-            result["anomaly"] = bool(actual < p["lower"] or actual > p["upper"])
-        results.append(result)
-    seen = ~np.isnan(scored.score)
+    scored = score_rows(loaded.kind, loaded.model, loaded.config, rows)
+    results = kind_for(loaded.kind).results(scored.frame, rows)
+    seen = ~np.isnan(scored.score)  # a row without its actual value has no score
     return Scores(results, scored.score[seen], scored.alert[seen])
 
 
@@ -175,26 +156,28 @@ def _numeric(col: "pd.Series") -> "pd.Series":
     return pd.to_numeric(col, errors="coerce").astype(float)
 
 
-def _check_forecast(config, df: "pd.DataFrame", source: str, who: str) -> None:
-    """``timestamp`` must be a number on every row; ``value`` may be null (a future hour)."""
+def _check_series(kind: Kind, config, df: "pd.DataFrame", source: str, who: str) -> None:
+    """A series kind's rows: the time column must be a number on every row (each time
+    once); the value column may be null (a future hour, to forecast)."""
     import pandas as pd
 
     from dvc_monitor.review.revision import check_fits
 
-    if FORECAST_VALUE not in df.columns:
-        raise SchemaError(f"{source} does not fit {who}: missing column(s) {FORECAST_VALUE}; "
+    time, value = kind.time_column, kind.value_column
+    if value not in df.columns:
+        raise SchemaError(f"{source} does not fit {who}: missing column(s) {value}; "
                           f"the model needs {', '.join(config.features)} (value may be null "
                           "for the hours to forecast)")
-    check_fits(dataclasses.replace(config, features=(FORECAST_TIME,)), df, source, who)
-    given = df[FORECAST_VALUE]
+    check_fits(dataclasses.replace(config, features=(time,)), df, source, who)
+    given = df[value]
     numbers = pd.to_numeric(given, errors="coerce")
     bad = (numbers.isna() & given.notna()) | numbers.isin([math.inf, -math.inf])
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0])
-        raise SchemaError(f"{source} does not fit {who}: column {FORECAST_VALUE!r} has a "
+        raise SchemaError(f"{source} does not fit {who}: column {value!r} has a "
                           f"non-numeric value {given.iloc[row]!r} on data row {row + 1}")
-    if df[FORECAST_TIME].duplicated().any():
-        raise SchemaError(f"{source}: column {FORECAST_TIME!r} repeats a timestamp; "
+    if df[time].duplicated().any():
+        raise SchemaError(f"{source}: column {time!r} repeats a timestamp; "
                           "give one row per hour")
 
 
@@ -202,7 +185,8 @@ def with_results(df: "pd.DataFrame", kind: str, results: list[dict]) -> "pd.Data
     """The input's columns plus the result columns (for ``score -o OUT.csv``)."""
     import pandas as pd
 
-    extra = pd.DataFrame([{f: r.get(f) for f in RESULT_FIELDS[kind]} for r in results],
+    fields = kind_for(kind).result_fields
+    extra = pd.DataFrame([{f: r.get(f) for f in fields} for r in results],
                          index=df.index)
     clash = [c for c in extra.columns if c in df.columns]
     return pd.concat([df.drop(columns=clash), extra], axis=1)

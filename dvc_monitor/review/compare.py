@@ -8,7 +8,7 @@ data (the rows no version trained on: the holdout rule is stable per row).
 
 Every version is scored with the same evaluation settings (the workspace's
 ``evaluate:`` params), so the numbers are comparable. ``--best`` names the winner by
-``--metric`` (default: the kind's primary metric, ``review.PRIMARY_METRIC``). For anomaly
+``--metric`` (default: the kind's primary metric, ``Kind.primary_metric``). For anomaly
 data without labels only label-free numbers exist (alert rate, score quantiles), and
 ``--best`` is refused for a metric that needs labels.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dvc_monitor.errors import DvcMonitorError, UnknownModel, UsageError
+from dvc_monitor.kinds import Kind, kind_for, metric_directions
 from dvc_monitor.repo.git import GitRepo
 
 
@@ -97,14 +98,16 @@ def resolve_versions(root: Path, name: str, refs: list[str]) -> list[tuple[str, 
 
 
 def load_rows(root: Path, name: str, data: str | Path | None, kind: str):
-    """(rows, history, description): the rows to evaluate on, and the hours before them."""
+    """(rows, history, description): the rows to evaluate on, and the rows before them
+    (for a kind that needs history)."""
     from dvc_monitor.model.data import read_batch
     from dvc_monitor.review import revision as review
 
+    spec = kind_for(kind)
     if data is None:
         state = review.read_state(root, name, None)
         split = review.split_data(state, review.load_data(state))
-        history = split.history if kind == "forecast" else None
+        history = split.history if spec.needs_history else None
         return split.holdout, history, "holdout rows of the workspace data"
     path = Path(data)
     if not path.is_absolute():
@@ -112,13 +115,13 @@ def load_rows(root: Path, name: str, data: str | Path | None, kind: str):
     df = read_batch(path)
     df.insert(0, "_row", [f"{path.name}:{i}" for i in range(len(df))])
     history = None
-    if kind == "forecast" and "timestamp" in df.columns:
-        history = _history_before(root, name, df)
+    if spec.needs_history and spec.time_column in df.columns:
+        history = _history_before(root, name, df, spec.time_column)
     return df, history, str(data)
 
 
-def _history_before(root: Path, name: str, df):
-    """The workspace's hours before the first hour of ``df`` (lag features need them)."""
+def _history_before(root: Path, name: str, df, time_column: str):
+    """The workspace's rows before the first time of ``df`` (lag features need them)."""
     import pandas as pd
 
     from dvc_monitor.review import revision as review
@@ -128,8 +131,8 @@ def _history_before(root: Path, name: str, df):
         past = review.load_data(state)
     except DvcMonitorError:  # no workspace data: the first hours of df serve as history
         return None
-    first = pd.to_numeric(df["timestamp"], errors="coerce").min()
-    past = past[past["timestamp"] < first]
+    first = pd.to_numeric(df[time_column], errors="coerce").min()
+    past = past[past[time_column] < first]
     return past.reset_index(drop=True) if len(past) else None
 
 
@@ -148,7 +151,6 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
     """Evaluate the versions ``refs`` of ``name`` on the same rows; see the module doc."""
     from dvc_monitor.review import revision as review
     from dvc_monitor.evaluation import scoring
-    from dvc_monitor.kinds import metric_directions
     from dvc_monitor.kinds.common import labels_of
 
     started = time.perf_counter()
@@ -167,6 +169,7 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
         raise UsageError(f"the versions of {name} are of different kinds "
                          f"({', '.join(sorted(kinds))}); they cannot be compared")
     kind = kinds.pop()
+    spec = kind_for(kind)
     rows, history, source = load_rows(root, name, data, kind)
     for ref, mv, state in states:
         review.check_fits(state.config, rows, source,
@@ -181,10 +184,11 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
 
     config = states[-1][2].config
     labels = labels_of(rows, config) if config.label else None
-    labelled = kind == "forecast" or (labels is not None and 0 < int(labels.sum()) < len(labels))
+    labelled = not spec.uses_labels or (labels is not None
+                                        and 0 < int(labels.sum()) < len(labels))
 
-    metric = metric or review.PRIMARY_METRIC[kind]
-    problem = _ranking_problem(kind, metric, directions, labelled)
+    metric = metric or spec.primary_metric
+    problem = _ranking_problem(spec, metric, directions, labelled)
     if problem and best:
         raise UsageError(problem)
 
@@ -220,18 +224,16 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
     return result
 
 
-def _ranking_problem(kind: str, metric: str, directions: dict, labelled: bool) -> str | None:
-    from dvc_monitor.review.revision import LABEL_METRICS
-
+def _ranking_problem(kind: Kind, metric: str, directions: dict, labelled: bool) -> str | None:
     if metric not in directions:
         ranked = [m for m, d in directions.items() if d]
-        return (f"unknown metric {metric!r} for a {kind} model; rank by one of "
+        return (f"unknown metric {metric!r} for a {kind.name} model; rank by one of "
                 f"{', '.join(ranked)}")
     if directions[metric] is None:
         ranked = [m for m, d in directions.items() if d]
         return (f"{metric} has no better direction, so it cannot pick a winner; rank by one "
                 f"of {', '.join(ranked)}")
-    if metric in LABEL_METRICS[kind] and not labelled:
+    if metric in kind.label_metrics and not labelled:
         return (f"{metric} needs labels and this data has none (or only one class); compare "
                 "label-free numbers without --best, or pass --data with labelled rows")
     return None
@@ -257,8 +259,6 @@ def _rank(result: CompareResult) -> None:
 
 def table(result: CompareResult) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows) for the CLI table: one row per version (``--json`` has every number)."""
-    from dvc_monitor.kinds import metric_directions
-
     directions = metric_directions(result.kind)
     present = list(dict.fromkeys(k for r in result.versions for k in r.metrics))
     ordered = ([result.metric] if result.metric in present else []) + \

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dvc_monitor.errors import UsageError
+from dvc_monitor.kinds import kind_for, metric_directions
 
 PSI_STABLE, PSI_MODERATE = 0.1, 0.25
 # The share of rows each kind flags, which the report's "alert rate" row shows.
@@ -96,7 +97,6 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     from dvc_monitor.review import gate as gates
     from dvc_monitor.review import revision as review
     from dvc_monitor.evaluation import scoring
-    from dvc_monitor.kinds import metric_directions
 
     started = time.perf_counter()
     root = Path(root)
@@ -141,7 +141,7 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     review.check_fits(base_state.config, data.holdout, "the head's holdout data",
                       f"{name} at {base_state.label}")
     params = head_state.evaluate_params
-    history = data.history if head_state.kind == "forecast" else None
+    history = data.history if kind_for(head_state.kind).needs_history else None
     base_scored = scoring.score_rows(base_state.kind, base_model, base_state.config,
                                     data.holdout, history)
     head_scored = scoring.score_rows(head_state.kind, head_model, config, data.holdout, history)
@@ -227,30 +227,24 @@ def _plots(report: Report, out_path: Path, params: dict, labels, base_scored, he
            b_score, h_score) -> list[Path]:
     from dvc_monitor.review import plots
 
-    kind = report.kind
+    kind = kind_for(report.kind)
     b, h = report.base, report.head
     title = f"{report.name}: "
-    written = []
-    score_label = {
-        "anomaly": "anomaly score (higher = more anomalous)",
-        "risk": "predicted probability",
-        "forecast": "|error| / interval half-width (>1 = outside the interval)",
-    }[kind]
-    written.append(plots.score_distribution(
+    written = [plots.score_distribution(
         plot_path(out_path, "scores"), b_score, h_score, b, h,
-        title + f"score distribution on the same {len(h_score)} rows", xlabel=score_label,
-        thresholds=(base_scored.threshold, head_scored.threshold)))
+        title + f"score distribution on the same {len(h_score)} rows", xlabel=kind.score_label,
+        thresholds=(base_scored.threshold, head_scored.threshold))]
     has_both_classes = labels is not None and 0 < int(labels.sum()) < len(labels)
-    if kind == "anomaly" and has_both_classes:
+    if kind.review_plot == "pr_curve" and has_both_classes:
         written.append(plots.pr_curves(plot_path(out_path, "pr_curve"), labels,
                                        base_scored.score, head_scored.score, b, h,
                                        title + "precision-recall on the head's holdout"))
-    if kind == "risk" and has_both_classes:
+    if kind.review_plot == "calibration" and has_both_classes:
         bins = int(params.get("calibration_bins", 10))
         written.append(plots.calibration(plot_path(out_path, "calibration"), labels,
                                          base_scored.score, head_scored.score, b, h,
                                          title + "calibration on the head's holdout", bins))
-    if kind == "forecast":
+    if kind.review_plot == "forecast":
         written.append(plots.forecast(plot_path(out_path, "forecast"), base_scored.frame,
                                       head_scored.frame, b, h,
                                       title + "actual vs predicted, with intervals"))

@@ -11,10 +11,9 @@ dependency tracking sees all its inputs.
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
 from dvc_monitor.errors import DvcMonitorError
-from dvc_monitor.kinds import kind_module
+from dvc_monitor.kinds import Kind, kind_for
 from dvc_monitor.model.data import ModelConfig, partition_files, read_partitions
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.dvcfiles import load_lock, parse_yaml
@@ -34,7 +33,7 @@ def run_stage(stage: str, workdir: str | Path = ".") -> dict:
     workdir = Path(workdir)
     config = ModelConfig.load(workdir / ModelLayout.MONITOR)
     params = load_params(workdir / ModelLayout.PARAMS)
-    kind = kind_module(config.kind)
+    kind = kind_for(config.kind)
     if stage == "prepare":
         return _prepare(workdir, config, params.get("prepare") or {}, kind)
     if stage == "train":
@@ -56,7 +55,7 @@ def _read_data(workdir: Path):
     return read_partitions(workdir / ModelLayout.DATA, workdir / ModelLayout.SEGMENTS)
 
 
-def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
+def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: Kind) -> dict:
     from dvc_monitor.kinds.common import feature_stats, labels_of, write_json
 
     df = _read_data(workdir)
@@ -77,7 +76,7 @@ def _prepare(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType)
     return {"rows": split["rows"], "holdout_rows": split["holdout_rows"]}
 
 
-def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
+def _train(workdir: Path, config: ModelConfig, params: dict, kind: Kind) -> dict:
     from dvc_monitor.model.audits import TypeAudits
     from dvc_monitor.model.files import save_model
     from dvc_monitor.model.trainer import check
@@ -94,7 +93,7 @@ def _train(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -
     return {"train_rows": int((~mask).sum()), "md5": md5}
 
 
-def _evaluate(workdir: Path, config: ModelConfig, params: dict, kind: ModuleType) -> dict:
+def _evaluate(workdir: Path, config: ModelConfig, params: dict, kind: Kind) -> dict:
     from dvc_monitor.model.files import load_model
     from dvc_monitor.kinds.common import write_csv, write_json
 
