@@ -33,7 +33,7 @@ from dvc_monitor.errors import (
     UsageError,
     shown,
 )
-from dvc_monitor.repo.dvcfiles import inside, load_lock, norm, parse_yaml, stage_wdir
+from dvc_monitor.repo.dvcfiles import Lock, inside, norm, parse_yaml, read_lock, stage_wdir
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.values import JsonValue
 
@@ -274,7 +274,7 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
         return ModelAtRevision(**base, pipeline_dir=posixpath.dirname(mp), stage=None,
                                wdir=posixpath.dirname(mp), lock_path=None, model_md5=None,
                                problem=problem)
-    found: list[tuple[str, str, dict, dict, dict]] = []  # (dir, stage, lock body, yaml doc)
+    found: list[tuple[str, str, Lock | None, dict]] = []  # (dir, stage, lock, yaml doc)
     first_problem = None
     for d in parents(mp):
         yraw = blobs.get(norm(d or ".", DVC_YAML))
@@ -286,10 +286,10 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
             first_problem = first_problem or str(ydoc)
             continue
         ydoc = ydoc if isinstance(ydoc, dict) else {}
-        lock: dict = {}
+        lock: Lock | None = None
         if lraw is not None:
             try:
-                lock = load_lock(lraw, f"{norm(d or '.', DVC_LOCK)}{where}")
+                lock = read_lock(lraw, f"{norm(d or '.', DVC_LOCK)}{where}")
             except DvcMonitorError as exc:
                 first_problem = first_problem or str(exc)
         claims = _producers(d, ydoc, lock, mp)
@@ -297,7 +297,7 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
             return _broken(base, mp, f"two stages claim {mp}: {claims[0]} and {claims[1]} "
                            f"(in {norm(d or '.', DVC_YAML)}{where}); keep one output per path")
         if claims:
-            found.append((d, claims[0], lock, ydoc, {}))
+            found.append((d, claims[0], lock, ydoc))
             break
     if not found:
         if first_problem:
@@ -307,11 +307,10 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
                            f"'artifacts:' and no stage outputs {mp}", unknown=True)
         return _broken(base, mp, f"artifact {name!r} ({mp}) is declared but no stage of "
                        f"any dvc.yaml above it outputs it{where}; add it to a stage's outs")
-    d, stage, lock, ydoc, _ = found[0]
-    lock_path = norm(d or ".", DVC_LOCK) if lock else None
-    stages_lock = lock.get("stages") if isinstance(lock.get("stages"), dict) else {}
-    params, deps, outs, metrics = _files(d, ydoc, stages_lock)
-    md5 = next((o.md5 for o in _lock_outs(d, ydoc, stages_lock) if o.path == mp), None)
+    d, stage, lock, ydoc = found[0]
+    lock_path = norm(d or ".", DVC_LOCK) if lock is not None else None
+    params, deps, outs, metrics = _files(d, ydoc, lock)
+    md5 = next((o.md5 for o in _lock_outs(d, ydoc, lock) if o.path == mp), None)
     monitor = norm(d or ".", MONITOR)
     return ModelAtRevision(
         **base, pipeline_dir=d, stage=stage, wdir=norm(d or ".", stage_wdir(ydoc, stage)),
@@ -339,7 +338,7 @@ def _entry_paths(entries: Any) -> list[tuple[str, dict]]:
     return out
 
 
-def _producers(d: str, ydoc: dict, lock: dict, mp: str) -> list[str]:
+def _producers(d: str, ydoc: dict, lock: Lock | None, mp: str) -> list[str]:
     """Stages of the pipeline in folder ``d`` that output ``mp`` (dvc.yaml and dvc.lock)."""
     claims: list[str] = []
     ystages = ydoc.get("stages") if isinstance(ydoc.get("stages"), dict) else {}
@@ -350,8 +349,7 @@ def _producers(d: str, ydoc: dict, lock: dict, mp: str) -> list[str]:
         kinds = ("outs", "metrics", "plots")
         if any(norm(wdir or ".", p) == mp for k in kinds for p, _ in _entry_paths(body.get(k))):
             claims.append(str(stage))
-    lstages = lock.get("stages") if isinstance(lock.get("stages"), dict) else {}
-    for o in _lock_outs(d, ydoc, lstages):
+    for o in _lock_outs(d, ydoc, lock):
         if o.path == mp and o.stage not in claims and o.stage.split("@")[0] not in claims:
             claims.append(o.stage)
     return claims
@@ -364,25 +362,22 @@ class _Out:
     md5: str | None
 
 
-def _lock_outs(d: str, ydoc: dict, lstages: dict) -> list[_Out]:
+def _lock_outs(d: str, ydoc: dict, lock: Lock | None) -> list[_Out]:
+    """Every output ``lock`` records, repo-relative, with its stage and md5."""
     outs = []
-    for stage, body in lstages.items():
-        if not isinstance(body, dict):
-            continue
-        wdir = norm(d or ".", stage_wdir(ydoc, str(stage)))
-        for o in body.get("outs") or []:
-            if isinstance(o, dict) and isinstance(o.get("path"), str):
-                outs.append(_Out(str(stage), norm(wdir or ".", o["path"]), o.get("md5")))
+    for stage, body in (lock.stages if lock is not None else {}).items():
+        wdir = norm(d or ".", stage_wdir(ydoc, stage))
+        outs += [_Out(stage, norm(wdir or ".", o.path), o.md5) for o in body.outs]
     return outs
 
 
-def _files(d: str, ydoc: dict, lstages: dict):
+def _files(d: str, ydoc: dict, lock: Lock | None):
     """(params files, deps, outs, metrics files) of the whole pipeline in folder ``d``."""
     params: list[str] = []
     deps: list[str] = []
     outs: list[str] = []
     metrics: dict[str, MetricsFile] = {}
-    md5s = {o.path: o.md5 for o in _lock_outs(d, ydoc, lstages)}
+    md5s = {o.path: o.md5 for o in _lock_outs(d, ydoc, lock)}
     ystages = ydoc.get("stages") if isinstance(ydoc.get("stages"), dict) else {}
     for stage, body in ystages.items():
         if not isinstance(body, dict):

@@ -222,7 +222,7 @@ def usable_rows(config: "ModelConfig", rows: "pd.DataFrame", source: str, who: s
     import numpy as np
     import pandas as pd
 
-    from dvc_monitor.review.revision import check_fits
+    from dvc_monitor.model.state import check_fits
 
     if any(c not in rows.columns for c in config.features):
         check_fits(replace(config, label_required=False), rows, source, who)  # names them
@@ -547,7 +547,7 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     ``rollback``. A rollback that cannot run (a dirty tree, no earlier holder) raises
     ``WatchActionFailed`` carrying the result.
     """
-    from dvc_monitor.review import revision as review
+    from dvc_monitor.model import state as model_state
     from dvc_monitor.repo.git import GitRepo
     from dvc_monitor.evaluation.profiles import COMPUTED, load_profile
     from dvc_monitor.monitoring.rules import rules_of
@@ -561,9 +561,9 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     name = mv.name
     stage = ref.split("#", 1)[1] if "#" in ref else (mv.stages[0] if len(mv.stages) == 1 else None)
     # a model dvc-monitor did not train has no rules and no scorer: refused before reading
-    watched = review.require_trained(review.read_state(root, name, mv.commit), mv.ref)
-    workspace = review.require_trained(review.read_state(root, name, None),
-                                       f"{name} in the workspace")
+    watched = model_state.require_trained(model_state.read_state(root, name, mv.commit), mv.ref)
+    workspace = model_state.require_trained(model_state.read_state(root, name, None),
+                                            f"{name} in the workspace")
     rules, note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
     if window is not None:
         check_window(window, rules, workspace.layout.params)
@@ -579,8 +579,8 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
             target = registry.resolve(name, version)
             say(f"Loading {name} {target.version}")
             state = (watched if target.commit == mv.commit
-                     else review.read_state(root, name, target.commit))
-            model = review.load_model(state)
+                     else model_state.read_state(root, name, target.commit))
+            model = model_state.load_model(state)
             states[version] = (state, Subject(name, target.version, state.kind, state.config,
                                               model, load_profile(state, model)))
         return states[version][1]
@@ -588,7 +588,7 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     subject = loader(mv.version)
     if subject.kind == "forecast":
         state = states[mv.version][0]
-        windows = with_context(windows, review.load_data(state).drop(columns="_row"))
+        windows = with_context(windows, model_state.load_data(state).drop(columns="_row"))
     candidates = candidates_for(registry, name, stage, mv.version)
     hold, screen = trust_checks(registry, name, stage, mv.version, subject.kind, rules)
     say(f"Watching {name} {mv.version} on {len(windows)} window(s)")

@@ -112,7 +112,7 @@ def fit_rows(kind: str, config, df: "pd.DataFrame", source: str, who: str) -> "p
     """The numeric rows a model of ``kind`` and ``config`` scores, after checking ``df``
     against its schema (``SchemaError`` names the problem). Needs no model, so bad input
     is refused before a model file is read."""
-    from dvc_monitor.review.revision import check_fits
+    from dvc_monitor.model.state import check_fits
 
     if len(df) == 0:
         raise SchemaError(f"{source} has no rows; send at least one")
@@ -179,7 +179,7 @@ def _check_forecast(config, df: "pd.DataFrame", source: str, who: str) -> None:
     """``timestamp`` must be a number on every row; ``value`` may be null (a future hour)."""
     import pandas as pd
 
-    from dvc_monitor.review.revision import check_fits
+    from dvc_monitor.model.state import check_fits
 
     if FORECAST_VALUE not in df.columns:
         raise SchemaError(f"{source} does not fit {who}: missing column(s) {FORECAST_VALUE}; "

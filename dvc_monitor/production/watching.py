@@ -224,9 +224,9 @@ class LiveWatch:
     def _rebuild(self, loaded: "LoadedModel", strict: bool = False) -> "Watcher":
         from dvc_monitor.monitoring.rules import rules_of
         from dvc_monitor.monitoring.watch import Watcher, check_window
-        from dvc_monitor.review import revision as review
+        from dvc_monitor.model import state as model_state
 
-        workspace = review.read_state(self.root, loaded.name, None)
+        workspace = model_state.read_state(self.root, loaded.name, None)
         rules, _note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
         if strict:
             check_window(self.window, rules, workspace.layout.params)
@@ -243,14 +243,14 @@ class LiveWatch:
         self._watcher, self._windows = watcher, []
         self._context = None
         if subject.kind == "forecast":
-            state = review.read_state(self.root, loaded.name, loaded.commit)
-            self._context = review.load_data(state).drop(columns="_row")
+            state = model_state.read_state(self.root, loaded.name, loaded.commit)
+            self._context = model_state.load_data(state).drop(columns="_row")
         return watcher
 
     def _subject(self, loaded: "LoadedModel") -> "Subject":
         from dvc_monitor.evaluation.profiles import load_profile
         from dvc_monitor.monitoring.watch import Subject
-        from dvc_monitor.review.revision import read_state
+        from dvc_monitor.model.state import read_state
 
         state = read_state(self.root, loaded.name, loaded.commit)
         return Subject(loaded.name, loaded.version, loaded.kind, loaded.config, loaded.model,
