@@ -11,7 +11,7 @@ commits)`` (many commits, read in a few ``git cat-file --batch`` calls) answer i
   whatever the stage is called and whatever its ``wdir``;
 * the pipeline folder, its params, deps, outs and metrics files;
 * the dvc-monitor kind config (``monitor.yaml`` beside that pipeline) when present;
-* the model file's format, by its first bytes (never loaded): only a skops archive is a
+* the model file's format, by its magic bytes (never loaded): only a skops archive is a
   format dvc-monitor loads safely; a pickle or joblib file never is.
 
 Problems that make the answer unusable (a ``dvc.yaml`` that is not valid YAML, an
@@ -70,7 +70,7 @@ class ModelAtRevision(JsonValue):
     outs: tuple[str, ...] = ()  # the pipeline's outs (repo-relative)
     metrics: tuple[MetricsFile, ...] = ()
     monitor: str | None = None  # monitor.yaml beside the pipeline, when present
-    model_format: str = "unknown"  # skops | pickle | joblib | zip | unknown | missing
+    model_format: str = "unknown"  # skops | pickle | joblib | zip | empty | unknown | missing
     problem: str | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
 
@@ -111,25 +111,6 @@ class ModelAtRevision(JsonValue):
 
 
 # -- formats ----------------------------------------------------------------------------
-
-
-def sniff_format(head: bytes | None, path: str = "") -> str:
-    """The format of a model file from its first bytes (never loaded).
-
-    A later ``model.files.inspect_model_file`` may answer this more precisely; this
-    is the magic-byte check read commands need.
-    """
-    if head is None:
-        return "missing"
-    if head[:4] == b"PK\x03\x04":
-        return "skops" if path.endswith(".skops") else "zip"
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return "joblib" if path.endswith((".joblib", ".jl")) else "pickle"
-    if path.endswith((".joblib", ".jl")) or head[:2] in (b"ZF", b"\x78\x9c", b"\x78\x01"):
-        return "joblib"
-    if path.endswith((".pkl", ".pickle")):
-        return "pickle"
-    return "unknown"
 
 
 def format_note(m: ModelAtRevision) -> str | None:
@@ -404,7 +385,9 @@ def _files(d: str, ydoc: dict, lock: Lock | None):
 
 
 def _model_format(git: GitRepo, commit: str | None, mp: str, md5: str | None) -> str:
-    """The model file's format from its first bytes: the workspace file, else its cache object."""
+    """The model file's format from its magic bytes (``model.files.sniff_format``): the
+    workspace file, else its cache object, else the blob git keeps."""
+    from dvc_monitor.model.files import sniff_file, sniff_format
     from dvc_monitor.repo.cache import object_path
 
     candidates = []
@@ -414,14 +397,13 @@ def _model_format(git: GitRepo, commit: str | None, mp: str, md5: str | None) ->
         candidates.append(object_path(git.root, md5))
     for path in candidates:
         try:
-            with open(path, "rb") as f:
-                return sniff_format(f.read(16), mp)
+            return sniff_file(path)
         except OSError:
             continue
     if commit is not None and not md5:  # a model file kept in git
         raw = git.read_blobs([f"{commit}:{mp}"]).get(f"{commit}:{mp}")
         if raw is not None:
-            return sniff_format(raw[:16], mp)
+            return sniff_format(raw)
     return "missing"
 
 
