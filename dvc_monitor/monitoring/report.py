@@ -32,7 +32,7 @@ def _limit_line(rule: str, limit: float, reference: float | None) -> float | Non
 
 
 def measure_plot(path: Path, result: "WatchResult", measure: str) -> Path:
-    fig = P._figure()
+    fig = P.new_figure()
     fig.set_size_inches(9.0, 4.2)
     ax = fig.add_subplot()
     xs = [w.index for w in result.windows]
@@ -69,7 +69,7 @@ def measure_plot(path: Path, result: "WatchResult", measure: str) -> Path:
     ax.set_ylabel(measure)
     ax.set_title(f"{result.name}: {measure} per window")
     ax.legend(fontsize="small")
-    return P._save(fig, path)
+    return P.save_png(fig, path)
 
 
 def feature_plot(path: Path, result: "WatchResult") -> Path | None:
@@ -80,7 +80,7 @@ def feature_plot(path: Path, result: "WatchResult") -> Path | None:
         for f, v in w.feature_psi.items():
             worst[f] = max(v, worst.get(f, 0.0))
     top = sorted(worst, key=lambda f: -worst[f])[:MAX_FEATURES]
-    fig = P._figure()
+    fig = P.new_figure()
     fig.set_size_inches(9.0, 4.2)
     ax = fig.add_subplot()
     xs = [w.index for w in result.windows]
@@ -93,7 +93,7 @@ def feature_plot(path: Path, result: "WatchResult") -> Path | None:
     ax.set_ylabel("PSI against the reference")
     ax.set_title(f"{result.name} {result.version}: feature PSIs (0.1 moderate, 0.25 large)")
     ax.legend(fontsize="small", ncol=2)
-    return P._save(fig, path)
+    return P.save_png(fig, path)
 
 
 def markdown(result: "WatchResult", images: list[str]) -> str:

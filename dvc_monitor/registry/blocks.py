@@ -24,19 +24,19 @@ def block_problems(ev: Event, facts: _Facts | None) -> list[str]:
     problems = []
     claimed = meta.get("version")
     if ev.action is not Action.DEPRECATE and "version" in meta and claimed != ev.version:
-        problems.append(f"version {_show(claimed)} in the block, but the tag is for "
+        problems.append(f"version {printable(claimed)} in the block, but the tag is for "
                         f"{ev.version}")
     identity = facts.identity if facts is not None else None
     if "id" in meta and meta.get("id") is not None:
         if identity is None:
             why = facts.error if facts is not None and facts.error else "no facts"
-            problems.append(f"id {_show(short_id(str(meta['id'])))} in the block cannot be "
+            problems.append(f"id {printable(short_id(str(meta['id'])))} in the block cannot be "
                             f"checked ({why})")
         elif meta.get("id") != identity.id:
-            problems.append(f"id {_show(short_id(str(meta['id'])))} in the block, but "
+            problems.append(f"id {printable(short_id(str(meta['id'])))} in the block, but "
                             f"dvc.lock at {ev.commit[:7]} gives {identity.short}")
     if "model_md5" in meta and identity is not None and meta.get("model_md5") != identity.model_md5:
-        problems.append(f"model md5 {_show(meta.get('model_md5'))} in the block, but dvc.lock "
+        problems.append(f"model md5 {printable(meta.get('model_md5'))} in the block, but dvc.lock "
                         f"gives {identity.model_md5}")
     if "metrics" in meta and facts is not None and identity is not None \
             and meta.get("metrics") != facts.metrics:
@@ -73,7 +73,8 @@ def capped_names(names: list[str], n: int = 5) -> str:
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def _show(value: object, limit: int = 40) -> str:
+def printable(value: object, limit: int = 40) -> str:
+    """``value`` as text fit for a message: printable characters, at most ``limit``."""
     text = repr(value) if not isinstance(value, str) else value
     text = "".join(ch if ch.isprintable() else "?" for ch in text)
     return text if len(text) <= limit else text[:limit] + "..."
@@ -81,11 +82,11 @@ def _show(value: object, limit: int = 40) -> str:
 
 def _metrics_diff(claimed: object, actual: dict) -> str:
     if not isinstance(claimed, dict):
-        return f"in the block are not a mapping ({_show(claimed)})"
+        return f"in the block are not a mapping ({printable(claimed)})"
     diffs = []
     for key in sorted(set(claimed) | set(actual), key=str):
         a, b = claimed.get(key), actual.get(key)
         if a != b:
-            diffs.append(f"{_show(key, 30)} {_show(a, 20)} (commit: {_show(b, 20)})")
+            diffs.append(f"{printable(key, 30)} {printable(a, 20)} (commit: {printable(b, 20)})")
     shown = ", ".join(diffs[:3]) + (f" and {len(diffs) - 3} more" if len(diffs) > 3 else "")
     return f"in the block differ from the commit's: {shown}"

@@ -39,7 +39,7 @@ from dvc_monitor.names import (
     validate_version,
 )
 from dvc_monitor.registry import tags as T
-from dvc_monitor.registry.blocks import _show, block_problems, capped_names, warning_lines
+from dvc_monitor.registry.blocks import block_problems, capped_names, printable, warning_lines
 from dvc_monitor.registry.factcache import FactCache
 from dvc_monitor.registry.facts import Facts as _Facts
 from dvc_monitor.registry.facts import join_path as _join
@@ -62,7 +62,9 @@ class _Raw:
 
 
 @dataclass
-class _VState:
+class VersionState:
+    """One version (or a commit with stage tags only) of an artifact, replayed from tags."""
+
     version: str
     commit: str
     discovered: bool
@@ -90,12 +92,14 @@ class _VState:
 
 
 @dataclass
-class _Artifact:
+class ArtifactState:
+    """Every tag of one artifact, replayed: its versions, events, counters and clock."""
+
     name: str
-    versions: list = field(default_factory=list)  # [_VState] in creation order
+    versions: list = field(default_factory=list)  # [VersionState] in creation order
     by_name: dict = field(default_factory=dict)
-    by_commit: dict = field(default_factory=dict)  # commit -> [registered _VState]
-    discovered: dict = field(default_factory=dict)  # commit -> _VState
+    by_commit: dict = field(default_factory=dict)  # commit -> [registered VersionState]
+    discovered: dict = field(default_factory=dict)  # commit -> VersionState
     deprecations: list = field(default_factory=list)
     events: list = field(default_factory=list)  # every event, in order
     tagnames: list = field(default_factory=list)  # every parsed tag of this artifact
@@ -106,9 +110,9 @@ class _Artifact:
     def deprecated(self) -> bool:
         return bool(self.events) and self.events[-1].action is Action.DEPRECATE
 
-    def holders(self) -> dict[str, _VState]:
+    def holders(self) -> dict[str, VersionState]:
         """stage -> the version holding it, as ``gto show`` computes it."""
-        best: dict[str, tuple[tuple, _VState]] = {}
+        best: dict[str, tuple[tuple, VersionState]] = {}
         for v in self.versions:
             if not v.active:
                 continue
@@ -124,7 +128,7 @@ class _Artifact:
 class Registry:
     """Registry state of every model in a repository, from its tags."""
 
-    def __init__(self, git: GitRepo, artifacts: dict[str, _Artifact], warnings: list[str]):
+    def __init__(self, git: GitRepo, artifacts: dict[str, ArtifactState], warnings: list[str]):
         self.git = git
         self.root = git.root
         self.warnings = warnings
@@ -151,7 +155,7 @@ class Registry:
         lightweight: list[str] = []
         broken: dict[str, list[str]] = {}
         raws = _sorted_raws(refs, warnings, lightweight, broken)
-        artifacts: dict[str, _Artifact] = {}
+        artifacts: dict[str, ArtifactState] = {}
         for _ in _replay(raws, artifacts, warnings):
             pass
         if lightweight:
@@ -169,7 +173,7 @@ class Registry:
             if raw is None:
                 continue
             name = raw.tag.artifact
-            art = self._artifacts.setdefault(name, _Artifact(name))
+            art = self._artifacts.setdefault(name, ArtifactState(name))
             _apply(art, raw, self.warnings)
             self._versions.pop(name, None)
             self._by_state.pop(name, None)
@@ -313,7 +317,7 @@ class Registry:
 
     # -- internals ----------------------------------------------------------------------
 
-    def artifact_or_none(self, name: str) -> _Artifact | None:
+    def artifact_or_none(self, name: str) -> ArtifactState | None:
         """The replayed tags of ``name``, or None when it has none (for the writes)."""
         return self._artifacts.get(name)
 
@@ -321,12 +325,12 @@ class Registry:
         """Keep the in-memory clock and counters moving for several writes under one lock."""
         art = self._artifacts.get(name)
         if art is None:
-            art = self._artifacts[name] = _Artifact(name)
+            art = self._artifacts[name] = ArtifactState(name)
         art.max_tag_time = when
         art.max_time_ns = t_ns
         art.tagnames.append(T.parse_tag(tag))
 
-    def artifact(self, name: str) -> _Artifact:
+    def artifact(self, name: str) -> ArtifactState:
         art = self._artifacts.get(name)
         if art is None or not art.events:
             if ":" not in name:
@@ -357,7 +361,7 @@ class Registry:
         self._versions[name] = semver + others
         return self._versions[name]
 
-    def _mv(self, name: str, state: _VState) -> ModelVersion:
+    def _mv(self, name: str, state: VersionState) -> ModelVersion:
         """The version of one state: from the listing if built, else built alone (the
         writes and single lookups then read one commit's facts, whatever the count)."""
         built = self._by_state.setdefault(name, {})
@@ -367,7 +371,7 @@ class Registry:
             built[id(state)] = self._build(name, state, held)
         return built[id(state)]
 
-    def _build(self, name: str, v: _VState, stages: tuple) -> ModelVersion:
+    def _build(self, name: str, v: VersionState, stages: tuple) -> ModelVersion:
         regs = [e for e in v.direct if e.action is Action.REGISTER]
         authoring = regs[0] if regs else (v.all_events[0] if v.all_events else v.direct[0])
         # what the commit holds (facts are read before any build); a block is only checked
@@ -378,7 +382,7 @@ class Registry:
         model_md5 = identity.model_md5 if identity else None
         model_path = facts.model_path if facts else None
         lock_path = facts.lock_path if facts else None
-        data = _repo_data(identity, lock_path)
+        data = data_folders(identity, lock_path)
         warning = facts.error if facts else None
         regs_meta = [e for e in regs if e.meta is not None]
         problems = self._event_problems(name, regs_meta[0]) if regs_meta else []
@@ -465,7 +469,7 @@ class Registry:
         if mv.model_md5 is None:
             updates["model_md5"] = facts.identity.model_md5
         if not mv.data:
-            updates["data"] = _repo_data(facts.identity, facts.lock_path)
+            updates["data"] = data_folders(facts.identity, facts.lock_path)
         updates.setdefault("model_path", mv.model_path or facts.model_path)
         updates.setdefault("lock_path", mv.lock_path or facts.lock_path)
         return replace(mv, **updates)
@@ -529,18 +533,18 @@ def _sorted_raws(refs: Iterable[TagRef], warnings: list[str], lightweight: list[
     return sorted(raws, key=lambda r: r.order_key)
 
 
-def _replay(raws: list[_Raw], artifacts: dict[str, _Artifact],
-            warnings: list[str]) -> Iterator[tuple[_Artifact, _Raw]]:
+def _replay(raws: list[_Raw], artifacts: dict[str, ArtifactState],
+            warnings: list[str]) -> Iterator[tuple[ArtifactState, _Raw]]:
     """Apply ``raws`` (in order) to ``artifacts``; yields each before it is applied."""
     for raw in raws:
         art = artifacts.get(raw.tag.artifact)
         if art is None:
-            art = artifacts[raw.tag.artifact] = _Artifact(raw.tag.artifact)
+            art = artifacts[raw.tag.artifact] = ArtifactState(raw.tag.artifact)
         yield art, raw
         _apply(art, raw, warnings)
 
 
-def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:
+def _apply(art: ArtifactState, raw: _Raw, warnings: list[str]) -> None:
     ref, tag = raw.ref, raw.tag
     art.tagnames.append(tag)
     art.max_tag_time = max(art.max_tag_time, ref.time)
@@ -566,7 +570,7 @@ def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:
                             f"already registered at commit {state.commit[:7]}")
             return
         if state is None:
-            state = _VState(tag.version, ref.commit, discovered=False)
+            state = VersionState(tag.version, ref.commit, discovered=False)
             art.by_name[tag.version] = state
             art.by_commit.setdefault(ref.commit, []).append(state)
             art.versions.append(state)
@@ -588,7 +592,7 @@ def _apply(art: _Artifact, raw: _Raw, warnings: list[str]) -> None:
     else:
         state = art.discovered.get(ref.commit)
         if state is None:
-            state = _VState(ref.commit, ref.commit, discovered=True)
+            state = VersionState(ref.commit, ref.commit, discovered=True)
             art.discovered[ref.commit] = state
             art.versions.append(state)
     ev = event(state.version)
@@ -613,8 +617,8 @@ def _raw_of(ref: TagRef, warnings: list[str], lightweight: list[str],
         broken[ref.name] = ["its dvc-monitor block is not a valid JSON object (ignored)"]
     elif meta is not None and (meta.get("schema") != SCHEMA
                                or meta.get("event") != tag.action.value):
-        broken[ref.name] = [f"its block is for schema {_show(meta.get('schema'))}, "
-                            f"event {_show(meta.get('event'))} (ignored)"]
+        broken[ref.name] = [f"its block is for schema {printable(meta.get('schema'))}, "
+                            f"event {printable(meta.get('event'))} (ignored)"]
         meta = None
     t_ns = ref.time * 1_000_000_000
     if meta is not None:
@@ -631,7 +635,7 @@ def lightweight_warning(names: list[str]) -> str:
             "registry tags must be annotated (re-create them with 'git tag -a' or gto)")
 
 
-def _state_of(art: _Artifact, ev: Event) -> _VState | None:
+def _state_of(art: ArtifactState, ev: Event) -> VersionState | None:
     for v in art.versions:
         if v.version == ev.version and v.commit == ev.commit:
             return v
@@ -658,7 +662,9 @@ def _known(versions: list[ModelVersion]) -> str:
     return f"versions: {shown}"
 
 
-def _repo_data(identity: VersionIdentity | None, lock_path: str | None) -> dict:
+def data_folders(identity: VersionIdentity | None, lock_path: str | None) -> dict:
+    """The lineage's DVC-tracked folders (``.dir`` deps), repo path -> md5 (a register
+    block's ``data``)."""
     if identity is None:
         return {}
     base = lock_path.rpartition("/")[0] if lock_path else ""  # PurePosixPath(..).parent

@@ -15,7 +15,8 @@ _PREFERRED_METRICS = (
     "roc_auc", "average_precision", "f1", "precision", "recall", "alert_rate",
     "auc", "accuracy", "mape", "smape", "rmse", "mae", "r2", "brier", "log_loss",
 )
-_RESERVED_META = frozenset({"schema", "event", "time_ns", "version", "stage", "id"})
+# keys of a tag's block that ``extra_meta`` cannot override
+RESERVED_META = frozenset({"schema", "event", "time_ns", "version", "stage", "id"})
 
 
 

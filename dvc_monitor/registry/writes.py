@@ -16,7 +16,7 @@ from dvc_monitor.errors import (
     UnknownModel,
     UsageError,
 )
-from dvc_monitor.model.files import accept_registration
+from dvc_monitor.model.files import ModelFileCheck, accept_registration
 from dvc_monitor.names import (
     bump_version,
     parse_semver,
@@ -27,9 +27,9 @@ from dvc_monitor.names import (
 from dvc_monitor.registry import tags as T
 from dvc_monitor.registry.facts import Facts as _Facts
 from dvc_monitor.registry.facts import join_path as _join
-from dvc_monitor.registry.state import Registry, _Artifact, _repo_data, lightweight_warning
+from dvc_monitor.registry.state import ArtifactState, Registry, data_folders, lightweight_warning
 from dvc_monitor.registry.tags import Action
-from dvc_monitor.registry.values import _RESERVED_META, SCHEMA, Event, ModelVersion
+from dvc_monitor.registry.values import RESERVED_META, SCHEMA, Event, ModelVersion
 from dvc_monitor.repo.git import GitRepo
 
 # -- writes -----------------------------------------------------------------------------
@@ -39,7 +39,7 @@ def _warn(message: str) -> None:
     print(f"dvc-monitor: warning: {message}", file=sys.stderr, flush=True)
 
 
-def next_time(art: _Artifact | None) -> tuple[int, int]:
+def next_time(art: ArtifactState | None) -> tuple[int, int]:
     """(tagger seconds, time_ns) strictly after every event of the artifact."""
     now_ns = time.time_ns()
     last_s = art.max_tag_time if art else 0
@@ -55,7 +55,7 @@ def _write(reg: Registry, name: str, tag: str, commit: str, summary: str, meta: 
     block = {"schema": SCHEMA, **meta, "time_ns": t_ns}
     if extra_meta:
         for k, v in extra_meta.items():
-            if k not in _RESERVED_META:
+            if k not in RESERVED_META:
                 block[k] = v
     reg.git.create_annotated_tag(tag, commit, T.format_message(summary, block), when=when)
     reg.note_write(name, tag, when, t_ns)
@@ -80,10 +80,44 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
     Without ``version`` or ``bump``: the patch after the greatest version ever
     registered, ``v0.0.1`` for the first (as ``gto register``). ``bump`` on a first
     version gives v0.0.1 / v0.1.0 / v1.0.0.
+
+    Phases, each refusing with its own message: check the arguments; under the
+    repository lock, a clean HEAD; the version number; the model's pipeline at HEAD; its
+    outputs up to date and in the DVC cache; the model file; then the tag.
     """
     from dvc_monitor.repo.locking import repo_lock
 
     warn = warn or _warn
+    version = _checked_arguments(name, version, bump)
+    root = _root(root)
+    with repo_lock(root, "register"):
+        reg = Registry.load(root)
+        _warn_lightweight(reg, warn)
+        head = _clean_head(reg.git)
+        version = _new_version(reg, name, head, version, bump)
+        facts, pipeline = _model_at(reg, name, head)
+        _check_outputs(root, reg.git, head, name, facts, pipeline)
+        checked = _accept_model(root, reg, name, version, facts, force, warn)
+        tag = T.format_tag(T.TagName(name, Action.REGISTER, version=version))
+        meta = {
+            "event": "register",
+            "version": version,
+            "id": facts.identity.id,
+            "model_path": facts.model_path,
+            "model_md5": facts.identity.model_md5,
+            "digest": checked.digest,
+            "lock": facts.lock_path,
+            "data": data_folders(facts.identity, facts.lock_path),
+            "metrics": facts.metrics,
+        }
+        summary = message or T.default_summary(T.TagName(name, Action.REGISTER, version=version))
+        _write(reg, name, tag, head, summary, meta)
+        reg.read_back(tag)
+    return reg.resolve(name, version)
+
+
+def _checked_arguments(name: str, version: str | None, bump: str | None) -> str | None:
+    """Refuse a bad name, version or bump (before the lock); the version, normalized."""
     validate_artifact_name(name)
     if version is not None and bump is not None:
         raise UsageError("give either --version or --bump, not both")
@@ -91,98 +125,102 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
         raise UsageError(f"invalid bump {bump!r}: use major, minor or patch")
     if version is not None:
         version = validate_version(version)
-    root = _root(root)
-    with repo_lock(root, "register"):
-        reg = Registry.load(root)
-        _warn_lightweight(reg, warn)
-        git = reg.git
-        head = git.head()
-        if head is None:
-            raise RegistryError("the repository has no commits; commit the model first")
-        status = git.status_porcelain()
-        if status.strip():
-            paths = [line[3:] for line in status.splitlines() if line.strip()]
-            shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
-            raise DirtyWorkTree(f"the working tree has uncommitted changes ({shown}); "
-                                "commit or stash them, then register")
-        art = reg.artifact_or_none(name)
-        states = art.versions if art else []
-        ever = [v for v in states if not v.discovered]
-        here = [v for v in ever if v.commit == head]
-        if here:
+    return version
+
+
+def _clean_head(git: GitRepo) -> str:
+    """HEAD's commit; refused when there is none or the working tree has changes."""
+    head = git.head()
+    if head is None:
+        raise RegistryError("the repository has no commits; commit the model first")
+    status = git.status_porcelain()
+    if status.strip():
+        paths = [line[3:] for line in status.splitlines() if line.strip()]
+        shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+        raise DirtyWorkTree(f"the working tree has uncommitted changes ({shown}); "
+                            "commit or stash them, then register")
+    return head
+
+
+def _new_version(reg: Registry, name: str, head: str, version: str | None,
+                 bump: str | None) -> str:
+    """The version to register at ``head``: ``version`` if it is new and greater than every
+    version ever registered, else the bump (patch by default) of the greatest."""
+    art = reg.artifact_or_none(name)
+    states = art.versions if art else []
+    ever = [v for v in states if not v.discovered]
+    here = [v for v in ever if v.commit == head]
+    if here:
+        raise RegistryError(
+            f"commit {head[:7]} already has {name} {here[0].version}"
+            f"{'' if here[0].active else ' (deregistered)'}; a commit holds one version of "
+            "a model (GTO refuses two): commit the new model first")
+    names = [v.version for v in ever]
+    greatest = max(names, key=parse_semver) if names else None
+    if version is not None:
+        if version in names:
+            raise RegistryError(f"{name} {version} already exists; use a greater version "
+                                f"or --bump (greatest so far: {greatest})")
+        if greatest is not None and parse_semver(version) <= parse_semver(greatest):
             raise RegistryError(
-                f"commit {head[:7]} already has {name} {here[0].version}"
-                f"{'' if here[0].active else ' (deregistered)'}; a commit holds one version of "
-                "a model (GTO refuses two): commit the new model first")
-        names = [v.version for v in ever]
-        greatest = max(names, key=parse_semver) if names else None
-        if version is not None:
-            if version in names:
-                raise RegistryError(f"{name} {version} already exists; use a greater version "
-                                    f"or --bump (greatest so far: {greatest})")
-            if greatest is not None and parse_semver(version) <= parse_semver(greatest):
-                raise RegistryError(
-                    f"{name} {version} would go backwards: it must be greater than {greatest}, "
-                    "the greatest version ever registered (deregistered included)")
-        elif greatest is None:
-            version = bump_version(None, bump) if bump else "v0.0.1"
-        else:
-            version = bump_version(greatest, bump or "patch")
+                f"{name} {version} would go backwards: it must be greater than {greatest}, "
+                "the greatest version ever registered (deregistered included)")
+        return version
+    if greatest is None:
+        return bump_version(None, bump) if bump else "v0.0.1"
+    return bump_version(greatest, bump or "patch")
 
-        facts = reg.facts_at(name, head)  # through the fact cache
-        if facts.identity is None:
-            pipeline = _pipeline_file(facts.model_path)
-            if not facts.declared and not facts.found_lock and \
-                    git.read_blob(head, pipeline) is None:
-                raise UnknownModel(f"no model '{name}' in this repository: no artifacts entry "
-                                   f"in dvc.yaml and no {pipeline}")
-            if not facts.found_lock:
-                raise MissingLockFile(f"no dvc.lock for {name} at HEAD; run 'dvc repro "
-                                      f"{pipeline}' and commit dvc.lock")
-            raise RegistryError(f"cannot register {name}: {facts.error}")
-        identity = facts.identity
-        pipeline = _join(str(PurePosixPath(facts.lock_path).parent), "dvc.yaml") \
-            if "/" in facts.lock_path else "dvc.yaml"
 
-        from dvc_monitor.repo import dvc as dvcops
+def _model_at(reg: Registry, name: str, head: str) -> tuple[_Facts, str]:
+    """(the model's facts at ``head``, with an identity; its dvc.yaml)."""
+    facts = reg.facts_at(name, head)  # through the fact cache
+    if facts.identity is None:
+        pipeline = _pipeline_file(facts.model_path)
+        if not facts.declared and not facts.found_lock and \
+                reg.git.read_blob(head, pipeline) is None:
+            raise UnknownModel(f"no model '{name}' in this repository: no artifacts entry "
+                               f"in dvc.yaml and no {pipeline}")
+        if not facts.found_lock:
+            raise MissingLockFile(f"no dvc.lock for {name} at HEAD; run 'dvc repro "
+                                  f"{pipeline}' and commit dvc.lock")
+        raise RegistryError(f"cannot register {name}: {facts.error}")
+    pipeline = _join(str(PurePosixPath(facts.lock_path).parent), "dvc.yaml") \
+        if "/" in facts.lock_path else "dvc.yaml"
+    return facts, pipeline
 
-        stale = dvcops.status(root, [pipeline])
-        uncached = _not_in_cache(stale)
-        if stale and uncached is not None:
-            raise RegistryError(_missing_message(name, uncached, pipeline))
-        if stale:
-            raise StalePipeline(
-                f"the pipeline of {name} is not up to date ({_status_summary(stale)}); run "
-                f"'dvc repro {pipeline}', commit, then register")
-        missing = _missing_from_cache(root, git, head, facts)
-        if missing:
-            raise RegistryError(_missing_message(name, missing, pipeline))
 
-        same = reg.versions_with_id(name, identity.id)  # through the fact cache
-        # the model file: a safe canonical archive; same id with other bytes is refused
-        checked = accept_registration(root, facts.model_path, identity.model_md5, name, version,
-                                      [(m.version, m.model_md5, m.model_digest)
-                                       for m in (reg.resolve(name, v) for v in same)],
-                                      force=force, warn=warn)
-        if same:
-            warn(f"{name} {version} has the same id ({identity.short}) as "
-                 f"{', '.join(same)}: same params, data and code")
-        tag = T.format_tag(T.TagName(name, Action.REGISTER, version=version))
-        meta = {
-            "event": "register",
-            "version": version,
-            "id": identity.id,
-            "model_path": facts.model_path,
-            "model_md5": identity.model_md5,
-            "digest": checked.digest,
-            "lock": facts.lock_path,
-            "data": _repo_data(identity, facts.lock_path),
-            "metrics": facts.metrics,
-        }
-        summary = message or T.default_summary(T.TagName(name, Action.REGISTER, version=version))
-        _write(reg, name, tag, head, summary, meta)
-        reg.read_back(tag)
-    return reg.resolve(name, version)
+def _check_outputs(root: Path, git: GitRepo, head: str, name: str, facts: _Facts,
+                   pipeline: str) -> None:
+    """Refuse a pipeline that is not up to date, or outputs missing from the DVC cache."""
+    from dvc_monitor.repo import dvc as dvcops
+
+    stale = dvcops.status(root, [pipeline])
+    uncached = _not_in_cache(stale)
+    if stale and uncached is not None:
+        raise RegistryError(_missing_message(name, uncached, pipeline))
+    if stale:
+        raise StalePipeline(
+            f"the pipeline of {name} is not up to date ({_status_summary(stale)}); run "
+            f"'dvc repro {pipeline}', commit, then register")
+    missing = _missing_from_cache(root, git, head, facts)
+    if missing:
+        raise RegistryError(_missing_message(name, missing, pipeline))
+
+
+def _accept_model(root: Path, reg: Registry, name: str, version: str, facts: _Facts,
+                  force: bool, warn: Callable[[str], None]) -> ModelFileCheck:
+    """The model file: a safe canonical archive; same id with other bytes is refused. Warns
+    when other versions have the same id."""
+    identity = facts.identity
+    same = reg.versions_with_id(name, identity.id)  # through the fact cache
+    checked = accept_registration(root, facts.model_path, identity.model_md5, name, version,
+                                  [(m.version, m.model_md5, m.model_digest)
+                                   for m in (reg.resolve(name, v) for v in same)],
+                                  force=force, warn=warn)
+    if same:
+        warn(f"{name} {version} has the same id ({identity.short}) as "
+             f"{', '.join(same)}: same params, data and code")
+    return checked
 
 
 def _warn_lightweight(reg: Registry, warn: Callable[[str], None]) -> None:

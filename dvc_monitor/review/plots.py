@@ -19,7 +19,8 @@ SIZE = (7.0, 4.2)
 DPI = 110
 
 
-def _figure():
+def new_figure():
+    """An empty figure in the report's size, drawn by the Agg renderer (no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -28,7 +29,8 @@ def _figure():
     return fig
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (atomically, no timestamp in it); returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -45,7 +47,7 @@ def score_distribution(path: str | Path, base: "np.ndarray", head: "np.ndarray",
     model's alert threshold as a dashed line when known."""
     import numpy as np
 
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     values = np.concatenate([base, head])
     lo, hi = float(np.min(values)), float(np.max(values))
@@ -62,7 +64,7 @@ def score_distribution(path: str | Path, base: "np.ndarray", head: "np.ndarray",
     ax.set_ylabel("rows")
     ax.set_title(title)
     ax.legend()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def pr_curves(path: str | Path, labels: "np.ndarray", base: "np.ndarray", head: "np.ndarray",
@@ -70,7 +72,7 @@ def pr_curves(path: str | Path, labels: "np.ndarray", base: "np.ndarray", head: 
     """Precision-recall curves of two models on the same labelled rows."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for scores, color, who, label in ((base, BASE_COLOR, "base", base_label),
                                       (head, HEAD_COLOR, "head", head_label)):
@@ -85,7 +87,7 @@ def pr_curves(path: str | Path, labels: "np.ndarray", base: "np.ndarray", head: 
     ax.set_ylabel("precision")
     ax.set_title(title)
     ax.legend(loc="upper right")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def calibration(path: str | Path, labels: "np.ndarray", base: "np.ndarray", head: "np.ndarray",
@@ -93,7 +95,7 @@ def calibration(path: str | Path, labels: "np.ndarray", base: "np.ndarray", head
     """Reliability curves (observed rate vs predicted probability) of two models."""
     from sklearn.calibration import calibration_curve
 
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="#cccccc", linestyle=":", label="perfect")
     for probs, color, who, label in ((base, BASE_COLOR, "base", base_label),
@@ -106,7 +108,7 @@ def calibration(path: str | Path, labels: "np.ndarray", base: "np.ndarray", head
     ax.set_ylabel("observed positive rate")
     ax.set_title(title)
     ax.legend(loc="upper left")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def forecast(path: str | Path, base: "pd.DataFrame", head: "pd.DataFrame",
@@ -114,7 +116,7 @@ def forecast(path: str | Path, base: "pd.DataFrame", head: "pd.DataFrame",
     """Actual values with both models' forecasts and prediction intervals."""
     import numpy as np
 
-    fig = _figure()
+    fig = new_figure()
     fig.set_size_inches(9.0, 4.2)
     ax = fig.add_subplot()
     t0 = int(min(base["timestamp"].min(), head["timestamp"].min()))
@@ -132,4 +134,4 @@ def forecast(path: str | Path, base: "pd.DataFrame", head: "pd.DataFrame",
     ax.set_ylabel("value")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize="small")
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -52,7 +52,8 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _remove_path(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Remove a file, a symlink or a folder tree."""
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.is_dir():
@@ -85,7 +86,7 @@ def _link_tree(src: Path, dst: Path) -> None:
 
 
 
-class _Transaction:
+class RollbackJournal:
     """Journal, backups, steps and undo of one rollback (recovery reuses undo/finish)."""
 
     def __init__(self, git: GitRepo, journal: dict, checkpoint: Checkpoint = no_checkpoint):
@@ -160,7 +161,7 @@ class _Transaction:
                 shutil.copy2(src, tmp, follow_symlinks=False)
                 os.replace(tmp, dst)
             elif os.path.lexists(dst):
-                _remove_path(dst)
+                remove_path(dst)
         paths = [p for p in self.j["files"]]
         if paths:
             in_head = set(git.ls_tree(self.j["head"], paths))
@@ -179,13 +180,13 @@ class _Transaction:
             name = self.j["backup_outs"].get(rel)
             if name is None:
                 if os.path.lexists(dst):
-                    _remove_path(dst)
+                    remove_path(dst)
                 continue
             src = self.backups / name
             if not os.path.lexists(src):
                 continue
             if os.path.lexists(dst):
-                _remove_path(dst)
+                remove_path(dst)
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
         _repair_dvc_locks(self.root)
@@ -249,7 +250,7 @@ class _Transaction:
             if existing:
                 tag = existing[0]
             else:
-                tag = _assign_stage(self.root, self.j)
+                tag = assign_stage(self.root, self.j)
         self.remove_temporaries()
         self.cleanup()
         return tag
@@ -264,7 +265,7 @@ def _repair_dvc_locks(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def _lock(root: Path, command: str, timeout: float | None = None) -> Iterator[None]:
+def repository_lock(root: Path, command: str, timeout: float | None = None) -> Iterator[None]:
     """The repository lock (re-entrant: ``registry.promote`` takes it again inside)."""
     from dvc_monitor.repo.locking import repo_lock
 
@@ -272,7 +273,8 @@ def _lock(root: Path, command: str, timeout: float | None = None) -> Iterator[No
         yield
 
 
-def _assign_stage(root: Path, j: dict) -> str:
+def assign_stage(root: Path, j: dict) -> str:
+    """Write the stage tag the journal ``j`` asks for (its block records the rollback)."""
     from dvc_monitor.registry.writes import promote
 
     meta = {"rollback": {
@@ -301,8 +303,8 @@ def _commit_is_ours(git: GitRepo, commit: str, j: dict) -> bool:
     return f"{TRAILER_ID}: {j['txn']}" in text and parents.strip() == j["head"]
 
 
-def _recover_locked(git: GitRepo, discard: bool = False,
-                    checkpoint: Checkpoint = no_checkpoint) -> RecoveryResult:
+def recover_locked(git: GitRepo, discard: bool = False,
+                   checkpoint: Checkpoint = no_checkpoint) -> RecoveryResult:
     """Finish or undo the rollback the journal describes. The caller holds the lock."""
     state = state_dir(git)
     path = state / ROLLBACK_JOURNAL
@@ -324,7 +326,7 @@ def _recover_locked(git: GitRepo, discard: bool = False,
             state.rmdir()
         return RecoveryResult("cleaned", message="removed an unreadable rollback journal "
                               "(the rollback had not changed anything)")
-    tx = _Transaction(git, j, checkpoint)
+    tx = RollbackJournal(git, j, checkpoint)
     name, version = j.get("name"), j.get("version")
     if discard:
         tx.cleanup()
@@ -371,8 +373,8 @@ def recover(root: str | os.PathLike[str] = ".", discard: bool = False,
     if pending_journal(git.root) is None:
         return RecoveryResult("none", message="no interrupted rollback in this repository")
     try:
-        with _lock(git.root, "recover", None if wait else 0):
-            return _recover_locked(git, discard=discard, checkpoint=checkpoint)
+        with repository_lock(git.root, "recover", None if wait else 0):
+            return recover_locked(git, discard=discard, checkpoint=checkpoint)
     except RepositoryLocked:
         if wait:
             raise

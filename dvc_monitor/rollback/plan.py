@@ -229,7 +229,7 @@ def _read_pipeline(git: GitRepo, rev: str, pdir: str, extra: set[str] = frozense
 
 
 @dataclass
-class _Context:
+class RollbackContext:
     """What preflight learned, kept for the transaction (not shown to users)."""
 
     git: GitRepo
@@ -281,16 +281,67 @@ def _dirty_paths(porcelain: str) -> tuple[list[str], list[str]]:
     return tracked, untracked
 
 
-def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
-               stage: str | None, message: str | None,
-               dry_run: bool = False) -> tuple[RollbackPlan, _Context]:
+def preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
+              stage: str | None, message: str | None,
+              dry_run: bool = False) -> tuple[RollbackPlan, RollbackContext]:
     """The plan and what the transaction needs. Planned from the target revision: HEAD's
     pipeline files may be corrupt (they are overwritten). With ``dry_run``, a remote that
-    cannot be reached is named in ``plan.problems`` instead of stopping the plan."""
-    from dvc_monitor.registry.identity import identity_from_lock
+    cannot be reached is named in ``plan.problems`` instead of stopping the plan.
+
+    Six steps, each refusing with its own message: resolve the version, read the pipeline
+    at HEAD and at the target, check the workspace, locate the objects (cache, remote),
+    decide on a retrain (and its trainer), build the plan.
+    """
     from dvc_monitor.registry.state import Registry
 
     root = git.root
+    head, branch = _head_and_branch(git)
+    reg = Registry.load(root)
+    target, holder, identity = _resolve_version(reg, name, to, previous, stage)
+    layout = ModelLayout(name)
+    pdir = posixpath.dirname(target.lock_path) if target.lock_path else layout.dir
+    model_path = norm(pdir, identity.model_path)
+
+    problems: list[str] = []
+    head_pl, target_pl = _read_pipelines(git, head, name, target, pdir, problems)
+    current_id, current_version = _current_version(reg, name, head, head_pl, identity)
+    changes = _changes(pdir, head_pl, target_pl)
+    _check_workspace(git, dvc, pdir, head_pl, target_pl, changes.files)
+    found = _locate_objects(dvc, f"{name} {target.version}", target_pl, dry_run, problems)
+    retrain = _plan_retrain(git, dvc, identity, target.commit, pdir, target_pl, found)
+
+    who = git.identity()
+    plan = RollbackPlan(
+        name=name, version=target.version, commit=target.commit, id=target.id or identity.id,
+        short_id=target.short_id or identity.short, head=head, branch=branch,
+        current_version=current_version, current_id=current_id, stage=stage,
+        stage_holder=holder.version if holder is not None else None, message=message,
+        pipeline_dir=pdir, restore=sorted(changes.write), delete=changes.delete,
+        shared=changes.shared, outputs=sorted(target_pl.cached), objects=found.objects,
+        fetch=sorted({o.oid for o in found.objects if o.location == "remote"}),
+        remote=found.remote_label, cache_dir=dvc.cache_dir, retrain=retrain.needed,
+        retrain_reason=retrain.reason, run_cache=retrain.run_cache,
+        expected=_expected(target, identity, pdir, target_pl, model_path),
+        trainer=retrain.trainer, trainer_differs=retrain.trainer_differs,
+        problems=problems, warnings=list(reg.warnings),
+    )
+    ctx = RollbackContext(
+        git=git, root=root, target=target, identity=identity, head_pl=head_pl,
+        target_pl=target_pl, write=changes.write, delete=changes.delete, files=changes.files,
+        outs=changes.outs,
+        dvc_targets=[norm(pdir, ModelLayout.DVC_YAML)] + sorted(target_pl.dvcfiles),
+        model_path=model_path, by=f"{who.name} <{who.email}>",
+        remote_manifests=found.manifests,
+        from_version=(holder.version if holder is not None else current_version),
+    )
+    return plan, ctx
+
+
+# -- step 1: resolve the version ---------------------------------------------------------
+
+
+def _head_and_branch(git: GitRepo) -> tuple[str, str]:
+    """HEAD's commit and branch; a rollback needs both (it commits on the branch)."""
     head = git.head()
     if head is None:
         raise RollbackError("the repository has no commits; there is nothing to roll back")
@@ -298,8 +349,12 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
     if branch is None:
         raise RollbackError("HEAD is detached; switch to the branch the rollback should be "
                             "committed on (git switch main) and run again")
+    return head, branch
 
-    reg = Registry.load(root)
+
+def _resolve_version(reg, name: str, to: str | None, previous: bool, stage: str | None):
+    """(target version, holder of the stage now or None, the target's identity): an active
+    version whose pipeline can be read."""
     target, holder = _resolve_target(reg, name, to, previous, stage)
     if target.registered and not target.active:
         raise RollbackError(f"{name} {target.version} is deregistered; pick an active version "
@@ -309,14 +364,17 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         raise RollbackError(f"cannot read the pipeline of {name} {target.version} at commit "
                             f"{target.commit[:7]} ({target.warning or 'no dvc.lock'}); "
                             "it cannot be restored")
+    return target, holder, identity
 
-    layout = ModelLayout(name)
-    pdir = posixpath.dirname(target.lock_path) if target.lock_path else layout.dir
-    model_path = norm(pdir, identity.model_path)
 
-    # the pipeline at HEAD and at the target, from git (two ls-tree + one cat-file each)
+# -- step 2: the pipeline at HEAD and at the target --------------------------------------
+
+
+def _read_pipelines(git: GitRepo, head: str, name: str, target, pdir: str,
+                    problems: list[str]) -> tuple[_Pipeline, _Pipeline]:
+    """The pipeline at HEAD and at the target, from git (two ls-tree + one cat-file each).
+    HEAD's unreadable files are named in ``problems``; the target's must be readable."""
     broken_at_head: list[str] = []
-    problems: list[str] = []
     head_pl = _read_pipeline(git, head, pdir, broken=broken_at_head)
     if broken_at_head:
         problems.append(f"HEAD's {some(broken_at_head, 2)} cannot be read: restored from "
@@ -333,6 +391,13 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         raise RollbackError(f"{name} {target.version} was built with DVC 2 hashes "
                             f"({some(target_pl.legacy)}); restore it with 'dvc checkout' "
                             "by hand")
+    return head_pl, target_pl
+
+
+def _current_version(reg, name: str, head: str, head_pl: _Pipeline,
+                     identity) -> tuple[str | None, str | None]:
+    """(id, version) of what the workspace holds now, from HEAD's dvc.lock (None: unknown)."""
+    from dvc_monitor.registry.identity import identity_from_lock
 
     current_id = None
     if head_pl.lock is not None:
@@ -344,21 +409,41 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         at_head = [v for v in same if v.commit == head]
         current_version = (at_head or same or [None])[0]
         current_version = current_version.version if current_version else None
+    return current_id, current_version
 
-    # which git-tracked files change
+
+@dataclass(frozen=True)
+class _Changes:
+    """The git-tracked files a rollback writes or removes, and the outputs it backs up."""
+
+    write: dict[str, tuple[str, str]]  # path -> (mode, blob oid) at the target
+    delete: list[str]  # this model's files absent at the target
+    shared: list[str]  # written files outside the model folder
+    outs: list[str]  # DVC outputs of HEAD and the target
+    files: list[str]  # every git-tracked path whose bytes are backed up
+
+
+def _changes(pdir: str, head_pl: _Pipeline, target_pl: _Pipeline) -> _Changes:
+    """Which git-tracked files change, and which DVC outputs (all of HEAD's and the target's)."""
     target_files = target_pl.own_files() | target_pl.dep_files()
     write = {p: target_pl.tree[p] for p in sorted(target_files)
              if head_pl.tree.get(p) != target_pl.tree[p]}
     delete = sorted(p for p in head_pl.own_files() if p not in target_pl.tree)
     shared = sorted(p for p in write if pdir and not p.startswith(pdir + "/"))
-
-    # DVC outputs: all of HEAD's and the target's
     outs = sorted(set(head_pl.cached) | set(target_pl.cached))
     gitignores = {norm(posixpath.dirname(o), ".gitignore") for o in outs}
     gitignores |= {p for p in head_pl.own_files() if p.endswith("/.gitignore")}
     files = sorted(set(write) | set(delete) | gitignores)
+    return _Changes(write, delete, shared, outs, files)
 
-    # dirty tree: never lose an uncommitted edit
+
+# -- step 3: check the workspace ---------------------------------------------------------
+
+
+def _check_workspace(git: GitRepo, dvc, pdir: str, head_pl: _Pipeline, target_pl: _Pipeline,
+                     files: list[str]) -> None:
+    """Refuse a dirty tree: never lose an uncommitted edit, an untracked file the rollback
+    would overwrite, or a DVC output that differs from HEAD's dvc.lock."""
     porcelain = git.run("status", "--porcelain", "--untracked-files=all")
     tracked_dirty, untracked = _dirty_paths(porcelain)
     if tracked_dirty:
@@ -384,16 +469,60 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
             f"them with 'dvc commit {dvc_files}' and a git commit, or discard them with "
             f"'dvc checkout --force {dvc_files}', then run again (nothing was changed)")
 
-    # objects the target needs: in the workspace already, in the local cache, else remote
-    objects: list[ObjectNeed] = []
-    remote_manifests: dict[str, bytes] = {}
+
+# -- step 4: locate the objects ----------------------------------------------------------
+
+
+@dataclass
+class _Objects:
+    """Where each object the target needs is, and the remote that was asked."""
+
+    objects: list[ObjectNeed]
+    remote_label: str | None  # "name (url)"
+    manifests: dict[str, bytes]  # .dir manifests read from the remote
+
+
+def _locate_objects(dvc, what: str, target_pl: _Pipeline, dry_run: bool,
+                    problems: list[str]) -> _Objects:
+    """The objects ``what`` (the target) needs: in the workspace already, in the local
+    cache, else on the remote. Refuses when data (which no stage rebuilds) is nowhere."""
     workspace_dirs: dict[str, dict[str, str]] = {}
     for path, oid in target_pl.cached.items():
         if oid.endswith(".dir"):
             entries = dvc.workspace_entries(path)
             if entries is not None:
                 workspace_dirs[path] = entries
+    objects, pending_dirs = _local_objects(dvc, target_pl, workspace_dirs)
 
+    remote = dvc.remote()
+    remote_label = f"{remote[0]} ({remote[1]})" if remote else None
+    manifests: dict[str, bytes] = {}
+    unknown = [o for o in objects if o.location == "unknown"]
+    if unknown or pending_dirs:
+        if remote is None:
+            objects = [ObjectNeed(o.path, o.oid, o.role, "missing") if o.location == "unknown"
+                       else o for o in objects]
+            objects += [ObjectNeed(p, oid, role, "missing") for p, oid, role in pending_dirs]
+        else:
+            objects, manifests = _remote_objects(dvc, what, remote, objects, pending_dirs,
+                                                 workspace_dirs, dry_run, problems)
+
+    missing_data = [o for o in objects if o.location == "missing" and o.role == "data"]
+    if missing_data:
+        where = f"the local cache ({dvc.cache_dir})" + (
+            f" nor on the remote {remote_label}" if remote else " and no DVC remote is set")
+        raise MissingObjects(
+            f"{what} needs {len(missing_data)} data object(s) found neither in "
+            f"{where}: {some([f'{o.path} ({o.oid[:10]})' for o in missing_data])}; "
+            "run 'dvc push' where they exist, then run the rollback again (nothing was changed)")
+    return _Objects(objects, remote_label, manifests)
+
+
+def _local_objects(dvc, target_pl: _Pipeline, workspace_dirs: dict[str, dict[str, str]]
+                   ) -> tuple[list[ObjectNeed], list[tuple[str, str, str]]]:
+    """(the objects, located in the workspace or the cache or "unknown"; the folders whose
+    manifest is not in the local cache, as (path, oid, role))."""
+    objects: list[ObjectNeed] = []
     pending_dirs: list[tuple[str, str, str]] = []
     for path, oid in sorted(target_pl.cached.items()):
         role = "data" if path in target_pl.sources else "output"
@@ -416,73 +545,86 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         else:
             objects.append(ObjectNeed(path, oid, role, "cache" if dvc.in_cache(oid)
                                       else "unknown"))
+    return objects, pending_dirs
 
-    remote = dvc.remote()
-    remote_label = f"{remote[0]} ({remote[1]})" if remote else None
+
+def _remote_objects(dvc, what: str, remote: tuple[str, str], objects: list[ObjectNeed],
+                    pending_dirs: list[tuple[str, str, str]],
+                    workspace_dirs: dict[str, dict[str, str]], dry_run: bool,
+                    problems: list[str]) -> tuple[list[ObjectNeed], dict[str, bytes]]:
+    """Ask the remote for the objects not at hand: (the objects located, the folder
+    manifests read). A remote that cannot be used is fine when only outputs (which dvc
+    repro rebuilds) are missing; a ``dry_run`` names it in ``problems``; else it refuses."""
+    from dvc_monitor.repo.dvc import RemoteUnavailable
+
+    remote_label = f"{remote[0]} ({remote[1]})"
+    manifests: dict[str, bytes] = {}
     unknown = [o for o in objects if o.location == "unknown"]
+    before = list(objects)  # gc: outputs alone are rebuilt without the remote
+    only_outputs = all(o.role != "data" for o in unknown) and all(
+        role != "data" for *_, role in pending_dirs)
     remote_failed = False
-    if unknown or pending_dirs:
-        if remote is None:
-            objects = [ObjectNeed(o.path, o.oid, o.role, "missing") if o.location == "unknown"
-                       else o for o in objects]
-            objects += [ObjectNeed(p, oid, role, "missing") for p, oid, role in pending_dirs]
-        else:
-            from dvc_monitor.repo.dvc import RemoteUnavailable
-
-            before = list(objects)  # gc: outputs alone are rebuilt without the remote
-            only_outputs = all(o.role != "data" for o in unknown) and all(
-                role != "data" for *_, role in pending_dirs)
-            try:
-                if dvc.remote_root_missing():
-                    raise RemoteUnavailable(f"the DVC remote folder {remote[1]} does not exist")
-                for path, oid, role in pending_dirs:
-                    raw = dvc.remote_manifest(oid)
-                    if raw is None:
-                        objects.append(ObjectNeed(path, oid, role, "missing"))
-                        continue
-                    objects.append(ObjectNeed(path, oid, role, "remote"))
-                    remote_manifests[oid] = raw
-                    objects.extend(_entries(path, raw, role, workspace_dirs.get(path), dvc))
-                ask = sorted({o.oid for o in objects if o.location == "unknown"})
-                there = dvc.remote_has(ask)
-            except RemoteUnavailable as exc:
-                if only_outputs:  # every object not at hand is an output: dvc repro makes it
-                    objects = before + [ObjectNeed(p, oid, role, "missing")
-                                        for p, oid, role in pending_dirs]
-                    remote_manifests.clear()
-                    if dry_run:
-                        problems.append(f"the DVC remote {remote_label} cannot be used: {exc}; "
-                                        "the outputs not in the local cache will be rebuilt")
-                    there = set()
-                elif dry_run:
-                    remote_failed = True
-                    problems.append(f"the DVC remote {remote_label} cannot be used: {exc}; "
-                                    "objects not in the local cache are unchecked")
-                    objects += [ObjectNeed(p, oid, role, "unknown")
+    try:
+        if dvc.remote_root_missing():
+            raise RemoteUnavailable(f"the DVC remote folder {remote[1]} does not exist")
+        for path, oid, role in pending_dirs:
+            raw = dvc.remote_manifest(oid)
+            if raw is None:
+                objects.append(ObjectNeed(path, oid, role, "missing"))
+                continue
+            objects.append(ObjectNeed(path, oid, role, "remote"))
+            manifests[oid] = raw
+            objects.extend(_entries(path, raw, role, workspace_dirs.get(path), dvc))
+        ask = sorted({o.oid for o in objects if o.location == "unknown"})
+        there = dvc.remote_has(ask)
+    except RemoteUnavailable as exc:
+        if only_outputs:  # every object not at hand is an output: dvc repro makes it
+            objects = before + [ObjectNeed(p, oid, role, "missing")
                                 for p, oid, role in pending_dirs]
-                    there = set()
-                else:
-                    raise RollbackError(
-                        f"{name} {target.version} needs objects that are not in the local "
-                        f"cache and the DVC remote cannot be reached or used: {exc}; check "
-                        "the remote ('dvc remote list'), its credentials and the network, "
-                        "then run again (nothing was changed)"
-                    ) from None
-            if not remote_failed:
-                objects = [ObjectNeed(o.path, o.oid, o.role,
-                                      ("remote" if o.oid in there else "missing"))
-                           if o.location == "unknown" else o for o in objects]
+            manifests.clear()
+            if dry_run:
+                problems.append(f"the DVC remote {remote_label} cannot be used: {exc}; "
+                                "the outputs not in the local cache will be rebuilt")
+            there = set()
+        elif dry_run:
+            remote_failed = True
+            problems.append(f"the DVC remote {remote_label} cannot be used: {exc}; "
+                            "objects not in the local cache are unchecked")
+            objects += [ObjectNeed(p, oid, role, "unknown")
+                        for p, oid, role in pending_dirs]
+            there = set()
+        else:
+            raise RollbackError(
+                f"{what} needs objects that are not in the local "
+                f"cache and the DVC remote cannot be reached or used: {exc}; check "
+                "the remote ('dvc remote list'), its credentials and the network, "
+                "then run again (nothing was changed)"
+            ) from None
+    if not remote_failed:
+        objects = [ObjectNeed(o.path, o.oid, o.role,
+                              ("remote" if o.oid in there else "missing"))
+                   if o.location == "unknown" else o for o in objects]
+    return objects, manifests
 
-    missing_data = [o for o in objects if o.location == "missing" and o.role == "data"]
-    if missing_data:
-        where = f"the local cache ({dvc.cache_dir})" + (
-            f" nor on the remote {remote_label}" if remote else " and no DVC remote is set")
-        raise MissingObjects(
-            f"{name} {target.version} needs {len(missing_data)} data object(s) found neither in "
-            f"{where}: {some([f'{o.path} ({o.oid[:10]})' for o in missing_data])}; "
-            "run 'dvc push' where they exist, then run the rollback again (nothing was changed)")
 
-    missing_outs = [o for o in objects if o.location == "missing"]
+# -- step 5: a retrain, and its trainer --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Retrain:
+    """Whether dvc repro must rebuild outputs, why, and on which trainer."""
+
+    needed: bool
+    reason: str
+    run_cache: bool | None  # a run-cache entry for the model's stage exists
+    trainer_differs: bool
+    trainer: str | None  # what differs from the recorded trainer
+
+
+def _plan_retrain(git: GitRepo, dvc, identity, rev: str, pdir: str, target_pl: _Pipeline,
+                  found: _Objects) -> _Retrain:
+    """A retrain is needed when an output is nowhere; it must run on the recorded trainer."""
+    missing_outs = [o for o in found.objects if o.location == "missing"]
     model_stage = identity.stages[-1] if identity.stages else None
     run_cache = None
     if model_stage and target_pl.lock:
@@ -490,15 +632,23 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         if isinstance(entry, dict):
             run_cache = dvc.run_cache_has(entry)
     if missing_outs:
-        retrain_reason = (f"{some([o.path for o in missing_outs])} in neither the local cache "
-                          f"nor {'the remote ' + remote_label if remote else 'a remote'}: "
-                          "dvc repro rebuilds them" + ("" if not run_cache else
-                                                       " (a run-cache entry exists)"))
+        remote_label = found.remote_label
+        reason = (f"{some([o.path for o in missing_outs])} in neither the local cache "
+                  f"nor {'the remote ' + remote_label if remote_label else 'a remote'}: "
+                  "dvc repro rebuilds them" + ("" if not run_cache else
+                                               " (a run-cache entry exists)"))
     else:
-        retrain_reason = "every output is in the workspace, the local cache or the remote"
-    trainer_differs, trainer_note = _retrain_trainer(git, target.commit, pdir, target_pl) \
+        reason = "every output is in the workspace, the local cache or the remote"
+    trainer_differs, trainer_note = _retrain_trainer(git, rev, pdir, target_pl) \
         if missing_outs else (False, None)
+    return _Retrain(bool(missing_outs), reason, run_cache, trainer_differs, trainer_note)
 
+
+# -- step 6: the plan --------------------------------------------------------------------
+
+
+def _expected(target, identity, pdir: str, target_pl: _Pipeline, model_path: str) -> dict:
+    """What verification compares the restored workspace with: id, model, data, params."""
     expected_data = {}
     for p, m in (target.data or {}).items():
         expected_data[p] = m
@@ -507,37 +657,13 @@ def _preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
             rp = norm(pdir, p)
             if rp in target_pl.cached:
                 expected_data[rp] = m
-    expected = {
+    return {
         "id": target.id or identity.id,
         "model": {model_path: target.model_md5 or identity.model_md5},
         "model_digest": {model_path: target.model_digest},
         "data": expected_data,
         "params": identity.params,
     }
-
-    who = git.identity()
-    plan = RollbackPlan(
-        name=name, version=target.version, commit=target.commit, id=target.id or identity.id,
-        short_id=target.short_id or identity.short, head=head, branch=branch,
-        current_version=current_version, current_id=current_id, stage=stage,
-        stage_holder=holder.version if holder is not None else None, message=message,
-        pipeline_dir=pdir, restore=sorted(write), delete=delete, shared=shared,
-        outputs=sorted(target_pl.cached), objects=objects,
-        fetch=sorted({o.oid for o in objects if o.location == "remote"}),
-        remote=remote_label, cache_dir=dvc.cache_dir, retrain=bool(missing_outs),
-        retrain_reason=retrain_reason, run_cache=run_cache, expected=expected,
-        trainer=trainer_note, trainer_differs=trainer_differs,
-        problems=problems, warnings=list(reg.warnings),
-    )
-    ctx = _Context(
-        git=git, root=root, target=target, identity=identity, head_pl=head_pl,
-        target_pl=target_pl, write=write, delete=delete, files=files, outs=outs,
-        dvc_targets=[norm(pdir, ModelLayout.DVC_YAML)] + sorted(target_pl.dvcfiles),
-        model_path=model_path, by=f"{who.name} <{who.email}>",
-        remote_manifests=remote_manifests,
-        from_version=(holder.version if holder is not None else current_version),
-    )
-    return plan, ctx
 
 
 def recorded_trainer(git: GitRepo, rev: str, pdir: str, pl: _Pipeline) -> bytes | None:

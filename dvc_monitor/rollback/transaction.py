@@ -59,14 +59,14 @@ from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.rollback.journal import (
     JOURNAL_SCHEMA,
     TRAILER_ID,
-    _assign_stage,
-    _lock,
-    _recover_locked,
-    _remove_path,
-    _Transaction,
+    RollbackJournal,
+    assign_stage,
     pending_journal,
+    recover_locked,
+    remove_path,
+    repository_lock,
 )
-from dvc_monitor.rollback.plan import DEFAULT_STAGE, RollbackPlan, _Context, _preflight
+from dvc_monitor.rollback.plan import DEFAULT_STAGE, RollbackContext, RollbackPlan, preflight
 from dvc_monitor.repo.signals import (
     Checkpoint,
     Terminated,
@@ -74,7 +74,7 @@ from dvc_monitor.repo.signals import (
     signals_ignored,
     signals_raise,
 )
-from dvc_monitor.rollback.verify import Proof, _mismatch_message, _verify
+from dvc_monitor.rollback.verify import Proof, mismatch_message, verify_restored
 
 Progress = Callable[[str], ContextManager[Any]]
 
@@ -197,21 +197,21 @@ def rollback(root: str | os.PathLike[str], name: str, to: str | None = None,
     if dry_run:
         with step("Preflight: resolve the version, check the tree and the objects"):
             with dvcops.session(root) as dvc:
-                plan, _ = _preflight(git, dvc, name, to, previous, stage, message,
-                                     dry_run=True)
+                plan, _ = preflight(git, dvc, name, to, previous, stage, message,
+                                    dry_run=True)
         result = RollbackResult(name, plan.version, plan.id, True, plan)
         result.notes = _notes(plan, previous)
         result.seconds = time.monotonic() - started
         return result
 
-    with _lock(root, f"rollback {name}", lock_timeout):
+    with repository_lock(root, f"rollback {name}", lock_timeout):
         recovered = None
         if pending_journal(root) is not None:
-            rec = _recover_locked(git, checkpoint=checkpoint)
+            rec = recover_locked(git, checkpoint=checkpoint)
             recovered = rec.message
         with dvcops.session(root) as dvc:
             with step("Preflight: resolve the version, check the tree and the objects"):
-                plan, ctx = _preflight(git, dvc, name, to, previous, stage, message)
+                plan, ctx = preflight(git, dvc, name, to, previous, stage, message)
             result = RollbackResult(name, plan.version, plan.id, False, plan,
                                     recovered=recovered, allowed_mismatch=allow_mismatch)
             result.notes = _notes(plan, previous)
@@ -239,7 +239,7 @@ def _notes(plan: RollbackPlan, previous: bool) -> list[str]:
     return notes
 
 
-def _journal_for(plan: RollbackPlan, ctx: _Context, trigger: str | None = None) -> dict:
+def _journal_for(plan: RollbackPlan, ctx: RollbackContext, trigger: str | None = None) -> dict:
     return {
         "schema": JOURNAL_SCHEMA, "txn": uuid.uuid4().hex, "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -254,9 +254,9 @@ def _journal_for(plan: RollbackPlan, ctx: _Context, trigger: str | None = None) 
     }
 
 
-def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: Progress,
+def _run(ctx: RollbackContext, plan: RollbackPlan, dvc, result: RollbackResult, step: Progress,
          allow_mismatch: bool, checkpoint: Checkpoint, trigger: str | None = None) -> None:
-    tx = _Transaction(ctx.git, _journal_for(plan, ctx, trigger), checkpoint)
+    tx = RollbackJournal(ctx.git, _journal_for(plan, ctx, trigger), checkpoint)
     try:
         with signals_raise():
             checkpoint("preflight")
@@ -294,7 +294,7 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
                 dvc.checkout(ctx.dvc_targets, force=True)
                 for rel in set(ctx.head_pl.cached) - set(ctx.target_pl.cached):
                     if os.path.lexists(ctx.root / rel):
-                        _remove_path(ctx.root / rel)
+                        remove_path(ctx.root / rel)
                 checkpoint("checkout")
             label = ("Retrain with dvc repro (" + plan.retrain_reason + ")" if plan.retrain
                      else "Run dvc repro (outputs restored: nothing to retrain)")
@@ -306,10 +306,10 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
                                        for s in result.stages_run)
                 checkpoint("repro")
             with step("Verify model, data and params against the registered version"):
-                proof = _verify(ctx, plan)
+                proof = verify_restored(ctx, plan)
                 result.proof = proof
                 if not proof.ok and (not allow_mismatch or proof.unsafe):
-                    raise VerificationError(_mismatch_message(plan, proof, dvc))
+                    raise VerificationError(mismatch_message(plan, proof, dvc))
                 checkpoint("verify")
             with step(f"Commit on {plan.branch}"):
                 result.commit = _commit(ctx, plan, tx, proof)
@@ -321,7 +321,7 @@ def _run(ctx: _Context, plan: RollbackPlan, dvc, result: RollbackResult, step: P
                                             "no stage tag written")
                     else:
                         tx.j["commit"] = result.commit
-                        result.tag = _assign_stage(ctx.root, tx.j)
+                        result.tag = assign_stage(ctx.root, tx.j)
                     checkpoint("tag")
     except BaseException as exc:
         with signals_ignored():
@@ -366,7 +366,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _restore_files(ctx: _Context) -> None:
+def _restore_files(ctx: RollbackContext) -> None:
     """Write the target's blobs (new inodes: backups stay intact) and remove stale files."""
     rev = ctx.target.commit
     blobs = ctx.git.read_blobs([f"{rev}:{p}" for p in ctx.write])
@@ -390,10 +390,11 @@ def _restore_files(ctx: _Context) -> None:
     for path in ctx.delete:
         dst = ctx.root / path
         if os.path.lexists(dst):
-            _remove_path(dst)
+            remove_path(dst)
 
 
-def _commit(ctx: _Context, plan: RollbackPlan, tx: _Transaction, proof: Proof) -> str | None:
+def _commit(ctx: RollbackContext, plan: RollbackPlan, tx: RollbackJournal,
+            proof: Proof) -> str | None:
     git = ctx.git
     head_files = set(git.ls_tree(plan.head, ctx.files))
     paths = [p for p in ctx.files if p in head_files or os.path.lexists(ctx.root / p)]

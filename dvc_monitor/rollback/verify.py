@@ -14,7 +14,7 @@ from dvc_monitor.repo.cache import md5_file, workspace_hash
 from dvc_monitor.repo.dvcfiles import inside, norm, stage_wdir
 from dvc_monitor.model.audits import TypeAudits
 from dvc_monitor.model.files import registered_digest, verify_model_file
-from dvc_monitor.rollback.plan import RollbackPlan, _Context
+from dvc_monitor.rollback.plan import RollbackContext, RollbackPlan
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _lookup(doc: Any, key: str) -> Any:
 _MISSING = "<missing>"
 
 
-def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
+def verify_restored(ctx: RollbackContext, plan: RollbackPlan) -> Proof:
     """Compare the restored workspace with what the target version registered."""
     from dvc_monitor.registry.identity import identity_from_lock
     from dvc_monitor.repo.dvcfiles import parse_yaml
@@ -145,7 +145,8 @@ def _verify(ctx: _Context, plan: RollbackPlan) -> Proof:
                  ok=all(c.ok for c in checks), model_match=model_match, unsafe=unsafe)
 
 
-def _mismatch_message(plan: RollbackPlan, proof: Proof, dvc) -> str:
+def mismatch_message(plan: RollbackPlan, proof: Proof, dvc) -> str:
+    """The error of a verification that failed: the first mismatch and what to do."""
     if proof.unsafe:  # an unsafe model file is never kept, even with --allow-mismatch
         return (f"verification failed for {plan.name} {plan.version}: {proof.unsafe}; it was "
                 "not loaded, and the repository was restored to its previous state; roll back "
