@@ -4,7 +4,7 @@ Builds a repository with the anomaly template: v1.0.0 (contamination 0.02) in pr
 v1.1.0 (contamination 0.3: an alert flood) in prod. Then, in one run:
 
 timing      the same 10 windows of 1,000 rows (10,000 rows), the model already loaded:
-            scoring alone:  ``review.score_rows`` (the kind's score and alerts)
+            scoring alone:  ``evaluation.scoring.score_rows`` (the kind's score and alerts)
             watch:          ``Watcher.observe`` (scoring + PSI of score and features,
                             rates, label metrics, rules)
             and ``api.watch`` end to end on CSV files (reading, loading, deciding).
@@ -80,13 +80,15 @@ def windows_dir(folder: Path, seed: int, count: int, drift: bool = False) -> Pat
 
 
 def timing(repo: Path, work: Path) -> tuple[float, float, float]:
-    from dvc_monitor import api, review
+    from dvc_monitor import api
     from dvc_monitor.evaluation.profiles import load_profile
+    from dvc_monitor.evaluation.scoring import score_rows
     from dvc_monitor.monitoring.rules import rules_of
     from dvc_monitor.monitoring.watch import Subject, Watcher, read_windows
+    from dvc_monitor.model import state as model_state
 
-    state = review.read_state(repo, NAME, "HEAD")
-    model = review.load_model(state)
+    state = model_state.read_state(repo, NAME, "HEAD")
+    model = model_state.load_model(state)
     subject = Subject(NAME, "v1.1.0", state.kind, state.config, model,
                       load_profile(state, model))
     rules, _ = rules_of(state.params, state.kind, "params.yaml")
@@ -103,7 +105,7 @@ def timing(repo: Path, work: Path) -> tuple[float, float, float]:
     for _ in range(3):
         t = time.perf_counter()
         for w in windows:
-            review.score_rows(state.kind, model, state.config, w.rows)
+            score_rows(state.kind, model, state.config, w.rows)
         score.append(time.perf_counter() - t)
         watcher = Watcher(subject, rules)
         t = time.perf_counter()

@@ -1,7 +1,7 @@
 """Checks that keep live traffic from steering an automatic rollback.
 
 ``watch --rollback`` and ``serve --auto-rollback`` apply them before any candidate is
-scored on the breaching windows (``watch.decide``), so rows crafted to make one version
+scored on the breaching windows (``engine.decide``), so rows crafted to make one version
 alert cannot flip a stage back and forth:
 
 - **hold**: at most one automatic rollback of a stage within the ``min_interval`` of the

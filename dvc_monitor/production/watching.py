@@ -2,21 +2,23 @@
 
 The request path only appends the scored rows to a buffer (``LiveWatch.add``). Every
 ``window`` rows of one version make a ``Window`` that a background thread feeds to a
-``monitoring.watch.Watcher`` built for the version being served (rebuilt when the
+``monitoring.engine.Engine`` built for the version being served (rebuilt when the
 ``Follower`` swaps in another one; a cooldown carries over). ``/metrics`` and ``/health``
 show the last window's measures, the breaches and the last decision. A ``--window`` below
 the rules' ``min_rows`` is refused at start; a window with too few rows (the rules changed
 at a swap) is shown as such and never judged, as in ``watch``.
 
 With ``auto_rollback``, an alarm (``failure_limit`` consecutive breaching windows) runs
-the decision of ``watch`` (``monitoring.watch.decide``: the earlier holders of the stage,
-most recent first, scored on the same breaching windows) in that thread. A ``rollback``
-decision runs the atomic, verified rollback of the stage with the message ``watch
---rollback`` writes; the Follower's next poll then swaps in the new holder. ``retrain``,
-or no earlier holder, changes nothing and is reported. The checks of ``monitoring.trust``
-keep the traffic from steering it: within ``min_interval`` of the stage's last automatic
-rollback an alarm is decided ``hold``; a version rolled back from, or with a worse recorded
-primary metric, is skipped. Nothing here runs in a request.
+the decision of ``watch`` (``monitoring.engine``: the earlier holders of the stage, most
+recent first, scored on the same breaching windows) in that thread. A ``rollback``
+decision runs the engine's atomic, verified rollback of the stage (``engine.act``, the
+message ``watch --rollback`` writes); the Follower's next poll then swaps in the new
+holder. ``retrain``, or no earlier holder, changes nothing and is reported. The checks
+of ``monitoring.trust`` keep the traffic from steering it: within ``min_interval`` of the
+stage's last automatic rollback an alarm is decided ``hold``; a version rolled back from,
+or with a worse recorded primary metric, is skipped. Only the server's part is here: its
+traffic cut into windows, the swap, the metrics and ``/health``. Nothing here runs in a
+request.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dvc_monitor.errors import DvcMonitorError, UsageError
-from dvc_monitor.monitoring.watch import DECISIONS
+from dvc_monitor.monitoring.results import DECISIONS
 
 if TYPE_CHECKING:
-    from dvc_monitor.monitoring.watch import Subject, Watcher, Window, WindowResult
+    from dvc_monitor.monitoring.engine import Acted, Engine
+    from dvc_monitor.monitoring.results import Subject, WatchResult, WindowResult
+    from dvc_monitor.monitoring.trust import Hold
     from dvc_monitor.production.loader import LoadedModel
 
 DEFAULT_WATCH_WINDOW = 500  # rows per live window
@@ -125,7 +129,7 @@ class _WatchMetrics:
 
 
 class LiveWatch:
-    """Windows of live rows, measured by a ``Watcher`` for the version served."""
+    """Windows of live rows, measured by an ``Engine`` for the version served."""
 
     def __init__(self, root: str | Path, window: int, registry, serving,
                  stage: str | None = None, labels: str | None = None):
@@ -144,8 +148,7 @@ class LiveWatch:
         self._rows_version: str | None = None
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUED_WINDOWS)
-        self._watcher: "Watcher | None" = None
-        self._windows: list["Window"] = []  # the last failure_limit windows, for decide
+        self._engine: "Engine | None" = None
         self._context = None  # forecast: the rows before the next window
         self._pending: str | None = None  # a rollback done, waiting for the swap
         self._thread: threading.Thread | None = None
@@ -171,7 +174,7 @@ class LiveWatch:
                 self.metrics.dropped.inc()
 
     def prepare(self, loaded: "LoadedModel") -> None:
-        """Build the watcher of the first version (its rules and reference profile); refuse
+        """Build the engine of the first version (its rules and reference profile); refuse
         a window too small for its rules to judge."""
         self._rebuild(loaded, strict=True)
 
@@ -204,26 +207,25 @@ class LiveWatch:
 
     def measure(self, loaded: "LoadedModel", rows: list) -> "WindowResult":
         """Measure one window of rows scored by ``loaded``; act on an alarm."""
-        from dvc_monitor.monitoring.watch import Window
+        from dvc_monitor.monitoring.windows import Window
         from dvc_monitor.production.scoring import to_frame
 
-        watcher = self._watcher
-        if watcher is None or watcher.subject.version != loaded.version:
-            watcher = self._rebuild(loaded)
+        engine = self._engine
+        if engine is None or engine.subject.version != loaded.version:
+            engine = self._rebuild(loaded)
         frame = to_frame(rows, "the live window")
-        index = watcher.seen
+        index = engine.watcher.seen
         window = Window(f"live#{index + 1}", frame, self._context_for(frame))
-        result = watcher.observe(window)
-        if not result.too_few_rows:  # the windows a streak is made of
-            self._windows = (self._windows + [window])[-watcher.rules.failure_limit:]
-        self._record(watcher, result)
+        result = engine.observe(window)
+        self._record(engine.subject, result)
         if result.alarm:
-            self._alarm(watcher, result)
+            self._alarm(engine, result)
         return result
 
-    def _rebuild(self, loaded: "LoadedModel", strict: bool = False) -> "Watcher":
+    def _rebuild(self, loaded: "LoadedModel", strict: bool = False) -> "Engine":
+        from dvc_monitor.monitoring.engine import Engine
         from dvc_monitor.monitoring.rules import rules_of
-        from dvc_monitor.monitoring.watch import Watcher, check_window
+        from dvc_monitor.monitoring.windows import check_window
         from dvc_monitor.model import state as model_state
 
         workspace = model_state.read_state(self.root, loaded.name, None)
@@ -235,21 +237,21 @@ class LiveWatch:
                  f"{rules.min_rows} for {loaded.version}: they are shown as too few rows and "
                  "never judged")
         subject = self._subject(loaded)
-        watcher = Watcher(subject, rules, self.labels)
-        if self._watcher is not None:  # a swap does not end a cooldown
-            watcher.cooling = self._watcher.cooling
+        engine = Engine(subject, rules, self.labels)
+        if self._engine is not None:  # a swap does not end a cooldown
+            engine.watcher.cooling = self._engine.watcher.cooling
         if self._pending == loaded.version:
             self._pending = None
-        self._watcher, self._windows = watcher, []
+        self._engine = engine
         self._context = None
         if subject.kind == "forecast":
             state = model_state.read_state(self.root, loaded.name, loaded.commit)
             self._context = model_state.load_data(state).drop(columns="_row")
-        return watcher
+        return engine
 
     def _subject(self, loaded: "LoadedModel") -> "Subject":
         from dvc_monitor.evaluation.profiles import load_profile
-        from dvc_monitor.monitoring.watch import Subject
+        from dvc_monitor.monitoring.results import Subject
         from dvc_monitor.model.state import read_state
 
         state = read_state(self.root, loaded.name, loaded.commit)
@@ -260,7 +262,7 @@ class LiveWatch:
         """Forecast: the rows before this window (its lags); the window joins them."""
         import pandas as pd
 
-        from dvc_monitor.monitoring.watch import CONTEXT_ROWS, Window, with_context
+        from dvc_monitor.monitoring.windows import CONTEXT_ROWS, Window, with_context
 
         if self._context is None:
             return None
@@ -270,10 +272,11 @@ class LiveWatch:
                                   ignore_index=True).tail(CONTEXT_ROWS)
         return window.context
 
-    def _record(self, watcher: "Watcher", result: "WindowResult") -> None:
+    def _record(self, subject: "Subject", result: "WindowResult") -> None:
+        """The window's measures in the metrics and in ``last_window``."""
         from dvc_monitor.kinds.common import clean_number
 
-        m, name, version = self.metrics, watcher.subject.name, watcher.subject.version
+        m, name, version = self.metrics, subject.name, subject.version
         m.windows.labels(name, version).inc()
         if result.too_few_rows:
             m.too_few.labels(name, version).inc()
@@ -287,57 +290,34 @@ class LiveWatch:
         m.streak.labels(name).set(result.streak)
         self.last_window = {
             "window": result.window, "version": version, "rows": result.rows,
-            "measures": clean_number(result.measures), "breaches": [b.detail for b in result.breaches],
+            "measures": clean_number(result.measures),
+            "breaches": [b.detail for b in result.breaches],
             "streak": result.streak, "alarm": result.alarm, "cooling": result.cooling,
             "status": result.status, "too_few_rows": result.too_few_rows,
             "skipped": result.skipped,
         }
 
-    def _alarm(self, watcher: "Watcher", result: "WindowResult") -> None:
-        from dvc_monitor.monitoring.trust import trust_checks
-        from dvc_monitor.monitoring.watch import WatchResult, candidates_for, decide, evidence
+    def _alarm(self, engine: "Engine", result: "WindowResult") -> None:
+        """Decide the alarm ``result`` and act on it (with a stage to roll back)."""
+        from dvc_monitor.monitoring.engine import AlarmChecks, act
         from dvc_monitor.registry.state import Registry
 
-        subject, rules = watcher.subject, watcher.rules
+        subject = engine.subject
         self.metrics.alarms.labels(subject.name, subject.version).inc()
         if self._pending is not None:  # rolled back already; the swap has not happened yet
             self.metrics.actions.labels("waiting_for_swap").inc()
             return
-        streak = watcher.breaching_streak(result)
-        windows = self._windows[-len(streak):]
-        candidates: list[str] = []
-        registry = hold = screen = None
+        registry, checks = None, AlarmChecks()
         if self.stage is not None:
             registry = Registry.load(self.root)
-            candidates = candidates_for(registry, subject.name, self.stage, subject.version)
-            hold, screen = trust_checks(registry, subject.name, self.stage, subject.version,
-                                        subject.kind, rules)
-        verdict = decide(streak, windows, self._loader(subject), candidates, rules,
-                         self.labels, screen=screen, hold=hold)
-        outcome = WatchResult(
-            name=subject.name, kind=subject.kind, stage=self.stage, version=subject.version,
-            decision=verdict.decision, target=verdict.target, rules=rules.to_json(),
-            windows=list(streak), alarm_window=result.index,
-            breaching_windows=[r.window for r in streak],
-            breaches=[b for r in streak for b in r.breaches], candidates=verdict.candidates,
-            drifted_features=verdict.drifted_features, evidence="",
-            profile=subject.profile.source, hold=hold.to_json() if hold else None)
-        outcome.evidence = evidence(outcome)
-        done = LiveDecision(outcome.decision, subject.version, outcome.target,
-                            outcome.breaching_windows, outcome.evidence)
-        done.skipped = [f"{c.version} skipped: {c.skipped}" for c in verdict.candidates
-                        if c.skipped]
-        done.reason = hold.reason if hold else "; ".join(
-            done.skipped + [f"{c.version} {'passes' if c.passed else 'fails'} the rules"
-                            for c in verdict.candidates if not c.skipped])
+            checks = AlarmChecks.of(registry, subject.name, self.stage, subject.version,
+                                    subject.kind, engine.rules)
+        outcome = engine.respond(result, checks, self.stage, self._loader(subject))
+        done = _live_decision(outcome, checks.hold)
         if self.stage is None:
             done.action = "report_only"
-        elif hold is not None:
-            done.action, done.message = "held", f"hold: {hold.reason}"
-        elif outcome.decision == "rollback":
-            self._rollback(outcome, registry, done)
-        elif not candidates:
-            done.message = f"stage {self.stage} has no earlier holder than {subject.version}"
+        else:
+            self._acted(outcome, act(self.root, outcome, self.stage, registry), done)
         done.reason = done.reason or done.message or done.evidence
         self.last_decision = done
         self.metrics.decided(done.decision)
@@ -346,29 +326,23 @@ class LiveWatch:
              + (f" -> {done.target}" if done.target else "") + f" ({done.action}): "
              + (done.message or done.evidence))
 
-    def _rollback(self, outcome, registry, done: LiveDecision) -> None:
-        from dvc_monitor.monitoring.trust import AUTOMATIC
-        from dvc_monitor.monitoring.watch import rollback_message
-        from dvc_monitor.rollback.transaction import rollback
-
-        holder = registry.get(f"{outcome.name}#{self.stage}").version
-        if holder != outcome.version:
-            done.action = "none"
-            done.message = (f"{self.stage} is held by {holder} now, not {outcome.version}; "
-                            "waiting for the swap")
-            return
-        message = rollback_message(outcome)
-        try:
-            result = rollback(self.root, outcome.name, to=outcome.target, stage=self.stage,
-                              message=message, trigger=AUTOMATIC)
-        except DvcMonitorError as exc:
-            done.action, done.message = "failed", f"the rollback failed: {exc}"
-            return
-        self._pending = outcome.target
-        done.action = "rolled_back"
-        done.commit, done.tag = result.commit, result.tag
-        done.message = (f"rolled {outcome.name} {self.stage} back to {outcome.target} in "
-                        f"commit {result.commit[:7]}; the next poll swaps it in")
+    def _acted(self, outcome: "WatchResult", acted: "Acted", done: LiveDecision) -> None:
+        """What the engine did (``engine.act``), in ``done``'s action and message."""
+        if acted.action == "held":
+            done.action, done.message = "held", f"hold: {outcome.hold['reason']}"
+        elif acted.action == "no_holder":
+            done.message = f"stage {self.stage} has no earlier holder than {outcome.version}"
+        elif acted.action == "moved":
+            done.message = (f"{self.stage} is held by {acted.holder} now, not "
+                            f"{outcome.version}; waiting for the swap")
+        elif acted.action == "failed":
+            done.action, done.message = "failed", f"the rollback failed: {acted.error}"
+        elif acted.action == "rolled_back":
+            self._pending = outcome.target
+            done.action = "rolled_back"
+            done.commit, done.tag = acted.rollback.commit, acted.rollback.tag
+            done.message = (f"rolled {outcome.name} {self.stage} back to {outcome.target} in "
+                            f"commit {acted.rollback.commit[:7]}; the next poll swaps it in")
 
     def _loader(self, current: "Subject"):
         from dvc_monitor.production.loader import load_version
@@ -385,7 +359,7 @@ class LiveWatch:
         return load
 
     def to_json(self) -> dict[str, Any]:
-        watcher = self._watcher
+        watcher = self._engine.watcher if self._engine is not None else None
         with self._lock:
             buffered = len(self._rows)
         return {
@@ -400,6 +374,18 @@ class LiveWatch:
             "last_decision": None if self.last_decision is None else self.last_decision.to_json(),
             "error": self.error,
         }
+
+
+def _live_decision(outcome: "WatchResult", hold: "Hold | None") -> LiveDecision:
+    """The decision on an alarm as ``/health`` shows it (before anything is done)."""
+    done = LiveDecision(outcome.decision, outcome.version, outcome.target,
+                        outcome.breaching_windows, outcome.evidence)
+    done.skipped = [f"{c.version} skipped: {c.skipped}" for c in outcome.candidates
+                    if c.skipped]
+    done.reason = hold.reason if hold else "; ".join(
+        done.skipped + [f"{c.version} {'passes' if c.passed else 'fails'} the rules"
+                        for c in outcome.candidates if not c.skipped])
+    return done
 
 
 def _say(text: str) -> None:

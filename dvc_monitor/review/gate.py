@@ -270,7 +270,7 @@ def evaluate_gate(root, name: str | None = None, base: str | None = None,
 
 def gate_states(base_state, head_state, thresholds_from: str = "head",
                 allow_stale: bool = False) -> GateResult:
-    """``evaluate_gate`` on two ``review.ModelState`` already read."""
+    """``evaluate_gate`` on two ``model.state.ModelState`` already read."""
     from dvc_monitor.kinds import metric_directions
     from dvc_monitor.model import state as model_state
     from dvc_monitor.review import revision as review
