@@ -116,7 +116,8 @@ def load_profile(state: "ModelState", model: Any) -> Profile:
     from dvc_monitor.model.state import cache_objects, load_data, split_data
 
     layout = state.layout
-    md5 = state.lock.out_md5("evaluate", ModelLayout.REFERENCE) if state.lock else None
+    lock = state.parsed_lock
+    md5 = lock.out_md5("evaluate", ModelLayout.REFERENCE) if lock is not None else None
     if md5:
         raw = cache_objects(state, [md5], layout.reference,
                             f"the reference profile of {state.name}")[md5]

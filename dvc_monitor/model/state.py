@@ -54,7 +54,7 @@ class ModelState:
     commit: str | None
     config: ModelConfig | None
     params: dict
-    lock: Lock | None  # its dvc.lock, typed
+    lock: dict | None  # its dvc.lock as parsed (``parsed_lock`` is the typed view)
     metrics: dict | None
     model_md5: str | None
     data_md5: str | None
@@ -98,7 +98,13 @@ class ModelState:
     def lock_params(self, stage: str) -> dict | None:
         """The ``params.yaml`` section ``stage`` that dvc.lock records for that stage (None:
         not recorded)."""
-        return self.lock.stage_params(stage) if self.lock is not None else None
+        lock = self.parsed_lock
+        return lock.stage_params(stage) if lock is not None else None
+
+    @property
+    def parsed_lock(self) -> Lock | None:
+        """Its dvc.lock, typed (None: there is none)."""
+        return Lock.from_dict(self.lock) if self.lock is not None else None
 
     @property
     def holdout_rule(self) -> dict:
@@ -183,7 +189,7 @@ def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
     return ModelState(
         root=root, name=name, rev=None if commit is None else rev, commit=commit,
         config=config, params=params if isinstance(params, dict) else {},
-        lock=Lock.from_dict(lock) if isinstance(lock, dict) else None, metrics=metrics,
+        lock=lock if isinstance(lock, dict) else None, metrics=metrics,
         model_md5=model.model_md5, data_md5=dvc_file_md5(data_dvc),
         metrics_text=texts["metrics"], metrics_raw=raw["metrics"], model=model,
         skipped=skipped,

@@ -98,10 +98,11 @@ def staleness(state: ModelState) -> list[str]:
     import hashlib
 
     layout = state.layout
-    if state.lock is None:
+    lock = state.parsed_lock
+    if lock is None:
         return [f"{layout.dvc_lock} is missing: run 'dvc repro'"]
     reasons = []
-    recorded_metrics = state.lock.out_md5("evaluate", ModelLayout.METRICS)
+    recorded_metrics = lock.out_md5("evaluate", ModelLayout.METRICS)
     if state.metrics_raw is None:
         reasons.append(f"{layout.metrics} is missing")
     elif recorded_metrics:
@@ -113,7 +114,7 @@ def staleness(state: ModelState) -> list[str]:
         current = state.params.get(stage) or {}
         if recorded is not None and recorded != current:
             reasons.append(f"'{stage}:' params changed since the last run")
-    for stage, body in state.lock.stages.items():
+    for stage, body in lock.stages.items():
         if any(dep.path == ModelLayout.DATA and state.data_md5 and dep.md5 != state.data_md5
                for dep in body.deps):
             reasons.append(f"the data changed since the last run (stage {stage})")
