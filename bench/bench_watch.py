@@ -85,10 +85,10 @@ def timing(repo: Path, work: Path) -> tuple[float, float, float]:
     from dvc_monitor.evaluation.scoring import score_rows
     from dvc_monitor.monitoring.rules import rules_of
     from dvc_monitor.monitoring.watch import Subject, Watcher, read_windows
-    from dvc_monitor.review import revision as review
+    from dvc_monitor.model import state as model_state
 
-    state = review.read_state(repo, NAME, "HEAD")
-    model = review.load_model(state)
+    state = model_state.read_state(repo, NAME, "HEAD")
+    model = model_state.load_model(state)
     subject = Subject(NAME, "v1.1.0", state.kind, state.config, model,
                       load_profile(state, model))
     rules, _ = rules_of(state.params, state.kind, "params.yaml")

@@ -436,11 +436,11 @@ def test_versions_without_reference_json_get_the_same_profile_from_their_holdout
 
     import numpy as np
 
-    from dvc_monitor.review import revision as review
+    from dvc_monitor.model import state as model_state
     from dvc_monitor.evaluation.profiles import COMPUTED, load_profile
 
-    state = review.read_state(flood.path, ANOMALY, f"{ANOMALY}@v1.0.0")
-    model = review.load_model(state)
+    state = model_state.read_state(flood.path, ANOMALY, f"{ANOMALY}@v1.0.0")
+    model = model_state.load_model(state)
     stored = load_profile(state, model)
     assert stored.source.startswith(f"models/{ANOMALY}/reference.json at")
     lock = copy.deepcopy(state.lock)

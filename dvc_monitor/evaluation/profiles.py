@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from dvc_monitor.model.data import ModelConfig
-    from dvc_monitor.review.revision import ModelState
+    from dvc_monitor.model.state import ModelState
 
 SCHEMA = 1
 MAX_BINS = 10
@@ -113,20 +113,20 @@ def load_profile(state: "ModelState", model: Any) -> Profile:
     but the DVC cache (a fetch of a missing object)."""
     import json
 
-    from dvc_monitor.review import revision as review
     from dvc_monitor.model.layout import ModelLayout
-    from dvc_monitor.repo.dvcfiles import lock_out_md5
+    from dvc_monitor.model.state import cache_objects, load_data, split_data
 
     layout = state.layout
-    md5 = lock_out_md5(state.lock, "evaluate", ModelLayout.REFERENCE)
+    lock = state.parsed_lock
+    md5 = lock.out_md5("evaluate", ModelLayout.REFERENCE) if lock is not None else None
     if md5:
-        raw = review._objects(state, [md5], layout.reference,
-                              f"the reference profile of {state.name}")[md5]
+        raw = cache_objects(state, [md5], layout.reference,
+                            f"the reference profile of {state.name}")[md5]
         source = f"{layout.reference} at {state.label}"
         try:
             doc = json.loads(raw)
         except ValueError:
             raise TemplateError(f"{source} is not valid JSON; run 'dvc repro'") from None
         return Profile.from_json(doc, source)
-    split = review.split_data(state, review.load_data(state))
+    split = split_data(state, load_data(state))
     return build_profile(state.kind, model, state.config, split.holdout, split.history)

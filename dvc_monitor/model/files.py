@@ -471,20 +471,52 @@ def _read_zip_strict(data: bytes) -> dict[str, bytes]:
         return {name: zf.read(name) for name in names}  # zipfile checks each CRC
 
 
-def sniff_format(data: bytes) -> str:
-    """The format of a model file from its first bytes (magic numbers; nothing is loaded)."""
+SNIFF_HEAD = 16  # bytes ``sniff_format`` needs from the start of a file
+SNIFF_TAIL = 1 << 16  # and from its end (a zip's central directory, a pickle's STOP)
+
+
+def sniff_format(data: bytes, tail: bytes | None = None) -> str:
+    """The format of a model file by its magic bytes (nothing is loaded): ``skops`` (a zip
+    archive whose directory names schema.json), ``zip``, ``pickle``, ``joblib``, ``empty``
+    or ``unknown``. The file's name plays no part.
+
+    ``data`` is the whole file, or its first ``SNIFF_HEAD`` bytes with ``tail`` its last
+    ``SNIFF_TAIL`` bytes (see ``sniff_file``).
+    """
+    end = data if tail is None else tail
     if not data:
         return "empty"
     if data.startswith(_ZIP_MAGIC):
-        return "zip"
+        return "skops" if _SCHEMA in _zip_directory_names(end) else "zip"
     if data[:1] == b"\x80" and len(data) > 1 and 2 <= data[1] <= 5:
         return "pickle"
     for magic, _ in _JOBLIB_MAGIC:
         if data.startswith(magic):
             return "joblib"
-    if data[:1] in [bytes([c]) for c in _PICKLE_01_FIRST] and data.rstrip(b"\n").endswith(b"."):
+    if data[:1] in [bytes([c]) for c in _PICKLE_01_FIRST] and end.rstrip(b"\n").endswith(b"."):
         return "pickle"
     return "unknown"
+
+
+def sniff_file(path: str | os.PathLike) -> str:
+    """``sniff_format`` of a file on disk, reading only its first and last bytes
+    (OSError when it cannot be read)."""
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_HEAD)
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - SNIFF_TAIL))
+        return sniff_format(head, f.read())
+
+
+def _zip_directory_names(end: bytes) -> set[str]:
+    """The member names a zip's central directory lists, from the archive's last bytes."""
+    names = set()
+    pos = end.find(b"PK\x01\x02")
+    while pos >= 0 and pos + 46 <= len(end):
+        length = int.from_bytes(end[pos + 28:pos + 30], "little")
+        names.add(end[pos + 46:pos + 46 + length].decode("utf-8", errors="replace"))
+        pos = end.find(b"PK\x01\x02", pos + 46 + length)
+    return names
 
 
 def inspect_model_file(path_or_bytes: bytes | str | os.PathLike,

@@ -11,7 +11,7 @@ commits)`` (many commits, read in a few ``git cat-file --batch`` calls) answer i
   whatever the stage is called and whatever its ``wdir``;
 * the pipeline folder, its params, deps, outs and metrics files;
 * the dvc-monitor kind config (``monitor.yaml`` beside that pipeline) when present;
-* the model file's format, by its first bytes (never loaded): only a skops archive is a
+* the model file's format, by its magic bytes (never loaded): only a skops archive is a
   format dvc-monitor loads safely; a pickle or joblib file never is.
 
 Problems that make the answer unusable (a ``dvc.yaml`` that is not valid YAML, an
@@ -33,7 +33,7 @@ from dvc_monitor.errors import (
     UsageError,
     shown,
 )
-from dvc_monitor.repo.dvcfiles import inside, load_lock, norm, parse_yaml, stage_wdir
+from dvc_monitor.repo.dvcfiles import Lock, inside, norm, parse_yaml, read_lock, stage_wdir
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.values import JsonValue
 
@@ -70,7 +70,7 @@ class ModelAtRevision(JsonValue):
     outs: tuple[str, ...] = ()  # the pipeline's outs (repo-relative)
     metrics: tuple[MetricsFile, ...] = ()
     monitor: str | None = None  # monitor.yaml beside the pipeline, when present
-    model_format: str = "unknown"  # skops | pickle | joblib | zip | unknown | missing
+    model_format: str = "unknown"  # skops | pickle | joblib | zip | empty | unknown | missing
     problem: str | None = None
     notes: tuple[str, ...] = field(default=(), compare=False)
 
@@ -111,25 +111,6 @@ class ModelAtRevision(JsonValue):
 
 
 # -- formats ----------------------------------------------------------------------------
-
-
-def sniff_format(head: bytes | None, path: str = "") -> str:
-    """The format of a model file from its first bytes (never loaded).
-
-    A later ``model.files.inspect_model_file`` may answer this more precisely; this
-    is the magic-byte check read commands need.
-    """
-    if head is None:
-        return "missing"
-    if head[:4] == b"PK\x03\x04":
-        return "skops" if path.endswith(".skops") else "zip"
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return "joblib" if path.endswith((".joblib", ".jl")) else "pickle"
-    if path.endswith((".joblib", ".jl")) or head[:2] in (b"ZF", b"\x78\x9c", b"\x78\x01"):
-        return "joblib"
-    if path.endswith((".pkl", ".pickle")):
-        return "pickle"
-    return "unknown"
 
 
 def format_note(m: ModelAtRevision) -> str | None:
@@ -274,7 +255,7 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
         return ModelAtRevision(**base, pipeline_dir=posixpath.dirname(mp), stage=None,
                                wdir=posixpath.dirname(mp), lock_path=None, model_md5=None,
                                problem=problem)
-    found: list[tuple[str, str, dict, dict, dict]] = []  # (dir, stage, lock body, yaml doc)
+    found: list[tuple[str, str, Lock | None, dict]] = []  # (dir, stage, lock, yaml doc)
     first_problem = None
     for d in parents(mp):
         yraw = blobs.get(norm(d or ".", DVC_YAML))
@@ -286,10 +267,10 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
             first_problem = first_problem or str(ydoc)
             continue
         ydoc = ydoc if isinstance(ydoc, dict) else {}
-        lock: dict = {}
+        lock: Lock | None = None
         if lraw is not None:
             try:
-                lock = load_lock(lraw, f"{norm(d or '.', DVC_LOCK)}{where}")
+                lock = read_lock(lraw, f"{norm(d or '.', DVC_LOCK)}{where}")
             except DvcMonitorError as exc:
                 first_problem = first_problem or str(exc)
         claims = _producers(d, ydoc, lock, mp)
@@ -297,7 +278,7 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
             return _broken(base, mp, f"two stages claim {mp}: {claims[0]} and {claims[1]} "
                            f"(in {norm(d or '.', DVC_YAML)}{where}); keep one output per path")
         if claims:
-            found.append((d, claims[0], lock, ydoc, {}))
+            found.append((d, claims[0], lock, ydoc))
             break
     if not found:
         if first_problem:
@@ -307,11 +288,10 @@ def _locate(git: GitRepo, name: str, commit: str | None, declared: str | None, m
                            f"'artifacts:' and no stage outputs {mp}", unknown=True)
         return _broken(base, mp, f"artifact {name!r} ({mp}) is declared but no stage of "
                        f"any dvc.yaml above it outputs it{where}; add it to a stage's outs")
-    d, stage, lock, ydoc, _ = found[0]
-    lock_path = norm(d or ".", DVC_LOCK) if lock else None
-    stages_lock = lock.get("stages") if isinstance(lock.get("stages"), dict) else {}
-    params, deps, outs, metrics = _files(d, ydoc, stages_lock)
-    md5 = next((o.md5 for o in _lock_outs(d, ydoc, stages_lock) if o.path == mp), None)
+    d, stage, lock, ydoc = found[0]
+    lock_path = norm(d or ".", DVC_LOCK) if lock is not None else None
+    params, deps, outs, metrics = _files(d, ydoc, lock)
+    md5 = next((o.md5 for o in _lock_outs(d, ydoc, lock) if o.path == mp), None)
     monitor = norm(d or ".", MONITOR)
     return ModelAtRevision(
         **base, pipeline_dir=d, stage=stage, wdir=norm(d or ".", stage_wdir(ydoc, stage)),
@@ -339,7 +319,7 @@ def _entry_paths(entries: Any) -> list[tuple[str, dict]]:
     return out
 
 
-def _producers(d: str, ydoc: dict, lock: dict, mp: str) -> list[str]:
+def _producers(d: str, ydoc: dict, lock: Lock | None, mp: str) -> list[str]:
     """Stages of the pipeline in folder ``d`` that output ``mp`` (dvc.yaml and dvc.lock)."""
     claims: list[str] = []
     ystages = ydoc.get("stages") if isinstance(ydoc.get("stages"), dict) else {}
@@ -350,8 +330,7 @@ def _producers(d: str, ydoc: dict, lock: dict, mp: str) -> list[str]:
         kinds = ("outs", "metrics", "plots")
         if any(norm(wdir or ".", p) == mp for k in kinds for p, _ in _entry_paths(body.get(k))):
             claims.append(str(stage))
-    lstages = lock.get("stages") if isinstance(lock.get("stages"), dict) else {}
-    for o in _lock_outs(d, ydoc, lstages):
+    for o in _lock_outs(d, ydoc, lock):
         if o.path == mp and o.stage not in claims and o.stage.split("@")[0] not in claims:
             claims.append(o.stage)
     return claims
@@ -364,25 +343,22 @@ class _Out:
     md5: str | None
 
 
-def _lock_outs(d: str, ydoc: dict, lstages: dict) -> list[_Out]:
+def _lock_outs(d: str, ydoc: dict, lock: Lock | None) -> list[_Out]:
+    """Every output ``lock`` records, repo-relative, with its stage and md5."""
     outs = []
-    for stage, body in lstages.items():
-        if not isinstance(body, dict):
-            continue
-        wdir = norm(d or ".", stage_wdir(ydoc, str(stage)))
-        for o in body.get("outs") or []:
-            if isinstance(o, dict) and isinstance(o.get("path"), str):
-                outs.append(_Out(str(stage), norm(wdir or ".", o["path"]), o.get("md5")))
+    for stage, body in (lock.stages if lock is not None else {}).items():
+        wdir = norm(d or ".", stage_wdir(ydoc, stage))
+        outs += [_Out(stage, norm(wdir or ".", o.path), o.md5) for o in body.outs]
     return outs
 
 
-def _files(d: str, ydoc: dict, lstages: dict):
+def _files(d: str, ydoc: dict, lock: Lock | None):
     """(params files, deps, outs, metrics files) of the whole pipeline in folder ``d``."""
     params: list[str] = []
     deps: list[str] = []
     outs: list[str] = []
     metrics: dict[str, MetricsFile] = {}
-    md5s = {o.path: o.md5 for o in _lock_outs(d, ydoc, lstages)}
+    md5s = {o.path: o.md5 for o in _lock_outs(d, ydoc, lock)}
     ystages = ydoc.get("stages") if isinstance(ydoc.get("stages"), dict) else {}
     for stage, body in ystages.items():
         if not isinstance(body, dict):
@@ -409,7 +385,9 @@ def _files(d: str, ydoc: dict, lstages: dict):
 
 
 def _model_format(git: GitRepo, commit: str | None, mp: str, md5: str | None) -> str:
-    """The model file's format from its first bytes: the workspace file, else its cache object."""
+    """The model file's format from its magic bytes (``model.files.sniff_format``): the
+    workspace file, else its cache object, else the blob git keeps."""
+    from dvc_monitor.model.files import sniff_file, sniff_format
     from dvc_monitor.repo.cache import object_path
 
     candidates = []
@@ -419,14 +397,13 @@ def _model_format(git: GitRepo, commit: str | None, mp: str, md5: str | None) ->
         candidates.append(object_path(git.root, md5))
     for path in candidates:
         try:
-            with open(path, "rb") as f:
-                return sniff_format(f.read(16), mp)
+            return sniff_file(path)
         except OSError:
             continue
     if commit is not None and not md5:  # a model file kept in git
         raw = git.read_blobs([f"{commit}:{mp}"]).get(f"{commit}:{mp}")
         if raw is not None:
-            return sniff_format(raw[:16], mp)
+            return sniff_format(raw)
     return "missing"
 
 

@@ -73,7 +73,7 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     ``rollback``. A rollback that cannot run (a dirty tree, no earlier holder) raises
     ``WatchActionFailed`` carrying the result.
     """
-    from dvc_monitor.review import revision as review
+    from dvc_monitor.model import state as model_state
 
     say = progress or (lambda _m: None)
     watched = _resolve(root, ref)
@@ -83,7 +83,7 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     loader = _loader(watched, say)
     subject = loader(watched.mv.version)
     if subject.kind == "forecast":
-        windows = with_context(windows, review.load_data(watched.state).drop(columns="_row"))
+        windows = with_context(windows, model_state.load_data(watched.state).drop(columns="_row"))
     checks = AlarmChecks.of(watched.registry, watched.name, watched.stage, watched.mv.version,
                             subject.kind, watched.rules)
     say(f"Watching {watched.name} {watched.mv.version} on {len(windows)} window(s)")
@@ -107,16 +107,16 @@ def _resolve(root: str | Path, ref: str) -> _Watched:
     from dvc_monitor.monitoring.rules import rules_of
     from dvc_monitor.registry.state import Registry
     from dvc_monitor.repo.git import GitRepo
-    from dvc_monitor.review import revision as review
+    from dvc_monitor.model import state as model_state
 
     root = GitRepo.discover(root).root
     registry = Registry.load(root)
     mv = registry.get(ref)
     name = mv.name
     stage = ref.split("#", 1)[1] if "#" in ref else (mv.stages[0] if len(mv.stages) == 1 else None)
-    state = review.require_trained(review.read_state(root, name, mv.commit), mv.ref)
-    workspace = review.require_trained(review.read_state(root, name, None),
-                                       f"{name} in the workspace")
+    state = model_state.require_trained(model_state.read_state(root, name, mv.commit), mv.ref)
+    workspace = model_state.require_trained(model_state.read_state(root, name, None),
+                                            f"{name} in the workspace")
     rules, note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
     return _Watched(root, registry, mv, stage, state, rules, workspace.kind, note,
                     workspace.layout.params)
@@ -137,7 +137,7 @@ def _read(watched: _Watched, data: str | Path, window: int | None,
 def _loader(watched: _Watched, say: Callable[[str], None]) -> Callable[[str], Subject]:
     """``version -> Subject``, each version loaded once from its commit."""
     from dvc_monitor.evaluation.profiles import load_profile
-    from dvc_monitor.review import revision as review
+    from dvc_monitor.model import state as model_state
 
     subjects: dict[str, Subject] = {}
 
@@ -146,8 +146,8 @@ def _loader(watched: _Watched, say: Callable[[str], None]) -> Callable[[str], Su
             target = watched.registry.resolve(watched.name, version)
             say(f"Loading {watched.name} {target.version}")
             state = (watched.state if target.commit == watched.mv.commit
-                     else review.read_state(watched.root, watched.name, target.commit))
-            model = review.load_model(state)
+                     else model_state.read_state(watched.root, watched.name, target.commit))
+            model = model_state.load_model(state)
             subjects[version] = Subject(watched.name, target.version, state.kind, state.config,
                                         model, load_profile(state, model))
         return subjects[version]

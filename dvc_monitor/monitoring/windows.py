@@ -45,7 +45,7 @@ def usable_rows(config: "ModelConfig", rows: "pd.DataFrame", source: str, who: s
     import numpy as np
     import pandas as pd
 
-    from dvc_monitor.review.revision import check_fits
+    from dvc_monitor.model.state import check_fits
 
     if any(c not in rows.columns for c in config.features):
         check_fits(replace(config, label_required=False), rows, source, who)  # names them

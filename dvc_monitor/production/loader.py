@@ -153,7 +153,7 @@ class LoadedModel:
 def load_version(root: str | Path, mv: "ModelVersion", state=None) -> LoadedModel:
     """Load registry version ``mv`` of the repository at ``root``, verified (``state``:
     its ``version_state``, if read already)."""
-    from dvc_monitor.review.revision import load_model as load_state_model
+    from dvc_monitor.model.state import load_model as load_state_model
 
     state = state or version_state(root, mv)
     if not state.model_md5:
@@ -172,7 +172,7 @@ def load_version(root: str | Path, mv: "ModelVersion", state=None) -> LoadedMode
 def version_state(root: str | Path, mv: "ModelVersion"):
     """What version ``mv`` is at its commit (kind, config, model md5), model not loaded.
     A model dvc-monitor did not train is refused here: there is nothing to score it with."""
-    from dvc_monitor.review.revision import read_state, require_trained
+    from dvc_monitor.model.state import read_state, require_trained
 
     return require_trained(read_state(Path(root), mv.name, mv.commit), mv.ref)
 
@@ -210,7 +210,7 @@ def load_ref(ref: str, repo: str | Path = ".", cache_dir: str | Path | None = No
 def version_at(root: str | Path, name: str, rev: str) -> "ModelVersion":
     """The registered version of ``name`` made at git revision ``rev``."""
     from dvc_monitor.registry.state import Registry
-    from dvc_monitor.review.revision import resolve_commit
+    from dvc_monitor.model.state import resolve_commit
 
     commit = resolve_commit(root, rev)
     reg = Registry.load(root)

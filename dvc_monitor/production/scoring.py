@@ -108,7 +108,7 @@ def fit_rows(kind: str, config, df: "pd.DataFrame", source: str, who: str) -> "p
     """The numeric rows a model of ``kind`` and ``config`` scores, after checking ``df``
     against its schema (``SchemaError`` names the problem). Needs no model, so bad input
     is refused before a model file is read."""
-    from dvc_monitor.review.revision import check_fits
+    from dvc_monitor.model.state import check_fits
 
     if len(df) == 0:
         raise SchemaError(f"{source} has no rows; send at least one")
@@ -161,7 +161,7 @@ def _check_series(kind: Kind, config, df: "pd.DataFrame", source: str, who: str)
     once); the value column may be null (a future hour, to forecast)."""
     import pandas as pd
 
-    from dvc_monitor.review.revision import check_fits
+    from dvc_monitor.model.state import check_fits
 
     time, value = kind.time_column, kind.value_column
     if value not in df.columns:

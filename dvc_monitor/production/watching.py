@@ -226,9 +226,9 @@ class LiveWatch:
         from dvc_monitor.monitoring.engine import Engine
         from dvc_monitor.monitoring.rules import rules_of
         from dvc_monitor.monitoring.windows import check_window
-        from dvc_monitor.review import revision as review
+        from dvc_monitor.model import state as model_state
 
-        workspace = review.read_state(self.root, loaded.name, None)
+        workspace = model_state.read_state(self.root, loaded.name, None)
         rules, _note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
         if strict:
             check_window(self.window, rules, workspace.layout.params)
@@ -245,14 +245,14 @@ class LiveWatch:
         self._engine = engine
         self._context = None
         if subject.kind == "forecast":
-            state = review.read_state(self.root, loaded.name, loaded.commit)
-            self._context = review.load_data(state).drop(columns="_row")
+            state = model_state.read_state(self.root, loaded.name, loaded.commit)
+            self._context = model_state.load_data(state).drop(columns="_row")
         return engine
 
     def _subject(self, loaded: "LoadedModel") -> "Subject":
         from dvc_monitor.evaluation.profiles import load_profile
         from dvc_monitor.monitoring.results import Subject
-        from dvc_monitor.review.revision import read_state
+        from dvc_monitor.model.state import read_state
 
         state = read_state(self.root, loaded.name, loaded.commit)
         return Subject(loaded.name, loaded.version, loaded.kind, loaded.config, loaded.model,

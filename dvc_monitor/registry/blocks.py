@@ -8,7 +8,7 @@ the tag names. Listings show the computed values and warn on each mismatch.
 
 from __future__ import annotations
 
-from dvc_monitor.registry.facts import _Facts
+from dvc_monitor.registry.facts import Facts as _Facts
 from dvc_monitor.registry.identity import short_id
 from dvc_monitor.registry.tags import Action
 from dvc_monitor.registry.values import Event

@@ -472,7 +472,7 @@ def _workspace_notes(root: Path, st: _State) -> list[str]:
     """Warn when the workspace files moved on from its dvc.lock (repro not run)."""
     if st.identity is None or st.lock_path is None:
         return []
-    from dvc_monitor.repo.dvcfiles import load_lock, parse_yaml
+    from dvc_monitor.repo.dvcfiles import dvc_file_md5, load_lock, parse_yaml
 
     base = Path(root) / (str(PurePosixPath(st.lock_path).parent) if "/" in st.lock_path else "")
     notes = []
@@ -497,10 +497,9 @@ def _workspace_notes(root: Path, st: _State) -> list[str]:
         dvcfile = base / f"{path}.dvc"
         if dvcfile.is_file():
             try:
-                outs = load_lock(dvcfile.read_bytes(), str(dvcfile)).get("outs") or []
+                cur = dvc_file_md5(load_lock(dvcfile.read_bytes(), str(dvcfile)))
             except DvcMonitorError:
                 continue
-            cur = outs[0].get("md5") if outs and isinstance(outs[0], dict) else None
             if cur and cur != md5:
                 notes.append(f"{path}.dvc differs from dvc.lock; run 'dvc repro' to make the "
                              "workspace a version")

@@ -22,7 +22,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from dvc_monitor.registry.facts import _Facts, read_facts
+from dvc_monitor.registry.facts import Facts, read_facts
 from dvc_monitor.registry.identity import RECIPE, VersionIdentity, is_version_id
 from dvc_monitor.repo.git import GitRepo
 
@@ -38,11 +38,11 @@ class FactCache:
     def __init__(self, git: GitRepo):
         self.git = git
         self._dir: Path | None | bool = False  # False: not looked up yet
-        self._loaded: dict[str, dict[str, _Facts]] = {}
+        self._loaded: dict[str, dict[str, Facts]] = {}
 
     # -- public -------------------------------------------------------------------------
 
-    def facts(self, name: str, commits: list[str]) -> dict[str, _Facts]:
+    def facts(self, name: str, commits: list[str]) -> dict[str, Facts]:
         """Facts of ``name`` at each commit; computes only the commits not cached yet."""
         wanted = list(dict.fromkeys(commits))
         if name not in self._loaded and len(wanted) <= _FEW:
@@ -74,10 +74,10 @@ class FactCache:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:40]
         return d / f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:10]}.jsonl"
 
-    def _load(self, name: str) -> dict[str, _Facts]:
+    def _load(self, name: str) -> dict[str, Facts]:
         if name in self._loaded:
             return self._loaded[name]
-        known: dict[str, _Facts] = {}
+        known: dict[str, Facts] = {}
         self._loaded[name] = known
         path = self.path(name)
         if path is None:
@@ -107,10 +107,10 @@ class FactCache:
             self._rewrite(path, known)
         return known
 
-    def _peek(self, name: str, commits: list[str]) -> dict[str, _Facts]:
+    def _peek(self, name: str, commits: list[str]) -> dict[str, Facts]:
         """The cached facts of a few commits, found by searching the file's bytes."""
         path = self.path(name)
-        found: dict[str, _Facts] = {}
+        found: dict[str, Facts] = {}
         try:
             raw = path.read_bytes() if path is not None else b""
         except OSError:
@@ -132,7 +132,7 @@ class FactCache:
                 found[c] = got[1]
         return found
 
-    def _append(self, name: str, facts: dict[str, _Facts]) -> None:
+    def _append(self, name: str, facts: dict[str, Facts]) -> None:
         path = self.path(name)
         if path is None:
             return
@@ -157,7 +157,7 @@ class FactCache:
         except OSError:
             pass  # a read-only repository: the cache is an optimisation only
 
-    def _rewrite(self, path: Path, known: dict[str, _Facts]) -> None:
+    def _rewrite(self, path: Path, known: dict[str, Facts]) -> None:
         """Replace a damaged file by its good records (atomically)."""
         text = "".join(filter(None, (_encode(c, f) for c, f in known.items())))
         try:
@@ -200,7 +200,7 @@ def _is_prefix_of_record(tail: bytes) -> bool:
     return tail.startswith(b'{"c":')
 
 
-def _encode(commit: str, f: _Facts) -> str | None:
+def _encode(commit: str, f: Facts) -> str | None:
     ident = f.identity
     rec = {"c": commit, "f": {
         "i": None if ident is None else {
@@ -218,7 +218,7 @@ def _encode(commit: str, f: _Facts) -> str | None:
     return line + "\n"
 
 
-def _decode(rec: object) -> tuple[str, _Facts] | None:
+def _decode(rec: object) -> tuple[str, Facts] | None:
     try:
         commit, f = rec["c"], rec["f"]  # type: ignore[index]
         if not _is_commit_id(commit):
@@ -233,7 +233,7 @@ def _decode(rec: object) -> tuple[str, _Facts] | None:
                 id=i["id"], params=i["params"], deps=i["deps"], cmds=i["cmds"],
                 outs=i["outs"], model_path=i["model_path"], model_md5=i["model_md5"],
                 stages=tuple(i["stages"]))
-        facts = _Facts(identity, f["m"], f["mp"], f["lp"], f["e"], bool(f["d"]),
+        facts = Facts(identity, f["m"], f["mp"], f["lp"], f["e"], bool(f["d"]),
                        bool(f["fl"]))
     except (KeyError, TypeError):
         return None

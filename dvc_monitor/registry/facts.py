@@ -16,7 +16,10 @@ from dvc_monitor.repo.git import GitRepo
 
 
 @dataclass(frozen=True)
-class _Facts:
+class Facts:
+    """What the registry knows of a model at one commit: its version identity, metrics,
+    model and lock paths, and why it is not a version (``error``)."""
+
     identity: VersionIdentity | None
     metrics: dict
     model_path: str | None
@@ -28,14 +31,15 @@ class _Facts:
 
 
 
-def _join(base: str, rel: str) -> str:
+def join_path(base: str, rel: str) -> str:
+    """``rel`` inside folder ``base`` ("" or "." for the root), as git paths are written."""
     return rel if base in ("", ".") else f"{base}/{rel}"
 
 
 # -- facts from commits -----------------------------------------------------------------
 
 
-def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]:
+def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, Facts]:
     """Facts of ``name`` at each commit, normally in one ``cat-file --batch`` call.
 
     The model path comes from the ``artifacts:`` entry of the dvc.yaml at that commit
@@ -44,10 +48,10 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]
     paths other than the default layout.
     """
     ydir, art_name, default_model = model_dirs(name)
-    dvc_yaml = _join(ydir, "dvc.yaml")
+    dvc_yaml = join_path(ydir, "dvc.yaml")
     default_dir = str(PurePosixPath(default_model).parent)
-    default_lock = _join(default_dir, "dvc.lock")
-    default_metrics = _join(default_dir, METRICS_FILE)
+    default_lock = join_path(default_dir, "dvc.lock")
+    default_metrics = join_path(default_dir, METRICS_FILE)
     specs = []
     for c in commits:
         specs += (f"{c}:{dvc_yaml}", f"{c}:{default_lock}", f"{c}:{default_metrics}")
@@ -67,14 +71,14 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]
         if mp == default_model and blobs.get(f"{c}:{default_lock}") is not None:
             continue  # the usual layout: everything is read already
         for d in _parents(mp):
-            extra.append(f"{c}:{_join(d, 'dvc.lock')}")
-            extra.append(f"{c}:{_join(d, METRICS_FILE)}")
+            extra.append(f"{c}:{join_path(d, 'dvc.lock')}")
+            extra.append(f"{c}:{join_path(d, METRICS_FILE)}")
     if extra:
         blobs.update(git.read_blobs([s for s in extra if s not in blobs]))
 
     lock_cache: dict[tuple[bytes, str], VersionIdentity | Exception] = {}
     metrics_cache: dict[bytes, dict] = {}
-    result: dict[str, _Facts] = {}
+    result: dict[str, Facts] = {}
     for c in commits:
         mp = model_paths[c]
         identity = None
@@ -82,7 +86,7 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]
         error = None
         found_lock = False
         for d in _parents(mp):
-            lp = _join(d, "dvc.lock")
+            lp = join_path(d, "dvc.lock")
             raw = blobs.get(f"{c}:{lp}")
             if raw is None:
                 continue
@@ -105,13 +109,13 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, _Facts]
             error = f"no dvc.lock for {mp} at commit {c[:7]}"
         metrics = {}
         if lock_path is not None:
-            mraw = blobs.get(f"{c}:{_join(str(PurePosixPath(lock_path).parent), METRICS_FILE)}"
+            mraw = blobs.get(f"{c}:{join_path(str(PurePosixPath(lock_path).parent), METRICS_FILE)}"
                              if "/" in lock_path else f"{c}:{METRICS_FILE}")
             if mraw is not None:
                 if mraw not in metrics_cache:
                     metrics_cache[mraw] = flatten_metrics(mraw)
                 metrics = metrics_cache[mraw]
-        result[c] = _Facts(identity, metrics, mp, lock_path, error, declared[c], found_lock)
+        result[c] = Facts(identity, metrics, mp, lock_path, error, declared[c], found_lock)
     return result
 
 

@@ -32,7 +32,7 @@ from posixpath import normpath
 from typing import Any
 
 from dvc_monitor.errors import DvcMonitorError
-from dvc_monitor.repo.dvcfiles import _load_lock, load_lock
+from dvc_monitor.repo.dvcfiles import Lock, read_lock
 
 ID_PREFIX = "sha256:"
 RECIPE = "dvc-monitor/1"
@@ -132,32 +132,30 @@ def _canon(value: Any) -> Any:
 def identity_from_lock(lock: Any, model_path: str, source: str = "dvc.lock") -> VersionIdentity:
     """The identity of the model at ``model_path`` (relative to the lock's folder).
 
-    ``lock`` is the text, bytes or parsed dict of a ``dvc.lock``. Raises
+    ``lock`` is the text, bytes, parsed dict or ``Lock`` of a ``dvc.lock``. Raises
     ``MissingLockFile`` for None or an empty lock, ``DvcMonitorError`` for a malformed
     lock or one where no stage produces ``model_path``.
     """
-    data, plain = _load_lock(lock, source)
-    stages = data.get("stages")
+    parsed_lock = read_lock(lock, source, strict=True)
+    stages = parsed_lock.data.get("stages")
     if not isinstance(stages, dict) or not stages:
         raise DvcMonitorError(f"{source} has no stages; run 'dvc repro' and commit")
+    if isinstance(lock, Lock):  # parsed leniently before: check its shape now
+        parsed_lock = Lock.from_dict(lock.data, source, strict=True, plain=lock.plain)
     model = _norm(model_path)
 
     producers: dict[str, str] = {}  # out path -> stage
     parsed: dict[str, dict] = {}
-    for stage, body in stages.items():
-        if not isinstance(body, dict):
-            raise DvcMonitorError(f"{source} is malformed: stage {stage!r} is not a mapping")
+    for stage, body in parsed_lock.stages.items():
         entry = {
-            "cmd": _cmd(body.get("cmd")),
-            "deps": _entries(body.get("deps"), source, stage, "deps"),
-            "outs": _entries(body.get("outs"), source, stage, "outs"),
-            "params": body.get("params") or {},
+            "cmd": body.command,
+            "deps": [(_norm(d.path), d.oid) for d in body.deps],
+            "outs": [(_norm(o.path), o.oid) for o in body.outs],
+            "params": body.params,
         }
-        if not isinstance(entry["params"], dict):
-            raise DvcMonitorError(f"{source} is malformed: params of stage {stage!r}")
-        parsed[str(stage)] = entry
+        parsed[stage] = entry
         for path, _ in entry["outs"]:
-            producers.setdefault(path, str(stage))
+            producers.setdefault(path, stage)
 
     top = _producer(model, producers)
     if top is None:
@@ -210,7 +208,7 @@ def identity_from_lock(lock: Any, model_path: str, source: str = "dvc.lock") -> 
     params = {k: params[k] for k in sorted(params)}
     deps = {k: deps[k] for k in sorted(deps)}
     return VersionIdentity(
-        id=compute_id(params, deps, cmds, plain),
+        id=compute_id(params, deps, cmds, parsed_lock.plain),
         params=params,
         deps=deps,
         cmds=cmds,
@@ -224,42 +222,11 @@ def identity_from_lock(lock: Any, model_path: str, source: str = "dvc.lock") -> 
 def lock_model_path(lock: Any, model_path: str, source: str = "dvc.lock") -> bool:
     """True when a stage of ``lock`` produces ``model_path``."""
     try:
-        data = load_lock(lock, source)
+        parsed = read_lock(lock, source)
     except DvcMonitorError:
         return False
-    outs = set()
-    for body in (data.get("stages") or {}).values():
-        if isinstance(body, dict):
-            for item in body.get("outs") or []:
-                if isinstance(item, dict) and "path" in item:
-                    outs.add(_norm(str(item["path"])))
+    outs = {_norm(o.path) for body in parsed.stages.values() for o in body.outs}
     return _producer(_norm(model_path), {o: o for o in outs}) is not None
-
-
-def _cmd(cmd: Any) -> str:
-    if isinstance(cmd, list):
-        return " && ".join(str(c) for c in cmd)
-    return "" if cmd is None else str(cmd)
-
-
-def _entries(items: Any, source: str, stage: str, what: str) -> list[tuple[str, str]]:
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise DvcMonitorError(f"{source} is malformed: {what} of stage {stage!r} is not a list")
-    result = []
-    for item in items:
-        if not isinstance(item, dict) or "path" not in item:
-            raise DvcMonitorError(f"{source} is malformed: an entry of {what} of stage {stage!r}")
-        result.append((_norm(str(item["path"])), _hash_of(item)))
-    return result
-
-
-def _hash_of(item: dict) -> str:
-    for key in ("md5", "etag", "checksum", "sha256"):
-        if item.get(key):
-            return str(item[key])
-    return ""
 
 
 def _norm(path: str) -> str:

@@ -208,15 +208,15 @@ def _needed(git, root: Path, mv, now: dict) -> _Needs:
     """The objects of one version and whether a retrain here (trainer ``now``) gives them
     again."""
     from dvc_monitor.errors import DvcMonitorError, TrainerMismatch
-    from dvc_monitor.rollback.plan import _read_pipeline, recorded_trainer
     from dvc_monitor.model import trainer
+    from dvc_monitor.model.pipeline import read_pipeline, recorded_trainer
 
     if not mv.lock_path:  # no stage at that commit outputs the model: say so, as it found it
         return _Needs({}, error=mv.warning or f"no dvc.lock for {mv.model_path or mv.name} "
                                               f"at commit {mv.commit[:7]}")
     pdir = posixpath.dirname(mv.lock_path)
     try:
-        pl = _read_pipeline(git, mv.commit, pdir)
+        pl = read_pipeline(git, mv.commit, pdir)
     except DvcMonitorError as exc:
         return _Needs({}, error=str(exc))
     if pl.lock is None:
@@ -242,19 +242,18 @@ def _why_not_deterministic(pl) -> str:
     if pl.external:
         return f"it reads files outside git and DVC ({', '.join(sorted(pl.external)[:2])})"
     stages = (pl.yaml.get("stages") or {}) if isinstance(pl.yaml, dict) else {}
-    for name, body in ((pl.lock or {}).get("stages") or {}).items():
-        decl = stages.get(str(name).split("@")[0]) if isinstance(stages, dict) else None
+    for name, body in (pl.lock.stages if pl.lock is not None else {}).items():
+        decl = stages.get(name.split("@")[0]) if isinstance(stages, dict) else None
         if isinstance(decl, dict) and (decl.get("always_changed") or decl.get("frozen")):
             return f"stage {name} is always_changed or frozen"
-        cmd = body.get("cmd") if isinstance(body, dict) else None
-        cmds = cmd if isinstance(cmd, list) else [cmd]
-        for c in cmds:
+        for c in body.commands:
             if not isinstance(c, str) or not c.strip().startswith(_DETERMINISTIC_CMD):
                 return f"stage {name} runs '{str(c)[:60]}', not known to be deterministic"
     return ""
 
 
-def _manifest_entries(raw: bytes | None) -> list[tuple[str, str]] | None:
+def manifest_entries(raw: bytes | None) -> list[tuple[str, str]] | None:
+    """The (relpath, md5) entries of a DVC ``.dir`` manifest (None: not a readable one)."""
     try:
         entries = json.loads(raw) if raw is not None else None
     except ValueError:
@@ -299,7 +298,7 @@ def scan(root: str | Path, versions: Iterable, dvc=None) -> CheckResult:
                     raw = obj.read_bytes()
                 elif remote is not None:
                     raw = dvc.remote_manifest(oid)
-                for rel, md5 in _manifest_entries(raw) or []:
+                for rel, md5 in manifest_entries(raw) or []:
                     items.append((f"{path}/{rel}", md5, role))
         objects[(mv.name, mv.version)] = items
 

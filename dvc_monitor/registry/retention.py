@@ -137,7 +137,7 @@ def _split_hot_cold(reg, names: list[str], keep_last: int, keep_stages: bool):
 
 def _expand_dirs(root: Path, oids: Iterable[str], dvc=None) -> set[str]:
     """``oids`` plus the entries of the ``.dir`` manifests among them."""
-    from dvc_monitor.registry.restorable import _manifest_entries
+    from dvc_monitor.registry.restorable import manifest_entries
 
     out = set(oids)
     for oid in list(out):
@@ -147,7 +147,7 @@ def _expand_dirs(root: Path, oids: Iterable[str], dvc=None) -> set[str]:
         raw = obj.read_bytes() if obj.is_file() else None
         if raw is None and dvc is not None:
             raw = dvc.remote_manifest(oid)
-        out.update(md5 for _, md5 in _manifest_entries(raw) or [])
+        out.update(md5 for _, md5 in manifest_entries(raw) or [])
     return out
 
 

@@ -41,7 +41,8 @@ from dvc_monitor.names import (
 from dvc_monitor.registry import tags as T
 from dvc_monitor.registry.blocks import block_problems, capped_names, printable, warning_lines
 from dvc_monitor.registry.factcache import FactCache
-from dvc_monitor.registry.facts import _Facts, _join
+from dvc_monitor.registry.facts import Facts as _Facts
+from dvc_monitor.registry.facts import join_path as _join
 from dvc_monitor.registry.identity import (
     ID_PREFIX,
     VersionIdentity,

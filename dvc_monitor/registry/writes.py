@@ -25,7 +25,8 @@ from dvc_monitor.names import (
     validate_version,
 )
 from dvc_monitor.registry import tags as T
-from dvc_monitor.registry.facts import _Facts, _join
+from dvc_monitor.registry.facts import Facts as _Facts
+from dvc_monitor.registry.facts import join_path as _join
 from dvc_monitor.registry.state import ArtifactState, Registry, data_folders, lightweight_warning
 from dvc_monitor.registry.tags import Action
 from dvc_monitor.registry.values import RESERVED_META, SCHEMA, Event, ModelVersion

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from dvc_monitor.errors import DvcMonitorError, MissingLockFile
@@ -38,8 +39,164 @@ def stage_wdir(yaml_doc: dict, stage: str) -> str:
 
 
 def load_lock(lock: Any, source: str = "dvc.lock") -> dict:
-    """A ``dvc.lock`` as a dict; ``MissingLockFile`` for None or empty input."""
+    """A ``dvc.lock`` as a plain dict; ``MissingLockFile`` for None or empty input."""
     return _load_lock(lock, source)[0]
+
+
+def read_lock(lock: Any, source: str = "dvc.lock", strict: bool = False) -> "Lock":
+    """A ``dvc.lock`` (text, bytes, a parsed dict or a ``Lock``) as a typed ``Lock``.
+
+    ``MissingLockFile`` for None or empty input, ``DvcMonitorError`` for text that is not
+    a YAML mapping. ``strict`` also refuses a malformed stage (a stage, ``deps``/``outs``
+    entry or ``params`` of the wrong shape) with a one-line ``DvcMonitorError``; without
+    it such parts are skipped.
+    """
+    if isinstance(lock, Lock):
+        return lock
+    data, plain = _load_lock(lock, source)
+    return Lock.from_dict(data, source, strict=strict, plain=plain)
+
+
+@dataclass(frozen=True)
+class LockEntry:
+    """One ``deps:`` or ``outs:`` entry of a dvc.lock stage (or of a ``.dvc`` file)."""
+
+    path: str  # as written: relative to the stage's wdir (the .dvc file's folder)
+    md5: str | None = None
+    size: int | None = None
+    nfiles: int | None = None
+    hash: str | None = None  # the hash name DVC 3 writes ("md5"); None in a DVC 2 entry
+    oid: str = ""  # md5, else etag, checksum or sha256 ("" when none): the recorded hash
+
+    @classmethod
+    def from_dict(cls, item: dict) -> "LockEntry":
+        """The entry of one parsed ``{path: ..., md5: ...}`` mapping (it has a ``path``)."""
+        md5 = item.get("md5")
+        oid = next((str(item[k]) for k in ("md5", "etag", "checksum", "sha256")
+                    if item.get(k)), "")
+        return cls(path=str(item["path"]), md5=str(md5) if md5 else None,
+                   size=_int_or_none(item.get("size")), nfiles=_int_or_none(item.get("nfiles")),
+                   hash=str(item["hash"]) if item.get("hash") else None, oid=oid)
+
+
+LockOut = LockEntry
+LockDep = LockEntry
+
+
+def lock_entries(items: Any, source: str = "dvc.lock", stage: str = "", what: str = "outs",
+                 strict: bool = False) -> tuple[LockEntry, ...]:
+    """The ``deps:``/``outs:`` entries of a stage (or ``outs:`` of a ``.dvc`` file).
+
+    ``strict``: a list that is not one, or an entry without a path, is a one-line
+    ``DvcMonitorError``; otherwise it is skipped.
+    """
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        if strict:
+            raise DvcMonitorError(f"{source} is malformed: {what} of stage {stage!r} is not a list")
+        return ()
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or "path" not in item:
+            if strict:
+                raise DvcMonitorError(
+                    f"{source} is malformed: an entry of {what} of stage {stage!r}")
+            continue
+        out.append(LockEntry.from_dict(item))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class LockStage:
+    """One stage of a ``dvc.lock``: its command, deps, outs and the params it ran with."""
+
+    name: str
+    cmd: str | tuple | None  # a list of commands is a tuple
+    deps: tuple[LockEntry, ...] = ()
+    outs: tuple[LockEntry, ...] = ()
+    params: dict = field(default_factory=dict)  # params file -> {key: value}
+    raw: dict = field(default_factory=dict, compare=False)  # the stage's mapping as written
+
+    @property
+    def commands(self) -> tuple:
+        """The commands as written (one, or each of a list)."""
+        return self.cmd if isinstance(self.cmd, tuple) else (self.cmd,)
+
+    @property
+    def command(self) -> str:
+        """The command as one line (a list joined with `` && ``; "" when none)."""
+        if isinstance(self.cmd, tuple):
+            return " && ".join(str(c) for c in self.cmd)
+        return "" if self.cmd is None else str(self.cmd)
+
+    def out(self, path: str) -> LockEntry | None:
+        """The output written as ``path``, or None."""
+        return next((o for o in self.outs if o.path == path), None)
+
+    def params_of(self, file: str = "params.yaml") -> dict | None:
+        """The values of params file ``file`` the stage ran with (None: not recorded)."""
+        values = self.params.get(file)
+        return values if isinstance(values, dict) else None
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A parsed ``dvc.lock``: its stages, typed, and the plain mapping they came from."""
+
+    stages: dict[str, LockStage]
+    data: dict = field(default_factory=dict, compare=False)  # the parsed document
+    plain: bool = False  # the fast reader produced ``data`` (JSON-native values only)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "dvc.lock", strict: bool = False,
+                  plain: bool = False) -> "Lock":
+        """The typed view of a parsed lock (see ``read_lock`` for ``strict``)."""
+        stages: dict[str, LockStage] = {}
+        raw_stages = data.get("stages")
+        for name, body in (raw_stages.items() if isinstance(raw_stages, dict) else ()):
+            if not isinstance(body, dict):
+                if strict:
+                    raise DvcMonitorError(
+                        f"{source} is malformed: stage {name!r} is not a mapping")
+                continue
+            cmd = body.get("cmd")
+            deps = lock_entries(body.get("deps"), source, name, "deps", strict)
+            outs = lock_entries(body.get("outs"), source, name, "outs", strict)
+            params = body.get("params") or {}
+            if not isinstance(params, dict):
+                if strict:
+                    raise DvcMonitorError(f"{source} is malformed: params of stage {name!r}")
+                params = {}
+            stages[str(name)] = LockStage(str(name), tuple(cmd) if isinstance(cmd, list) else cmd,
+                                          deps, outs, params, body)
+        return cls(stages, data, plain)
+
+    def stage(self, name: str) -> LockStage | None:
+        """Stage ``name``, or None."""
+        return self.stages.get(name)
+
+    def out(self, stage: str, path: str) -> LockEntry | None:
+        """Output ``path`` (as written) of ``stage``, or None."""
+        body = self.stages.get(stage)
+        return body.out(path) if body is not None else None
+
+    def out_md5(self, stage: str, path: str) -> str | None:
+        """The md5 recorded for output ``path`` of ``stage``, or None."""
+        out = self.out(stage, path)
+        return out.md5 if out is not None else None
+
+    def stage_params(self, stage: str, file: str = "params.yaml") -> dict | None:
+        """The section ``stage`` of params file ``file`` that ``stage`` ran with (None: not
+        recorded)."""
+        body = self.stages.get(stage)
+        values = body.params_of(file) if body is not None else None
+        section = values.get(stage) if values is not None else None
+        return dict(section) if isinstance(section, dict) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _load_lock(lock: Any, source: str) -> tuple[dict, bool]:
@@ -296,17 +453,6 @@ def _scalar(s: str) -> Any:
     if _HASH_RE.fullmatch(s) and not set(s) <= _NUMERIC_CHARS:
         return s
     raise _Unsupported
-
-
-def lock_out_md5(lock: Any, stage: str, path: str) -> str | None:
-    """The md5 ``dvc.lock`` records for output ``path`` of ``stage``, or None."""
-    try:
-        for out in lock["stages"][stage]["outs"]:
-            if out.get("path") == path:
-                return out.get("md5")
-    except (KeyError, TypeError, AttributeError):
-        pass
-    return None
 
 
 def dvc_file_md5(doc: Any) -> str | None:

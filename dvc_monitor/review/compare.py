@@ -101,12 +101,12 @@ def load_rows(root: Path, name: str, data: str | Path | None, kind: str):
     """(rows, history, description): the rows to evaluate on, and the rows before them
     (for a kind that needs history)."""
     from dvc_monitor.model.data import read_batch
-    from dvc_monitor.review import revision as review
+    from dvc_monitor.model import state as model_state
 
     spec = kind_for(kind)
     if data is None:
-        state = review.read_state(root, name, None)
-        split = review.split_data(state, review.load_data(state))
+        state = model_state.read_state(root, name, None)
+        split = model_state.split_data(state, model_state.load_data(state))
         history = split.history if spec.needs_history else None
         return split.holdout, history, "holdout rows of the workspace data"
     path = Path(data)
@@ -124,11 +124,11 @@ def _history_before(root: Path, name: str, df, time_column: str):
     """The workspace's rows before the first time of ``df`` (lag features need them)."""
     import pandas as pd
 
-    from dvc_monitor.review import revision as review
+    from dvc_monitor.model import state as model_state
 
     try:
-        state = review.read_state(root, name, None)
-        past = review.load_data(state)
+        state = model_state.read_state(root, name, None)
+        past = model_state.load_data(state)
     except DvcMonitorError:  # no workspace data: the first hours of df serve as history
         return None
     first = pd.to_numeric(df[time_column], errors="coerce").min()
@@ -149,20 +149,20 @@ def _numeric(df, columns):
 def compare(root: str | Path, name: str, refs: list[str], data: str | Path | None = None,
             metric: str | None = None, best: bool = False) -> CompareResult:
     """Evaluate the versions ``refs`` of ``name`` on the same rows; see the module doc."""
-    from dvc_monitor.review import revision as review
+    from dvc_monitor.model import state as model_state
     from dvc_monitor.evaluation import scoring
     from dvc_monitor.kinds.common import labels_of
 
     started = time.perf_counter()
     root = GitRepo.discover(root).root
-    name = review.resolve_name(root, name)
+    name = model_state.resolve_name(root, name)
     resolved = resolve_versions(root, name, refs)
     states = []
     for ref, mv in resolved:
-        state = review.read_state(root, name, None if mv is None else mv.commit)
+        state = model_state.read_state(root, name, None if mv is None else mv.commit)
         states.append((ref, mv, state))
-        review.require_trained(state, error=UsageError, lead=f"cannot compare {name}: ",
-                               then="use 'dvc-monitor report' or 'dvc-monitor diff' for its "
+        model_state.require_trained(state, error=UsageError, lead=f"cannot compare {name}: ",
+                                     then="use 'dvc-monitor report' or 'dvc-monitor diff' for its "
                                     "params, data and metrics")
     kinds = {s.kind for _, _, s in states}
     if len(kinds) > 1:
@@ -172,13 +172,13 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
     spec = kind_for(kind)
     rows, history, source = load_rows(root, name, data, kind)
     for ref, mv, state in states:
-        review.check_fits(state.config, rows, source,
-                          f"{name} {mv.version if mv else review.WORKSPACE}")
+        model_state.check_fits(state.config, rows, source,
+                               f"{name} {mv.version if mv else model_state.WORKSPACE}")
         rows = _numeric(rows, state.config.columns)
     directions = metric_directions(kind)
     # One evaluation setting for every version: the workspace's, else the newest listed.
     try:
-        eval_params = review.read_state(root, name, None).evaluate_params
+        eval_params = model_state.read_state(root, name, None).evaluate_params
     except UnknownModel:
         eval_params = states[-1][2].evaluate_params
 
@@ -197,11 +197,11 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
     for ref, mv, state in states:
         key = state.model_md5 or f"workspace:{ref}"
         if key not in models:
-            models[key] = review.load_model(state)
+            models[key] = model_state.load_model(state)
         metrics = scoring.evaluate_on(kind, models[key], state.config, rows, eval_params,
                                      history)
         results.append(VersionResult(
-            ref=ref, version=mv.version if mv else review.WORKSPACE,
+            ref=ref, version=mv.version if mv else model_state.WORKSPACE,
             commit=state.commit, id=mv.id if mv else None,
             model_md5=state.model_md5, metrics=metrics,
         ))

@@ -270,14 +270,15 @@ def evaluate_gate(root, name: str | None = None, base: str | None = None,
 
 def gate_states(base_state, head_state, thresholds_from: str = "head",
                 allow_stale: bool = False) -> GateResult:
-    """``evaluate_gate`` on two ``review.ModelState`` already read."""
-    from dvc_monitor.review import revision as review
+    """``evaluate_gate`` on two ``model.state.ModelState`` already read."""
     from dvc_monitor.kinds import metric_directions
+    from dvc_monitor.model import state as model_state
+    from dvc_monitor.review import revision as review
 
     name = head_state.name
     for state in (base_state, head_state):
-        review.require_trained(state, error=GateUndecided, lead="cannot decide: ",
-                               then="review it with 'dvc-monitor report'")
+        model_state.require_trained(state, error=GateUndecided, lead="cannot decide: ",
+                                    then="review it with 'dvc-monitor report'")
     if base_state.kind != head_state.kind:
         raise UsageError(f"{name} is a {base_state.kind} model at {base_state.label} but a "
                          f"{head_state.kind} model at {head_state.label}; they cannot be gated")

@@ -95,6 +95,7 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     """
     from dvc_monitor.registry import diff as diffing
     from dvc_monitor.review import gate as gates
+    from dvc_monitor.model import state as model_state
     from dvc_monitor.review import revision as review
     from dvc_monitor.evaluation import scoring
 
@@ -120,7 +121,7 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
         notes.append(f"head pipeline is not up to date ({'; '.join(stale)}): "
                      f"run `dvc repro {head_state.layout.dvc_yaml}`")
     for state in (base_state, head_state):
-        review.ensure_data_manifest(state)  # so the diff can list partitions (e.g. in CI)
+        model_state.ensure_data_manifest(state)  # so the diff can list partitions (e.g. in CI)
     changes = diffing.diff_revisions(root, name, base_state.commit, head_state.commit)
     notes += [n for n in getattr(changes, "notes", []) if "dvc.lock" not in n or not stale]
     directions = metric_directions(head_state.kind)
@@ -134,12 +135,12 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
         base_state.metrics, head_state.metrics, directions)
 
     # Both models on the same rows: the head's holdout.
-    base_model = review.load_model(base_state)
-    head_model = review.load_model(head_state)
-    data = review.split_data(head_state, review.load_data(head_state))
+    base_model = model_state.load_model(base_state)
+    head_model = model_state.load_model(head_state)
+    data = model_state.split_data(head_state, model_state.load_data(head_state))
     config = head_state.config
-    review.check_fits(base_state.config, data.holdout, "the head's holdout data",
-                      f"{name} at {base_state.label}")
+    model_state.check_fits(base_state.config, data.holdout, "the head's holdout data",
+                           f"{name} at {base_state.label}")
     params = head_state.evaluate_params
     history = data.history if kind_for(head_state.kind).needs_history else None
     base_scored = scoring.score_rows(base_state.kind, base_model, base_state.config,

@@ -61,7 +61,7 @@ def tag_info(root: str | Path, tag: str) -> TagInfo:
     if ":" not in name:
         model_path = ModelLayout(name).model
         try:
-            from dvc_monitor.review.revision import read_state
+            from dvc_monitor.model.state import read_state
             model_md5 = read_state(root, name, commit).model_md5
         except DvcMonitorError:
             model_md5 = None

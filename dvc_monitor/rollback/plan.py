@@ -1,5 +1,5 @@
-"""Rollback planning: the model's pipeline at a revision, and the preflight that makes a plan
-(changes nothing)."""
+"""Rollback planning: the preflight that makes a plan (changes nothing) from the model's
+pipeline at HEAD and at the target revision (``model.pipeline``)."""
 
 
 import contextlib
@@ -18,7 +18,8 @@ from dvc_monitor.errors import (
     some,
 )
 from dvc_monitor.model.layout import ModelLayout
-from dvc_monitor.repo.dvcfiles import inside, norm, stage_wdir
+from dvc_monitor.model.pipeline import Pipeline, read_pipeline, recorded_trainer
+from dvc_monitor.repo.dvcfiles import inside, norm
 from dvc_monitor.repo.git import GitRepo
 
 DEFAULT_STAGE = "prod"
@@ -79,152 +80,6 @@ class RollbackPlan:
         return [o for o in self.objects if o.location == "missing"]
 
 
-
-
-
-
-@dataclass
-class _Pipeline:
-    rev: str
-    dir: str  # repo-relative folder of the model's dvc.yaml
-    tree: dict[str, tuple[str, str]]  # tracked file -> (mode, blob oid), under dir + extras
-    yaml: dict
-    lock: dict | None
-    lock_raw: bytes | None
-    dvcfiles: dict[str, dict]  # .dvc file -> parsed
-    cached: dict[str, str] = field(default_factory=dict)  # DVC-cached output -> oid
-    sources: set[str] = field(default_factory=set)  # cached outputs from .dvc files (data)
-    git_outs: set[str] = field(default_factory=set)  # cache: false outputs (in git)
-    git_deps: set[str] = field(default_factory=set)  # git-tracked deps of its stages
-    params_files: set[str] = field(default_factory=set)
-    external: set[str] = field(default_factory=set)  # deps neither in git nor made here
-    legacy: list[str] = field(default_factory=list)  # outputs with DVC 2 hashes
-
-    def tracked(self, path: str) -> bool:
-        return path in self.tree or any(p.startswith(path + "/") for p in self.tree)
-
-    def files_under(self, path: str) -> list[str]:
-        if path in self.tree:
-            return [path]
-        return sorted(p for p in self.tree if p.startswith(path + "/"))
-
-    def own_files(self) -> set[str]:
-        """This model's pipeline files and cache:false outputs (written by rollback)."""
-        own = set()
-        for path in self.tree:
-            if not path.startswith(self.dir + "/") and self.dir:
-                continue
-            base = posixpath.basename(path)
-            if base in (ModelLayout.DVC_YAML, ModelLayout.DVC_LOCK, ".gitignore", ".dvcignore") \
-                    or base.endswith(".dvc"):
-                own.add(path)
-        for p in self.params_files:
-            own.update(self.files_under(p))
-        for p in self.git_outs:
-            own.update(self.files_under(p))
-        return own
-
-    def dep_files(self) -> set[str]:
-        out = set()
-        for p in self.git_deps:
-            out.update(self.files_under(p))
-        return out
-
-
-def _read_pipeline(git: GitRepo, rev: str, pdir: str, extra: set[str] = frozenset(),
-                   broken: list[str] | None = None) -> _Pipeline:
-    """The pipeline in folder ``pdir`` at ``rev``. With a ``broken`` list (HEAD's pipeline,
-    which a rollback overwrites), a corrupt or binary dvc.yaml/dvc.lock/.dvc file is
-    read as empty and named in ``broken`` instead of raising."""
-    from dvc_monitor.repo.dvcfiles import load_lock, parse_yaml
-
-    tree = git.ls_tree(rev, [pdir or "."])
-    yaml_path = norm(pdir, ModelLayout.DVC_YAML)
-    lock_path = norm(pdir, ModelLayout.DVC_LOCK)
-    dvc_paths = sorted(p for p in tree if p.endswith(".dvc"))
-    blobs = git.read_blobs([f"{rev}:{p}" for p in (yaml_path, lock_path, *dvc_paths)])
-
-    def tolerant(read, path: str) -> Any:
-        try:
-            return read()
-        except DvcMonitorError as exc:
-            if broken is None:
-                raise
-            broken.append(f"{path} ({exc})")
-            return None
-
-    def parsed(path: str) -> Any:
-        raw = blobs.get(f"{rev}:{path}")
-        if raw is None:
-            return None
-        return tolerant(lambda: parse_yaml(raw.decode("utf-8", errors="replace"),
-                                           f"{path} at {rev[:7]}"), path)
-
-    yaml_doc = parsed(yaml_path) or {}
-    lock_raw = blobs.get(f"{rev}:{lock_path}")
-    lock = tolerant(lambda: load_lock(lock_raw, f"{lock_path} at {rev[:7]}"),
-                    lock_path) if lock_raw else None
-    if not isinstance(lock, dict):
-        lock = None
-    dvcfiles = {p: (d if isinstance(d := parsed(p), dict) else {}) for p in dvc_paths}
-    pl = _Pipeline(rev, pdir, tree, yaml_doc if isinstance(yaml_doc, dict) else {}, lock,
-                   lock_raw, dvcfiles)
-
-    # DVC-tracked data: outs of .dvc files
-    for dpath, doc in dvcfiles.items():
-        base = norm(posixpath.dirname(dpath), str(doc.get("wdir") or "."))
-        for out in doc.get("outs") or []:
-            if not isinstance(out, dict) or "path" not in out:
-                continue
-            path = norm(base, str(out["path"]))
-            if out.get("md5"):
-                pl.cached[path] = str(out["md5"])
-                pl.sources.add(path)
-                if out.get("hash") != "md5":
-                    pl.legacy.append(path)
-
-    # stages: outs (cached or in git), deps, params
-    outs_of_stages: dict[str, str] = {}
-    deps: set[str] = set()
-    for stage, body in ((lock or {}).get("stages") or {}).items():
-        if not isinstance(body, dict):
-            continue
-        base = norm(pdir, stage_wdir(pl.yaml, str(stage)))
-        for out in body.get("outs") or []:
-            if isinstance(out, dict) and "path" in out:
-                path = norm(base, str(out["path"]))
-                outs_of_stages[path] = str(out.get("md5") or "")
-                if out.get("md5") and out.get("hash") != "md5":
-                    pl.legacy.append(path)
-        for dep in body.get("deps") or []:
-            if isinstance(dep, dict) and "path" in dep:
-                deps.add(norm(base, str(dep["path"])))
-        for fname in (body.get("params") or {}):
-            pl.params_files.add(norm(base, str(fname)))
-    pl.params_files.add(norm(pdir, ModelLayout.PARAMS))
-
-    outside = sorted({p for p in (*outs_of_stages, *deps, *pl.params_files, *extra)
-                      if inside(p) and pdir and not p.startswith(pdir + "/")})
-    pl.tree.update(git.ls_tree(rev, outside))
-
-    def made_here(path: str) -> bool:
-        return any(path == o or path.startswith(o + "/") for o in (*outs_of_stages, *pl.cached))
-
-    for path, md5 in outs_of_stages.items():
-        if pl.tracked(path):
-            pl.git_outs.add(path)
-        elif md5:
-            pl.cached[path] = md5
-    for path in deps:
-        if not inside(path) or made_here(path):
-            continue
-        if pl.tracked(path):
-            pl.git_deps.add(path)
-        else:
-            pl.external.add(path)
-    return pl
-
-
 # -- preflight --------------------------------------------------------------------------
 
 
@@ -236,8 +91,8 @@ class RollbackContext:
     root: Path
     target: Any  # registry.ModelVersion
     identity: Any  # identity.VersionIdentity of the target
-    head_pl: _Pipeline
-    target_pl: _Pipeline
+    head_pl: Pipeline
+    target_pl: Pipeline
     write: dict[str, tuple[str, str]]  # path -> (mode, blob oid) at the target
     delete: list[str]
     files: list[str]  # every git-tracked path whose bytes are backed up
@@ -371,15 +226,15 @@ def _resolve_version(reg, name: str, to: str | None, previous: bool, stage: str 
 
 
 def _read_pipelines(git: GitRepo, head: str, name: str, target, pdir: str,
-                    problems: list[str]) -> tuple[_Pipeline, _Pipeline]:
+                    problems: list[str]) -> tuple[Pipeline, Pipeline]:
     """The pipeline at HEAD and at the target, from git (two ls-tree + one cat-file each).
     HEAD's unreadable files are named in ``problems``; the target's must be readable."""
     broken_at_head: list[str] = []
-    head_pl = _read_pipeline(git, head, pdir, broken=broken_at_head)
+    head_pl = read_pipeline(git, head, pdir, broken=broken_at_head)
     if broken_at_head:
         problems.append(f"HEAD's {some(broken_at_head, 2)} cannot be read: restored from "
                         f"{target.version}")
-    target_pl = _read_pipeline(git, target.commit, pdir,
+    target_pl = read_pipeline(git, target.commit, pdir,
                                extra=head_pl.git_outs | head_pl.params_files)
     head_pl.tree.update(git.ls_tree(head, sorted(
         p for p in target_pl.git_deps | target_pl.git_outs | target_pl.params_files
@@ -394,7 +249,7 @@ def _read_pipelines(git: GitRepo, head: str, name: str, target, pdir: str,
     return head_pl, target_pl
 
 
-def _current_version(reg, name: str, head: str, head_pl: _Pipeline,
+def _current_version(reg, name: str, head: str, head_pl: Pipeline,
                      identity) -> tuple[str | None, str | None]:
     """(id, version) of what the workspace holds now, from HEAD's dvc.lock (None: unknown)."""
     from dvc_monitor.registry.identity import identity_from_lock
@@ -423,7 +278,7 @@ class _Changes:
     files: list[str]  # every git-tracked path whose bytes are backed up
 
 
-def _changes(pdir: str, head_pl: _Pipeline, target_pl: _Pipeline) -> _Changes:
+def _changes(pdir: str, head_pl: Pipeline, target_pl: Pipeline) -> _Changes:
     """Which git-tracked files change, and which DVC outputs (all of HEAD's and the target's)."""
     target_files = target_pl.own_files() | target_pl.dep_files()
     write = {p: target_pl.tree[p] for p in sorted(target_files)
@@ -440,7 +295,7 @@ def _changes(pdir: str, head_pl: _Pipeline, target_pl: _Pipeline) -> _Changes:
 # -- step 3: check the workspace ---------------------------------------------------------
 
 
-def _check_workspace(git: GitRepo, dvc, pdir: str, head_pl: _Pipeline, target_pl: _Pipeline,
+def _check_workspace(git: GitRepo, dvc, pdir: str, head_pl: Pipeline, target_pl: Pipeline,
                      files: list[str]) -> None:
     """Refuse a dirty tree: never lose an uncommitted edit, an untracked file the rollback
     would overwrite, or a DVC output that differs from HEAD's dvc.lock."""
@@ -482,7 +337,7 @@ class _Objects:
     manifests: dict[str, bytes]  # .dir manifests read from the remote
 
 
-def _locate_objects(dvc, what: str, target_pl: _Pipeline, dry_run: bool,
+def _locate_objects(dvc, what: str, target_pl: Pipeline, dry_run: bool,
                     problems: list[str]) -> _Objects:
     """The objects ``what`` (the target) needs: in the workspace already, in the local
     cache, else on the remote. Refuses when data (which no stage rebuilds) is nowhere."""
@@ -518,7 +373,7 @@ def _locate_objects(dvc, what: str, target_pl: _Pipeline, dry_run: bool,
     return _Objects(objects, remote_label, manifests)
 
 
-def _local_objects(dvc, target_pl: _Pipeline, workspace_dirs: dict[str, dict[str, str]]
+def _local_objects(dvc, target_pl: Pipeline, workspace_dirs: dict[str, dict[str, str]]
                    ) -> tuple[list[ObjectNeed], list[tuple[str, str, str]]]:
     """(the objects, located in the workspace or the cache or "unknown"; the folders whose
     manifest is not in the local cache, as (path, oid, role))."""
@@ -621,16 +476,15 @@ class _Retrain:
     trainer: str | None  # what differs from the recorded trainer
 
 
-def _plan_retrain(git: GitRepo, dvc, identity, rev: str, pdir: str, target_pl: _Pipeline,
+def _plan_retrain(git: GitRepo, dvc, identity, rev: str, pdir: str, target_pl: Pipeline,
                   found: _Objects) -> _Retrain:
     """A retrain is needed when an output is nowhere; it must run on the recorded trainer."""
     missing_outs = [o for o in found.objects if o.location == "missing"]
     model_stage = identity.stages[-1] if identity.stages else None
     run_cache = None
-    if model_stage and target_pl.lock:
-        entry = (target_pl.lock.get("stages") or {}).get(model_stage)
-        if isinstance(entry, dict):
-            run_cache = dvc.run_cache_has(entry)
+    entry = target_pl.lock.stage(model_stage) if model_stage and target_pl.lock else None
+    if entry is not None:
+        run_cache = dvc.run_cache_has(entry.raw)
     if missing_outs:
         remote_label = found.remote_label
         reason = (f"{some([o.path for o in missing_outs])} in neither the local cache "
@@ -647,7 +501,7 @@ def _plan_retrain(git: GitRepo, dvc, identity, rev: str, pdir: str, target_pl: _
 # -- step 6: the plan --------------------------------------------------------------------
 
 
-def _expected(target, identity, pdir: str, target_pl: _Pipeline, model_path: str) -> dict:
+def _expected(target, identity, pdir: str, target_pl: Pipeline, model_path: str) -> dict:
     """What verification compares the restored workspace with: id, model, data, params."""
     expected_data = {}
     for p, m in (target.data or {}).items():
@@ -666,15 +520,7 @@ def _expected(target, identity, pdir: str, target_pl: _Pipeline, model_path: str
     }
 
 
-def recorded_trainer(git: GitRepo, rev: str, pdir: str, pl: _Pipeline) -> bytes | None:
-    """The bytes of the model's ``trainer.json`` at ``rev`` (None: it records no trainer)."""
-    from dvc_monitor.model.trainer import FILE
-
-    path = norm(pdir, FILE)
-    return git.read_blobs([f"{rev}:{path}"]).get(f"{rev}:{path}") if path in pl.tree else None
-
-
-def _retrain_trainer(git: GitRepo, rev: str, pdir: str, pl: _Pipeline) -> tuple[bool, str | None]:
+def _retrain_trainer(git: GitRepo, rev: str, pdir: str, pl: Pipeline) -> tuple[bool, str | None]:
     """Would a retrain run on another trainer than the one recorded at ``rev``?"""
     from dvc_monitor.model.trainer import compare_recorded
 

@@ -109,14 +109,12 @@ def verify_restored(ctx: RollbackContext, plan: RollbackPlan) -> Proof:
         code = rp in ctx.target_pl.git_deps and not any(
             s.startswith(rp + "/") for s in ctx.target_pl.sources)
         checks.append(Check("code" if code else "data", rp, md5, got, got == md5))
-    lock_stages = (ctx.target_pl.lock or {}).get("stages") or {}
+    lock_stages = ctx.target_pl.lock.stages if ctx.target_pl.lock is not None else {}
     for stage, body in lock_stages.items():
-        base = norm(pdir, stage_wdir(ctx.target_pl.yaml, str(stage)))
-        for out in (body or {}).get("outs") or []:
-            if not isinstance(out, dict) or "path" not in out:
-                continue
-            rp = norm(base, str(out["path"]))
-            md5 = out.get("md5")
+        base = norm(pdir, stage_wdir(ctx.target_pl.yaml, stage))
+        for out in body.outs:
+            rp = norm(base, out.path)
+            md5 = out.md5
             if rp in seen or not md5:
                 continue
             seen.add(rp)

@@ -16,7 +16,7 @@ from dvc_monitor.errors import DvcMonitorError
 from dvc_monitor.kinds import Kind, kind_for
 from dvc_monitor.model.data import ModelConfig, partition_files, read_partitions
 from dvc_monitor.model.layout import ModelLayout
-from dvc_monitor.repo.dvcfiles import load_lock, parse_yaml
+from dvc_monitor.repo.dvcfiles import parse_yaml, read_lock
 
 STAGES = ("prepare", "train", "evaluate")
 
@@ -132,9 +132,6 @@ def _locked_md5(workdir: Path, out_path: str) -> str | None:
     lock_file = workdir / ModelLayout.DVC_LOCK
     if not lock_file.is_file():
         return None
-    lock = load_lock(lock_file.read_text(), str(lock_file))
-    for stage in (lock.get("stages") or {}).values():
-        for out in (stage or {}).get("outs") or []:
-            if out.get("path") == out_path:
-                return out.get("md5")
-    return None
+    lock = read_lock(lock_file.read_text(), str(lock_file))
+    return next((out.md5 for stage in lock.stages.values() if (out := stage.out(out_path))),
+                None)
