@@ -34,6 +34,7 @@ from dvc_monitor.model.data import ModelConfig, expected_columns, next_partition
     partition_files, read_batch, read_partitions, validate_batch
 from dvc_monitor.errors import DvcMonitorError, SchemaError, UnknownModel, shown
 from dvc_monitor.repo.git import GitRepo
+from dvc_monitor.values import JsonValue
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.state import INGEST_JOURNAL, STATE_DIR
 
@@ -56,7 +57,7 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
-class IngestRecovery:
+class IngestRecovery(JsonValue):
     """What the next command did about an interrupted ingest."""
 
     name: str

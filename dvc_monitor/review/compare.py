@@ -22,6 +22,7 @@ from typing import Any
 
 from dvc_monitor.errors import DvcMonitorError, UnknownModel, UsageError
 from dvc_monitor.repo.git import GitRepo
+from dvc_monitor.values import JsonValue
 
 
 @dataclass
@@ -36,7 +37,7 @@ class VersionResult:
 
 
 @dataclass
-class CompareResult:
+class CompareResult(JsonValue):
     name: str
     kind: str
     data: str  # where the rows came from
