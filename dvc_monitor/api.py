@@ -195,14 +195,53 @@ class DemoRun(JsonValue):
 
 @dataclass(frozen=True)
 class Defaults(JsonValue):
-    """The defaults of the options of ``gc``, ``serve`` and ``serve --watch``."""
+    """The defaults of the options of ``gc``, ``serve`` and ``serve --watch``. Each is read
+    from its module when asked for (``gc`` does not import the server to know its own)."""
 
-    keep_last: int
-    host: str
-    port: int
-    poll: float
-    max_body: int
-    watch_window: int
+    @property
+    def keep_last(self) -> int:
+        """``gc --keep-last``: registered versions per model kept whole."""
+        from dvc_monitor.registry.retention import DEFAULT_KEEP_LAST
+
+        return DEFAULT_KEEP_LAST
+
+    @property
+    def host(self) -> str:
+        from dvc_monitor.production.server import DEFAULT_HOST
+
+        return DEFAULT_HOST
+
+    @property
+    def port(self) -> int:
+        from dvc_monitor.production.server import DEFAULT_PORT
+
+        return DEFAULT_PORT
+
+    @property
+    def poll(self) -> float:
+        """``serve --poll``: seconds between two reads of the registry."""
+        from dvc_monitor.production.server import DEFAULT_POLL
+
+        return DEFAULT_POLL
+
+    @property
+    def max_body(self) -> int:
+        """``serve --max-body``: the largest request body accepted, in bytes."""
+        from dvc_monitor.production.server import DEFAULT_MAX_BODY
+
+        return DEFAULT_MAX_BODY
+
+    @property
+    def watch_window(self) -> int:
+        """``serve --window``: rows per live window of ``serve --watch``."""
+        from dvc_monitor.production.watching import DEFAULT_WATCH_WINDOW
+
+        return DEFAULT_WATCH_WINDOW
+
+    def to_json(self) -> dict:
+        return {"keep_last": self.keep_last, "host": self.host, "port": self.port,
+                "poll": self.poll, "max_body": self.max_body,
+                "watch_window": self.watch_window}
 
 
 # -- scaffolding --------------------------------------------------------------------------
@@ -643,10 +682,10 @@ def gc(repo: Repository, names: list[str] | None = None, *, keep_last: int | Non
         result = api.gc("repo", dry_run=True)
         print(result.freed("cache"))
     """
-    from dvc_monitor.registry.retention import DEFAULT_KEEP_LAST
     from dvc_monitor.registry.retention import gc as collect
 
-    return collect(repo, names, keep_last=DEFAULT_KEEP_LAST if keep_last is None else keep_last,
+    keep_last = defaults().keep_last if keep_last is None else keep_last
+    return collect(repo, names, keep_last=keep_last,
                    keep_stages=keep_stages, cloud=cloud, dry_run=dry_run, remote=dvc_remote,
                    progress=progress, checkpoint=checkpoint, drop_rebuildable=drop_rebuildable)
 
@@ -658,15 +697,7 @@ def defaults() -> Defaults:
 
         print(api.defaults().port)
     """
-    from dvc_monitor.production.server import (
-        DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_POLL, DEFAULT_PORT,
-    )
-    from dvc_monitor.production.watching import DEFAULT_WATCH_WINDOW
-    from dvc_monitor.registry.retention import DEFAULT_KEEP_LAST
-
-    return Defaults(keep_last=DEFAULT_KEEP_LAST, host=DEFAULT_HOST, port=DEFAULT_PORT,
-                    poll=DEFAULT_POLL, max_body=DEFAULT_MAX_BODY,
-                    watch_window=DEFAULT_WATCH_WINDOW)
+    return Defaults()
 
 
 # -- monitoring and production ------------------------------------------------------------
