@@ -23,7 +23,6 @@ The result types are imported for type checkers only, and on first use at run ti
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ContextManager, TypeAlias
@@ -52,7 +51,7 @@ if TYPE_CHECKING:
     from dvc_monitor.rollback.journal import RecoveryResult
     from dvc_monitor.rollback.transaction import RollbackResult
 
-Repository: TypeAlias = "str | os.PathLike[str]"
+Repository: TypeAlias = "str | Path"
 Progress: TypeAlias = "Callable[[str], ContextManager[Any]]"  # a step's spinner
 Checkpoint: TypeAlias = "Callable[[str], None]"  # called after each step of a rollback
 
@@ -262,7 +261,7 @@ def init(repo: Repository, template: str, name: str, *, sample_data: bool = Fals
                     remote=remote, ci=ci, seed=seed)
 
 
-def ingest(repo: Repository, name: str, file: str | os.PathLike[str] | BinaryIO, *,
+def ingest(repo: Repository, name: str, file: str | Path | BinaryIO, *,
            allow_unlabelled: bool = False) -> IngestResult:
     """Add a CSV batch (a path, or a binary stream) to model ``name``'s training data.
 
@@ -540,7 +539,7 @@ def recover_ingest(repo: Repository) -> IngestRecovery | None:
 
 
 def report(repo: Repository, name: str | None = None, *, base: str | None = None,
-           head: str | None = None, output: str | os.PathLike[str] | None = None,
+           head: str | None = None, output: str | Path | None = None,
            no_plots: bool = False, plots_url: str | None = None,
            plots_artifact: str | None = None, top_k: int | None = None) -> Report:
     """A markdown review of a model change (for a pull request), with PNG plots next to
@@ -579,7 +578,7 @@ def gate(repo: Repository, name: str | None = None, *, base: str | None = None,
 
 
 def compare(repo: Repository, name: str, versions: list[str], *,
-            data: str | os.PathLike[str] | None = None, metric: str | None = None,
+            data: str | Path | None = None, metric: str | None = None,
             best: bool = False) -> Comparison:
     """Evaluate several versions of ``name`` on the same rows (``data``, default the
     workspace's holdout rows); ``best`` names the best by ``metric``.
@@ -703,9 +702,9 @@ def defaults() -> Defaults:
 # -- monitoring and production ------------------------------------------------------------
 
 
-def watch(repo: Repository, ref: str, data: str | os.PathLike[str], *,
+def watch(repo: Repository, ref: str, data: str | Path, *,
           window: int | None = None, labels: str | None = None, rollback: bool = False,
-          output: str | os.PathLike[str] | None = None, no_plots: bool = False,
+          output: str | Path | None = None, no_plots: bool = False,
           progress: Callable[[str], None] | None = None) -> WatchResult:
     """Measure live data windows (a CSV file, or a folder of them) with the version
     ``ref`` names against its reference and decide ok / rollback / retrain / hold;
@@ -723,7 +722,7 @@ def watch(repo: Repository, ref: str, data: str | os.PathLike[str], *,
 
 
 def score(repo: Repository, ref: str, input: str, *,  # noqa: A002 - the INPUT argument
-          output: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+          output: str | None = None, cache_dir: str | Path | None = None,
           ) -> BatchScore:
     """Score a CSV file (``-``: standard input) with the model ``ref`` names, from a
     repository path or git URL; ``output`` (``-``: standard output) gets the rows and
@@ -743,7 +742,7 @@ def score(repo: Repository, ref: str, input: str, *,  # noqa: A002 - the INPUT a
 def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | None = None,
           poll: float | None = None, workers: int = 1, max_body: int | None = None,
           watch: bool = False, window: int | None = None, auto_rollback: bool = False,
-          cache_dir: str | os.PathLike[str] | None = None,
+          cache_dir: str | Path | None = None,
           info: Callable[[str], None] | None = None) -> Served:
     """Serve ``ref``'s model over HTTP (a repository path or git URL), following the
     stage, until SIGTERM or SIGINT; ``info`` gets the warnings and the serving line.
@@ -765,7 +764,7 @@ def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | No
 
 def load_model(name: str, *, stage: str | None = None, version: str | None = None,
                repo: Repository = ".", rev: str | None = None,
-               cache_dir: str | os.PathLike[str] | None = None) -> LoadedModel:
+               cache_dir: str | Path | None = None) -> LoadedModel:
     """A registered model, loaded (md5-checked, never unpickled) for scoring in Python.
 
     Example::
