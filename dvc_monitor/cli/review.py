@@ -94,32 +94,36 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_gate(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.cli.output import info, print_json, print_table
 
-    def show(result) -> None:  # before the verdict: a failed gate still shows its table
-        if args.json:
-            print_json(result.to_json())
-        else:
-            rows = []
-            for r in result.rows:
-                status = result.status_of(r.metric) or r.change
-                rows.append([r.metric, _fmt(r.base), _fmt(r.head), _signed(r.delta),
-                             r.direction or "", status])
-            print_table(rows, ["metric", "base", "head", "delta", "better", "status"],
-                        title=f"{result.name}: {result.base} -> {result.head}")
-            for c in result.checks:
-                print(f"  {c.status:>13}  {c.metric}: {c.detail}")
-        for note in result.notes:
-            info(f"note: {note}")
-        if not result.declared:
-            info(f"note: {result.name} declares no gate: thresholds in its params.yaml; "
-                 "nothing to enforce")
-
+    # shown before the verdict: a failed gate still prints its table, then exits 5
     result = api.gate(args.repo, args.name, base=args.base, head=args.head,
-                      thresholds_from=args.thresholds_from, show=show)
+                      thresholds_from=args.thresholds_from,
+                      show=lambda result: _show_gate(result, args.json))
     if not args.json:
         print("Quality gate passed." if result.declared else "No quality gate declared.")
     return 0
+
+
+def _show_gate(result, as_json: bool) -> None:
+    from dvc_monitor.cli.output import info, print_json, print_table
+
+    if as_json:
+        print_json(result.to_json())
+    else:
+        rows = []
+        for r in result.rows:
+            status = result.status_of(r.metric) or r.change
+            rows.append([r.metric, _fmt(r.base), _fmt(r.head), _signed(r.delta),
+                         r.direction or "", status])
+        print_table(rows, ["metric", "base", "head", "delta", "better", "status"],
+                    title=f"{result.name}: {result.base} -> {result.head}")
+        for c in result.checks:
+            print(f"  {c.status:>13}  {c.metric}: {c.detail}")
+    for note in result.notes:
+        info(f"note: {note}")
+    if not result.declared:
+        info(f"note: {result.name} declares no gate: thresholds in its params.yaml; "
+             "nothing to enforce")
 
 
 def run_compare(args: argparse.Namespace) -> int:
