@@ -22,6 +22,7 @@ def test_wheel_ships_templates_and_init_works_from_it(tmp_path):
         for f in ("dvc.yaml", "params.yaml", "monitor.yaml"):
             assert f"dvc_monitor/_templates/{kind}/{f}" in names
     assert "dvc_monitor/cli/__init__.py" in names
+    assert "dvc_monitor/py.typed" in names  # type checkers read the API's types
 
     # Unpack it as pip would and run init from there: templates come from the wheel.
     site = tmp_path / "site"

@@ -288,7 +288,9 @@ def test_two_promotions_in_one_second(synth):
         ("assign", "v0.2.0"), ("assign", "v0.1.0"), ("assign", "v0.2.0")]
     assert gto_json(repo)[NAME]["stage"]["prod"] == "v0.2.0"
     assert_agrees_with_gto(repo)
-    reg = registry.Registry.load(repo.path)
+    from dvc_monitor.registry.state import Registry
+
+    reg = Registry.load(repo.path)
     assert reg.stage_holder(NAME, "prod").version == "v0.2.0"
     assert reg.previous_in_stage(NAME, "prod").version == "v0.1.0"
 

@@ -14,8 +14,10 @@ import sys
 from typing import Callable
 
 from dvc_monitor import __version__
-from dvc_monitor.api import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, DvcMonitorError, one_line
-from dvc_monitor.errors import disk_full, disk_full_message
+from dvc_monitor.errors import (
+    EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, DvcMonitorError, disk_full, disk_full_message,
+    one_line,
+)
 
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -102,13 +104,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, checkpoint: Callable[[str], None] | None = None) -> int:
     """Run the command line. ``checkpoint`` is called after each rollback step (the
     default does nothing; tests pass their own to cause faults at exact points)."""
-    from dvc_monitor.api import no_checkpoint
-
     if argv is None:
         argv = sys.argv[1:]
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    args.checkpoint = checkpoint or no_checkpoint
+    args.checkpoint = checkpoint  # None: the default, which does nothing
     try:
         _recover_interrupted_rollback(args)
         _recover_interrupted_ingest(args)
@@ -151,10 +151,10 @@ def _recover_interrupted_rollback(args: argparse.Namespace) -> None:
         return
     if not _rollback_journal_exists(args.repo):
         return
-    from dvc_monitor.api import recover_pending
+    from dvc_monitor import api
 
     try:
-        rec = recover_pending(args.repo)
+        rec = api.recover_interrupted(args.repo)
     except Exception as exc:
         full = disk_full(exc)
         if full is None:
@@ -174,9 +174,9 @@ def _recover_interrupted_ingest(args: argparse.Namespace) -> None:
     """Undo an ingest that was killed midway (its journal is in .git/; see ``ingesting``)."""
     if args.command == "stage" or not _journal_exists(args.repo, "ingest.json"):
         return
-    from dvc_monitor.api import recover_pending_ingest
+    from dvc_monitor import api
 
-    rec = recover_pending_ingest(args.repo)
+    rec = api.recover_ingest(args.repo)
     if rec is not None:
         print(f"dvc-monitor: {rec.message}", file=sys.stderr)
 

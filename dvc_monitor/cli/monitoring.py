@@ -32,13 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_watch(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.api import WatchActionFailed
+    from dvc_monitor.errors import WatchActionFailed
     from dvc_monitor.cli.output import info
 
     try:
         result = api.watch(args.repo, args.ref, args.data, window=args.window,
                            labels=args.labels, rollback=args.rollback, output=args.output,
-                           plots=not args.no_plots, progress=info)
+                           no_plots=args.no_plots, progress=info)
     except WatchActionFailed as exc:
         _show(exc.result, args)
         raise

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, Iterable, Iterator, Sequence
 
-from dvc_monitor.api import to_jsonable
+from dvc_monitor.values import to_jsonable
 
 
 def print_json(obj: Any) -> None:

@@ -23,10 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='print {"model", "version", "id", "results": [...]}')
     p.set_defaults(func=run_score)
 
-    from dvc_monitor.api import production_server
+    from dvc_monitor import api
 
-    DEFAULT_HOST, DEFAULT_MAX_BODY = production_server.DEFAULT_HOST, production_server.DEFAULT_MAX_BODY
-    DEFAULT_POLL, DEFAULT_PORT = production_server.DEFAULT_POLL, production_server.DEFAULT_PORT
+    defaults = api.defaults()
+    DEFAULT_HOST, DEFAULT_MAX_BODY = defaults.host, defaults.max_body
+    DEFAULT_POLL, DEFAULT_PORT = defaults.poll, defaults.port
 
     p = sub.add_parser("serve", help="serve a stage's model over HTTP, following the stage",
                        description="An HTTP scoring service (POST /score, GET /health, /version, "
@@ -44,9 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="worker processes (default 1); each follows the stage itself")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                    help=f"largest request body accepted (default {DEFAULT_MAX_BODY})")
-    from dvc_monitor.api import production_watching
-
-    DEFAULT_WATCH_WINDOW = production_watching.DEFAULT_WATCH_WINDOW
+    DEFAULT_WATCH_WINDOW = defaults.watch_window
 
     p.add_argument("--watch", action="store_true",
                    help="apply the model's watch: rules to the live traffic, in windows of "
@@ -69,15 +68,15 @@ def _repo_args(p: argparse.ArgumentParser) -> None:
 
 def run_score(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.api import UsageError
     from dvc_monitor.cli.output import info, print_json
+    from dvc_monitor.errors import UsageError
 
     if args.json and args.output == "-":
         raise UsageError("--json and -o - would both write to standard output; "
                          "give -o a file name, or drop one of them")
     output = args.output or (None if args.json else "-")  # the CSV goes to stdout by default
-    result = api.score_batch(args.ref, args.input, repo=args.registry or args.repo,
-                             output=output, cache_dir=args.cache_dir)
+    result = api.score(args.registry or args.repo, args.ref, args.input, output=output,
+                       cache_dir=args.cache_dir)
     m = result.model
     if args.json:
         print_json(result.to_json())
@@ -88,35 +87,10 @@ def run_score(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.api import UsageError, production_loader, production_server, production_watching
     from dvc_monitor.cli.output import info
-    is_url, open_repo = production_loader.is_url, production_loader.open_repo
-    LOCAL_HOSTS, ServeSettings = production_server.LOCAL_HOSTS, production_server.ServeSettings
-    serve, watch_stage = production_server.serve, production_watching.watch_stage
 
-    if args.poll <= 0 or args.workers < 1 or args.max_body < 1 or not 0 <= args.port < 65536:
-        raise UsageError("--poll, --workers and --max-body must be positive and --port in 0-65535")
-    watching = args.watch or args.auto_rollback
-    if watching and args.window < 1:
-        raise UsageError(f"--window must be at least 1 row, got {args.window}")
-    repo = args.registry or args.repo
-    stage = watch_stage(args.ref, args.auto_rollback, is_url(repo), args.workers)
-    root = open_repo(repo, args.cache_dir)
-    first = api.load_ref(args.ref, root)
-    settings = ServeSettings(ref=args.ref, root=str(root), is_url=is_url(repo), poll=args.poll,
-                             max_body=args.max_body,
-                             watch_window=args.window if watching else None, watch_stage=stage)
-    if stage:
-        info(f"dvc-monitor: warning: --auto-rollback lets live traffic change this repository: "
-             f"an alarm on the requests can roll {stage} back (a commit and a tag); at most "
-             "one automatic rollback per min_interval of the watch: rules")
-    if args.host not in LOCAL_HOSTS:
-        info(f"dvc-monitor: warning: listening on {args.host}: the service has no "
-             "authentication; anyone who can reach this address can use it")
-    info(f"dvc-monitor: serving {first.ref} (id {first.id or 'none'}) for {args.ref} on "
-         f"http://{args.host}:{args.port} (polling every {args.poll:g}s"
-         + (f"; watching windows of {args.window} rows" if watching else "")
-         + (f", rolling {stage} back on an alarm" if stage else "")
-         + "; Ctrl-C or SIGTERM stops)")
-    serve(settings, first, host=args.host, port=args.port, workers=args.workers)
+    api.serve(args.registry or args.repo, args.ref, host=args.host, port=args.port,
+              poll=args.poll, workers=args.workers, max_body=args.max_body, watch=args.watch,
+              window=args.window, auto_rollback=args.auto_rollback, cache_dir=args.cache_dir,
+              info=info)
     return 0

@@ -93,12 +93,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _root(args: argparse.Namespace):
-    from dvc_monitor.api import GitRepo
-
-    return GitRepo.discover(args.repo).root
-
-
 def _num(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -119,61 +113,59 @@ def _print_event(ev, json_out: bool) -> None:
 
 
 def run_register(args: argparse.Namespace) -> int:
+    from dvc_monitor import api
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.api import register as do_register
 
-    root = _root(args)
-    mv = do_register(root, args.name, version=args.version_name, bump=args.bump,
-                     message=args.message, force=args.force)
+    mv = api.register(args.repo, args.name, version=args.version_name, bump=args.bump,
+                      message=args.message, force=args.force)
     if args.json:
         print_json(mv.to_json())
     else:
         print(f"Registered {mv.name} {mv.version} (id {mv.short_id}) at commit {mv.commit[:7]}: "
               f"tag {mv.name}@{mv.version}")
-    if publish_after(args, root, [f"{mv.name}@{mv.version}"]) is None and not args.json:
+    if publish_after(args, [f"{mv.name}@{mv.version}"]) is None and not args.json:
         print(f"Publish it (tag, model and data) with: dvc-monitor push {mv.name}")
     return 0
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from dvc_monitor.api import promote
+    from dvc_monitor import api
 
-    root = _root(args)
-    ev = promote(root, args.name, args.version, args.stage, message=args.message)
+    ev = api.promote(args.repo, args.name, args.version, args.stage, message=args.message)
     _print_event(ev, args.json)
-    publish_after(args, root, [ev.tag])
+    publish_after(args, [ev.tag])
     return 0
 
 
 def run_unassign(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.api import unassign
+    from dvc_monitor import api
 
-    root = _root(args)
-    events = unassign(root, args.name, args.stage, args.version, message=args.message)
+    events = api.unassign(args.repo, args.name, args.version, stage=args.stage,
+                          message=args.message).events
     if args.json:
         print_json([e.to_json() for e in events])
     else:
         for ev in events:
             _print_event(ev, False)
-    publish_after(args, root, [e.tag for e in events])
+    publish_after(args, [e.tag for e in events])
     return 0
 
 
 def run_deregister(args: argparse.Namespace) -> int:
-    from dvc_monitor.api import deregister
+    from dvc_monitor import api
 
-    _print_event(deregister(_root(args), args.name, args.version, message=args.message), args.json)
+    _print_event(api.deregister(args.repo, args.name, args.version, message=args.message),
+                 args.json)
     return 0
 
 
 def run_deprecate(args: argparse.Namespace) -> int:
-    from dvc_monitor.api import deprecate
+    from dvc_monitor import api
 
-    root = _root(args)
-    ev = deprecate(root, args.name, message=args.message)
+    ev = api.deprecate(args.repo, args.name, message=args.message)
     _print_event(ev, args.json)
-    publish_after(args, root, [ev.tag])
+    publish_after(args, [ev.tag])
     return 0
 
 
@@ -193,15 +185,14 @@ def _iso_time(text: str | None) -> str:
 
 def run_versions(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.api import versions_listing
+    from dvc_monitor import api
 
-    listing = versions_listing(args.repo, args.name, include_inactive=args.all)
+    listing = api.versions(args.repo, args.name, all=args.all)
     _warn(listing)
     if args.json:
         sys.stdout.write(listing.json_text())
         return 0
-    from dvc_monitor.api import key_metrics
-    rows = listing.dicts()
+    rows = listing.rows()
     if not rows:
         info("no registered versions" + (f" of {args.name}" if args.name else "") +
              "; register one with 'dvc-monitor register NAME'")
@@ -213,7 +204,7 @@ def run_versions(args: argparse.Namespace) -> int:
         version = mv["version"] if mv["registered"] else mv["version"][:7] + " (unregistered)"
         if not mv["active"] and mv["registered"]:
             version += " (deregistered)"
-        metrics = " ".join(f"{k}={_num(v)}" for k, v in key_metrics(mv["metrics"]).items())
+        metrics = " ".join(f"{k}={_num(v)}" for k, v in listing.key_metrics(mv["metrics"]).items())
         row = [version, mv["short_id"] or "-", ", ".join(mv["stages"]),
                _iso_time(mv["created_at"]), mv["author"], metrics]
         if args.name is None:
@@ -225,14 +216,14 @@ def run_versions(args: argparse.Namespace) -> int:
 
 def _show_models(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.api import models_listing
+    from dvc_monitor import api
 
-    listing = models_listing(args.repo)
+    listing = api.show(args.repo)
     _warn(listing)
     if args.json:
         sys.stdout.write(listing.json_text())
         return 0
-    models = listing.dicts()
+    models = listing.rows()
     if not models:
         info("no registered models; register one with 'dvc-monitor register NAME'")
         return 0
@@ -244,14 +235,14 @@ def _show_models(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from dvc_monitor.api import detail_listing
+    from dvc_monitor import api
     from dvc_monitor.cli.output import print_json
 
     if args.ref is None:
         return _show_models(args)
-    listing = detail_listing(args.repo, args.ref)
+    listing = api.show(args.repo, args.ref)
     _warn(listing)
-    (mv,) = listing.dicts()
+    (mv,) = listing.rows()
     if args.json:
         print_json(mv)
         return 0
@@ -309,14 +300,14 @@ def _flatten(params: dict, prefix: str = ""):
 
 def run_history(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_table
-    from dvc_monitor.api import history_listing
+    from dvc_monitor import api
 
-    listing = history_listing(args.repo, args.name)
+    listing = api.history(args.repo, args.name)
     _warn(listing)
     if args.json:
         sys.stdout.write(listing.json_text())
         return 0
-    events = listing.dicts()
+    events = listing.rows()
     if not events:
         info("no registry events yet")
         return 0
@@ -328,11 +319,9 @@ def run_history(args: argparse.Namespace) -> int:
 
 def run_diff(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json
-    from dvc_monitor.names import validate_artifact_name
-    from dvc_monitor.api import diff_refs
+    from dvc_monitor import api
 
-    validate_artifact_name(args.name)
-    d = diff_refs(args.repo, args.name, args.base, args.head)
+    d = api.diff(args.repo, args.name, args.base, args.head)
     if args.json:
         print_json(d)
     elif args.md:

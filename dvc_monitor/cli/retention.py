@@ -6,9 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from dvc_monitor.api import retention_defaults
+    from dvc_monitor import api
 
-    DEFAULT_KEEP_LAST = retention_defaults.DEFAULT_KEEP_LAST
+    DEFAULT_KEEP_LAST = api.defaults().keep_last
 
     p = sub.add_parser(
         "gc", help="remove DVC objects no registered version needs (registry-aware dvc gc)",
@@ -50,13 +50,13 @@ def _size(n: int) -> str:
 
 
 def run_gc(args: argparse.Namespace) -> int:
-    from dvc_monitor.api import gc
+    from dvc_monitor import api
     from dvc_monitor.cli.output import info, print_json, print_table, step
 
-    result = gc(args.repo, args.names or None, keep_last=args.keep_last,
-                keep_stages=args.keep_stages, cloud=args.cloud, dry_run=args.dry_run,
-                remote=args.dvc_remote, progress=step, checkpoint=args.checkpoint,
-                drop_rebuildable=args.drop_rebuildable)
+    result = api.gc(args.repo, args.names or None, keep_last=args.keep_last,
+                    keep_stages=args.keep_stages, cloud=args.cloud, dry_run=args.dry_run,
+                    dvc_remote=args.dvc_remote, progress=step, checkpoint=args.checkpoint,
+                    drop_rebuildable=args.drop_rebuildable)
     _warn(result, info)
     if args.json:
         print_json(result)
@@ -83,12 +83,12 @@ def _warn(result, info) -> None:
              "outputs): " + ", ".join(result.not_on_remote) + "; run 'dvc-monitor push', then "
              "gc again")
     if result.last_copy:
-        from dvc_monitor.model.trainer import current, describe
+        from dvc_monitor import api
 
         verb = "would delete" if result.dry_run else "deleted"
         info(f"dvc-monitor: warning: --drop-rebuildable {verb} the last copy of the outputs of "
              + ", ".join(result.last_copy) + f": only a retrain with this trainer "
-             f"({describe(current())}) can restore them; after an upgrade of dvc-monitor or "
+             f"({api.installed_trainer()}) can restore them; after an upgrade of dvc-monitor or "
              "of these libraries they are gone for good")
 
 

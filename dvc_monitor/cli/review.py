@@ -80,7 +80,7 @@ def run_report(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_json
 
     report = api.report(args.repo, args.name, base=args.base, head=args.head,
-                        output=args.output, plots=not args.no_plots, top_k=args.top_k,
+                        output=args.output, no_plots=args.no_plots, top_k=args.top_k,
                         plots_url=args.plots_url, plots_artifact=args.plots_artifact)
     if args.json:
         print_json(report.to_json())
@@ -94,12 +94,20 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_gate(args: argparse.Namespace) -> int:
     from dvc_monitor import api
-    from dvc_monitor.cli.output import info, print_json, print_table
-    from dvc_monitor.api import raise_if_failed
 
-    result = api.evaluate_gate(args.repo, args.name, base=args.base, head=args.head,
-                               thresholds_from=args.thresholds_from)
-    if args.json:
+    # shown before the verdict: a failed gate still prints its table, then exits 5
+    result = api.gate(args.repo, args.name, base=args.base, head=args.head,
+                      thresholds_from=args.thresholds_from,
+                      show=lambda result: _show_gate(result, args.json))
+    if not args.json:
+        print("Quality gate passed." if result.declared else "No quality gate declared.")
+    return 0
+
+
+def _show_gate(result, as_json: bool) -> None:
+    from dvc_monitor.cli.output import info, print_json, print_table
+
+    if as_json:
         print_json(result.to_json())
     else:
         rows = []
@@ -116,23 +124,19 @@ def run_gate(args: argparse.Namespace) -> int:
     if not result.declared:
         info(f"note: {result.name} declares no gate: thresholds in its params.yaml; "
              "nothing to enforce")
-    raise_if_failed(result)
-    if not args.json:
-        print("Quality gate passed." if result.declared else "No quality gate declared.")
-    return 0
 
 
 def run_compare(args: argparse.Namespace) -> int:
     from dvc_monitor import api
     from dvc_monitor.cli.output import info, print_json, print_table
-    from dvc_monitor.api import compare_table as table
 
-    result = api.compare(args.repo, args.name, args.versions, data=args.data,
-                         metric=args.metric, best=args.best)
+    comparison = api.compare(args.repo, args.name, args.versions, data=args.data,
+                             metric=args.metric, best=args.best)
+    result = comparison.result
     if args.json:
-        print_json(result)
+        print_json(comparison)
         return 0
-    columns, rows = table(result)
+    columns, rows = comparison.columns, comparison.table
     label = "labelled" if result.labelled else "no labels"
     print_table(rows, columns, title=f"{result.name}: {result.rows} rows from "
                                      f"{result.data} ({label})")

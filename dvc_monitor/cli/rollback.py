@@ -69,7 +69,7 @@ def _stdout_to_stderr(active: bool) -> Iterator[None]:
 def run_rollback(args: argparse.Namespace) -> int:
     from dvc_monitor import api
     from dvc_monitor.cli.output import info, print_json, step
-    from dvc_monitor.api import UsageError
+    from dvc_monitor.errors import UsageError
 
     if args.recover:
         return _print_recovery(api.recover(args.repo, checkpoint=args.checkpoint), args.json)
@@ -79,7 +79,7 @@ def run_rollback(args: argparse.Namespace) -> int:
         result = api.rollback(args.repo, args.name, to=args.to, previous=args.previous,
                               stage=args.stage, message=args.message, dry_run=args.dry_run,
                               allow_mismatch=args.allow_mismatch, progress=step,
-                              lock_timeout=args.wait, checkpoint=args.checkpoint)
+                              wait=args.wait, checkpoint=args.checkpoint)
     for warning in result.plan.warnings:
         info(f"dvc-monitor: warning: {warning}")
     if args.json:
@@ -92,7 +92,7 @@ def run_rollback(args: argparse.Namespace) -> int:
         from dvc_monitor.cli.team import publish_after
 
         with _stdout_to_stderr(args.json):
-            publish_after(args, args.repo, [result.tag] if result.tag else [],
+            publish_after(args, [result.tag] if result.tag else [],
                           branch=bool(result.commit))
     return 0
 

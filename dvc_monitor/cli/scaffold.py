@@ -66,6 +66,6 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from dvc_monitor.api import run_demo as demo
+    from dvc_monitor import api
 
-    return demo(args.dir, args.template)
+    return api.demo(args.dir, template=args.template).exit_code

@@ -13,9 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info
-    from dvc_monitor.api import run_stage
+    from dvc_monitor import api
 
-    summary = run_stage(args.stage, args.repo)
+    summary = api.stage(args.repo, args.stage).summary
     shown = (f"{k}={round(v, 4) if isinstance(v, float) else v}"
              for k, v in sorted(summary.items()) if not isinstance(v, (dict, list)))
     info(f"{args.stage}: " + ", ".join(shown))

@@ -60,20 +60,20 @@ def add_push_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dvc-remote", metavar="NAME", help="DVC remote for --push")
 
 
-def publish_after(args: argparse.Namespace, root, tags: list[str], branch: bool = False):
+def publish_after(args: argparse.Namespace, tags: list[str], branch: bool = False):
     """Run ``push`` for the tags a write just made (when ``--push`` was given)."""
     if not getattr(args, "push", False):
         return None
-    from dvc_monitor.api import DvcMonitorError
+    from dvc_monitor import api
     from dvc_monitor.cli.output import step
-    from dvc_monitor.api import PublishError, push
+    from dvc_monitor.errors import DvcMonitorError
 
     try:
-        result = push(root, git_remote=args.git_remote, dvc_remote=args.dvc_remote,
-                      tags=[t for t in tags if t], branch=branch, progress=step)
+        result = api.push(args.repo, git_remote=args.git_remote, dvc_remote=args.dvc_remote,
+                          tags=[t for t in tags if t], branch=branch, progress=step)
     except DvcMonitorError as exc:
         made = ", ".join(t for t in tags if t) or "the change"
-        raise PublishError(f"{made} was made locally but not published: {exc}") from None
+        raise api.PublishError(f"{made} was made locally but not published: {exc}") from None
     _print_push(result, brief=True)
     return result
 
@@ -102,10 +102,11 @@ def _print_push(result, brief: bool = False) -> None:
 
 def run_push(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import print_json, step
-    from dvc_monitor.api import push
+    from dvc_monitor import api
 
-    result = push(args.repo, args.names or None, git_remote=args.git_remote,
-                  dvc_remote=args.dvc_remote, allow_missing=args.allow_missing, progress=step)
+    result = api.push(args.repo, args.names or None, git_remote=args.git_remote,
+                      dvc_remote=args.dvc_remote, allow_missing=args.allow_missing,
+                      progress=step)
     if args.json:
         print_json(result.to_json())
         return 0
@@ -115,9 +116,9 @@ def run_push(args: argparse.Namespace) -> int:
 
 def run_sync(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_json, print_table, step
-    from dvc_monitor.api import sync
+    from dvc_monitor import api
 
-    result = sync(args.repo, git_remote=args.git_remote, progress=step)
+    result = api.sync(args.repo, git_remote=args.git_remote, progress=step)
     if args.json:
         print_json(result.to_json())
         return 0
@@ -143,10 +144,9 @@ def run_sync(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info, print_json, print_table
-    from dvc_monitor.api import check
-    from dvc_monitor.registry.restorable import STATUS_NEEDS_TRAINER
+    from dvc_monitor import api
 
-    result = check(args.repo, args.names or None, remote=args.dvc_remote)
+    result = api.check(args.repo, args.names or None, dvc_remote=args.dvc_remote)
     if args.json:
         print_json(result.to_json())
         return 0 if result.ok else 1
@@ -165,5 +165,5 @@ def run_check(args: argparse.Namespace) -> int:
              + ("; 'dvc-monitor push' uploads objects found in the local cache"
                 if any(v.in_cache for v in bad) else "")
              + ("; a needs-trainer version is rebuilt only by the trainer its note names"
-                if any(v.status == STATUS_NEEDS_TRAINER for v in bad) else ""))
+                if any(v.status == "needs-trainer" for v in bad) else ""))
     return 0 if result.ok else 1

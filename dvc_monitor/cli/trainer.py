@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from dvc_monitor import api
     from dvc_monitor.cli.output import print_json, print_table
 
-    st = api.trainer_status(args.repo, args.name, adopt=args.adopt)
+    st = api.trainer(args.repo, args.name, adopt=args.adopt)
     if args.json:
         print_json(st.to_json())
         return 0

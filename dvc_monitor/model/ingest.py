@@ -35,6 +35,7 @@ from dvc_monitor.model.data import ModelConfig, expected_columns, next_partition
 from dvc_monitor.errors import DvcMonitorError, SchemaError, UnknownModel, shown
 from dvc_monitor.kinds import kind_for
 from dvc_monitor.repo.git import GitRepo
+from dvc_monitor.values import JsonValue
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.state import INGEST_JOURNAL, STATE_DIR
 
@@ -57,7 +58,7 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
-class IngestRecovery:
+class IngestRecovery(JsonValue):
     """What the next command did about an interrupted ingest."""
 
     name: str

@@ -17,6 +17,7 @@ from pathlib import Path
 from dvc_monitor.kinds import KINDS, kind_for
 from dvc_monitor.model.data import partition_files, sealed_segments, write_batch
 from dvc_monitor.errors import TemplateError, UsageError, shown
+from dvc_monitor.values import JsonValue
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.model.layout import ROOT_DVC_YAML, ModelLayout
 
@@ -113,7 +114,7 @@ class WorkTreeTransaction:
 
 
 @dataclass(frozen=True)
-class InitResult:
+class InitResult(JsonValue):
     name: str
     kind: str
     files: list[str]

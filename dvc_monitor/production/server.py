@@ -411,41 +411,45 @@ class _Observe:
             self.metrics.requests.labels(path, str(status["code"])).inc()
 
 
-def create_app(settings: ServeSettings, first: LoadedModel | None = None):
-    """The Starlette app serving ``settings.ref`` (loads it when ``first`` is None)."""
-    import contextlib
+class _Service:
+    """What one app serves with: the settings, the follower of the reference (which holds
+    the served model), the app's metrics and the live watch (``serve --watch``)."""
 
-    import anyio.to_thread
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.exceptions import HTTPException
-    from starlette.middleware import Middleware
-    from starlette.requests import ClientDisconnect
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
+    def __init__(self, settings: ServeSettings, first: LoadedModel | None = None):
+        if first is None:
+            first = load_version(settings.root, resolve(settings.root, settings.ref))
+        self.settings = settings
+        self.metrics = Metrics(settings.window)
+        self.follower = Follower(settings, first, self.metrics)
+        self.live = None
+        if settings.watch_window:
+            from dvc_monitor.production.watching import LiveWatch
 
-    if first is None:
-        first = load_version(settings.root, resolve(settings.root, settings.ref))
-    metrics = Metrics(settings.window)
-    follower = Follower(settings, first, metrics)
-    live = None
-    if settings.watch_window:
-        from dvc_monitor.production.watching import LiveWatch
+            self.live = LiveWatch(settings.root, settings.watch_window, self.metrics.registry,
+                                  lambda: self.follower.current, stage=settings.watch_stage)
+            self.live.prepare(first)  # bad watch: rules fail here, before the server starts
+        self.limiters: list = []  # the scoring threads' limiter, made in the event loop
 
-        live = LiveWatch(settings.root, settings.watch_window, metrics.registry,
-                         lambda: follower.current, stage=settings.watch_stage)
-        live.prepare(first)  # bad watch: rules fail here, before the server starts
 
-    limiters: list = []  # the scoring threads' limiter, made in the event loop
+class _Endpoints:
+    """The handlers of the routes, over one ``_Service``."""
 
-    async def score(request):
-        if not limiters:
-            limiters.append(anyio.CapacityLimiter(SCORING_THREADS))
+    def __init__(self, service: _Service):
+        self.service = service
+
+    async def score(self, request):
+        import anyio.to_thread
+        from starlette.requests import ClientDisconnect
+        from starlette.responses import JSONResponse, Response
+
+        svc = self.service
+        if not svc.limiters:
+            svc.limiters.append(anyio.CapacityLimiter(SCORING_THREADS))
         try:
-            body = await _read_body(request, settings.max_body)
-            loaded = follower.current  # this request's model, whatever a swap does meanwhile
+            body = await _read_body(request, svc.settings.max_body)
+            loaded = svc.follower.current  # this request's model, whatever a swap does meanwhile
             rows, scores = await anyio.to_thread.run_sync(score_body, loaded, body,
-                                                          limiter=limiters[0])
+                                                          limiter=svc.limiters[0])
         except _HTTPError as exc:
             return _error(exc.status, exc.message)
         except ClientDisconnect:  # nobody to answer: counted, and said in one line
@@ -455,87 +459,124 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
                   f"({request.method} {request.url.path}); counted as status {CLIENT_CLOSED}",
                   file=sys.stderr, flush=True)
             return Response(status_code=CLIENT_CLOSED)
-        metrics.observe_rows(loaded, scores.score, scores.alert)
-        if live is not None:
-            live.add(loaded, rows)
+        svc.metrics.observe_rows(loaded, scores.score, scores.alert)
+        if svc.live is not None:
+            svc.live.add(loaded, rows)
         return JSONResponse(score_response(loaded, scores.results),
                             headers={"X-Model-Version": loaded.version})
 
-    async def health(request):
-        loaded = follower.current
-        last = follower.last
-        readiness = follower.readiness().to_json()  # status: ok, or degraded and why
-        watching = {} if live is None else {"watch": live.to_json()}
-        return JSONResponse({**readiness, "ref": settings.ref, **loaded.to_json(),
+    async def health(self, request):
+        from starlette.responses import JSONResponse
+
+        svc = self.service
+        loaded = svc.follower.current
+        last = svc.follower.last
+        readiness = svc.follower.readiness().to_json()  # status: ok, or degraded and why
+        watching = {} if svc.live is None else {"watch": svc.live.to_json()}
+        return JSONResponse({**readiness, "ref": svc.settings.ref, **loaded.to_json(),
                              "last_reload": last.to_json(), **watching},
                             headers={"X-Model-Version": loaded.version})
 
-    async def ready(request):
-        loaded = follower.current
-        readiness = follower.readiness()
-        return JSONResponse({**readiness.to_json(), "ref": settings.ref,
+    async def ready(self, request):
+        from starlette.responses import JSONResponse
+
+        svc = self.service
+        loaded = svc.follower.current
+        readiness = svc.follower.readiness()
+        return JSONResponse({**readiness.to_json(), "ref": svc.settings.ref,
                              "version": loaded.version},
                             status_code=200 if readiness.ready else 503,
                             headers={"X-Model-Version": loaded.version})
 
-    async def version(request):
-        loaded = follower.current
+    async def version(self, request):
+        from starlette.responses import JSONResponse
+
+        loaded = self.service.follower.current
         return JSONResponse({"model": loaded.name, "version": loaded.version, "id": loaded.id},
                             headers={"X-Model-Version": loaded.version})
 
-    async def reload(request):
+    async def reload(self, request):
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse
+
+        follower = self.service.follower
         result = await run_in_threadpool(follower.check, True)
         loaded = follower.current
         status = 200 if result.result in ("swapped", "unchanged") else 409
         return JSONResponse({**result.to_json(), "serving": loaded.version}, status_code=status,
                             headers={"X-Model-Version": loaded.version})
 
-    async def prometheus(request):
+    async def prometheus(self, request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.responses import Response
 
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self.service.metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
 
-    async def http_error(request, exc: HTTPException):
-        if exc.status_code == 404:
-            return _error(404, f"no such path {request.url.path!r}; this service answers {ROUTES}")
-        if exc.status_code == 405:
-            return _error(405, f"{request.method} is not allowed on {request.url.path}; "
-                               f"this service answers {ROUTES}")
-        return _error(exc.status_code, str(exc.detail))
+    def routes(self) -> list:
+        from starlette.routing import Route
 
-    async def server_error(request, exc: Exception):
-        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+        return [
+            Route("/score", self.score, methods=["POST"]),
+            Route("/health", self.health, methods=["GET"]),
+            Route("/ready", self.ready, methods=["GET"]),
+            Route("/version", self.version, methods=["GET"]),
+            Route("/reload", self.reload, methods=["POST"]),
+            Route("/metrics", self.prometheus, methods=["GET"]),
+        ]
+
+
+async def _http_error(request, exc):
+    """A 404, 405 (or other HTTP error) as the service's one-line JSON error."""
+    if exc.status_code == 404:
+        return _error(404, f"no such path {request.url.path!r}; this service answers {ROUTES}")
+    if exc.status_code == 405:
+        return _error(405, f"{request.method} is not allowed on {request.url.path}; "
+                           f"this service answers {ROUTES}")
+    return _error(exc.status_code, str(exc.detail))
+
+
+async def _server_error(request, exc: Exception):
+    return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _lifespan(service: _Service):
+    """The app's lifespan: follow the reference (and watch) while the server runs."""
+    import contextlib
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        follower.start()
-        if live is not None:
-            live.start()
+        service.follower.start()
+        if service.live is not None:
+            service.live.start()
         try:
             yield
         finally:
-            follower.stop()
-            if live is not None:
-                live.stop()
-            print(f"dvc-monitor: stopped serving {follower.current.ref}", file=sys.stderr,
-                  flush=True)
+            service.follower.stop()
+            if service.live is not None:
+                service.live.stop()
+            print(f"dvc-monitor: stopped serving {service.follower.current.ref}",
+                  file=sys.stderr, flush=True)
 
-    routes = [
-        Route("/score", score, methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/version", version, methods=["GET"]),
-        Route("/reload", reload, methods=["POST"]),
-        Route("/metrics", prometheus, methods=["GET"]),
-    ]
+    return lifespan
+
+
+def create_app(settings: ServeSettings, first: LoadedModel | None = None):
+    """The Starlette app serving ``settings.ref`` (loads it when ``first`` is None)."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+
+    service = _Service(settings, first)
+    routes = _Endpoints(service).routes()
     app = Starlette(
-        routes=routes, lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
-        middleware=[Middleware(_Observe, metrics=metrics,
+        routes=routes, lifespan=_lifespan(service),
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        middleware=[Middleware(_Observe, metrics=service.metrics,
                                known=frozenset(r.path for r in routes))],
     )
-    app.state.follower = follower
-    app.state.watch = live
+    app.state.follower = service.follower
+    app.state.watch = service.live
     return app
 
 

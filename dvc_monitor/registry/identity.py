@@ -33,6 +33,7 @@ from typing import Any
 
 from dvc_monitor.errors import DvcMonitorError
 from dvc_monitor.repo.dvcfiles import Lock, read_lock
+from dvc_monitor.values import JsonValue
 
 ID_PREFIX = "sha256:"
 RECIPE = "dvc-monitor/1"
@@ -41,7 +42,7 @@ HEX_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
-class VersionIdentity:
+class VersionIdentity(JsonValue):
     """What defines one model version, as recorded in ``dvc.lock``."""
 
     id: str  # "sha256:<64 hex>"

@@ -23,6 +23,7 @@ from typing import Any
 from dvc_monitor.errors import DvcMonitorError, UnknownModel, UsageError
 from dvc_monitor.kinds import Kind, kind_for, metric_directions
 from dvc_monitor.repo.git import GitRepo
+from dvc_monitor.values import JsonValue
 
 
 @dataclass
@@ -37,7 +38,7 @@ class VersionResult:
 
 
 @dataclass
-class CompareResult:
+class CompareResult(JsonValue):
     name: str
     kind: str
     data: str  # where the rows came from

@@ -14,6 +14,7 @@ from dvc_monitor.errors import (
 )
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.git import GitRepo
+from dvc_monitor.values import JsonValue
 
 if TYPE_CHECKING:  # pandas/numpy are imported lazily
     pass
@@ -25,7 +26,7 @@ WORKSPACE = "workspace"
 
 
 @dataclass(frozen=True)
-class TagInfo:
+class TagInfo(JsonValue):
     """What a GTO event tag records, for a CI job that a pushed tag triggered."""
 
     tag: str

@@ -1,0 +1,80 @@
+"""Serving a reference, start to end: check the options, open the registry (a path, or the
+cached clone of a URL), load the first model, say what is served, then run the service.
+
+``serve_ref`` is what ``api.serve`` (and so ``dvc-monitor serve``) runs; the service itself
+is ``production.server``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from dvc_monitor.errors import UsageError
+from dvc_monitor.production.server import (
+    DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_POLL, DEFAULT_PORT, LOCAL_HOSTS,
+)
+
+__all__ = ["Served", "serve_ref"]
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a service served, returned once it stopped (SIGTERM, SIGINT)."""
+
+    ref: str  # the reference followed, e.g. fraud-detector#prod
+    first: str  # the version served first, as NAME@vX.Y.Z
+    id: str | None  # its version id
+    url: str  # where it listened
+
+    def to_json(self) -> dict:
+        return {"ref": self.ref, "first": self.first, "id": self.id, "url": self.url}
+
+
+def _check_options(poll: float, workers: int, max_body: int, port: int, watching: bool,
+                   window: int) -> None:
+    """A one-line ``UsageError`` for options no service can run with."""
+    if poll <= 0 or workers < 1 or max_body < 1 or not 0 <= port < 65536:
+        raise UsageError("--poll, --workers and --max-body must be positive and --port in 0-65535")
+    if watching and window < 1:
+        raise UsageError(f"--window must be at least 1 row, got {window}")
+
+
+def serve_ref(repo: str | Path, ref: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+              poll: float = DEFAULT_POLL, workers: int = 1, max_body: int = DEFAULT_MAX_BODY,
+              watch: bool = False, window: int | None = None, auto_rollback: bool = False,
+              cache_dir: str | Path | None = None,
+              info: Callable[[str], None] | None = None) -> Served:
+    """Serve ``ref`` from ``repo`` over HTTP until stopped; ``info`` gets the warnings and
+    the line that says what is served (nothing is said without it)."""
+    from dvc_monitor.production.loader import is_url, load_ref, open_repo
+    from dvc_monitor.production.server import ServeSettings, serve
+    from dvc_monitor.production.watching import DEFAULT_WATCH_WINDOW, watch_stage
+
+    say = info or (lambda _line: None)
+    window = DEFAULT_WATCH_WINDOW if window is None else window
+    watching = watch or auto_rollback
+    _check_options(poll, workers, max_body, port, watching, window)
+    remote = is_url(repo)
+    stage = watch_stage(ref, auto_rollback, remote, workers)
+    root = open_repo(repo, cache_dir)
+    first = load_ref(ref, root)
+    settings = ServeSettings(ref=ref, root=str(root), is_url=remote, poll=poll,
+                             max_body=max_body, watch_window=window if watching else None,
+                             watch_stage=stage)
+    if stage:
+        say(f"dvc-monitor: warning: --auto-rollback lets live traffic change this repository: "
+            f"an alarm on the requests can roll {stage} back (a commit and a tag); at most "
+            "one automatic rollback per min_interval of the watch: rules")
+    if host not in LOCAL_HOSTS:
+        say(f"dvc-monitor: warning: listening on {host}: the service has no "
+            "authentication; anyone who can reach this address can use it")
+    url = f"http://{host}:{port}"
+    say(f"dvc-monitor: serving {first.ref} (id {first.id or 'none'}) for {ref} on "
+        f"{url} (polling every {poll:g}s"
+        + (f"; watching windows of {window} rows" if watching else "")
+        + (f", rolling {stage} back on an alarm" if stage else "")
+        + "; Ctrl-C or SIGTERM stops)")
+    serve(settings, first, host=host, port=port, workers=workers)
+    return Served(ref=ref, first=first.ref, id=first.id, url=url)
