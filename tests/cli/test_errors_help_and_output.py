@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Repo, new_repo
+from tests.support.repos import Repo, new_repo
 
 MODEL = "fraud-detector"
 
@@ -79,7 +79,7 @@ def test_echoed_revision_is_capped_and_escaped(plain):
 def twice(tmp_path_factory):
     """Two registered versions with the same content (so the same id), made by hand as
     GTO would tag them; v0.2.0 is in prod. No DVC, no training."""
-    from test_registry_synthetic import git_tag, synth_commit
+    from tests.support.registry import git_tag, synth_commit
 
     repo = new_repo(tmp_path_factory.mktemp("twice"))
     c1 = synth_commit(repo, seed=1, metrics={"roc_auc": 0.9})
@@ -95,12 +95,12 @@ def test_help_and_readme_document_the_exit_codes():
     import subprocess
     from pathlib import Path
 
-    from conftest import BIN
+    from tests.support.repos import BIN
     from dvc_monitor.errors import EXIT_CODES, GateFailed, GateUndecided, UnknownModel
 
     out = subprocess.run([str(BIN / "dvc-monitor"), "--help"], capture_output=True,
                          text=True, check=True).stdout
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     for code, text in EXIT_CODES:
         assert re.search(rf"^\s+{code}\s+{re.escape(text)}$", out, re.M), (code, out)
         assert re.search(rf"^\| {code} \| {re.escape(text)} \|$", readme, re.M), code
@@ -122,7 +122,7 @@ def test_no_color_drops_bold_on_a_terminal(twice):
     import pty
     import subprocess
 
-    from conftest import BIN
+    from tests.support.repos import BIN
 
     def on_tty(extra):
         master, slave = pty.openpty()
@@ -162,7 +162,7 @@ def test_an_id_shared_by_two_versions_does_not_resolve_silently(twice):
 
 
 def test_show_without_name_lists_every_model_as_gto_does(twice):
-    from test_registry_synthetic import gto_json
+    from tests.support.registry import gto_json
 
     ours = twice.json("show")
     theirs = gto_json(twice)
@@ -179,7 +179,7 @@ def test_bash_completion_completes_commands_and_flags(tmp_path):
     import shutil
     import subprocess
 
-    from conftest import BIN
+    from tests.support.repos import BIN
 
     bash = shutil.which("bash")
     script = subprocess.run([str(BIN / "dvc-monitor"), "completion", "bash"], check=True,
@@ -206,7 +206,7 @@ def test_bash_completion_completes_commands_and_flags(tmp_path):
 def _readme() -> str:
     from pathlib import Path
 
-    return (Path(__file__).parent.parent / "README.md").read_text()
+    return (Path(__file__).parents[2] / "README.md").read_text()
 
 
 def test_next_steps_printed_by_init_are_the_readme_s(git_repo):
@@ -258,12 +258,11 @@ def test_default_base_follows_the_remote_s_default_branch(tmp_path):
 
 # -- item 9: team-facing bugs ---------------------------------------------------------------
 
-from rollback_support import rb_repo, rollback_base  # noqa: E402,F401  (fixtures)
 
 
 def test_rollback_by_is_the_identity_git_uses(rb_repo):
     """GIT_COMMITTER_NAME/EMAIL win over git config, as in git (and in the commit)."""
-    from rollback_support import rollback
+    from tests.support.rollback import rollback
 
     env = {"GIT_COMMITTER_NAME": "Ops Bot", "GIT_COMMITTER_EMAIL": "ops@example.com"}
     rollback(rb_repo, "--to", "v1.0.0", "--stage", "prod", env=env)
@@ -279,7 +278,7 @@ def test_rollback_by_is_the_identity_git_uses(rb_repo):
 def test_empty_remote_folder_means_objects_not_pushed(rb_repo):
     import shutil
 
-    from rollback_support import cache_file, registered, rollback
+    from tests.support.rollback import cache_file, registered, rollback
 
     v1 = registered(rb_repo, "v1.0.0")
     data_dir = next(iter(v1.data.values()))
@@ -330,8 +329,8 @@ def test_missing_credentials_are_not_called_unreachable(rb_repo, tmp_path):
     botocore refuses before sending, which is not a network problem."""
     import shutil
 
-    from rollback_support import rollback
-    from s3server import MotoServer
+    from tests.support.rollback import rollback
+    from tests.support.s3server import MotoServer
 
     server = MotoServer().start()
     try:

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import copy_repo, new_repo, sample_csv, trained_anomaly
+from tests.support.repos import copy_repo, new_repo, sample_csv, trained_anomaly
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ PARTITION4 = "models/fraud-detector/data/batch-00004.csv"
 def _kill_during_dvc_add(repo, batch, partition=PARTITION4):
     """SIGKILL an ingest once it has written the partition and its journal, that is while
     'dvc add' runs."""
-    from conftest import kill_ingest_when
+    from tests.support.repos import kill_ingest_when
 
     kill_ingest_when(repo, "fraud-detector", batch, partition)
 

@@ -15,7 +15,7 @@ import json
 
 import pytest
 import yaml
-from conftest import Repo, cli_env, copy_repo, kill_ingest_when, new_repo, new_version, \
+from tests.support.repos import Repo, cli_env, copy_repo, kill_ingest_when, new_repo, new_version, \
     sample_csv
 
 MODEL = "fraud-detector"

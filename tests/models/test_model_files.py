@@ -27,8 +27,9 @@ from dvc_monitor.model.files import (
     save_model,
     verify_model_file,
 )
+from tests.support.model_files import PlantedPickle, rezip
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 KINDS = ["iforest", "calibrated", "hist_gbr", "gbr", "set"]
 
 
@@ -249,22 +250,12 @@ def test_corrupt_archive_is_refused(tmp_path, corrupt):
     assert "\n" not in str(err.value)
 
 
-class _Payload:
-    """Unpickling this creates ``marker``."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 def test_pickle_file_is_never_unpickled(tmp_path):
-    pickle.loads(pickle.dumps(_Payload(tmp_path / "proof")))
+    pickle.loads(pickle.dumps(PlantedPickle(tmp_path / "proof")))
     assert (tmp_path / "proof").exists()  # the payload is real
 
     marker, path = tmp_path / "pwned", tmp_path / "model.skops"
-    path.write_bytes(pickle.dumps(_Payload(marker)))
+    path.write_bytes(pickle.dumps(PlantedPickle(marker)))
     with pytest.raises(ModelFileError, match="is a pickle, not a skops archive; it was not loaded"):
         load_model(path)
     assert not marker.exists()
@@ -324,18 +315,6 @@ def test_import_is_cheap():
 
 
 # -- compression, content digest, inspection -------------------------------------------
-
-
-def rezip(data: bytes, method: int, level: int | None = None) -> bytes:
-    """The same members, names, times and order, written with another compression."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(buffer, "w") as dst:
-        for info in src.infolist():
-            copy = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-            copy.compress_type, copy.create_system = method, info.create_system
-            copy.external_attr = info.external_attr
-            dst.writestr(copy, src.read(info.filename), compresslevel=level)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -448,7 +427,7 @@ def test_pickles_are_recognised_by_their_bytes_and_never_unpickled(tmp_path):
     import zlib
 
     marker = tmp_path / "pwned"
-    payload = _Payload(marker)
+    payload = PlantedPickle(marker)
     cases = {
         "pickle": [pickle.dumps(payload, protocol=p) for p in (0, 1, 2, 4, 5)],
         "joblib": [zlib.compress(pickle.dumps(payload)), gzip.compress(pickle.dumps(payload))],

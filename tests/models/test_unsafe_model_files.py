@@ -16,9 +16,9 @@ import zipfile
 
 import pytest
 
-from conftest import BIN, Repo, cli_env, copy_repo, shared_build, trained_anomaly
+from tests.support.repos import BIN, Repo, cli_env, copy_repo, shared_build, trained_anomaly
 from dvc_monitor.model.files import canonical_archive, content_digest, save_model
-from test_modelio import _Payload, rezip
+from tests.support.model_files import PlantedPickle, rezip
 
 NAME = "fraud-detector"
 MODEL_DIR = f"models/{NAME}"
@@ -85,7 +85,7 @@ def test_unsafe_model_file_is_refused_by_register_and_rollback(repo, tmp_path, k
 
     marker = tmp_path / "pwned"
     if kind == "pickle":
-        data = pickle.dumps(_Payload(marker))
+        data = pickle.dumps(PlantedPickle(marker))
         reason = "model.skops is a pickle: not loaded"
     else:  # a canonical archive that names os.system: canonical, but untrusted
         data = canonical_archive(skops.io.dumps({"run": os.system}))

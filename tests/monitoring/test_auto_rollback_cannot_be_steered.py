@@ -19,16 +19,14 @@ From the CLI (``watch --rollback``) and over HTTP against a real ``serve --auto-
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
 
-from conftest import Repo, copy_repo, new_version, trained_anomaly
-from production_support import Server, assert_served_cleanly
-from test_serve_watch import metric, send_until
-from test_watch import ANOMALY, error_line, release, watch
+from tests.support.monitoring import ANOMALY, error_line, metric, release, send_until, watch
+from tests.support.production import Server, assert_served_cleanly
+from tests.support.repos import Repo, copy_repo, new_version, trained_anomaly
 
 pytestmark = pytest.mark.slow
 

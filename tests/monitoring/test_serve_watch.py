@@ -10,14 +10,13 @@ took it); live rows are the template's seeded sample batches sent over HTTP.
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from conftest import Repo, copy_repo
-from production_support import Server, assert_served_cleanly
-from test_registry_synthetic import gto_json
-from test_watch import ANOMALY, error_line, flood  # noqa: F401  (flood: fixture)
+from tests.support.monitoring import ANOMALY, error_line, metric, send_until
+from tests.support.production import Server, assert_served_cleanly
+from tests.support.registry import gto_json
+from tests.support.repos import Repo, copy_repo
 
 pytestmark = pytest.mark.slow
 
@@ -39,31 +38,6 @@ def traffic(change=None):
         for start in range(0, len(rows), BATCH):
             yield rows[start:start + BATCH]
         index += 1
-
-
-def send_until(server: Server, rows, done, limit: int | None = None,
-               timeout: float = 300) -> list[tuple[int, dict, dict]]:
-    """POST batches until ``done(health)`` holds (checked after each answer). A rollback
-    and swap take the watch thread as long as the machine lets them, however many requests
-    go by meanwhile: ``timeout`` only bounds a hang (``limit`` caps the requests)."""
-    answers = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (limit is None or len(answers) < limit):
-        answers.append(server.score(next(rows)))
-        if done(server.get("/health")):
-            return answers
-    raise AssertionError(f"not done after {len(answers)} requests: {server.get('/health')}")
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of the Prometheus text ``text``."""
-    for line in text.splitlines():
-        sample = re.fullmatch(rf"{name}(?:{{(.*)}})? (\S+)", line)
-        if sample:
-            found = dict(re.findall(r'(\w+)="([^"]*)"', sample.group(1) or ""))
-            if all(found.get(k) == v for k, v in labels.items()):
-                return float(sample.group(2))
-    raise AssertionError(f"no {name} {labels} in /metrics:\n{text}")
 
 
 def decided(health: dict) -> bool:

@@ -13,63 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, copy_repo, new_version, trained, trained_anomaly
-from test_registry_synthetic import gto_json
+from tests.support.monitoring import ANOMALY, error_line, release, watch, write_windows
+from tests.support.registry import gto_json
+from tests.support.repos import Repo, copy_repo, new_version, trained
 
 pytestmark = pytest.mark.slow
 
-ANOMALY, FORECAST, RISK = "fraud-detector", "sales", "patients"
-
-
-def write_windows(folder: Path, kind: str, indices, rows: int | None = None,
-                  change=None) -> Path:
-    from dvc_monitor.model.data import write_batch
-    from dvc_monitor.kinds import kind_module
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in indices:
-        kw = {} if rows is None else {"rows": rows}
-        frame = kind_module(kind).sample_batch(i, seed=0, **kw)
-        write_batch(frame if change is None else change(frame), folder / f"w{i:03d}.csv")
-    return folder
-
-
-def release(repo: Repo, name: str, version: str, *stages: str) -> None:
-    repo.dm("register", name, "--version", version)
-    for stage in stages:
-        repo.dm("promote", name, version, "--stage", stage)
-
-
-def watch(repo: Repo, *args: str, check: bool = True):
-    proc = repo.dm("watch", *args, "--json", check=check)
-    return proc, (json.loads(proc.stdout) if proc.stdout.strip() else None)
-
-
-def error_line(proc) -> str:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1, proc.stderr
-    assert errors[0] == proc.stderr.strip().splitlines()[-1]
-    return errors[0]
+FORECAST, RISK = "sales", "patients"
 
 
 # -- repositories, built once per module --------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def flood(tmp_path_factory) -> Repo:
-    """fraud-detector: v1.0.0 (contamination 0.02) held prod, then v1.1.0 (0.3) took prod
-    and staging (only v1.1.0 ever held staging)."""
-    repo = trained_anomaly(tmp_path_factory, tmp_path_factory.mktemp("flood"))
-    release(repo, ANOMALY, "v1.0.0", "prod")
-    new_version(repo, repo.path.parent, ANOMALY, "anomaly", param=("contamination", "0.3"))
-    release(repo, ANOMALY, "v1.1.0", "prod", "staging")
-    write_windows(repo.path.parent / "live", "anomaly", range(10, 13), rows=600)
-    write_windows(repo.path.parent / "drifted", "anomaly", range(10, 13), rows=600,
-                  change=lambda f: f.assign(amount=f["amount"] * 4,
-                                            distance_from_home=f["distance_from_home"] * 5))
-    return repo
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import BIN, copy_repo, sample_csv
-from production_support import MODELS, score_json, shared_registry
-from rollback_support import MODEL as ANOMALY
-from rollback_support import copy_base, rollback_base  # noqa: F401  (fixture)
-from s3server import _free_port
+from tests.support.repos import BIN, copy_repo, sample_csv
+from tests.support.production import MODELS, score_json, shared_registry
+from tests.support.rollback import MODEL as ANOMALY
+from tests.support.rollback import copy_base
+from tests.support.s3server import free_port
 from dvc_monitor import api
 from dvc_monitor.errors import SchemaError
 
@@ -158,7 +158,7 @@ def test_score_from_a_git_daemon_url_fetches_from_the_dvc_remote(kinds_repo, bat
     served = tmp_path / "served"
     served.mkdir()
     kinds_repo.git("clone", "-q", "--bare", str(kinds_repo.path), str(served / "kinds.git"))
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         ["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", f"--port={port}",
          f"--base-path={served}", str(served)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,10 +11,10 @@ import threading
 
 import pytest
 
-from conftest import sample_csv
-from production_support import Server, score_json
-from rollback_support import MODEL as ANOMALY
-from rollback_support import copy_base, rollback_base  # noqa: F401  (fixture)
+from tests.support.repos import sample_csv
+from tests.support.production import Server, score_json
+from tests.support.rollback import MODEL as ANOMALY
+from tests.support.rollback import copy_base
 from dvc_monitor.repo.cache import object_path
 from dvc_monitor.kinds import kind_module
 

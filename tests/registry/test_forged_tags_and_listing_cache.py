@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, new_repo
+from tests.support.repos import BIN, new_repo
 from dvc_monitor.errors import AmbiguousVersion
 from dvc_monitor.registry import tags as T
 from dvc_monitor.registry.identity import identity_from_lock
 from dvc_monitor.registry.state import Registry
-from test_registry_synthetic import NAME, assert_agrees_with_gto, git_tag, lock_text, synth_commit
+from tests.support.registry import NAME, assert_agrees_with_gto, git_tag, lock_text, synth_commit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import bench_registry  # noqa: E402  (builds many GTO-made versions with git fast-import)
 
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from dvc_monitor import api
-from test_layouts import build_started
+from tests.support.layouts import build_started
 
 VOLATILE = ("seconds",)  # timings differ run to run
 

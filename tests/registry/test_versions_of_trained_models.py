@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, cli_env, new_version, shared_build, trained_anomaly
-from test_registry_synthetic import NAME, assert_agrees_with_gto, gto_json, stderr_line
+from tests.support.repos import Repo, cli_env, new_version, shared_build, trained_anomaly
+from tests.support.registry import NAME, assert_agrees_with_gto, gto_json, stderr_line
 
 
 def _build(base: Path, tmp_path_factory) -> dict:

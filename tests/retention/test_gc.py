@@ -12,20 +12,18 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Repo, copy_repo, new_version, sample_csv, trained_anomaly
-from s3server import s3_server  # noqa: F401  (fixture)
-from faultcli import LOCK_WAIT
-from rollback_support import wait_for_line
+from tests.support.repos import BIN, Repo, copy_repo, new_version, sample_csv, trained_anomaly
+from tests.support.faultcli import LOCK_WAIT
+from tests.support.rollback import wait_for_line
 
 from dvc_monitor.errors import GcRefused, UnknownModel, UsageError
 from dvc_monitor.repo.dvc import RemoteUnavailable
 
 MODEL = "fraud-detector"
-FAULTCLI = Path(__file__).with_name("faultcli.py")
+FAULTCLI = Path(__file__).parents[1] / "support" / "faultcli.py"
 VERSIONS = ("v1.0.0", "v1.1.0", "v1.2.0")
 
 
@@ -339,7 +337,7 @@ def test_gc_keeps_in_the_cache_what_the_remote_lacks(built, tmp_path):
 
 
 def test_gc_on_s3_keeps_the_remote_copy_and_keeps_cold_outputs_when_s3_is_down(
-        built, tmp_path, s3_server):  # noqa: F811
+        built, tmp_path, s3_server):
     repo = copy_repo(built, tmp_path)
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
     repo = Repo(repo.path, {k: v for k, v in repo.env.items() if k not in proxies}, repo.remote)
@@ -374,7 +372,7 @@ def test_gc_on_s3_keeps_the_remote_copy_and_keeps_cold_outputs_when_s3_is_down(
 def test_check_names_the_pipeline_at_the_root(tmp_path):
     """A get-started-shaped repository (root dvc.yaml, artifact under ``artifacts:``)
     whose newest tag is on a commit without its dvc.lock: check names the real files."""
-    from test_layouts import build_started
+    from tests.support.layouts import build_started
 
     repo = build_started(tmp_path)
     repo.git("rm", "-q", "--cached", "dvc.lock")

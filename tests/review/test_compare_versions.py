@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from conftest import Repo, copy_repo, new_version, trained_anomaly
+from tests.support.repos import Repo, copy_repo, new_version, trained_anomaly
 from dvc_monitor.model.data import write_batch
 from dvc_monitor.kinds import kind_module
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from conftest import Repo, copy_repo, new_version, trained_anomaly
+from tests.support.repos import Repo, copy_repo, new_version, trained_anomaly
 from dvc_monitor.errors import UsageError
 from dvc_monitor.review.gate import MetricRow, Threshold, check, metric_rows, parse_gate
 from dvc_monitor.kinds import metric_directions

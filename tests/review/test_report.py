@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, copy_repo, sample_csv, trained_anomaly
+from tests.support.repos import Repo, copy_repo, sample_csv, trained_anomaly
 
 NAME = "fraud-detector"
 MODEL_DIR = f"models/{NAME}"

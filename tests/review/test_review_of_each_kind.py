@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import new_version, sample_csv, trained
+from tests.support.repos import new_version, sample_csv, trained
 
 NAMES = {"forecast": "sales", "risk": "patients"}  # as test_watch's: one training each
 PLOTS = {"forecast": ["report-scores.png", "report-forecast.png"],

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env
-from rollback_support import (  # noqa: F401  (fixtures)
+from tests.support.repos import cli_env
+from tests.support.rollback import (
     MODEL,
     assert_one_line_error,
     copy_base,
-    rollback_base,
     start_rollback,
     wait_for_line,
 )
@@ -60,7 +59,7 @@ def temporaries(root: Path) -> list[str]:
 
 
 def test_rollback_on_a_full_disk_then_reads_then_recover_leaves_no_temporary_files(
-        rollback_base, small_disk, tmp_path):  # noqa: F811
+        rollback_base, small_disk, tmp_path):
     repo = copy_base(rollback_base, small_disk / "copy")
     # the home stays on the big disk: DVC's site cache there is a SQLite database, and on a
     # full tmpfs SQLite retries growing its -shm file forever (seen with strace: a hang
@@ -115,7 +114,7 @@ def test_rollback_on_a_full_disk_then_reads_then_recover_leaves_no_temporary_fil
 
 
 def test_a_command_that_runs_out_of_space_says_so_in_one_line(rollback_base, small_disk,
-                                                               tmp_path):  # noqa: F811
+                                                               tmp_path):
     repo = copy_base(rollback_base, small_disk / "copy")
     (tmp_path / "home").mkdir()
     repo.env = cli_env(tmp_path / "home")

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from dvc_monitor.repo.signals import STEPS
-from faultcli import LOCK_WAIT
-from rollback_support import (  # noqa: F401  (fixtures)
+from tests.support.faultcli import LOCK_WAIT
+from tests.support.rollback import (
     MODEL,
     MODEL_FILE,
     assert_clean,
@@ -26,8 +26,6 @@ from rollback_support import (  # noqa: F401  (fixtures)
     registered,
     remote_file,
     rollback,
-    rollback_base,
-    rb_repo,
     stage_child,
     start_rollback,
     wait_for_line,

@@ -16,7 +16,7 @@ import signal
 import psutil
 import pytest
 
-from rollback_support import (  # noqa: F401  (fixtures)
+from tests.support.rollback import (
     MODEL,
     MODEL_DIR,
     assert_clean,
@@ -24,8 +24,6 @@ from rollback_support import (  # noqa: F401  (fixtures)
     registered,
     remote_file,
     rollback,
-    rollback_base,
-    rb_repo,
     stage_child,
     start_rollback,
 )

@@ -7,17 +7,13 @@ import shutil
 
 import pytest
 
-from rollback_support import (  # noqa: F401  (fixtures)
+from tests.support.rollback import (
     MODEL,
     MODEL_FILE,
     assert_clean,
-    assert_one_line_error,
     registered,
     rollback,
-    rollback_base,
-    rb_repo,
 )
-from s3server import s3_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from rollback_support import (  # noqa: F401  (fixtures)
+from tests.support.rollback import (
     METRICS,
     MODEL,
     MODEL_DIR,
@@ -19,8 +19,6 @@ from rollback_support import (  # noqa: F401  (fixtures)
     registered,
     remote_file,
     rollback,
-    rollback_base,
-    rb_repo,
     show_at,
 )
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BIN, new_repo
+from tests.support.repos import BIN, new_repo
 from dvc_monitor.cli import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GITHUB = ROOT / "templates/ci/github/dvc-monitor.yml"
 GITLAB = ROOT / "templates/ci/gitlab/.gitlab-ci.yml"
 SCHEMAS = {GITHUB: "vendor.github-workflows", GITLAB: "vendor.gitlab-ci"}

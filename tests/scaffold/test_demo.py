@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import BIN, cli_env
+from tests.support.repos import BIN, cli_env
 
 
 def test_demo_runs_end_to_end_and_rolls_prod_back(tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import init_model, new_repo
+from tests.support.repos import init_model, new_repo
 
 EXPECTED_METRICS = {
     "anomaly": {"alert_rate", "score_p50", "score_p90", "score_p99", "precision", "recall",
@@ -124,7 +124,7 @@ def test_init_bad_input_is_one_line_and_changes_nothing(git_repo, args, message)
 
 
 def test_init_outside_git_repository(tmp_path):
-    from conftest import BIN, cli_env
+    from tests.support.repos import BIN, cli_env
     import subprocess
 
     (tmp_path / "home").mkdir()
@@ -164,7 +164,7 @@ def test_init_with_a_relative_remote_stores_it_as_dvc_remote_add_does(git_repo):
 def test_init_in_a_folder_with_a_non_ascii_name_works_end_to_end(tmp_path):
     """DVC's config file stores only ASCII: the default remote's folder name is folded
     (``modèles-ü`` -> ``modeles-u-<hash>``), and repro, register and push then work."""
-    from conftest import Repo, cli_env
+    from tests.support.repos import Repo, cli_env
 
     (tmp_path / "home").mkdir()
     repo = Repo(tmp_path / "modèles-ü", cli_env(tmp_path / "home"), tmp_path / "unused")

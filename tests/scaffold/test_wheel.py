@@ -7,9 +7,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from conftest import new_repo
+from tests.support.repos import new_repo
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_wheel_ships_templates_and_init_works_from_it(tmp_path):

@@ -10,8 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conftest import BIN, Repo, cli_env, init_model, new_repo, shared_build
-from s3server import _free_port
+from tests.support.repos import BIN, Repo, cli_env, init_model, new_repo, shared_build
+from tests.support.s3server import free_port
 
 MODELS = {"forecast": "demand-forecast", "risk": "tumor-risk"}
 
@@ -44,7 +44,7 @@ class Server:
     """``dvc-monitor serve ARGS`` in a subprocess, stopped with SIGTERM."""
 
     def __init__(self, repo: Repo, *args: str, cwd: Path | None = None):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [str(BIN / "dvc-monitor"), "serve", *args, "--port", str(self.port)],

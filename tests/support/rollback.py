@@ -1,4 +1,4 @@
-"""Fixtures for the rollback tests: one repository with history, built once, copied per test.
+"""Helpers for the rollback tests: one repository with history, built once, copied per test.
 
 The base repository (built once per test session, shared by the xdist workers through a
 file lock) holds two models:
@@ -27,10 +27,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
+from tests.support.repos import BIN, Repo, cli_env, init_model, new_repo, sample_csv
 
-from conftest import BIN, Repo, cli_env, init_model, new_repo, sample_csv, shared_build
+if TYPE_CHECKING:
+    import psutil
 
 MODEL = "fraud-detector"
 OTHER = "atm-watch"
@@ -80,12 +82,6 @@ def build_base(folder: Path) -> Repo:
     return repo
 
 
-@pytest.fixture(scope="session")
-def rollback_base(tmp_path_factory) -> Path:
-    """Folder holding ``repo``, ``home`` and ``remote`` of the base repository."""
-    return shared_build(tmp_path_factory, f"rollback-base-{BASE_FORMAT}", build_base)
-
-
 def copy_base(base: Path, dst: Path) -> Repo:
     """A private copy of the base repository whose DVC remote is the copy's own."""
     shutil.copytree(base, dst, symlinks=True, ignore=shutil.ignore_patterns("ready"))
@@ -93,11 +89,6 @@ def copy_base(base: Path, dst: Path) -> Repo:
     (repo.path / ".dvc" / "config.local").write_text(
         f"['remote \"local\"']\n    url = {repo.remote}\n")
     return repo
-
-
-@pytest.fixture
-def rb_repo(rollback_base, tmp_path) -> Repo:
-    return copy_base(rollback_base, tmp_path / "copy")
 
 
 # -- helpers ----------------------------------------------------------------------------

@@ -9,14 +9,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -26,7 +25,7 @@ class MotoServer:
     """``moto_server`` in a subprocess; ``stop`` makes the endpoint unreachable for real."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -74,12 +73,3 @@ class MotoServer:
             f"    secret_access_key = {SECRET_KEY}\n"
             f"    region = {REGION}\n"
         )
-
-
-@pytest.fixture
-def s3_server():
-    server = MotoServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()

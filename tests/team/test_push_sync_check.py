@@ -22,17 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Repo, cli_env
-from rollback_support import MODEL, OTHER, copy_base, rollback_base  # noqa: F401
-from s3server import MotoServer
+from tests.support.repos import BIN, Repo, cli_env
+from tests.support.rollback import MODEL, OTHER, copy_base
+from tests.support.s3server import MotoServer, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class GitDaemon:
@@ -40,7 +34,7 @@ class GitDaemon:
 
     def __init__(self, base: Path):
         self.base = base
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen(
             ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={self.port}",
              "--export-all", "--enable=receive-pack", "--informative-errors",
@@ -126,7 +120,7 @@ def registry_view(repo: Repo) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def team(rollback_base, tmp_path_factory):  # noqa: F811
+def team(rollback_base, tmp_path_factory):
     folder = tmp_path_factory.mktemp("team")
     served = folder / "served"
     served.mkdir()
@@ -318,7 +312,7 @@ def test_bad_input_is_one_line_and_publishes_nothing(team):
     team.use_s3(dave, "team", credentials=False)
     line = one_line_error(dave.dm("push", check=False))
     assert "DVC remote 's3'" in line and "credentials" in line.lower()
-    team.use_s3(dave, "team", endpoint=f"http://127.0.0.1:{_free_port()}")
+    team.use_s3(dave, "team", endpoint=f"http://127.0.0.1:{free_port()}")
     assert "cannot reach DVC remote 's3'" in one_line_error(dave.dm("push", check=False))
     team.use_s3(dave, "team")
     assert team.origin_tags() == before

@@ -518,7 +518,7 @@ def test_import_is_light():
         "heavy = [m for m in ('gto', 'dvc', 'pydantic', 'semver', 'scmrepo') if m in sys.modules]; "
         "print(heavy)"
     )
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from rollback_support import wait_for_line
+from tests.support.rollback import wait_for_line
 
 
 def test_wait_for_line_sees_lines_that_arrived_together():
