@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.repos import Repo, new_repo, shared_build, trained_anomaly
-from tests.support.rollback import BASE_FORMAT, build_base, copy_base
+from tests.support.rollback import BASE_FORMAT, build_base
 from tests.support.s3server import MotoServer
 
 TESTS = Path(__file__).parent
@@ -28,7 +28,7 @@ LONGEST_FIRST = (
     "scaffold/test_init_and_train", "review/test_review_of_each_kind", "retention/test_gc",
     "ingest/test_sealed_segments", "review/test_compare_versions",
     "ingest/test_ingest_a_batch", "team/test_push_sync_check", "monitoring/test_serve_watch",
-    "cli/test_errors_help_and_output", "rollback/test_retrain_signals_and_trainer",
+    "cli/test_errors_help_and_output", "rollback/test_trainer_fingerprint",
     "registry/test_versions_of_trained_models", "scaffold/test_demo",
     "rollback/test_rollback_from_s3", "registry/test_registry_agrees_with_gto",
     "production/test_serve", "review/test_quality_gate",
@@ -67,12 +67,6 @@ def rollback_base(tmp_path_factory) -> Path:
     repository (``tests.support.rollback``: three versions of fraud-detector, one of
     atm-watch), built once per test session."""
     return shared_build(tmp_path_factory, f"rollback-base-{BASE_FORMAT}", build_base)
-
-
-@pytest.fixture
-def rb_repo(rollback_base, tmp_path) -> Repo:
-    """A private copy of the rollback base repository whose DVC remote is the copy's own."""
-    return copy_base(rollback_base, tmp_path / "copy")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Issue #2: ingest adds a partition after a schema check; bad batches change nothing."""
+"""Ingest adds a partition after a schema check; bad batches change nothing."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_ingest_accepts_columns_in_another_order(repo, tmp_path):
     assert list(written.columns) == list(frame.columns)
 
 
-# -- issue 9, item 4: ingest is one transaction; a killed ingest is undone next time ----------
+# -- ingest is one transaction; a killed ingest is undone next time --------------------------
 
 PARTITION4 = "models/fraud-detector/data/batch-00004.csv"
 
@@ -171,7 +171,7 @@ def test_undo_puts_back_what_the_user_had_staged(repo, tmp_path):
     assert repo.snapshot() == before
 
 
-# -- issue 9, item 5: what ingest refuses, each with one clear line ---------------------------
+# -- what ingest refuses, each with one clear line -------------------------------------------
 
 HEADER = "amount,hour,merchant_category,distance_from_home,txn_last_24h,is_fraud"
 

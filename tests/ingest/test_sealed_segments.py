@@ -1,4 +1,4 @@
-"""Issue 13, item 3: sealed segments keep data manifests from growing with versions.
+"""Sealed segments keep data manifests from growing with versions.
 
 One repository is built per module with ``segment_size: 3`` and a small forest (10 trees):
 v1.0.0 has the 3 sample batches in ``data/``; ingesting batch 4 seals them into

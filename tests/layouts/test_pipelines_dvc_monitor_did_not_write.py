@@ -1,4 +1,4 @@
-"""Issue 8: review, registry and rollback on repository layouts dvc-monitor did not write.
+"""Review, registry and rollback on repository layouts dvc-monitor did not write.
 
 Two repositories, built once for the module with real git, DVC and training:
 
@@ -246,7 +246,7 @@ def test_bad_input(started, tmp_path, case):
     assert repo.snapshot() == before
 
 
-# -- issue 9 defect 6: rollback out of a broken HEAD; dry-run with an unusable remote -----
+# -- rollback out of a broken HEAD; dry-run with an unusable remote -----------------------
 
 
 @pytest.mark.parametrize("broken", ["ml/fraud/dvc.lock", "ml/fraud/dvc.yaml"])

@@ -1,6 +1,6 @@
-"""Issue #18 item 1: live traffic cannot steer an automatic rollback.
+"""Live traffic cannot steer an automatic rollback.
 
-A real flap attempt, as the issue reported it: fraud-detector v1.0.0 (seed 42) held prod,
+A real flap attempt: fraud-detector v1.0.0 (seed 42) held prod,
 then v1.1.0 (seed 7, a better f1) took it. The two forests disagree on a few rows of the
 template's own sample data: rows only v1.1.0 alerts on ("A" rows) and rows only v1.0.0
 alerts on ("B" rows), found by scoring a pool of sample rows with both versions through

@@ -1,9 +1,9 @@
-"""Issue #12 item 5: ``serve --watch --auto-rollback`` applies the model's ``watch:`` rules to
+"""``serve --watch --auto-rollback`` applies the model's ``watch:`` rules to
 its own live traffic and, on an alarm, rolls the stage back to the earlier holder that passes
 the rules on the same windows, then swaps to it through its normal reload.
 
-A real server process on a free 127.0.0.1 port over a real repository (the flood of
-test_watch: fraud-detector v1.0.0 with contamination 0.02 held prod, then v1.1.0 with 0.3
+A real server process on a free 127.0.0.1 port over a real repository (the ``flood``
+fixture: fraud-detector v1.0.0 with contamination 0.02 held prod, then v1.1.0 with 0.3
 took it); live rows are the template's seeded sample batches sent over HTTP.
 """
 

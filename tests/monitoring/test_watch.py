@@ -1,4 +1,4 @@
-"""Issue #12: ``dvc-monitor watch`` measures live windows and rolls back only to a version
+"""``dvc-monitor watch`` measures live windows and rolls back only to a version
 that is proven to pass the rules on the same windows.
 
 Real template models, trained by ``dvc repro``; windows are sample batches the tests write
@@ -184,7 +184,7 @@ def test_bad_input_one_line_and_repo_unchanged(flood_copy, tmp_path, case, expec
     assert repo.snapshot() == before
 
 
-# -- windows too small to judge, rows that cannot be judged (issue #18) -------------------------
+# -- windows too small to judge, rows that cannot be judged ------------------------------------
 
 
 def test_tiny_windows_are_too_few_rows_and_never_alarm(flood, tmp_path):

@@ -1,4 +1,4 @@
-"""Issue #11: `dvc-monitor score` and `api.load_model` for the three kinds. Real
+"""`dvc-monitor score` and `api.load_model` for the three kinds. Real
 repositories (the rollback tests' anomaly base, and one with a forecast and a risk
 model), real DVC remotes in local folders, a real `git daemon` on 127.0.0.1."""
 
@@ -184,7 +184,7 @@ def test_score_from_a_git_daemon_url_fetches_from_the_dvc_remote(kinds_repo, bat
         daemon.wait(timeout=30)
 
 
-# -- issue 18: where the CSV goes, what it may contain, headers --------------------------
+# -- where the CSV goes, what it may contain, headers ------------------------------------
 
 FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+1+2", "-2+3", "@SUM(A1:A2)",
             "\tcmd", "\rcmd"]

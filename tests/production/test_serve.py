@@ -1,4 +1,4 @@
-"""Issue #11: `dvc-monitor serve` follows a stage tag. Real server processes on free
+"""`dvc-monitor serve` follows a stage tag. Real server processes on free
 127.0.0.1 ports, real HTTP from a client thread, real `dvc-monitor rollback` while it
 serves; a real bare origin served as file:// with a local-folder DVC remote."""
 

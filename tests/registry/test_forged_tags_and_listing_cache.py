@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.repos import BIN, new_repo
+from tests.support.repos import BIN
 from dvc_monitor.errors import AmbiguousVersion
 from dvc_monitor.registry import tags as T
 from dvc_monitor.registry.identity import identity_from_lock
@@ -50,11 +50,6 @@ def cache_files(repo):
     return sorted((repo.path / ".git" / "dvc-monitor").glob("facts-*/*.jsonl"))
 
 
-@pytest.fixture
-def synth(tmp_path):
-    return new_repo(tmp_path)
-
-
 # -- lightweight tags -------------------------------------------------------------------
 
 
@@ -68,7 +63,7 @@ def test_lightweight_tags_are_ignored_with_one_warning_and_never_counted(synth):
     git_tag(repo, f"{NAME}#prod#1", c1, when=t0 + 1)
     git_tag(repo, f"{NAME}@v0.2.0", c2, when=t0 + 2)
     git_tag(repo, f"{NAME}#prod#2", c2, when=t0 + 3)
-    # what defect 1 did by hand: a lightweight "release" and stage tag, plus five more
+    # what a person does by hand: a lightweight "release" and stage tag, plus five more
     light = [f"{NAME}@v1.9.0", f"{NAME}#prod#99"] + [f"{NAME}@v1.9.{i}" for i in range(1, 6)]
     for tag in light:
         git_tag(repo, tag, c3, lightweight=True)

@@ -1,6 +1,6 @@
-"""Issue 8: the Python API returns what the CLI prints (``--json``): one ``to_json()`` per
+"""The Python API returns what the CLI prints (``--json``): one ``to_json()`` per
 result type, shared by both. On a small real repository (git, DVC, GTO-style tags) in a
-layout dvc-monitor did not write (see test_layouts.build_started)."""
+layout dvc-monitor did not write (``tests.support.layouts.build_started``)."""
 
 from __future__ import annotations
 

@@ -22,12 +22,7 @@ from tests.support.registry import (
     stderr_line,
     synth_commit,
 )
-from tests.support.repos import Repo, new_repo
-
-@pytest.fixture
-def synth(tmp_path) -> Repo:
-    return new_repo(tmp_path)
-
+from tests.support.repos import new_repo
 
 # -- tags made by the gto command ---------------------------------------------------------
 
@@ -340,3 +335,34 @@ def test_empty_repository_and_no_tags(synth):
     assert repo.json("versions") == []
     proc = repo.dm("show", NAME, check=False)
     assert proc.returncode == 3 and "no model is registered" in stderr_line(proc)
+
+
+def test_model_path_keeps_a_url(tmp_path):
+    repo = new_repo(tmp_path)
+    (repo.path / "dvc.yaml").write_text(
+        "artifacts:\n  ext:\n    path: s3://bucket/x/model.pkl\n    type: model\n")
+    repo.commit_all("remote artifact")
+    repo.git("tag", "-a", "ext@v0.1.0", "-m", "gto")
+    [row] = repo.json("versions", "ext")
+    assert row["model_path"] == "s3://bucket/x/model.pkl"
+
+
+def test_diff_sees_a_git_tracked_model_file_change(tmp_path):
+    """Two versions without dvc.lock whose model file git tracks: not "no changes"."""
+    import json
+
+    repo = new_repo(tmp_path)
+    (repo.path / "models/m").mkdir(parents=True)
+    (repo.path / "dvc.yaml").write_text(
+        "artifacts:\n  m:\n    path: models/m/model.skops\n    type: model\n")
+    (repo.path / "models/m/model.skops").write_bytes(b"one")
+    repo.commit_all("v1")
+    repo.git("tag", "-a", "m@v0.1.0", "-m", "gto")
+    (repo.path / "models/m/model.skops").write_bytes(b"two")
+    repo.commit_all("v2")
+    repo.git("tag", "-a", "m@v0.2.0", "-m", "gto")
+    out = repo.dm("diff", "m", "v0.1.0", "v0.2.0").stdout
+    assert "no changes" not in out and "models/m/model.skops: changed" in out
+    doc = json.loads(repo.dm("diff", "m", "v0.1.0", "v0.2.0", "--json").stdout)
+    assert [c["path"] for c in doc["code_changed"]] == ["models/m/model.skops"]
+    assert "no changes" in repo.dm("diff", "m", "v0.2.0").stdout  # workspace = v0.2.0

@@ -1,4 +1,4 @@
-"""Issue #5: `dvc-monitor compare` ranks registered versions on the same data, and
+"""`dvc-monitor compare` ranks registered versions on the same data, and
 `tag-info` reads registry tags for CI. One trained repository per module with three
 registered versions of an anomaly model (100, 1 and 30 trees on the same data). Real git,
 real DVC (with a local remote), real training."""

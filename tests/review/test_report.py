@@ -1,4 +1,4 @@
-"""Issue #5: `dvc-monitor report`, the pull-request review of a model change.
+"""`dvc-monitor report`, the pull-request review of a model change.
 
 One trained repository per module: HEAD~1 is the initial anomaly model, HEAD adds a data
 batch and cuts the forest to one tree (a regression the template's gate catches). Real
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.repos import Repo, copy_repo, sample_csv, trained_anomaly
+from tests.support.repos import Repo, copy_repo, new_repo, sample_csv, trained_anomaly
 
 NAME = "fraud-detector"
 MODEL_DIR = f"models/{NAME}"
@@ -258,3 +258,26 @@ def test_base_data_manifest_missing_locally_is_fetched_for_the_diff(repo):
     assert data["changes"]["partitions_added"] == [f"{MODEL_DIR}/data/batch-00004.csv"]
     assert manifest.is_file()
     assert repo.snapshot() == before
+
+
+def test_default_base_follows_the_remote_s_default_branch(tmp_path):
+    """A repository whose main branch is neither main nor master (here 'trunk'): the
+    default base of a feature branch is its merge-base with origin/HEAD, not HEAD~1.
+    (Called through the API: report and gate would need a trained model here.)"""
+    import subprocess
+
+    from dvc_monitor.review.revision import default_base
+
+    (tmp_path / "o").mkdir()
+    origin = new_repo(tmp_path / "o")
+    origin.git("checkout", "-q", "-b", "trunk")
+    origin.git("branch", "-q", "-D", "main", check=False)
+    (origin.path / "a.txt").write_text("1\n")
+    fork = origin.commit_all("one")
+    clone = tmp_path / "clone"
+    origin.git("clone", "-q", str(origin.path), str(clone))
+    for args in (["checkout", "-q", "-b", "feature"], ["commit", "-q", "--allow-empty", "-m", "f1"],
+                 ["commit", "-q", "--allow-empty", "-m", "f2"]):
+        subprocess.run(["git", "-C", str(clone), *args], check=True, env=origin.env,
+                       capture_output=True)
+    assert default_base(clone, NAME, "HEAD") == fork

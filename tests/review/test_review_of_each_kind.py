@@ -1,4 +1,4 @@
-"""Issue #5: report, gate and compare for the forecast and risk kinds.
+"""Report, gate and compare for the forecast and risk kinds.
 
 forecast: HEAD adds two weeks of data (the base model must extrapolate on the new holdout).
 risk: HEAD sets C=1e-4 (heavy regularisation: a worse Brier score, which the template's

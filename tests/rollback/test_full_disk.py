@@ -1,4 +1,4 @@
-"""Issue #18 (9): a full disk, for real. The repository lives on a small tmpfs that the
+"""A full disk, for real. The repository lives on a small tmpfs that the
 test mounts and fills; a rollback that runs out of space midway, read commands while the
 disk is full, and ``recover`` once space is freed."""
 

@@ -1,4 +1,4 @@
-"""Issue #4: a rollback that fails, is interrupted or killed leaves the repository as it was.
+"""A rollback that fails, is interrupted or killed leaves the repository as it was.
 
 Faults are injected at exact checkpoints by the test hook ``faultcli.py``
 (``<step>[:hang|:pause|:kill]``, documented there), or for real: signals, SIGKILL, a remote that
@@ -8,10 +8,12 @@ disappears, a corrupted cache object, a second rollback at the same time.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import time
 
+import psutil
 import pytest
 
 from dvc_monitor.repo.signals import STEPS
@@ -310,3 +312,34 @@ def test_second_rollback_waits_for_the_first(rb_repo):
     assert repo.git("rev-parse", "HEAD~2").stdout.strip() == head
     assert repo.md5(MODEL_FILE) == v2.model_md5
     assert_clean(repo)
+
+
+def force_retrain(repo) -> None:
+    """v1.0.0's model object is nowhere: the rollback must retrain it."""
+    v1 = registered(repo, "v1.0.0")
+    cache_file(repo, v1.model_md5).unlink()
+    remote_file(repo, v1.model_md5).unlink()
+
+
+@pytest.mark.parametrize("sig,code,ignored", [
+    (signal.SIGINT, 130, False),
+    (signal.SIGINT, 130, True),  # started with SIGINT ignored, as a script's background job
+    (signal.SIGTERM, 143, False),
+])
+def test_signal_to_the_pid_during_the_retrain_undoes_the_rollback(rb_repo, sig, code, ignored):
+    repo = rb_repo
+    force_retrain(repo)
+    before = repo.snapshot()
+    proc = start_rollback(repo, "--to", "v1.0.0", "--stage", "prod", sigint_ignored=ignored)
+    child = stage_child(proc.pid)
+    os.kill(proc.pid, sig)  # the rollback's pid only, not its process group
+    out, err = proc.communicate(timeout=300)  # the undo runs first
+    assert proc.returncode == code, err
+    assert f"interrupted ({signal.Signals(sig).name})" in err
+    assert "restored to its previous state" in err and "Traceback" not in err
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert repo.snapshot() == before
+    assert not journal(repo).exists()
+    assert_clean(repo)
+    shown = json.loads(repo.run("gto", "show", "--json").stdout)
+    assert shown[MODEL]["stage"]["prod"] == "v1.2.0"

@@ -1,4 +1,4 @@
-"""Issue #4: rollback against a real S3-compatible remote (moto_server), up and down."""
+"""Rollback against a real S3-compatible remote (moto_server), up and down."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from tests.support.repos import Repo
 from tests.support.rollback import (
     MODEL,
     MODEL_FILE,
@@ -42,7 +43,7 @@ def test_rollback_pulls_from_s3_and_fails_cleanly_when_it_is_down(rb_repo, s3_se
     # the remote goes down: the dry run names the problem; the rollback rebuilds outputs
     s3_server.stop()
     shutil.rmtree(repo.path / ".dvc" / "cache")
-    # --dry-run still prints the plan, naming the problem (issue 9)
+    # --dry-run still prints the plan, naming the problem
     dry = rollback(repo, "--to", "v1.1.0", "--dry-run")
     assert "problem         the DVC remote s3 (s3://models/dvc-store) cannot be used" in dry.stdout
     assert "cannot reach DVC remote 's3'" in dry.stdout
@@ -54,3 +55,38 @@ def test_rollback_pulls_from_s3_and_fails_cleanly_when_it_is_down(rb_repo, s3_se
     out = json.loads(proc.stdout)
     assert out["retrained"] is True and out["fetched"] == 0 and out["proof"]["ok"] is True
     assert "cannot reach" not in proc.stderr or "rebuilds them" in proc.stderr
+
+
+def test_missing_credentials_are_not_called_unreachable(rb_repo, tmp_path):
+    """A real S3 server (moto, on 127.0.0.1) and a client that has no credentials at all:
+    botocore refuses before sending, which is not a network problem."""
+    import shutil
+
+    from tests.support.rollback import rollback
+    from tests.support.s3server import MotoServer
+
+    server = MotoServer().start()
+    try:
+        server.create_bucket("models")
+        config = server.dvc_config_local("s3", "s3://models/dvc-store")
+        (rb_repo.path / ".dvc" / "config.local").write_text(config)
+        rb_repo.dvc("push", "-q", "-r", "s3")
+        (rb_repo.path / ".dvc" / "config.local").write_text("".join(
+            line for line in config.splitlines(True) if "access_key" not in line))
+        shutil.rmtree(rb_repo.path / ".dvc" / "cache")
+        env = {k: v for k, v in rb_repo.env.items()
+               if not k.startswith("AWS_") or k == "AWS_CA_BUNDLE"}
+        env.update(AWS_EC2_METADATA_DISABLED="true",  # no instance-metadata lookup
+                   AWS_CONFIG_FILE=str(tmp_path / "none"),
+                   AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+        bare = Repo(rb_repo.path, env, rb_repo.remote)
+        plan = rollback(bare, "--to", "v1.0.0", "--dry-run", check=False)
+        proc = rollback(bare, "--to", "v1.0.0", check=False)
+    finally:
+        server.stop()
+    # the dry run prints the plan with the problem named (it does not fail)
+    assert plan.returncode == 0 and "has no valid credentials" in plan.stdout, plan.stdout
+    line = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and line.startswith("dvc-monitor: error: "), proc.stderr
+    assert "has no valid credentials" in line and "AWS_ACCESS_KEY_ID" in line
+    assert "cannot reach" not in line

@@ -1,4 +1,4 @@
-"""Issue #4: ``dvc-monitor rollback`` restores a registered version, verified, as a new commit."""
+"""``dvc-monitor rollback`` restores a registered version, verified, as a new commit."""
 
 from __future__ import annotations
 
@@ -295,3 +295,36 @@ def test_data_only_left_in_the_workspace_is_used_and_cached_again(rb_repo):
     assert out["proof"]["ok"] is True and out["retrained"] is False
     assert cache_file(repo, manifest).is_file()
     assert_clean(repo)
+
+
+def test_rollback_by_is_the_identity_git_uses(rb_repo):
+    """GIT_COMMITTER_NAME/EMAIL win over git config, as in git (and in the commit)."""
+    from tests.support.rollback import rollback
+
+    env = {"GIT_COMMITTER_NAME": "Ops Bot", "GIT_COMMITTER_EMAIL": "ops@example.com"}
+    rollback(rb_repo, "--to", "v1.0.0", "--stage", "prod", env=env)
+    assert rb_repo.git("config", "user.name").stdout.strip() == "Test User"
+    body = rb_repo.git("log", "-1", "--format=%B").stdout
+    assert "Rollback-By: Ops Bot <ops@example.com>" in body
+    tag = rb_repo.git("tag", "-l", f"{MODEL}#prod#*", "--sort=-creatordate").stdout.split()[0]
+    message = rb_repo.git("tag", "-l", "--format=%(contents)", tag).stdout
+    assert '"by": "Ops Bot <ops@example.com>"' in message or \
+        '"by":"Ops Bot <ops@example.com>"' in message, message
+
+
+def test_empty_remote_folder_means_objects_not_pushed(rb_repo):
+    import shutil
+
+    from tests.support.rollback import cache_file, registered, rollback
+
+    v1 = registered(rb_repo, "v1.0.0")
+    data_dir = next(iter(v1.data.values()))
+    cache_file(rb_repo, data_dir).unlink()  # the manifest must come from the remote now
+    shutil.rmtree(rb_repo.remote)
+    rb_repo.remote.mkdir()  # the folder is there, and empty
+    proc = rollback(rb_repo, "--to", "v1.0.0", "--dry-run", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("dvc-monitor: error: ") and "does not exist" not in line
+    assert "not in the local cache" in line or "found neither in" in line
+    assert "dvc push" in line

@@ -1,4 +1,4 @@
-"""Issue #5: the CI workflows that `init --ci github|gitlab` writes, and `tag-info`.
+"""The CI workflows that `init --ci github|gitlab` writes, and `tag-info`.
 
 The workflow files are checked against check-jsonschema's vendored schemas, offline
 (proxies point at a closed port, so any download would fail). No training here.

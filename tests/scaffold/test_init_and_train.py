@@ -1,4 +1,4 @@
-"""Issue #2: init for each template, dvc repro, byte-stable retraining, init's refusals."""
+"""Init for each template, dvc repro, byte-stable retraining, init's refusals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from tests.support.output import one_line_error
 from tests.support.repos import init_model, new_repo
 
 EXPECTED_METRICS = {
@@ -206,3 +207,11 @@ def test_init_with_a_non_ascii_remote_path_is_one_line_and_changes_nothing(git_r
     assert "can only store ASCII" in proc.stderr and "--remote with an ASCII path" in proc.stderr
     assert ("DVC_MONITOR_HOME" in proc.stderr) == (where == "DVC_MONITOR_HOME")
     assert git_repo.snapshot() == before
+
+
+def test_negative_seed_is_a_usage_error(git_repo):
+    proc = git_repo.dm("init", "--template", "anomaly", "--name", "m", "--sample-data",
+                       "--seed", "-1", check=False)
+    assert proc.returncode == 2
+    assert "--seed must be a whole number from 0 to" in one_line_error(proc)
+    assert git_repo.git("status", "--porcelain", "--untracked-files=all").stdout == ""

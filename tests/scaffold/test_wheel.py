@@ -1,4 +1,4 @@
-"""Issue #2: the wheel ships the templates, and init works from an installed wheel."""
+"""The wheel ships the templates, and init works from an installed wheel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue #10: working as a team: push, sync, check, --push, tag races.
+"""Working as a team: push, sync, check, --push, tag races.
 
 Real parts only: the shared origin is a bare repository served by ``git daemon`` on
 127.0.0.1 (the git protocol; a second bare origin is reached over file://), the DVC
