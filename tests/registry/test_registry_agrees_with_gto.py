@@ -6,11 +6,16 @@ ambiguous short ids, refusals that need no DVC, and bad names.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import pytest
+from gto import constants as gto_constants
+from gto import tag as gto_tag
 
 from dvc_monitor.errors import AmbiguousVersion, UnknownModel, UnknownVersion
 from dvc_monitor.registry.identity import identity_from_lock, short_id
+from dvc_monitor.registry.tags import Action, TagName, format_tag, next_counter, parse_tag
 from tests.support.registry import (
     NAME,
     assert_agrees_with_gto,
@@ -366,3 +371,30 @@ def test_diff_sees_a_git_tracked_model_file_change(tmp_path):
     doc = json.loads(repo.dm("diff", "m", "v0.1.0", "v0.2.0", "--json").stdout)
     assert [c["path"] for c in doc["code_changed"]] == ["models/m/model.skops"]
     assert "no changes" in repo.dm("diff", "m", "v0.2.0").stdout  # workspace = v0.2.0
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_next_counter_matches_gto_in_a_repository(tmp_path):
+    from scmrepo.git import Git
+
+    def git(*args):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path, check=True, capture_output=True,
+        )
+
+    git("init", "-q")
+    git("commit", "-q", "--allow-empty", "-m", "x")
+    for name in ["m@v1.0.0", "m#prod#3", "m#prod!#5", "m@created#9", "v1.0", "other#prod#11"]:
+        git("tag", "-a", "-m", "x", name)
+
+    scm = Git(str(tmp_path))
+    try:
+        gto_name = gto_tag.name_tag(gto_constants.Action.ASSIGN, "m", stage="dev", scm=scm)
+        listed = [t for t in (parse_tag(n) for n in scm.list_tags()) if t]
+    finally:
+        scm.close()
+    ours = format_tag(TagName("m", Action.ASSIGN, stage="dev", counter=next_counter(listed, "m")))
+    # GTO also counts NAME@created#N, which is no event for us; see parse_tag.
+    assert gto_name == "m#dev#10"
+    assert ours == "m#dev#6"

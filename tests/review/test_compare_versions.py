@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from tests.support.output import last_line_error
 from tests.support.repos import Repo, copy_repo, new_version, trained_anomaly
 from dvc_monitor.model.data import write_batch
 from dvc_monitor.kinds import kind_module
@@ -55,13 +56,6 @@ def csvs(tmp_path_factory):
     paths["text"] = d / "text.csv"
     paths["text"].write_text("\n".join(text) + "\n")
     return paths
-
-
-def one_line_error(proc) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("dvc-monitor: error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[-1]
 
 
 def recorded(repo: Repo, version: str) -> dict:
@@ -118,7 +112,7 @@ def test_unlabelled_data_compares_label_free_and_refuses_best(versions, csvs):
     proc = versions.dm("compare", NAME, *VERSIONS, "--data", str(csvs["unlabelled"]), "--best",
                        check=False)
     assert proc.returncode == 2
-    assert "f1 needs labels and this data has none" in one_line_error(proc)
+    assert "f1 needs labels and this data has none" in last_line_error(proc)
 
 
 @pytest.mark.parametrize("args, code, message", [
@@ -142,7 +136,7 @@ def test_bad_input_is_one_line_and_changes_nothing(versions, csvs, args, code, m
     before = versions.snapshot()
     proc = versions.dm("compare", *args, check=False)
     assert proc.returncode == code, proc.stderr
-    assert message in one_line_error(proc)
+    assert message in last_line_error(proc)
     assert versions.snapshot() == before
 
 

@@ -9,6 +9,7 @@ import json
 import pytest
 import yaml
 
+from tests.support.output import last_line_error
 from tests.support.repos import Repo, copy_repo, new_version, trained_anomaly
 
 NAME = "fraud-detector"
@@ -40,18 +41,11 @@ def set_gate(repo: Repo, gate: dict | None) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def one_line_error(proc) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("dvc-monitor: error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[-1]
-
-
 def test_template_gate_fails_on_injected_regression(regressed):
     before = regressed.snapshot()
     proc = regressed.dm("gate", "--base", "HEAD~1", "--head", "HEAD", check=False)
     assert proc.returncode == 5, proc.stdout + proc.stderr
-    error = one_line_error(proc)
+    error = last_line_error(proc)
     assert "quality gate failed for fraud-detector" in error
     assert "roc_auc dropped by" in error and "max_drop 0.03" in error
     # The table is printed before the verdict, with the failing metric marked.
@@ -78,7 +72,7 @@ def test_improvement_passes_directional_thresholds(repo):
     # ...and the template's alert-rate rule sees the alert volume double, either way.
     proc = repo.dm(*args[:-1], "head", check=False)
     assert proc.returncode == 5
-    assert "alert_rate changed by" in one_line_error(proc)
+    assert "alert_rate changed by" in last_line_error(proc)
 
 
 def test_gate_default_head_is_workspace_and_json_matches_dvc(regressed):
@@ -113,14 +107,14 @@ def test_relaxed_thresholds_pass_and_do_not_change_the_version(repo):
     # A pull request cannot loosen its own gate: the base's thresholds apply on request.
     proc = repo.dm("gate", "--base", "HEAD~1", "--thresholds-from", "base", check=False)
     assert proc.returncode == 5
-    assert "roc_auc dropped" in one_line_error(proc)
+    assert "roc_auc dropped" in last_line_error(proc)
 
 
 def test_relative_threshold(repo):
     set_gate(repo, {"f1": {"max_drop_pct": 5}})
     proc = repo.dm("gate", "--base", "HEAD~1", check=False)
     assert proc.returncode == 5
-    assert "f1 dropped by" in one_line_error(proc) and "% " in one_line_error(proc)
+    assert "f1 dropped by" in last_line_error(proc) and "% " in last_line_error(proc)
 
 
 def test_no_gate_section_passes_with_a_note(repo):
@@ -144,7 +138,7 @@ def test_bad_thresholds_are_clear_errors_and_change_nothing(repo, gate, message)
     before = repo.snapshot()
     proc = repo.dm("gate", "--base", "HEAD~1", check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert message in one_line_error(proc)
+    assert message in last_line_error(proc)
     assert repo.snapshot() == before
 
 
@@ -155,10 +149,10 @@ def test_base_without_model_and_unknown_revision_are_errors(regressed):
     before = regressed.snapshot()
     proc = regressed.dm("gate", "--base", empty, check=False)
     assert proc.returncode != 0
-    assert "has no model 'fraud-detector'" in one_line_error(proc)
+    assert "has no model 'fraud-detector'" in last_line_error(proc)
     proc = regressed.dm("gate", "--base", "no-such-rev", check=False)
     assert proc.returncode == 2
-    assert "unknown revision 'no-such-rev'" in one_line_error(proc)
+    assert "unknown revision 'no-such-rev'" in last_line_error(proc)
     assert regressed.snapshot() == before
 
 
@@ -168,7 +162,7 @@ def test_stale_workspace_is_refused(repo):
     before = repo.snapshot()
     proc = repo.dm("gate", "--base", "HEAD~1", check=False)
     assert proc.returncode == 4
-    error = one_line_error(proc)
+    error = last_line_error(proc)
     assert "out of date" in error and "'train:' params changed" in error and "dvc repro" in error
     assert repo.snapshot() == before
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.output import last_line_error
 from tests.support.repos import Repo, copy_repo, new_repo, sample_csv, trained_anomaly
 
 NAME = "fraud-detector"
@@ -35,13 +36,6 @@ def reviewed(tmp_path_factory):
 def repo(reviewed, tmp_path):
     """A private copy (it shares the DVC remote, which no test here writes to)."""
     return copy_repo(reviewed, tmp_path)
-
-
-def one_line_error(proc) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("dvc-monitor: error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    return lines[-1]
 
 
 def cache_object(repo: Repo, md5: str) -> Path:
@@ -200,7 +194,7 @@ def test_base_model_missing_everywhere_is_a_clear_error(repo, tmp_path):
     out = tmp_path / "out" / "r.md"
     proc = repo.dm("report", "--base", "HEAD~1", "-o", str(out), check=False)
     assert proc.returncode == 1
-    error = one_line_error(proc)
+    error = last_line_error(proc)
     assert "model.skops" in error and ("dvc fetch" in error or "dvc push" in error)
     assert repo.snapshot() == before
     assert not out.exists() and not out.parent.exists()
@@ -213,7 +207,7 @@ def test_base_revision_without_the_model(reviewed, tmp_path):
     out = tmp_path / "r.md"
     proc = reviewed.dm("report", NAME, "--base", empty, "-o", str(out), check=False)
     assert proc.returncode != 0
-    error = one_line_error(proc)
+    error = last_line_error(proc)
     assert f"has no model '{NAME}'" in error and "--base" in error
     assert reviewed.snapshot() == before
     assert not out.exists()
@@ -229,7 +223,7 @@ def test_bad_input(reviewed, args, message):
     before = reviewed.snapshot()
     proc = reviewed.dm("report", *args, check=False)
     assert proc.returncode != 0
-    assert message in one_line_error(proc)
+    assert message in last_line_error(proc)
     assert reviewed.snapshot() == before
 
 

@@ -60,9 +60,6 @@ def test_rollback_pulls_from_s3_and_fails_cleanly_when_it_is_down(rb_repo, s3_se
 def test_missing_credentials_are_not_called_unreachable(rb_repo, tmp_path):
     """A real S3 server (moto, on 127.0.0.1) and a client that has no credentials at all:
     botocore refuses before sending, which is not a network problem."""
-    import shutil
-
-    from tests.support.rollback import rollback
     from tests.support.s3server import MotoServer
 
     server = MotoServer().start()

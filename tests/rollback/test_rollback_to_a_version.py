@@ -299,8 +299,6 @@ def test_data_only_left_in_the_workspace_is_used_and_cached_again(rb_repo):
 
 def test_rollback_by_is_the_identity_git_uses(rb_repo):
     """GIT_COMMITTER_NAME/EMAIL win over git config, as in git (and in the commit)."""
-    from tests.support.rollback import rollback
-
     env = {"GIT_COMMITTER_NAME": "Ops Bot", "GIT_COMMITTER_EMAIL": "ops@example.com"}
     rollback(rb_repo, "--to", "v1.0.0", "--stage", "prod", env=env)
     assert rb_repo.git("config", "user.name").stdout.strip() == "Test User"
@@ -314,8 +312,6 @@ def test_rollback_by_is_the_identity_git_uses(rb_repo):
 
 def test_empty_remote_folder_means_objects_not_pushed(rb_repo):
     import shutil
-
-    from tests.support.rollback import cache_file, registered, rollback
 
     v1 = registered(rb_repo, "v1.0.0")
     data_dir = next(iter(v1.data.values()))

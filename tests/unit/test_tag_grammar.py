@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -248,33 +247,6 @@ def test_next_counter():
     assert next_counter(tags, "new") == 1
     assert next_counter([], "m") == 1
     assert next_counter(iter(tags), "m") == 8
-
-
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_next_counter_matches_gto_in_a_repository(tmp_path):
-    from scmrepo.git import Git
-
-    def git(*args):
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            cwd=tmp_path, check=True, capture_output=True,
-        )
-
-    git("init", "-q")
-    git("commit", "-q", "--allow-empty", "-m", "x")
-    for name in ["m@v1.0.0", "m#prod#3", "m#prod!#5", "m@created#9", "v1.0", "other#prod#11"]:
-        git("tag", "-a", "-m", "x", name)
-
-    scm = Git(str(tmp_path))
-    try:
-        gto_name = gto_tag.name_tag(gto_constants.Action.ASSIGN, "m", stage="dev", scm=scm)
-        listed = [t for t in (parse_tag(n) for n in scm.list_tags()) if t]
-    finally:
-        scm.close()
-    ours = format_tag(TagName("m", Action.ASSIGN, stage="dev", counter=next_counter(listed, "m")))
-    # GTO also counts NAME@created#N, which is no event for us; see parse_tag.
-    assert gto_name == "m#dev#10"
-    assert ours == "m#dev#6"
 
 
 # -- names ------------------------------------------------------------------------------
