@@ -231,7 +231,7 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUT))
-def test_bad_input(started, tmp_path, case):
+def test_a_broken_pipeline_file_is_a_one_line_error_and_changes_nothing(started, tmp_path, case):
     repo = copy_repo(started, tmp_path)
     rel, edit = BAD_INPUT[case]
     p = repo.path / rel

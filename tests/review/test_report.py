@@ -219,7 +219,7 @@ def test_base_revision_without_the_model(reviewed, tmp_path):
     (["--base", "HEAD~1", "--top-k", "0"], "--top-k must be at least 1"),
     (["Bad Name"], "invalid model name"),
 ])
-def test_bad_input(reviewed, args, message):
+def test_bad_report_arguments_are_refused_and_change_nothing(reviewed, args, message):
     before = reviewed.snapshot()
     proc = reviewed.dm("report", *args, check=False)
     assert proc.returncode != 0

@@ -33,7 +33,7 @@ def row(metric, base, head):
     (Threshold("roc_auc", "max_drop", 0.01), row("roc_auc", 0.9, None), "fail"),
     (Threshold("roc_auc", "max_drop", 0.01), None, "not measured"),
 ])
-def test_rules(threshold, r, status):
+def test_each_threshold_rule_passes_or_fails_a_metric_change(threshold, r, status):
     assert check(threshold, r).status == status
 
 
