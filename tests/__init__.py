@@ -1,0 +1,1 @@
+"""The test suite, one folder per feature; ``support`` holds the helpers they share."""
