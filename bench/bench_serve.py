@@ -180,9 +180,9 @@ def main() -> None:
         print("building the repository (two trained versions) ...", flush=True)
         bench.build()
         sys.path.insert(0, str(HERE.parents[1]))
-        from dvc_monitor.kinds import kind_module
+        from dvc_monitor.kinds import kind_for
 
-        rows = kind_module("anomaly").sample_batch(5).head(args.rows)
+        rows = kind_for("anomaly").sample_batch(5).head(args.rows)
         features = [c for c in rows.columns if c != "is_fraud"]
         body = root / "body.json"
         body.write_text(json.dumps({"rows": rows[features].to_dict("records")}))

@@ -67,11 +67,11 @@ def build(root: Path) -> Path:
 
 def windows_dir(folder: Path, seed: int, count: int, drift: bool = False) -> Path:
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds import kind_for
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        frame = kind_module("anomaly").sample_batch(100 + i, seed=seed, rows=WINDOW)
+        frame = kind_for("anomaly").sample_batch(100 + i, seed=seed, rows=WINDOW)
         if drift:
             frame = frame.assign(amount=frame["amount"] * 4,
                                  distance_from_home=frame["distance_from_home"] * 5)
@@ -94,9 +94,9 @@ def timing(repo: Path, work: Path) -> tuple[float, float, float]:
     rules, _ = rules_of(state.params, state.kind, "params.yaml")
     folder = windows_dir(work / "timing", seed=99, count=1)
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds import kind_for
 
-    big = kind_module("anomaly").sample_batch(500, seed=99, rows=10_000)
+    big = kind_for("anomaly").sample_batch(500, seed=99, rows=10_000)
     shutil.rmtree(folder)
     folder.mkdir()
     write_batch(big, folder / "rows.csv")

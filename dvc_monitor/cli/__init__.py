@@ -37,7 +37,7 @@ COMMAND_MODULES = (
 
 # Command -> the module above that registers it. A run builds only its command's parser
 # (importing one module, not eleven); --help and unknown words build them all.
-# tests/test_hardening.py checks this table against what the modules register.
+# tests/cli/test_errors_help_and_output.py checks this table against what the modules register.
 COMMANDS = {
     **dict.fromkeys(("init", "ingest", "demo"), "dvc_monitor.cli.scaffold"),
     **dict.fromkeys(("register", "promote", "unassign", "deregister", "deprecate", "versions",

@@ -13,7 +13,7 @@ import importlib
 from dvc_monitor.errors import TemplateError
 from dvc_monitor.kinds.base import Kind
 
-__all__ = ["KINDS", "Kind", "kind_for", "kind_module", "metric_directions"]
+__all__ = ["KINDS", "Kind", "kind_for", "metric_directions"]
 
 # The built-in kinds: name -> the module and class implementing it (imported on first use,
 # so reading ``KINDS`` costs no pandas).
@@ -28,13 +28,6 @@ def kind_for(name: str) -> Kind:
         raise TemplateError(f"unknown kind {name!r}; expected one of {', '.join(KINDS)}")
     module, cls = _BUILTIN[name]
     return getattr(importlib.import_module(f"dvc_monitor.kinds.{module}"), cls)()
-
-
-def kind_module(kind: str) -> Kind:
-    """The ``Kind`` called ``kind`` (its ``sample_batch`` and ``holdout_mask``).
-
-    Deprecated: kept for callers not yet moved to ``kind_for``."""
-    return kind_for(kind)
 
 
 def metric_directions(kind: str) -> dict[str, str | None]:

@@ -429,9 +429,9 @@ class Split:
 
 def split_data(state: ModelState, df: "pd.DataFrame") -> Split:
     """``df`` cut into holdout and history by the holdout rule ``state`` recorded."""
-    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds import kind_for
 
-    module = kind_module(state.kind)
+    module = kind_for(state.kind)
     try:
         mask = module.holdout_mask(df, state.holdout_rule)
     except (KeyError, ValueError, TypeError) as exc:

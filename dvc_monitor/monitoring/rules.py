@@ -32,7 +32,6 @@ DEFAULT_COOLDOWN = 0
 # 100 rows the PSI of ten bins is noise (3 rows of normal data give PSI 5-7). Hourly
 # forecasts: three days of hours.
 DEFAULT_MIN_ROWS = 100
-KIND_MIN_ROWS = {"forecast": 72}
 DEFAULT_MIN_INTERVAL = 3600  # seconds between two automatic rollbacks of one stage
 KEY = "watch"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -60,6 +59,15 @@ class WatchRules:
                 "allow_worse_metrics": self.allow_worse_metrics, "source": self.source}
 
 
+def default_min_rows(kind: str | None) -> int:
+    """The fewest rows a window of ``kind`` needs to be judged (the kind may ask for fewer:
+    a forecast's hourly windows)."""
+    from dvc_monitor.kinds import KINDS, kind_for
+
+    own = kind_for(kind).min_window_rows if kind in KINDS else None
+    return own or DEFAULT_MIN_ROWS
+
+
 def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
     """The rules of a ``watch:`` section; a one-line ``UsageError`` for anything wrong."""
     from dvc_monitor.review.gate import parse_gate
@@ -71,7 +79,7 @@ def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
     rules = dict(section)
     limit = _count(rules.pop("failure_limit", DEFAULT_FAILURE_LIMIT), "failure_limit", 1, source)
     cooldown = _count(rules.pop("cooldown", DEFAULT_COOLDOWN), "cooldown", 0, source)
-    min_rows = _count(rules.pop("min_rows", KIND_MIN_ROWS.get(kind, DEFAULT_MIN_ROWS)),
+    min_rows = _count(rules.pop("min_rows", default_min_rows(kind)),
                       "min_rows", 1, source)
     interval = _interval(rules.pop("min_interval", DEFAULT_MIN_INTERVAL), source)
     worse = rules.pop("allow_worse_metrics", False)

@@ -9,7 +9,7 @@ alert cannot flip a stage back and forth:
   it holds across processes and restarts); a further alarm is decided ``hold``;
 - **rolled back from**: a version a rollback moved the stage away from is no candidate
   until a person assigns it the stage again (``promote``, or a manual ``rollback``);
-- **metrics**: a candidate whose recorded primary metric (``review.PRIMARY_METRIC``) is
+- **metrics**: a candidate whose recorded primary metric (the kind's ``primary_metric``) is
   worse than the holder's is no candidate, unless ``allow_worse_metrics: true``.
 
 Everything is read from the registry's events and the rollback blocks of their tags
@@ -94,11 +94,11 @@ def rolled_back_from(events: Sequence["Event"], stage: str, version: str) -> "Ev
 def worse_metric(kind: str, candidate: "ModelVersion", holder: "ModelVersion") -> str | None:
     """``"f1 0.48 < holder's 0.64"`` when ``candidate`` recorded a worse primary metric than
     ``holder``; None when it is as good, or either did not record it."""
-    from dvc_monitor.review.revision import PRIMARY_METRIC
-    from dvc_monitor.kinds import metric_directions
+    from dvc_monitor.kinds import KINDS, kind_for
 
-    metric = PRIMARY_METRIC.get(kind)
-    direction = metric_directions(kind).get(metric) if metric else None
+    spec = kind_for(kind) if kind in KINDS else None
+    metric = spec.primary_metric if spec else None
+    direction = spec.metric_directions.get(metric) if spec and metric else None
     mine, theirs = candidate.metrics.get(metric), holder.metrics.get(metric)
     if direction is None or not _number(mine) or not _number(theirs) \
             or abs(mine - theirs) <= EPS:

@@ -73,6 +73,7 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     ``rollback``. A rollback that cannot run (a dirty tree, no earlier holder) raises
     ``WatchActionFailed`` carrying the result.
     """
+    from dvc_monitor.kinds import kind_for
     from dvc_monitor.model import state as model_state
 
     say = progress or (lambda _m: None)
@@ -82,8 +83,10 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     windows = _read(watched, data, window, labels)
     loader = _loader(watched, say)
     subject = loader(watched.mv.version)
-    if subject.kind == "forecast":
-        windows = with_context(windows, model_state.load_data(watched.state).drop(columns="_row"))
+    kind = kind_for(subject.kind)
+    if kind.needs_history:
+        windows = with_context(windows, model_state.load_data(watched.state).drop(columns="_row"),
+                               kind.time_column)
     checks = AlarmChecks.of(watched.registry, watched.name, watched.stage, watched.mv.version,
                             subject.kind, watched.rules)
     say(f"Watching {watched.name} {watched.mv.version} on {len(windows)} window(s)")

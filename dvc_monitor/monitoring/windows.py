@@ -70,7 +70,10 @@ def usable_rows(config: "ModelConfig", rows: "pd.DataFrame", source: str, who: s
         drop(np.isinf(values), f"{col} is infinite")
     label = labels or config.label
     y = None
-    if kind != "forecast" and label and label in rows.columns and (
+    from dvc_monitor.kinds import kind_for
+
+    labelled_kind = kind is None or kind_for(kind).uses_labels
+    if labelled_kind and label and label in rows.columns and (
             labels or rows[label].notna().all()):
         given = rows[label]
         values = pd.to_numeric(given, errors="coerce").to_numpy(dtype=float)
@@ -123,16 +126,18 @@ def read_windows(path: str | Path, window_rows: int | None = None) -> list[Windo
     return windows
 
 
-def with_context(windows: list[Window], before: "pd.DataFrame") -> list[Window]:
-    """Forecast windows with the rows that precede each (``before``, then the numeric rows
-    of earlier windows: a skipped row is no lag either)."""
+def with_context(windows: list[Window], before: "pd.DataFrame",
+                 time_column: str) -> list[Window]:
+    """Windows of a kind that needs history (forecast) with the rows that precede each
+    (``before``, then the numeric rows of earlier windows: a skipped row is no lag
+    either); ``time_column`` is the kind's time column."""
     import numpy as np
     import pandas as pd
 
     out = []
     tail = before
     for w in windows:
-        ctx = tail[~tail["timestamp"].isin(w.rows["timestamp"])] if len(tail) else tail
+        ctx = tail[~tail[time_column].isin(w.rows[time_column])] if len(tail) else tail
         out.append(Window(w.name, w.rows, ctx.tail(CONTEXT_ROWS).reset_index(drop=True)))
         rows = w.rows[list(before.columns.intersection(w.rows.columns))].apply(
             pd.to_numeric, errors="coerce")

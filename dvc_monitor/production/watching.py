@@ -150,6 +150,7 @@ class LiveWatch:
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUED_WINDOWS)
         self._engine: "Engine | None" = None
         self._context = None  # forecast: the rows before the next window
+        self._time_column: str | None = None  # ... and the kind's time column
         self._pending: str | None = None  # a rollback done, waiting for the swap
         self._thread: threading.Thread | None = None
 
@@ -244,9 +245,13 @@ class LiveWatch:
             self._pending = None
         self._engine = engine
         self._context = None
-        if subject.kind == "forecast":
+        from dvc_monitor.kinds import kind_for
+
+        kind = kind_for(subject.kind)
+        if kind.needs_history:
             state = model_state.read_state(self.root, loaded.name, loaded.commit)
             self._context = model_state.load_data(state).drop(columns="_row")
+            self._time_column = kind.time_column
         return engine
 
     def _subject(self, loaded: "LoadedModel") -> "Subject":
@@ -266,7 +271,7 @@ class LiveWatch:
 
         if self._context is None:
             return None
-        [window] = with_context([Window("live", frame)], self._context)
+        [window] = with_context([Window("live", frame)], self._context, self._time_column)
         columns = list(self._context.columns.intersection(frame.columns))
         self._context = pd.concat([window.context, frame[columns]],
                                   ignore_index=True).tail(CONTEXT_ROWS)

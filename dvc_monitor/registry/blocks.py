@@ -8,7 +8,7 @@ the tag names. Listings show the computed values and warn on each mismatch.
 
 from __future__ import annotations
 
-from dvc_monitor.registry.facts import Facts as _Facts
+from dvc_monitor.registry.facts import Facts
 from dvc_monitor.registry.identity import short_id
 from dvc_monitor.registry.tags import Action
 from dvc_monitor.registry.values import Event
@@ -16,7 +16,7 @@ from dvc_monitor.registry.values import Event
 MAX_LINES = 10  # warnings listed one per line; the rest are counted
 
 
-def block_problems(ev: Event, facts: _Facts | None) -> list[str]:
+def block_problems(ev: Event, facts: Facts | None) -> list[str]:
     """What in ``ev``'s block disagrees with its tag name or with ``facts`` at its commit."""
     meta = ev.meta
     if meta is None:

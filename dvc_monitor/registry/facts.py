@@ -8,9 +8,9 @@ from pathlib import PurePosixPath
 
 from dvc_monitor.errors import DvcMonitorError
 from dvc_monitor.model.revision import artifact_path, model_dirs
-from dvc_monitor.model.revision import parents as _parents
+from dvc_monitor.model.revision import parents
 from dvc_monitor.registry.identity import VersionIdentity, identity_from_lock
-from dvc_monitor.registry.values import _PREFERRED_METRICS, METRICS_FILE
+from dvc_monitor.registry.values import PREFERRED_METRICS, METRICS_FILE
 from dvc_monitor.repo.dvcfiles import parse_yaml
 from dvc_monitor.repo.git import GitRepo
 
@@ -70,7 +70,7 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, Facts]:
         mp = model_paths[c]
         if mp == default_model and blobs.get(f"{c}:{default_lock}") is not None:
             continue  # the usual layout: everything is read already
-        for d in _parents(mp):
+        for d in parents(mp):
             extra.append(f"{c}:{join_path(d, 'dvc.lock')}")
             extra.append(f"{c}:{join_path(d, METRICS_FILE)}")
     if extra:
@@ -85,7 +85,7 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, Facts]:
         lock_path = None
         error = None
         found_lock = False
-        for d in _parents(mp):
+        for d in parents(mp):
             lp = join_path(d, "dvc.lock")
             raw = blobs.get(f"{c}:{lp}")
             if raw is None:
@@ -155,7 +155,7 @@ def flatten_metrics(raw: bytes | str | dict) -> dict:
 
 def key_metrics(metrics: dict, n: int = 3) -> dict:
     """The few metrics a table shows: well-known quality metrics first."""
-    chosen = [k for k in _PREFERRED_METRICS if k in metrics][:n]
+    chosen = [k for k in PREFERRED_METRICS if k in metrics][:n]
     if len(chosen) < n:
         chosen += [k for k in sorted(metrics) if k not in chosen][: n - len(chosen)]
     return {k: metrics[k] for k in chosen}

@@ -41,8 +41,8 @@ from dvc_monitor.names import (
 from dvc_monitor.registry import tags as T
 from dvc_monitor.registry.blocks import block_problems, capped_names, printable, warning_lines
 from dvc_monitor.registry.factcache import FactCache
-from dvc_monitor.registry.facts import Facts as _Facts
-from dvc_monitor.registry.facts import join_path as _join
+from dvc_monitor.registry.facts import Facts
+from dvc_monitor.registry.facts import join_path
 from dvc_monitor.registry.identity import (
     ID_PREFIX,
     VersionIdentity,
@@ -133,7 +133,7 @@ class Registry:
         self.root = git.root
         self.warnings = warnings
         self._artifacts = artifacts
-        self._facts: dict[tuple[str, str], _Facts] = {}
+        self._facts: dict[tuple[str, str], Facts] = {}
         self._versions: dict[str, list[ModelVersion]] = {}
         self._by_state: dict[str, dict[int, ModelVersion]] = {}
         self._cache = FactCache(git)
@@ -311,7 +311,7 @@ class Registry:
     def identity(self, mv: ModelVersion) -> VersionIdentity | None:
         return self._with_identity(mv).identity
 
-    def facts_at(self, name: str, commit: str) -> _Facts:
+    def facts_at(self, name: str, commit: str) -> Facts:
         """Identity and metrics of ``name`` at any commit (one batched read)."""
         return self._read_facts(name, [commit])[commit]
 
@@ -501,7 +501,7 @@ class Registry:
                                    "same params, data and code); name one by its version")
         return matches[0]
 
-    def _read_facts(self, name: str, commits: Iterable[str]) -> dict[str, _Facts]:
+    def _read_facts(self, name: str, commits: Iterable[str]) -> dict[str, Facts]:
         """Identity and metrics of ``name`` at many commits, reading git in one batch."""
         wanted = list(dict.fromkeys(commits))
         todo = [c for c in wanted if (name, c) not in self._facts]
@@ -668,6 +668,6 @@ def data_folders(identity: VersionIdentity | None, lock_path: str | None) -> dic
     if identity is None:
         return {}
     base = lock_path.rpartition("/")[0] if lock_path else ""  # PurePosixPath(..).parent
-    return {_join(base, p): m for p, m in identity.deps.items() if m and m.endswith(".dir")}
+    return {join_path(base, p): m for p, m in identity.deps.items() if m and m.endswith(".dir")}
 
 

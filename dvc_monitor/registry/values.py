@@ -11,7 +11,7 @@ from dvc_monitor.registry.tags import Action
 SCHEMA = 1
 MIN_SHORT_ID = 6
 METRICS_FILE = "metrics.json"
-_PREFERRED_METRICS = (
+PREFERRED_METRICS = (
     "roc_auc", "average_precision", "f1", "precision", "recall", "alert_rate",
     "auc", "accuracy", "mape", "smape", "rmse", "mae", "r2", "brier", "log_loss",
 )

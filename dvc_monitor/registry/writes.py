@@ -25,8 +25,8 @@ from dvc_monitor.names import (
     validate_version,
 )
 from dvc_monitor.registry import tags as T
-from dvc_monitor.registry.facts import Facts as _Facts
-from dvc_monitor.registry.facts import join_path as _join
+from dvc_monitor.registry.facts import Facts
+from dvc_monitor.registry.facts import join_path
 from dvc_monitor.registry.state import ArtifactState, Registry, data_folders, lightweight_warning
 from dvc_monitor.registry.tags import Action
 from dvc_monitor.registry.values import RESERVED_META, SCHEMA, Event, ModelVersion
@@ -171,7 +171,7 @@ def _new_version(reg: Registry, name: str, head: str, version: str | None,
     return bump_version(greatest, bump or "patch")
 
 
-def _model_at(reg: Registry, name: str, head: str) -> tuple[_Facts, str]:
+def _model_at(reg: Registry, name: str, head: str) -> tuple[Facts, str]:
     """(the model's facts at ``head``, with an identity; its dvc.yaml)."""
     facts = reg.facts_at(name, head)  # through the fact cache
     if facts.identity is None:
@@ -184,12 +184,12 @@ def _model_at(reg: Registry, name: str, head: str) -> tuple[_Facts, str]:
             raise MissingLockFile(f"no dvc.lock for {name} at HEAD; run 'dvc repro "
                                   f"{pipeline}' and commit dvc.lock")
         raise RegistryError(f"cannot register {name}: {facts.error}")
-    pipeline = _join(str(PurePosixPath(facts.lock_path).parent), "dvc.yaml") \
+    pipeline = join_path(str(PurePosixPath(facts.lock_path).parent), "dvc.yaml") \
         if "/" in facts.lock_path else "dvc.yaml"
     return facts, pipeline
 
 
-def _check_outputs(root: Path, git: GitRepo, head: str, name: str, facts: _Facts,
+def _check_outputs(root: Path, git: GitRepo, head: str, name: str, facts: Facts,
                    pipeline: str) -> None:
     """Refuse a pipeline that is not up to date, or outputs missing from the DVC cache."""
     from dvc_monitor.repo import dvc as dvcops
@@ -207,7 +207,7 @@ def _check_outputs(root: Path, git: GitRepo, head: str, name: str, facts: _Facts
         raise RegistryError(_missing_message(name, missing, pipeline))
 
 
-def _accept_model(root: Path, reg: Registry, name: str, version: str, facts: _Facts,
+def _accept_model(root: Path, reg: Registry, name: str, version: str, facts: Facts,
                   force: bool, warn: Callable[[str], None]) -> ModelFileCheck:
     """The model file: a safe canonical archive; same id with other bytes is refused. Warns
     when other versions have the same id."""
@@ -232,7 +232,7 @@ def _warn_lightweight(reg: Registry, warn: Callable[[str], None]) -> None:
 def _pipeline_file(model_path: str | None) -> str:
     if not model_path or "/" not in model_path:
         return "dvc.yaml"
-    return _join(str(PurePosixPath(model_path).parent), "dvc.yaml")
+    return join_path(str(PurePosixPath(model_path).parent), "dvc.yaml")
 
 
 def _not_in_cache(status: dict) -> list[str] | None:
@@ -283,14 +283,14 @@ def _state_text(state: object) -> str:
     return str(state)
 
 
-def _missing_from_cache(root: Path, git: GitRepo, head: str, facts: _Facts) -> list[str]:
+def _missing_from_cache(root: Path, git: GitRepo, head: str, facts: Facts) -> list[str]:
     """Cached outputs of the lineage whose content is not in the local DVC cache."""
     from dvc_monitor.repo import dvc as dvcops
 
     identity = facts.identity
     base = str(PurePosixPath(facts.lock_path).parent) if "/" in facts.lock_path else ""
     cache = Path(dvcops.md5_cache_dir(root))
-    outs = {_join(base, p): md5 for p, md5 in identity.outs.items()}
+    outs = {join_path(base, p): md5 for p, md5 in identity.outs.items()}
     tracked = set(git.run("ls-files", "-z", "--", *outs).split("\0")) if outs else set()
     missing = []
     for path, md5 in outs.items():

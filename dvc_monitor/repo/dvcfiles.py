@@ -218,7 +218,7 @@ def _load_lock(lock: Any, source: str) -> tuple[dict, bool]:
         raise MissingLockFile(f"{source} is empty; run 'dvc repro' and commit")
     try:
         data, plain = _fast_parse(lock), True
-    except _Unsupported:
+    except UnsupportedYaml:
         data, plain = _ruamel_load(lock, source), False
     if not isinstance(data, dict):
         raise DvcMonitorError(f"{source} is malformed: expected a mapping at the top")
@@ -230,8 +230,8 @@ def _load_lock(lock: Any, source: str) -> tuple[dict, bool]:
 def parse_yaml(text: str, source: str = "YAML file") -> Any:
     """Parse YAML as DVC does (ruamel, YAML 1.2, safe), fast for the usual subset."""
     try:
-        return _FastYaml(text).parse()
-    except _Unsupported:
+        return FastYaml(text).parse()
+    except UnsupportedYaml:
         pass
     return _ruamel_load(text, source)
 
@@ -248,7 +248,7 @@ def _ruamel_load(text: str, source: str) -> Any:
         raise DvcMonitorError(f"{source} is not valid YAML: {type(exc).__name__}") from None
 
 
-class _Unsupported(Exception):
+class UnsupportedYaml(Exception):
     """The fast parser does not handle this input; use ruamel."""
 
 
@@ -263,10 +263,10 @@ _NUMERIC_CHARS = frozenset("0123456789eE.+-_")
 _SPECIAL_WORDS = _NULLS | _TRUE | _FALSE
 
 
-class _FastYaml:
+class FastYaml:
     """A strict parser for block-style YAML as ruamel writes it (DVC's lock files).
 
-    Raises ``_Unsupported`` on anything outside the subset, so it never guesses.
+    Raises ``UnsupportedYaml`` on anything outside the subset, so it never guesses.
     """
 
     def __init__(self, text: str):
@@ -306,10 +306,10 @@ def _classify(raw: str) -> tuple | None:
     col = ind + 2 + len(rest) - len(item)
     c0 = item[0]
     if c0 == "-" and (len(item) == 1 or item[1] == " ") or c0 == "?":
-        raise _Unsupported
+        raise UnsupportedYaml
     if ": " in item or item[-1] == ":":
         if c0 in "'\"":
-            raise _Unsupported  # a quoted key
+            raise UnsupportedYaml  # a quoted key
         key, value = _split_key(item)
         return ind, True, col, key, _scalar(value) if value else _NO_VALUE
     return ind, True, col, None, _scalar(item)
@@ -324,7 +324,7 @@ def _fast_parse(text: str) -> Any:  # noqa: C901 - one tight loop, on purpose
     ``- path: data``): their classification is cached.
     """
     if "\t" in text or "\r" in text:
-        raise _Unsupported
+        raise UnsupportedYaml
     cache = _LINE_CACHE
     if len(cache) > _LINE_CACHE_MAX:
         cache.clear()
@@ -344,7 +344,7 @@ def _fast_parse(text: str) -> Any:  # noqa: C901 - one tight loop, on purpose
             value = {}
         if not stack:
             if root is not None or ind != 0 or raw.startswith(("---", "...", "%")):
-                raise _Unsupported
+                raise UnsupportedYaml
             root = [] if dash else {}
             stack.append([0, _SEQ if dash else _MAP, root, None])
         top = stack[-1]
@@ -366,13 +366,13 @@ def _fast_parse(text: str) -> Any:  # noqa: C901 - one tight loop, on purpose
         while top[0] > ind or (top[1] == _SEQ and top[0] == ind and not dash):
             stack.pop()
             if not stack:
-                raise _Unsupported
+                raise UnsupportedYaml
             top = stack[-1]
         if top[0] != ind:
-            raise _Unsupported  # deeper than expected: a continuation line
+            raise UnsupportedYaml  # deeper than expected: a continuation line
         if top[1] == _SEQ:
             if not dash:
-                raise _Unsupported
+                raise UnsupportedYaml
             if key is None:
                 if value is _NO_VALUE:
                     top[3] = _SEQ  # the item's value follows on deeper lines
@@ -384,10 +384,10 @@ def _fast_parse(text: str) -> Any:  # noqa: C901 - one tight loop, on purpose
             top = [col, _MAP, child, None]
             stack.append(top)
         elif dash:
-            raise _Unsupported
+            raise UnsupportedYaml
         container = top[2]
         if key in container:
-            raise _Unsupported  # duplicate keys: let ruamel report it
+            raise UnsupportedYaml  # duplicate keys: let ruamel report it
         if value is _NO_VALUE:
             top[3] = key
         else:
@@ -405,12 +405,12 @@ def _split_key(content: str) -> tuple[str, str]:
     pos = content.find(": ")
     if pos < 0:
         if content[-1] != ":":
-            raise _Unsupported
+            raise UnsupportedYaml
         key, rest = content[:-1], ""
     else:
         key, rest = content[:pos], content[pos + 2:].lstrip(" ")
     if not _PLAIN_KEY_RE.fullmatch(key) or key in _SPECIAL_WORDS:
-        raise _Unsupported
+        raise UnsupportedYaml
     return key, rest
 
 
@@ -418,32 +418,32 @@ def _scalar(s: str) -> Any:
     c = s[0]
     if c.isalpha() or c == "_" or c == "/":
         if ": " in s or " #" in s or s[-1] == ":":
-            raise _Unsupported
+            raise UnsupportedYaml
         if s in _SPECIAL_WORDS:
             return None if s in _NULLS else s in _TRUE
         return s
     if c == "'":
         if len(s) < 2 or s[-1] != "'":
-            raise _Unsupported
+            raise UnsupportedYaml
         body = s[1:-1]
         if "'" in body:
             if "'" in body.replace("''", ""):
-                raise _Unsupported
+                raise UnsupportedYaml
             return body.replace("''", "'")
         return body
     if c == '"':
         if len(s) < 2 or s[-1] != '"' or "\\" in s:
-            raise _Unsupported
+            raise UnsupportedYaml
         body = s[1:-1]
         if '"' in body:
-            raise _Unsupported
+            raise UnsupportedYaml
         return body
     if s == "[]":
         return _NEW_LIST
     if s == "{}":
         return _NEW_DICT
     if " #" in s:
-        raise _Unsupported
+        raise UnsupportedYaml
     if s == "~":
         return None
     if _INT_RE.fullmatch(s):
@@ -452,7 +452,7 @@ def _scalar(s: str) -> Any:
         return float(s)
     if _HASH_RE.fullmatch(s) and not set(s) <= _NUMERIC_CHARS:
         return s
-    raise _Unsupported
+    raise UnsupportedYaml
 
 
 def dvc_file_md5(doc: Any) -> str | None:

@@ -18,20 +18,9 @@ from dvc_monitor.model.state import (
 )
 from dvc_monitor.repo.git import GitRepo
 
-__all__ = ["WORKSPACE", "DEFAULT_BRANCHES", "PRIMARY_METRIC", "LABEL_METRICS",
-           "read_base_and_head", "default_base", "staleness"]
+__all__ = ["WORKSPACE", "DEFAULT_BRANCHES", "read_base_and_head", "default_base", "staleness"]
 
 DEFAULT_BRANCHES = ("main", "master", "origin/main", "origin/master")
-
-# The metric each kind is ranked by when no --metric is given (compare --best).
-PRIMARY_METRIC = {"anomaly": "f1", "forecast": "mae", "risk": "roc_auc"}
-# Metrics that can only be computed with labels (anomaly data may come without them).
-LABEL_METRICS = {
-    "anomaly": frozenset({"precision", "recall", "f1", "roc_auc", "average_precision"}),
-    "forecast": frozenset(),
-    "risk": frozenset({"roc_auc", "brier", "calibration_error", "log_loss"}),
-}
-
 
 def read_base_and_head(root: str | Path, name: str | None, base: str | None,
                        head: str | None) -> tuple[ModelState, ModelState]:

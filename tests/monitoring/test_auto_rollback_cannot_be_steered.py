@@ -42,9 +42,9 @@ def crafted_windows(repo: Repo, folder: Path) -> dict[str, Path]:
     import pandas as pd
 
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds import kind_for
 
-    sample = kind_module("anomaly").sample_batch
+    sample = kind_for("anomaly").sample_batch
     pool = pd.concat([sample(i, seed=0, rows=1000) for i in range(100, 110)],
                      ignore_index=True)
     write_batch(pool, folder / "pool.csv")

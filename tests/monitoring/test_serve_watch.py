@@ -27,11 +27,11 @@ BATCH = 50  # rows per request
 
 def traffic(change=None):
     """Endless batches of live rows (seeded sample batches after the training data)."""
-    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds import kind_for
 
     index = 10
     while True:
-        frame = kind_module("anomaly").sample_batch(index, seed=0, rows=200)
+        frame = kind_for("anomaly").sample_batch(index, seed=0, rows=200)
         if change is not None:
             frame = change(frame)
         rows = frame.to_dict("records")

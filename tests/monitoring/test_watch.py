@@ -250,11 +250,11 @@ def test_rows_that_cannot_be_judged_are_skipped_and_reported(flood, tmp_path):
     """One NaN row, one infinite row, one bad label: each is left out of its window and
     counted; the windows are judged (the flood is still caught and rolled back from, on
     the same cleaned windows); a window left below min_rows is too few rows."""
-    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds import kind_for
 
     data = tmp_path / "spoilt"
     data.mkdir()
-    batch = lambda i, n: kind_module("anomaly").sample_batch(i, seed=0, rows=n)  # noqa: E731
+    batch = lambda i, n: kind_for("anomaly").sample_batch(i, seed=0, rows=n)  # noqa: E731
     _spoil(batch(10, 300), 5, "amount", float("nan")).to_csv(data / "w1.csv", index=False)
     _spoil(batch(11, 300), 7, "distance_from_home", "inf").to_csv(data / "w2.csv", index=False)
     _spoil(batch(12, 300), 9, "is_fraud", "yes").to_csv(data / "w3.csv", index=False)
@@ -346,11 +346,11 @@ def calibration(tmp_path_factory) -> Repo:
     """patients: v1.0.0 on the real labels; v1.1.0 also learnt 1000 rows all labelled
     malignant, so its probabilities are far too high."""
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds import kind_for
 
     repo = trained(tmp_path_factory, tmp_path_factory.mktemp("risk"), "risk", RISK)
     release(repo, RISK, "v1.0.0", "prod")
-    bad = kind_module("risk").sample_batch(20, seed=0, rows=1000).assign(malignant=1)
+    bad = kind_for("risk").sample_batch(20, seed=0, rows=1000).assign(malignant=1)
     write_batch(bad, repo.path.parent / "mislabelled.csv")
     repo.dm("ingest", RISK, str(repo.path.parent / "mislabelled.csv"))
     repo.dvc("repro", f"models/{RISK}/dvc.yaml")

@@ -16,7 +16,7 @@ from tests.support.production import Server, score_json
 from tests.support.rollback import MODEL as ANOMALY
 from tests.support.rollback import copy_base
 from dvc_monitor.repo.cache import object_path
-from dvc_monitor.kinds import kind_module
+from dvc_monitor.kinds import kind_for
 
 # The rollback tests' base repository: fraud-detector v1.0.0, v1.1.0, then v1.2.0 in prod.
 NEW, OLD = "v1.2.0", "v1.1.0"
@@ -34,7 +34,7 @@ def batch(tmp_path_factory):
     path = sample_csv(base, "anomaly", 9)
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:21]) + "\n")
-    rows = kind_module("anomaly").sample_batch(9).head(20).to_dict("records")
+    rows = kind_for("anomaly").sample_batch(9).head(20).to_dict("records")
     return path, rows
 
 

@@ -14,7 +14,7 @@ import pytest
 from tests.support.output import last_line_error
 from tests.support.repos import Repo, copy_repo, new_version, trained_anomaly
 from dvc_monitor.model.data import write_batch
-from dvc_monitor.kinds import kind_module
+from dvc_monitor.kinds import kind_for
 
 NAME = "fraud-detector"
 VERSIONS = ("v0.1.0", "v0.2.0", "v0.3.0")
@@ -42,7 +42,7 @@ def repo(versions, tmp_path):
 def csvs(tmp_path_factory):
     """Fresh production data: labelled, unlabelled, and two that do not fit."""
     d = tmp_path_factory.mktemp("compare-data")
-    df = kind_module("anomaly").sample_batch(9)
+    df = kind_for("anomaly").sample_batch(9)
     paths = {}
     for key, frame in {
         "labelled": df,

@@ -19,12 +19,12 @@ def write_windows(folder: Path, kind: str, indices, rows: int | None = None,
     """Write sample batches ``indices`` of ``kind`` (``change``d, if given) to
     ``folder/wNNN.csv``: one live window each."""
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds import kind_for
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in indices:
         kw = {} if rows is None else {"rows": rows}
-        frame = kind_module(kind).sample_batch(i, seed=0, **kw)
+        frame = kind_for(kind).sample_batch(i, seed=0, **kw)
         write_batch(frame if change is None else change(frame), folder / f"w{i:03d}.csv")
     return folder
 

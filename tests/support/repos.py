@@ -206,10 +206,10 @@ def kill_ingest_when(repo: Repo, name: str, batch: Path, appears: str) -> None:
 def sample_csv(tmp_path: Path, kind: str, index: int, seed: int = 0) -> Path:
     """Write sample batch ``index`` of ``kind`` to a CSV file and return its path."""
     from dvc_monitor.model.data import write_batch
-    from dvc_monitor.kinds import kind_module
+    from dvc_monitor.kinds import kind_for
 
     path = tmp_path / f"{kind}-batch-{index}.csv"
-    write_batch(kind_module(kind).sample_batch(index, seed=seed), path)
+    write_batch(kind_for(kind).sample_batch(index, seed=seed), path)
     return path
 
 

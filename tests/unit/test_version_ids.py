@@ -12,7 +12,7 @@ import pytest
 
 from dvc_monitor.errors import DvcMonitorError, MissingLockFile
 from dvc_monitor.registry.identity import ID_PREFIX, canonical_payload, identity_from_lock, short_id
-from dvc_monitor.repo.dvcfiles import _FastYaml, _Unsupported, parse_yaml
+from dvc_monitor.repo.dvcfiles import FastYaml, UnsupportedYaml, parse_yaml
 
 LOCK = """\
 schema: '2.0'
@@ -199,7 +199,7 @@ def test_bad_locks():
 
 
 def test_fast_reader_parses_the_template_lock():
-    assert _FastYaml(LOCK).parse() == ruamel(LOCK)
+    assert FastYaml(LOCK).parse() == ruamel(LOCK)
 
 
 SCALARS = [1, 0, -3, 1.5, 1e-3, 2e10, 0.02, 1.0, -0.0, True, False, None, "x", "yes", "on",
@@ -240,8 +240,8 @@ def test_fast_reader_never_disagrees_with_ruamel():
         expected = ruamel(text)
         assert repr(parse_yaml(text)) == repr(expected), text
         try:
-            got = _FastYaml(text).parse()
-        except _Unsupported:
+            got = FastYaml(text).parse()
+        except UnsupportedYaml:
             continue
         fast += 1
         assert repr(got) == repr(expected), text
@@ -252,8 +252,8 @@ def test_fast_reader_declines_what_it_does_not_know():
     for text in ("a: &x 1\nb: *x\n", "a: |\n  multi\n  line\n", "a: [1, 2]\n", "a: {b: 1}\n",
                  "? a\n: b\n", "a: 1\na: 2\n", "--- \na: 1\n", "a: 'x\n  y'\n", "a:\tb\n",
                  "a: b\n  c\n", "\"k\": 1\n", "a: !!str 1\n", "a: 2024-01-01\n"):
-        with pytest.raises(_Unsupported):
-            _FastYaml(text).parse()
+        with pytest.raises(UnsupportedYaml):
+            FastYaml(text).parse()
 
 
 def test_identity_does_not_depend_on_the_reader():
