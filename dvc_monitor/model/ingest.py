@@ -37,7 +37,7 @@ from dvc_monitor.kinds import kind_for
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.values import JsonValue
 from dvc_monitor.model.layout import ModelLayout
-from dvc_monitor.repo.state import INGEST_JOURNAL, STATE_DIR
+from dvc_monitor.repo.state import INGEST_JOURNAL, state_dir
 
 JOURNAL_SCHEMA = 1
 
@@ -67,8 +67,8 @@ class IngestRecovery(JsonValue):
 
 
 def journal_path(git: GitRepo) -> Path:
-    git_dir = git.run("rev-parse", "--absolute-git-dir").strip()
-    return Path(git_dir) / STATE_DIR / INGEST_JOURNAL
+    """Where an unfinished ingest's journal lives (beside the rollback journal)."""
+    return state_dir(git) / INGEST_JOURNAL
 
 
 def canonical_bytes(df) -> bytes:

@@ -50,4 +50,5 @@ def pending_journal(start: str | os.PathLike[str] = ".") -> Path | None:
 
 
 def state_dir(git: GitRepo) -> Path:
+    """The ``.git/dvc-monitor`` folder of ``git``'s repository (it may not exist yet)."""
     return Path(git.run("rev-parse", "--absolute-git-dir").strip()) / STATE_DIR
