@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dvc_monitor.kinds import kind_for
+from dvc_monitor.kinds import Kind, kind_for
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,17 +35,17 @@ if TYPE_CHECKING:
 DRIFT = {"psi_score": "lower", "psi_features": "lower"}
 
 
-def directions(kind: str) -> dict[str, str | None]:
+def directions(kind: "str | Kind") -> dict[str, str | None]:
     """measure -> better direction ("higher", "lower" or None), for rule parsing."""
     return {**DRIFT, **kind_for(kind).window_measures}
 
 
-def drift_features(kind: str, features) -> list[str]:
+def drift_features(kind: "str | Kind", features) -> list[str]:
     """The features whose PSI is measured (``Kind.drift_features``)."""
     return kind_for(kind).drift_features(features)
 
 
-def rates(kind: str, scored: "Scored", labels: "np.ndarray | None") -> dict[str, float | None]:
+def rates(kind: "str | Kind", scored: "Scored", labels: "np.ndarray | None") -> dict[str, float | None]:
     """The kind's measures other than the PSIs (None: not measurable on these rows)."""
     return kind_for(kind).window_rates(scored.frame, labels)
 
@@ -58,7 +58,7 @@ def feature_psis(profile, frame) -> dict[str, float]:
             for name, b in profile.features.items()}
 
 
-def measure(kind: str, profile, scored: "Scored", frame,
+def measure(kind: "str | Kind", profile, scored: "Scored", frame,
             labels: "np.ndarray | None") -> tuple[dict[str, float | None], dict[str, float]]:
     """(measures, feature PSIs) of one window scored by one version with its profile."""
     from dvc_monitor.evaluation.scoring import psi_binned

@@ -25,6 +25,7 @@ from dvc_monitor.errors import TemplateError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dvc_monitor.kinds import Kind
     from dvc_monitor.model.data import ModelConfig
     from dvc_monitor.model.state import ModelState
 
@@ -77,7 +78,7 @@ class Profile:
         return prof
 
 
-def build_profile(kind: str, model: Any, config: "ModelConfig", holdout: "pd.DataFrame",
+def build_profile(kind: "str | Kind", model: Any, config: "ModelConfig", holdout: "pd.DataFrame",
                   history: "pd.DataFrame | None" = None) -> Profile:
     """The profile of ``model`` on its ``holdout`` rows (``history``: forecast lags)."""
     import numpy as np
@@ -87,9 +88,10 @@ def build_profile(kind: str, model: Any, config: "ModelConfig", holdout: "pd.Dat
     from dvc_monitor.kinds import kind_for
     from dvc_monitor.kinds.common import labels_of
 
-    scored = score_rows(kind, model, config, holdout, history)
+    spec = kind = kind_for(kind)
+    scored = score_rows(spec, model, config, holdout, history)
     if len(scored.score) == 0:
-        raise TemplateError(f"the holdout of the {kind} model gives no scored rows; "
+        raise TemplateError(f"the holdout of the {spec.name} model gives no scored rows; "
                             "a reference profile needs some")
     bins = bins_for(len(scored.score))
 
@@ -101,8 +103,8 @@ def build_profile(kind: str, model: Any, config: "ModelConfig", holdout: "pd.Dat
         f"p{q}": float(np.quantile(scored.score, q / 100)) for q in QUANTILES}}
     features = {f: binned(holdout[f].to_numpy(dtype=float))
                 for f in drift_features(kind, config.features)}
-    labels = labels_of(holdout, config) if kind_for(kind).uses_labels else None
-    return Profile(kind=kind, rows=int(len(scored.score)), bins=bins,
+    labels = labels_of(holdout, config) if spec.uses_labels else None
+    return Profile(kind=spec.name, rows=int(len(scored.score)), bins=bins,
                    threshold=scored.threshold, score=score, features=features,
                    measures=rates(kind, scored, labels), source=COMPUTED)
 
@@ -114,7 +116,7 @@ def load_profile(state: "ModelState", model: Any) -> Profile:
     import json
 
     from dvc_monitor.model.layout import ModelLayout
-    from dvc_monitor.model.state import cache_objects, load_data, split_data
+    from dvc_monitor.model.state import cache_objects, holdout_data
 
     layout = state.layout
     lock = state.parsed_lock
@@ -128,5 +130,6 @@ def load_profile(state: "ModelState", model: Any) -> Profile:
         except ValueError:
             raise TemplateError(f"{source} is not valid JSON; run 'dvc repro'") from None
         return Profile.from_json(doc, source)
-    split = split_data(state, load_data(state))
-    return build_profile(state.kind, model, state.config, split.holdout, split.history)
+    split = holdout_data(state)
+    return build_profile(state.spec, model, state.config, split.holdout,
+                         split.history if state.spec.needs_history else None)

@@ -11,7 +11,7 @@ from dvc_monitor.errors import (
     TemplateError,
     UsageError,
 )
-from dvc_monitor.kinds import kind_for
+from dvc_monitor.kinds import Kind, kind_for
 from dvc_monitor.model.data import ModelConfig
 
 if TYPE_CHECKING:  # pandas/numpy are imported lazily
@@ -35,7 +35,7 @@ class Scored:
     threshold: float | None = None  # the score above which the model alerts
 
 
-def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
+def score_rows(kind: "str | Kind", model: Any, config: ModelConfig, rows: "pd.DataFrame",
                history: "pd.DataFrame | None" = None) -> Scored:
     """Score ``rows`` with ``model``: higher = more anomalous / riskier / a worse miss."""
     spec = kind_for(kind)
@@ -45,24 +45,26 @@ def score_rows(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise TemplateError(f"the {kind} model could not score the data ({detail}); "
+        raise TemplateError(f"the {spec.name} model could not score the data ({detail}); "
                             "does the data fit this model?") from None
     return Scored(frame["key"].to_numpy(), frame["score"].to_numpy(dtype=float),
                   frame["alert"].to_numpy(dtype=bool), frame, spec.alert_threshold(model))
 
 
-def evaluate_on(kind: str, model: Any, config: ModelConfig, rows: "pd.DataFrame",
+def evaluate_on(kind: "str | Kind", model: Any, config: ModelConfig, rows: "pd.DataFrame",
                 params: dict, history: "pd.DataFrame | None" = None) -> dict:
     """The metrics ``stage evaluate`` would compute for ``model`` on ``rows``."""
     from dvc_monitor.kinds.common import clean_number
 
+    spec = kind_for(kind)
     try:
-        metrics, _ = kind_for(kind).evaluate(model, rows, config, params, history=history)
+        metrics, _ = spec.evaluate(model, rows, config, params, history=history)
     except DvcMonitorError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise TemplateError(f"the {kind} model could not be evaluated on the data ({detail})") \
+        raise TemplateError(f"the {spec.name} model could not be evaluated on the data "
+                            f"({detail})") \
             from None
     return clean_number(metrics)
 

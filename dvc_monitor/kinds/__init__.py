@@ -16,20 +16,26 @@ from dvc_monitor.kinds.base import Kind
 __all__ = ["KINDS", "Kind", "kind_for", "metric_directions"]
 
 # The built-in kinds: name -> the module and class implementing it (imported on first use,
-# so reading ``KINDS`` costs no pandas).
+# so reading ``KINDS`` costs no pandas); and the adopted form of each (a model its user's
+# own pipeline trains, scored through the estimator's own methods: kinds/adopted.py).
 _BUILTIN = {"anomaly": ("anomaly", "Anomaly"), "forecast": ("forecast", "Forecast"),
             "risk": ("risk", "Risk")}
+_ADOPTED = {"anomaly": ("adopted", "AdoptedAnomaly"), "forecast": ("adopted", "AdoptedForecast"),
+            "risk": ("adopted", "AdoptedRisk")}
 KINDS = tuple(_BUILTIN)
 
 
-def kind_for(name: str) -> Kind:
-    """The ``Kind`` called ``name``; ``TemplateError`` for a name that is not a kind."""
+def kind_for(name: "str | Kind", adopted: bool = False) -> Kind:
+    """The ``Kind`` called ``name`` (its adopted form when ``adopted``); a ``Kind`` is
+    returned as it is. ``TemplateError`` for a name that is not a kind."""
+    if not isinstance(name, str):
+        return name
     if name not in _BUILTIN:
         raise TemplateError(f"unknown kind {name!r}; expected one of {', '.join(KINDS)}")
-    module, cls = _BUILTIN[name]
+    module, cls = (_ADOPTED if adopted else _BUILTIN)[name]
     return getattr(importlib.import_module(f"dvc_monitor.kinds.{module}"), cls)()
 
 
-def metric_directions(kind: str) -> dict[str, str | None]:
-    """Metric -> better direction ("higher", "lower" or None) of the kind called ``kind``."""
+def metric_directions(kind: "str | Kind") -> dict[str, str | None]:
+    """Metric -> better direction ("higher", "lower" or None) of the kind ``kind``."""
     return dict(kind_for(kind).metric_directions)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from dvc_monitor.errors import DvcMonitorError, SchemaError, TemplateError, shown
-from dvc_monitor.kinds import KINDS, kind_for
+from dvc_monitor.kinds import KINDS, Kind, kind_for
 from dvc_monitor.model.layout import SEGMENT_RE, SEGMENT_SIZE
 from dvc_monitor.repo.cache import object_path
 from dvc_monitor.repo.dvcfiles import parse_yaml
@@ -28,9 +28,21 @@ MAX_FUTURE_SECONDS = 366 * 86400
 MAX_STREAM_BYTES = 512 * 2**20  # what ingest reads from standard input at most
 
 
+DOTTED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+DEFAULT_INTERVAL = 0.9  # an adopted forecast's interval: this share of reference residuals
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """The contents of a model's ``monitor.yaml``."""
+    """The contents of a model's ``monitor.yaml``.
+
+    A model dvc-monitor's own stages train (``init``) has ``adopted`` False. An *adopted*
+    model (``dvc-monitor adopt``) is trained by its user's own pipeline: ``reference`` is
+    the file or folder of rows (relative to the ``monitor.yaml`` folder) its metrics and
+    reference profile come from, ``threshold`` its alert threshold when given,
+    ``interval`` the share of reference residuals a forecast's interval covers, and
+    ``trusted_types`` the types beyond dvc-monitor's allow-list its reviewers trust.
+    """
 
     kind: str
     name: str
@@ -38,6 +50,11 @@ class ModelConfig:
     label: str | None
     label_required: bool
     segment_size: int = SEGMENT_SIZE  # batches per sealed segment (docs/storage.md)
+    adopted: bool = False
+    reference: str | None = None
+    threshold: float | None = None
+    interval: float = DEFAULT_INTERVAL
+    trusted_types: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: str | Path) -> "ModelConfig":
@@ -56,12 +73,16 @@ class ModelConfig:
         except (DvcMonitorError, KeyError, TypeError, AttributeError) as exc:
             raise TemplateError(f"{source} is not a valid dvc-monitor model file ({exc})") from None
         if kind not in KINDS:
-            raise TemplateError(f"{source}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+            raise TemplateError(f"{source}: unknown kind {shown(kind)}; expected one of "
+                                f"{', '.join(KINDS)}")
         label = schema.get("label")
         size = raw.get("segment_size", SEGMENT_SIZE)
         if isinstance(size, bool) or not isinstance(size, int) or not 2 <= size <= 100_000:
             raise TemplateError(f"{source}: segment_size must be a whole number from 2 to "
                                 f"100000, not {shown(size)}")
+        adopted = raw.get("adopted", False)
+        if not isinstance(adopted, bool):
+            raise TemplateError(f"{source}: adopted must be true or false, not {shown(adopted)}")
         return cls(
             kind=kind,
             name=str(raw.get("name", "")),
@@ -69,11 +90,79 @@ class ModelConfig:
             label=str(label) if label else None,
             label_required=bool(schema.get("label_required", False)),
             segment_size=size,
+            adopted=adopted,
+            reference=_reference(raw.get("reference"), source),
+            threshold=_number(raw.get("threshold"), "threshold", source),
+            interval=_interval(raw.get("interval", DEFAULT_INTERVAL), source),
+            trusted_types=trusted_types(raw.get("trusted_types"), source),
         )
 
     @property
     def columns(self) -> tuple[str, ...]:
         return self.features + ((self.label,) if self.label else ())
+
+    @property
+    def spec(self) -> Kind:
+        """The ``Kind`` that scores this model: the built-in kind, or its adopted form."""
+        return kind_for(self.kind, adopted=self.adopted)
+
+    def to_yaml(self) -> dict:
+        """The ``monitor.yaml`` document of an adopted model (what ``adopt`` writes)."""
+        schema: dict = {"features": list(self.features)}
+        if self.label:
+            schema["label"] = self.label
+        doc: dict = {"name": self.name, "kind": self.kind, "adopted": self.adopted,
+                     "schema": schema}
+        if self.reference is not None:
+            doc["reference"] = self.reference
+        if self.threshold is not None:
+            doc["threshold"] = self.threshold
+        if self.interval != DEFAULT_INTERVAL:
+            doc["interval"] = self.interval
+        doc["trusted_types"] = list(self.trusted_types)
+        return doc
+
+
+def trusted_types(value, source: str) -> tuple[str, ...]:
+    """The ``trusted_types:`` list of a ``monitor.yaml``: dotted type names, sorted."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise TemplateError(f"{source}: trusted_types must be a list of dotted type names "
+                            "(e.g. sklearn.neighbors._kd_tree.KDTree)")
+    for item in value:
+        if not isinstance(item, str) or not DOTTED_NAME.match(item):
+            raise TemplateError(f"{source}: trusted_types entry {shown(item)} is not a dotted "
+                                "type name (e.g. sklearn.neighbors._kd_tree.KDTree); fix it")
+    return tuple(sorted(set(value)))
+
+
+def _number(value, key: str, source: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TemplateError(f"{source}: {key} must be a number, not {shown(value)}")
+    return float(value)
+
+
+def _interval(value, source: str) -> float:
+    number = _number(value, "interval", source)
+    if number is None or not 0 < number < 1:
+        raise TemplateError(f"{source}: interval must be a share between 0 and 1 (e.g. 0.9), "
+                            f"not {shown(value)}")
+    return number
+
+
+def _reference(value, source: str) -> str | None:
+    if value is None:
+        return None
+    from pathlib import PurePosixPath
+
+    path = PurePosixPath(str(value))
+    if not isinstance(value, str) or not value or path.is_absolute():
+        raise TemplateError(f"{source}: reference must be a path inside the repository, "
+                            f"relative to {source}'s folder, not {shown(value)}")
+    return path.as_posix()
 
 
 def _batches(folder: str | Path) -> list[Path]:

@@ -22,7 +22,7 @@ import secrets
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from dvc_monitor.errors import ModelFileError, SameIdDifferentModel, UnsafeModelFile
 from dvc_monitor.model.audits import TypeAudits
@@ -137,10 +137,17 @@ def save_model(model: Any, path: str | os.PathLike, audits: TypeAudits | None = 
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def load_model(path: str | os.PathLike, expected_md5: str | None = None) -> Any:
+def trusted_with(extra: Iterable[str] = ()) -> frozenset[str]:
+    """``TRUSTED_TYPES`` plus the types a model's reviewed ``monitor.yaml`` trusts."""
+    return TRUSTED_TYPES | frozenset(extra)
+
+
+def load_model(path: str | os.PathLike, expected_md5: str | None = None,
+               trusted: Iterable[str] = ()) -> Any:
     """Load a model file written by ``save_model``, refusing anything unsafe.
 
     ``expected_md5`` is the md5 dvc.lock records; a different file is refused.
+    ``trusted`` adds the types the model's ``monitor.yaml`` lists under ``trusted_types``.
     """
     try:
         data = Path(path).read_bytes()
@@ -150,10 +157,11 @@ def load_model(path: str | os.PathLike, expected_md5: str | None = None) -> Any:
         ) from None
     except OSError as err:
         raise ModelFileError(f"cannot read model file {path}: {err.strerror or err}") from None
-    return load_model_bytes(data, expected_md5, source=str(path))
+    return load_model_bytes(data, expected_md5, source=str(path), trusted=trusted)
 
 
-def load_model_bytes(data: bytes, expected_md5: str | None = None, source: str = "<bytes>") -> Any:
+def load_model_bytes(data: bytes, expected_md5: str | None = None, source: str = "<bytes>",
+                     trusted: Iterable[str] = ()) -> Any:
     """Like ``load_model``, from the file's bytes (e.g. read from the DVC cache)."""
     import skops.io
 
@@ -164,14 +172,16 @@ def load_model_bytes(data: bytes, expected_md5: str | None = None, source: str =
                 f"model file {source} has md5 {actual} but dvc.lock records {expected_md5}; "
                 "run 'dvc checkout' or 'dvc pull' to restore the recorded model"
             )
-    refused = _refused_types(data, source)
+    allowed = trusted_with(trusted)
+    refused = [name for name in _audit(data, source) if name not in allowed]
     if refused:
         raise ModelFileError(
             f"model file {source} contains types dvc-monitor does not trust: {_first(refused)}; "
-            "it was not loaded"
+            "it was not loaded (review them, then list them under trusted_types: in its "
+            "monitor.yaml)"
         )
     try:
-        return skops.io.loads(data, trusted=sorted(TRUSTED_TYPES))
+        return skops.io.loads(data, trusted=sorted(allowed))
     except Exception as err:  # a file that passed the audit but cannot be built
         raise ModelFileError(f"model file {source} is corrupt: {_one_line(err)}; it was not loaded") from err
 
@@ -313,11 +323,6 @@ def _identity_free(node: Any, members: dict[str, bytes]) -> str:
         return out
 
     return json.dumps(strip(node), sort_keys=True)
-
-
-def _refused_types(data: bytes, source: str) -> list[str]:
-    """The types in skops archive ``data`` outside ``TRUSTED_TYPES`` (nothing is imported)."""
-    return [name for name in _audit(data, source) if name not in TRUSTED_TYPES]
 
 
 def _audit(data: bytes, source: str) -> list[str]:
@@ -520,12 +525,16 @@ def _zip_directory_names(end: bytes) -> set[str]:
 
 
 def inspect_model_file(path_or_bytes: bytes | str | os.PathLike,
-                       audits: TypeAudits | None = None) -> ModelFileCheck:
+                       audits: TypeAudits | None = None, trusted: Iterable[str] = (),
+                       as_written: bool = False) -> ModelFileCheck:
     """Check a model file's format, canonical form and types without unpickling or
     importing anything it names (skops reads the types from schema.json).
 
     ``audits`` holds skops' type audits by content digest: a stored one is used instead
-    of importing skops; a fresh one is stored. Everything else is checked every time."""
+    of importing skops; a fresh one is stored. Everything else is checked every time.
+    ``trusted`` adds the types a model's ``monitor.yaml`` trusts; ``as_written`` accepts
+    a skops archive its user's own code wrote (not canonical: an adopted model), which is
+    then identified by md5 and content digest rather than by its canonical form."""
     data, source, problem = _source_bytes(path_or_bytes)
     if data is None:
         return ModelFileCheck(source, "missing", False, (), False, f"{source} {problem}", None, None)
@@ -569,17 +578,18 @@ def inspect_model_file(path_or_bytes: bytes | str | os.PathLike,
                           digest, compression=compression)
         if audits is not None:
             audits.put(digest, audited)
-    untrusted = tuple(t for t in audited if t not in TRUSTED_TYPES)
+    allowed = trusted_with(trusted)
+    untrusted = tuple(t for t in audited if t not in allowed)
     canonical = _is_canonical(data, infos, digest)
     if untrusted:
         return unsafe("skops", f"{source} references untrusted type {_first(list(untrusted))}",
                       digest, canonical, untrusted, compression)
-    if not canonical:
+    if not canonical and not as_written:
         return unsafe("skops", f"{source} is not canonical: not written by dvc-monitor's "
                       "trainer", digest, compression=compression)
-    return ModelFileCheck(source, "skops", True, (), True,
-                          f"{source} is a canonical skops archive of trusted types", md5, digest,
-                          compression)
+    what = "a canonical skops archive" if canonical else "a skops archive as its code wrote it"
+    return ModelFileCheck(source, "skops", canonical, (), True,
+                          f"{source} is {what}, of trusted types", md5, digest, compression)
 
 
 def _is_canonical(data: bytes, infos: list[zipfile.ZipInfo], digest: str) -> bool:
@@ -598,11 +608,13 @@ def _is_canonical(data: bytes, infos: list[zipfile.ZipInfo], digest: str) -> boo
 
 
 def verify_model_file(path_or_bytes: bytes | str | os.PathLike, md5: str | None,
-                      digest: str | None = None, audits: TypeAudits | None = None) -> ModelMatch:
+                      digest: str | None = None, audits: TypeAudits | None = None,
+                      trusted: Iterable[str] = (), as_written: bool = False) -> ModelMatch:
     """Is this the registered model file? Safe (format and types checked) and either
     ``byte-identical`` (md5) or ``content-identical`` (content digest: recompressed by
-    another zlib build, or a stored archive of the same content)."""
-    check = inspect_model_file(path_or_bytes, audits)
+    another zlib build, or a stored archive of the same content). ``trusted`` and
+    ``as_written`` as in ``inspect_model_file``."""
+    check = inspect_model_file(path_or_bytes, audits, trusted, as_written)
 
     def result(match: str | None, reason: str) -> ModelMatch:
         return ModelMatch(match is not None, match, md5, digest, check, reason)
@@ -665,15 +677,19 @@ def registered_digest(root: str | os.PathLike, md5: str | None, recorded: str | 
 def accept_registration(root: str | os.PathLike, model_path: str, md5: str | None, name: str,
                         version: str, same_id: Sequence[tuple[str, str | None, str | None]],
                         force: bool = False,
-                        warn: Callable[[str], None] | None = None) -> ModelFileCheck:
+                        warn: Callable[[str], None] | None = None,
+                        trusted: Iterable[str] = (), as_written: bool = False) -> ModelFileCheck:
     """The model-file gate of ``register``: refuse an unsafe or non-canonical file, and a
     file whose id equals a registered version's but whose bytes differ, unless ``force``.
 
     ``same_id`` lists (version, model md5, content digest or None) of registered versions
     with the same id; a missing digest is computed from the local DVC cache if it can be.
-    Returns the check (its ``digest`` goes into the tag block).
+    ``trusted`` and ``as_written`` (an adopted model: the file as its user's code wrote
+    it) as in ``inspect_model_file``. Returns the check (its ``digest`` goes into the tag
+    block).
     """
-    check = inspect_model_file(Path(root) / model_path, TypeAudits.for_repo(root))
+    check = inspect_model_file(Path(root) / model_path, TypeAudits.for_repo(root), trusted,
+                               as_written)
     other = [(v, m, registered_digest(root, m, d)) for v, m, d in same_id if m and md5 and m != md5]
     if not check.safe:
         why = (f"; it has the id of {other[0][0]} but a different file: the model file was "

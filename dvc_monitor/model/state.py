@@ -14,6 +14,7 @@ changes the workspace: no checkout, no ``dvc pull``; a fetch only adds objects t
 from __future__ import annotations
 
 import json
+import posixpath
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -23,6 +24,7 @@ from dvc_monitor.errors import (
     DvcMonitorError,
     ExternalCommandError,
     MissingObjects,
+    SchemaError,
     TemplateError,
     UnknownModel,
     UsageError,
@@ -37,6 +39,7 @@ from dvc_monitor.repo.git import GitRepo
 if TYPE_CHECKING:  # pandas/numpy are imported lazily
     import pandas as pd
 
+    from dvc_monitor.kinds import Kind
     from dvc_monitor.model.revision import ModelAtRevision
 
 WORKSPACE = "workspace"
@@ -80,6 +83,35 @@ class ModelState:
     @property
     def kind(self) -> str:
         return self.config.kind if self.config is not None else "external"
+
+    @property
+    def spec(self) -> "Kind":
+        """The ``Kind`` that scores this model (its adopted form for an adopted model)."""
+        if self.config is None:
+            require_trained(self)
+        return self.config.spec
+
+    @property
+    def adopted(self) -> bool:
+        """Trained by its user's own pipeline, declared with ``dvc-monitor adopt``."""
+        return self.config is not None and self.config.adopted
+
+    @property
+    def trusted_types(self) -> tuple[str, ...]:
+        """The types beyond dvc-monitor's allow-list its ``monitor.yaml`` trusts."""
+        return self.config.trusted_types if self.config is not None else ()
+
+    @property
+    def reference_path(self) -> str | None:
+        """An adopted model's reference rows (repo-relative), when ``monitor.yaml`` names
+        them; a ``TemplateError`` for a path that leaves the repository."""
+        if self.config is None or not self.config.reference:
+            return None
+        rel = posixpath.normpath(posixpath.join(self.layout.dir, self.config.reference))
+        if rel == ".." or rel.startswith("../"):
+            raise TemplateError(f"{self.layout.monitor} at {self.label}: reference "
+                                f"{shown(self.config.reference)} is outside the repository")
+        return rel
 
     @property
     def is_workspace(self) -> bool:
@@ -170,8 +202,8 @@ def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
     lock = _yaml(texts["lock"], model.lock_path or layout.dvc_lock, where)
     data_dvc = _yaml(texts["data"], layout.data_dvc, where)
     metrics = None
-    if config is None:  # not a model dvc-monitor trained: what can be read, and what not
-        note = format_note(model)
+    if config is None or config.adopted:  # its own pipeline's metrics, what can be read
+        note = format_note(model) if config is None else None
         if note:
             skipped.append(note)
         files, why = metrics_of(git, model)
@@ -342,21 +374,145 @@ def load_model(state: ModelState) -> Any:
     rel = state.model_path
     if state.model is not None and state.model.model_format in ("pickle", "joblib"):
         raise UnknownModel(f"{rel} at {state.label} is a {state.model.model_format}: "
-                           "dvc-monitor never loads one; train the model with dvc-monitor")
+                           f"dvc-monitor never loads one; {SKOPS_ADVICE}")
+    trusted = state.trusted_types
+    loaded = None
     if state.is_workspace:
         path = state.root / rel
         if path.is_file():
             if state.model_md5 and file_md5(path) != state.model_md5:
                 state.notes.append(f"the workspace {rel} differs from dvc.lock "
                                    "(run 'dvc repro' before reviewing)")
-            return load_file(path)
-    if not state.model_md5:
-        raise UnknownModel(
-            f"{state.model.lock_path if state.model else layout.dvc_lock} at {state.label} "
-            "records no trained model; run 'dvc repro' and commit dvc.lock"
-        )
-    data = cache_objects(state, [state.model_md5], rel, rel)[state.model_md5]
-    return load_model_bytes(data, state.model_md5, source=f"{rel} at {state.label}")
+            loaded = load_file(path, trusted=trusted)
+    if loaded is None:
+        if not state.model_md5:
+            raise UnknownModel(
+                f"{state.model.lock_path if state.model else layout.dvc_lock} at {state.label} "
+                "records no trained model; run 'dvc repro' and commit dvc.lock"
+            )
+        data = cache_objects(state, [state.model_md5], rel, rel)[state.model_md5]
+        loaded = load_model_bytes(data, state.model_md5, source=f"{rel} at {state.label}",
+                                  trusted=trusted)
+    if not state.adopted:
+        return loaded
+    return bind_adopted(state, loaded)
+
+
+SKOPS_ADVICE = ("save it with skops instead: skops.io.dump(model, \"model.skops\") in your "
+                "training script, and declare model.skops under artifacts:")
+
+
+def bind_adopted(state: ModelState, estimator: Any) -> Any:
+    """An adopted model's estimator, checked for the methods its kind needs and bound to
+    what scoring needs (``kinds.adopted``: threshold, a forecast's interval)."""
+    spec = state.spec
+    missing = spec.missing_methods(estimator, state.config)
+    if missing:
+        raise TemplateError(f"{state.model_path} at {state.label} is a "
+                            f"{type(estimator).__name__} without {', '.join(missing)}, which a "
+                            f"{spec.name} model needs; adopt it as another kind")
+    reference = load_reference(state) if spec.binds_reference and state.reference_path else None
+    return spec.bind(estimator, state.config, reference)
+
+
+# -- reference rows of an adopted model ---------------------------------------------------
+
+ROW_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def read_rows_file(handle, name: str, source: str) -> "pd.DataFrame":
+    """Rows of one CSV (plain or gzip) or Parquet file, by its name's suffix."""
+    import pandas as pd
+
+    try:
+        if name.endswith((".parquet", ".pq")):
+            return pd.read_parquet(handle)
+        return pd.read_csv(handle, compression="gzip" if name.endswith(".gz") else None)
+    except ImportError as exc:
+        raise TemplateError(f"{source}: {' '.join(str(exc).split())}") from None
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise SchemaError(f"{source} cannot be read as rows ({detail}); give a CSV or Parquet "
+                          "file") from None
+
+
+def load_reference(state: ModelState) -> "pd.DataFrame":
+    """An adopted model's reference rows at ``state``'s revision: its ``reference`` file, or
+    every CSV/Parquet file of its folder, git-tracked or DVC-tracked (read through DVC:
+    from the cache, fetched from the remote when missing). The workspace's are read from
+    disk."""
+    import pandas as pd
+
+    rel = state.reference_path
+    if rel is None:
+        raise UsageError(f"{state.name} has no reference data (its {state.layout.monitor} "
+                         "names no reference:); adopt it again with --reference PATH (for "
+                         "example your test split) and commit it")
+    where = f"{rel} at {state.label}"
+    if state.is_workspace:
+        path = state.root / rel
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(ROW_SUFFIXES))
+            frames = [read_rows_file(p, p.name, f"{rel}/{p.relative_to(path).as_posix()}")
+                      for p in files]
+        elif path.is_file():
+            frames = [read_rows_file(path, path.name, where)]
+        else:
+            raise TemplateError(f"the reference {where} does not exist; run 'dvc pull' (or "
+                                "'dvc repro') to make it, or fix reference: in "
+                                f"{state.layout.monitor}")
+    else:
+        frames = _reference_at_revision(state, rel, where)
+    if not frames:
+        raise TemplateError(f"the reference {where} holds no CSV or Parquet file")
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _reference_at_revision(state: ModelState, rel: str, where: str) -> list["pd.DataFrame"]:
+    import contextlib
+    import io
+    import logging
+
+    from dvc.api import DVCFileSystem
+    from dvc.exceptions import DvcException
+
+    loggers = [logging.getLogger(n) for n in ("dvc", "dvc_data", "dvc_objects")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            fs = DVCFileSystem(str(state.root), rev=state.commit)
+            if not fs.exists(rel):
+                raise TemplateError(f"the reference {where} does not exist (neither git nor DVC "
+                                    "tracks it there); commit it, or fix reference: in "
+                                    f"{state.layout.monitor}")
+            names = ([n for n in sorted(fs.find(rel)) if n.endswith(ROW_SUFFIXES)]
+                     if fs.isdir(rel) else [rel])
+            frames = []
+            for name in names:
+                with fs.open(name, "rb") as handle:
+                    frames.append(read_rows_file(handle, name, f"{name} at {state.label}"))
+            return frames
+    except DvcMonitorError:
+        raise
+    except (DvcException, OSError) as exc:
+        first = " ".join(str(exc).split()) or type(exc).__name__
+        raise MissingObjects(f"the reference {where} could not be read ({first}); run "
+                             f"'dvc fetch --rev {state.commit}' with a reachable remote") from None
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def holdout_data(state: ModelState) -> "Split":
+    """The rows a version is judged on: an adopted model's reference rows, else its data
+    cut by its recorded holdout rule (``split_data``)."""
+    if state.adopted:
+        import pandas as pd
+
+        return Split(load_reference(state), pd.DataFrame())
+    return split_data(state, load_data(state))
 
 
 def load_data(state: ModelState) -> "pd.DataFrame":
@@ -429,9 +585,7 @@ class Split:
 
 def split_data(state: ModelState, df: "pd.DataFrame") -> Split:
     """``df`` cut into holdout and history by the holdout rule ``state`` recorded."""
-    from dvc_monitor.kinds import kind_for
-
-    module = kind_for(state.kind)
+    module = state.spec
     try:
         mask = module.holdout_mask(df, state.holdout_rule)
     except (KeyError, ValueError, TypeError) as exc:

@@ -211,12 +211,17 @@ def _accept_model(root: Path, reg: Registry, name: str, version: str, facts: Fac
                   force: bool, warn: Callable[[str], None]) -> ModelFileCheck:
     """The model file: a safe canonical archive; same id with other bytes is refused. Warns
     when other versions have the same id."""
+    from dvc_monitor.model.state import read_state
+
     identity = facts.identity
     same = reg.versions_with_id(name, identity.id)  # through the fact cache
+    config = read_state(root, name, reg.git.head()).config
     checked = accept_registration(root, facts.model_path, identity.model_md5, name, version,
                                   [(m.version, m.model_md5, m.model_digest)
                                    for m in (reg.resolve(name, v) for v in same)],
-                                  force=force, warn=warn)
+                                  force=force, warn=warn,
+                                  trusted=config.trusted_types if config else (),
+                                  as_written=bool(config and config.adopted))
     if same:
         warn(f"{name} {version} has the same id ({identity.short}) as "
              f"{', '.join(same)}: same params, data and code")
