@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, ContextManager, TypeA
 from dvc_monitor.values import JsonValue
 
 if TYPE_CHECKING:
+    from dvc_monitor.model.adopt import AdoptResult
     from dvc_monitor.model.ingest import IngestRecovery, IngestResult
     from dvc_monitor.model.scaffold import InitResult
     from dvc_monitor.model.trainer import TrainerStatus
@@ -57,7 +58,7 @@ Checkpoint: TypeAlias = "Callable[[str], None]"  # called after each step of a r
 
 __all__ = [
     # the verbs, as the commands
-    "init", "ingest", "demo", "register", "promote", "unassign", "deregister", "deprecate",
+    "init", "adopt", "ingest", "demo", "register", "promote", "unassign", "deregister", "deprecate",
     "versions", "show", "history", "diff", "rollback", "recover", "report", "gate",
     "compare", "tag_info", "push", "sync", "check", "gc", "watch", "score", "serve",
     "trainer", "stage",
@@ -67,7 +68,7 @@ __all__ = [
     # results defined here
     "Listed", "Unassigned", "Comparison", "StageRun", "DemoRun", "Defaults",
     # results defined elsewhere, re-exported
-    "BatchScore", "CheckResult", "CompareResult", "Event", "GateResult", "GcResult",
+    "AdoptResult", "BatchScore", "CheckResult", "CompareResult", "Event", "GateResult", "GcResult",
     "IngestRecovery", "IngestResult", "InitResult", "Listing", "LoadedModel", "ModelDiff",
     "ModelVersion", "PublishError", "PushResult", "RecoveryResult", "Report",
     "RollbackResult", "Served", "SyncResult", "TagInfo", "TrainerStatus", "VersionIdentity",
@@ -77,7 +78,7 @@ __all__ = [
 # Re-exported types -> their module: imported on first use (PEP 562), so that
 # ``import dvc_monitor.api`` stays cheap; type checkers read the block above.
 _TYPES = {
-    "BatchScore": "production.batch", "CheckResult": "registry.restorable",
+    "AdoptResult": "model.adopt", "BatchScore": "production.batch", "CheckResult": "registry.restorable",
     "CompareResult": "review.compare", "Event": "registry.values",
     "GateResult": "review.gate", "GcResult": "registry.retention",
     "IngestRecovery": "model.ingest", "IngestResult": "model.ingest",
@@ -259,6 +260,26 @@ def init(repo: Repository, template: str, name: str, *, sample_data: bool = Fals
 
     return scaffold(repo, template, name, sample_data=sample_data, force=force,
                     remote=remote, ci=ci, seed=seed)
+
+
+def adopt(repo: Repository, name: str, *, kind: str, features: str | list[str],
+          label: str | None = None, reference: str | Path | None = None,
+          threshold: float | None = None, trust: list[str] | tuple[str, ...] = (),
+          interval: float | None = None) -> AdoptResult:
+    """Declare ``name``, a model ``repo``'s own pipeline trains (a skops file under
+    ``artifacts:``), as a monitored ``kind`` model: checks it, then writes the
+    ``monitor.yaml`` beside its pipeline for you to review and commit. ``reference`` is a
+    file or folder of rows (absolute, or relative to the repository root).
+
+    Example::
+
+        api.adopt("repo", "churn-risk", kind="risk", features="tenure,charges",
+                  label="churned", reference="data/test.csv")
+    """
+    from dvc_monitor.model.adopt import adopt as adopt_model
+
+    return adopt_model(_root(repo), name, kind, features, label=label, reference=reference,
+                       threshold=threshold, trust=trust, interval=interval)
 
 
 def ingest(repo: Repository, name: str, file: str | Path | BinaryIO, *,

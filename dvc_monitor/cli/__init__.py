@@ -21,7 +21,7 @@ from dvc_monitor.errors import (
 
 # Modules that register sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
-    "dvc_monitor.cli.scaffold",   # init, ingest, demo
+    "dvc_monitor.cli.scaffold",   # init, adopt, ingest, demo
     "dvc_monitor.cli.registry",   # register, promote, unassign, deprecate, versions, show, history, diff
     "dvc_monitor.cli.rollback",   # rollback, recover
     "dvc_monitor.cli.review",     # report, gate, compare
@@ -39,7 +39,7 @@ COMMAND_MODULES = (
 # (importing one module, not eleven); --help and unknown words build them all.
 # tests/cli/test_errors_help_and_output.py checks this table against what the modules register.
 COMMANDS = {
-    **dict.fromkeys(("init", "ingest", "demo"), "dvc_monitor.cli.scaffold"),
+    **dict.fromkeys(("init", "adopt", "ingest", "demo"), "dvc_monitor.cli.scaffold"),
     **dict.fromkeys(("register", "promote", "unassign", "deregister", "deprecate", "versions",
                      "show", "history", "diff"), "dvc_monitor.cli.registry"),
     **dict.fromkeys(("rollback", "recover"), "dvc_monitor.cli.rollback"),

@@ -1,4 +1,4 @@
-"""``init``, ``ingest`` and ``demo``."""
+"""``init``, ``adopt``, ``ingest`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ci", choices=("github", "gitlab"), help="also write CI workflow files")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample data")
     p.set_defaults(func=run_init)
+
+    p = sub.add_parser(
+        "adopt", help="monitor a model your own pipeline trains (writes monitor.yaml)",
+        description="Declare an artifact your own DVC pipeline trains (a skops file under "
+                    "artifacts:) as a monitored model. Checks the file, its types, the "
+                    "estimator's methods and the reference rows, then writes monitor.yaml "
+                    "beside the pipeline for you to review and commit. Nothing is written "
+                    "when a check fails.")
+    p.add_argument("name", help="the artifact's name (dvc.yaml artifacts:; PATH:NAME when nested)")
+    p.add_argument("--kind", required=True, metavar="KIND",
+                   help="anomaly (score_samples, predict == -1) | risk (predict_proba) | "
+                        "forecast (predict)")
+    p.add_argument("--features", required=True, metavar="COL,...",
+                   help="the columns the model reads, comma-separated")
+    p.add_argument("--label", metavar="COL",
+                   help="the column of the truth: 0/1 for anomaly and risk, the value for forecast")
+    p.add_argument("--reference", metavar="PATH",
+                   help="a git- or DVC-tracked file or folder of rows (e.g. your test split): "
+                        "each version's metrics and drift reference are computed on it")
+    p.add_argument("--threshold", type=float, metavar="X",
+                   help="alert above this score (risk: probability, default 0.5; anomaly: "
+                        "default the estimator's own predict)")
+    p.add_argument("--interval", type=float, metavar="SHARE",
+                   help="forecast: the share of reference residuals the interval covers "
+                        "(default 0.9)")
+    p.add_argument("--trust", action="append", default=[], metavar="TYPE",
+                   help="a type outside dvc-monitor's allow-list that you have reviewed and "
+                        "trust (repeatable); written to trusted_types: in monitor.yaml")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run_adopt)
 
     p = sub.add_parser("ingest", help="add a CSV batch to a model's training data")
     p.add_argument("name", help="model name")
@@ -46,6 +76,39 @@ def run_init(args: argparse.Namespace) -> int:
         print(f"  ({result.batches} sample data batches tracked by DVC)")
     if result.remote:
         print(f"Default DVC remote 'local': {result.remote}")
+    print("Next:")
+    for cmd in result.next_steps:
+        print(f"  {cmd}")
+    return 0
+
+
+def run_adopt(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dvc_monitor import api
+    from dvc_monitor.cli.output import print_json
+
+    reference = args.reference
+    if reference is not None and not Path(reference).is_absolute():
+        # like git and dvc: relative to where the command runs (-C: that folder)
+        reference = str(Path(args.repo).absolute() / reference)
+    result = api.adopt(args.repo, args.name, kind=args.kind, features=args.features,
+                       label=args.label, reference=reference, threshold=args.threshold,
+                       trust=args.trust, interval=args.interval)
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    verb = "Updated" if result.updated else "Wrote"
+    print(f"{verb} {result.monitor}: {result.name} is a {result.kind} model its own pipeline "
+          "trains, monitored by dvc-monitor.")
+    for line in result.checks:
+        print(f"  ok  {line}")
+    if result.reference_metrics:
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in result.reference_metrics.items())
+        print(f"  on the reference: {shown}")
+    if result.trusted_types:
+        print(f"  trusted by you (reviewers see this list): {', '.join(result.trusted_types)}")
     print("Next:")
     for cmd in result.next_steps:
         print(f"  {cmd}")

@@ -79,7 +79,7 @@ def test_rollback_dry_run(repo):
 
 # -- the shape of the API -----------------------------------------------------------------
 
-VERBS = ["check", "compare", "deprecate", "deregister", "diff", "gate", "gc", "history",
+VERBS = ["adopt", "check", "compare", "deprecate", "deregister", "diff", "gate", "gc", "history",
          "ingest", "init", "promote", "push", "recover", "register", "report", "rollback",
          "score", "serve", "show", "stage", "sync", "tag_info", "trainer", "unassign",
          "versions", "watch"]
@@ -87,12 +87,12 @@ VERBS = ["check", "compare", "deprecate", "deregister", "diff", "gate", "gc", "h
 
 def test_the_exported_names_are_pinned():
     assert sorted(api.__all__) == [
-        "BatchScore", "CheckResult", "CompareResult", "Comparison", "Defaults", "DemoRun",
+        "AdoptResult", "BatchScore", "CheckResult", "CompareResult", "Comparison", "Defaults", "DemoRun",
         "Event", "GateResult", "GcResult", "IngestRecovery", "IngestResult", "InitResult",
         "Listed", "Listing", "LoadedModel", "ModelDiff", "ModelVersion", "PublishError",
         "PushResult", "RecoveryResult", "Report", "RollbackResult", "Served", "StageRun",
         "SyncResult", "TagInfo", "TrainerStatus", "Unassigned", "VersionIdentity",
-        "WatchResult", "check", "compare", "defaults", "demo", "deprecate", "deregister",
+        "WatchResult", "adopt", "check", "compare", "defaults", "demo", "deprecate", "deregister",
         "diff", "gate", "gc", "history", "identity_from_lock", "ingest", "init",
         "installed_trainer", "load_model", "promote", "push", "recover", "recover_ingest",
         "recover_interrupted", "register", "report", "rollback", "score", "serve", "show",
