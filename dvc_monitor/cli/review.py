@@ -100,7 +100,7 @@ def run_gate(args: argparse.Namespace) -> int:
                       thresholds_from=args.thresholds_from,
                       show=lambda result: _show_gate(result, args.json))
     if not args.json:
-        print("Quality gate passed." if result.declared else "No quality gate declared.")
+        print("Quality gate passed." if result.enforced else "No quality gate declared.")
     return 0
 
 
@@ -121,7 +121,7 @@ def _show_gate(result, as_json: bool) -> None:
             print(f"  {c.status:>13}  {c.metric}: {c.detail}")
     for note in result.notes:
         info(f"note: {note}")
-    if not result.declared:
+    if not result.enforced:
         info(f"note: {result.name} declares no gate: thresholds in its params.yaml; "
              "nothing to enforce")
 
