@@ -334,10 +334,10 @@ def gate_states(base_state, head_state, thresholds_from: str = "head",
     thresholds = parse_gate(section, owner.kind, known, directions, source)
     default_rules = adopted and section is None
     if default_rules:
-        thresholds = default_thresholds(directions, rows)
+        thresholds = default_thresholds(head_state.spec, rows)
         notes.append(f"{name} declares no gate: thresholds in {owner.layout.params}: the "
-                     "default gate applies (no metric with a better direction may get worse "
-                     f"by more than {DEFAULT_MAX_WORSE_PCT:g} % of its base value); add a "
+                     f"default gate applies ({', '.join(head_state.spec.gate_metrics)} may "
+                     f"get at most {DEFAULT_MAX_WORSE_PCT:g} % worse than the base); add a "
                      "gate: section to choose your own")
     if adopted:
         notes.append(measured_note(measured))
@@ -355,20 +355,19 @@ def gate_states(base_state, head_state, thresholds_from: str = "head",
     )
 
 
-# The default gate of an adopted model without a gate: section: no metric of its kind
-# with a better direction may get worse by more than this share of its base value.
+# The default gate of an adopted model without a gate: section: no metric of its kind's
+# ``gate_metrics`` may get worse by more than this share of its base value.
 DEFAULT_MAX_WORSE_PCT = 5.0
 
 
-def default_thresholds(directions: dict[str, str | None], rows: list[MetricRow]) -> list[Threshold]:
-    """The default gate (an adopted model that declares none): every metric with a better
-    direction that the base measured may get worse by at most ``DEFAULT_MAX_WORSE_PCT``
-    of its base value (``max_drop_pct`` / ``max_increase_pct``)."""
+def default_thresholds(kind, rows: list[MetricRow]) -> list[Threshold]:
+    """The default gate (an adopted model that declares none): each of the kind's
+    ``gate_metrics`` that the base measured may get worse, by its direction, by at most
+    ``DEFAULT_MAX_WORSE_PCT`` of its base value (``max_drop_pct`` / ``max_increase_pct``)."""
     measured = {r.metric for r in rows if r.base is not None}
     rules = {"higher": "max_drop_pct", "lower": "max_increase_pct"}
-    return [Threshold(metric, rules[direction], DEFAULT_MAX_WORSE_PCT)
-            for metric, direction in directions.items()
-            if direction in rules and metric in measured]
+    return [Threshold(metric, rules[kind.metric_directions[metric]], DEFAULT_MAX_WORSE_PCT)
+            for metric in kind.gate_metrics if metric in measured]
 
 
 def measured_note(measured) -> str:
