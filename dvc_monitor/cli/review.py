@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gate", help="fail (exit 5) when a metric regresses beyond the "
                                     "thresholds in the model's params.yaml 'gate:' section; "
                                     "exit 6 when it cannot decide (a model dvc-monitor did "
-                                    "not train)")
+                                    "not train or adopt, or an adopted model without "
+                                    "reference rows)")
     p.add_argument("name", metavar="NAME", nargs="?",
                    help="model (default: the only model of the repository)")
     p.add_argument("--base", metavar="REV", help=BASE_HELP)

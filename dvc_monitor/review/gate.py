@@ -34,6 +34,14 @@ head no longer does fails it.
 
 The numbers compared are the recorded ``metrics.json`` of base and head, the same
 numbers ``dvc metrics diff BASE`` prints.
+
+An adopted model (``dvc-monitor adopt``: its own pipeline trains it) records no
+metrics.json of ours. Its gate evaluates both versions on the head's reference rows
+(``monitor.yaml`` ``reference:``; ``samedata``) and compares those numbers. Its rules come
+from the same ``gate:`` section of the pipeline's params.yaml; without one, a default gate
+applies: each of the kind's ``gate_metrics`` may get at most ``DEFAULT_MAX_WORSE_PCT`` %
+worse than the base, by its direction. So the gate always decides (exit 0 or 5), unless
+the model names no reference rows (exit 6, saying to adopt it with ``--reference``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from dvc_monitor.model.state import (
     resolve_commit,
     resolve_name,
 )
+from dvc_monitor.repo.dvcfiles import param_value
 from dvc_monitor.repo.git import GitRepo
 
 __all__ = ["WORKSPACE", "DEFAULT_BRANCHES", "read_base_and_head", "default_base", "staleness"]
@@ -120,7 +121,7 @@ def _pipeline_staleness(state: ModelState, lock) -> list[str]:
     reasons = []
     for stage, body in lock.stages.items():
         recorded = body.params_of(ModelLayout.PARAMS) or {}
-        if any(_param(state.params, key) != value for key, value in recorded.items()):
+        if any(param_value(state.params, key) != value for key, value in recorded.items()):
             reasons.append(f"'{stage}' params changed since the last run")
     if state.is_workspace and state.model_md5:
         from dvc_monitor.model.files import file_md5
@@ -130,17 +131,3 @@ def _pipeline_staleness(state: ModelState, lock) -> list[str]:
             reasons.append(f"{state.model_path} differs from what dvc.lock records")
     return reasons
 
-
-_MISSING = object()
-
-
-def _param(params: dict, key: str):
-    """The value of params key ``key`` (a section, or a dotted path into one)."""
-    if key in params:
-        return params[key]
-    value = params
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value

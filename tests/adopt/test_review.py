@@ -345,3 +345,15 @@ def test_gate_without_a_reference_says_what_to_do(risk, tmp_path):
     assert "cannot decide" in line and "no reference" in line
     assert f"dvc-monitor adopt {risk.case.artifact} --reference PATH" in line
     assert repo.snapshot() == before
+
+
+def test_gate_refuses_a_workspace_its_pipeline_has_not_rerun(risk, tmp_path):
+    repo = copy_repo(risk.repo, tmp_path)
+    params = repo.path / risk.case.params
+    params.write_text(params.read_text().replace("n_estimators: 120", "n_estimators: 7"))
+    before = repo.snapshot()
+    proc = repo.dm("gate", risk.case.artifact, "--base", risk.first, check=False)
+    assert proc.returncode == 4, proc.stderr
+    line = last_line_error(proc)
+    assert "'train' params changed since the last run" in line and "dvc repro" in line
+    assert repo.snapshot() == before
