@@ -154,15 +154,19 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
     from dvc_monitor.model import state as model_state
     from dvc_monitor.evaluation import scoring
     from dvc_monitor.kinds.common import labels_of
+    from dvc_monitor.review import samedata
 
     started = time.perf_counter()
     root = GitRepo.discover(root).root
     name = model_state.resolve_name(root, name)
     resolved = resolve_versions(root, name, refs)
-    states = []
-    for ref, mv in resolved:
-        state = model_state.read_state(root, name, None if mv is None else mv.commit)
-        states.append((ref, mv, state))
+    states = [(ref, mv, model_state.read_state(root, name, None if mv is None else mv.commit))
+              for ref, mv in resolved]
+    latest_mv, latest = _latest(states)
+    # versions registered before the model was adopted are judged as the newest one
+    states = [(ref, mv, samedata.judged_as_head(state, latest, "the newest version's"))
+              for ref, mv, state in states]
+    for _, _, state in states:
         model_state.require_trained(state, error=UsageError, lead=f"cannot compare {name}: ",
                                      then="use 'dvc-monitor report' or 'dvc-monitor diff' for its "
                                     "params, data and metrics")
@@ -171,7 +175,6 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
         raise UsageError(f"the versions of {name} are of different kinds "
                          f"({', '.join(sorted(kinds))}); they cannot be compared")
     kind = kinds.pop()
-    latest_mv, latest = _latest(states)
     spec = latest.spec  # an adopted model's kind is its adopted form
     if data is None and latest.adopted:  # the reference rows of the newest version compared
         rows, history = model_state.holdout_data(latest).holdout, None

@@ -128,7 +128,14 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     trust = trust_change(base_state, head_state)  # before the base may borrow the head's config
     base_state = samedata.judged_as_head(base_state, head_state)
     if not (base_state.is_monitor_model and head_state.is_monitor_model):
-        return _partial_report(root, base_state, head_state, output, started)
+        return _partial_report(root, base_state, head_state, output, started, trust,
+                               f"{name} has no dvc-monitor kind config "
+                               f"({head_state.layout.monitor})")
+    if head_state.adopted and head_state.reference_path is None:
+        return _partial_report(root, base_state, head_state, output, started, trust,
+                               f"{name} at {head_state.label} names no reference rows (no "
+                               f"reference: in {head_state.layout.monitor}; run 'dvc-monitor "
+                               f"adopt {name} --reference PATH' with its other options)")
     if base_state.kind != head_state.kind:
         raise UsageError(f"{name} is a {base_state.kind} model at {base_state.label} but a "
                          f"{head_state.kind} model at {head_state.label}; nothing to compare")
@@ -204,10 +211,12 @@ def _write(out_path: Path, text: str) -> None:
     tmp.replace(out_path)
 
 
-def _partial_report(root: Path, base_state, head_state, output, started: float) -> Report:
-    """The review of a model dvc-monitor did not train: params, data and code changes and
-    the metrics that can be read; what could not be used is listed under ``skipped``.
-    Its model file is never loaded (a pickle never is)."""
+def _partial_report(root: Path, base_state, head_state, output, started: float,
+                    trust: TrustChange | None, why: str) -> Report:
+    """The review of a model dvc-monitor did not train, or of an adopted model without
+    reference rows (``why``): params, data and code changes and the metrics that can be
+    read; what could not be used is listed under ``skipped``. Its model file is never
+    loaded (a pickle never is)."""
     from dvc_monitor.registry import diff as diffing
     from dvc_monitor.review import gate as gates
 
@@ -218,14 +227,14 @@ def _partial_report(root: Path, base_state, head_state, output, started: float) 
     for state in (base_state, head_state):
         skipped += [f"{s} ({state.label})" for s in state.skipped
                     if f"{s} ({state.label})" not in skipped]
-    skipped.append(f"{name} has no dvc-monitor kind config ({head_state.layout.monitor}): "
-                   "both models on the same data and the quality gate were not evaluated")
+    skipped.append(f"{why}: both models on the same data and the quality gate were not "
+                   "evaluated")
     report = Report(
         name=name, kind=head_state.kind, base=base_state.label, head=head_state.label,
         base_commit=base_state.commit, head_commit=head_state.commit, metrics=rows,
         gate=None, changes=changes, same_data=None,
         notes=[n for n in getattr(changes, "notes", [])], skipped=skipped,
-        adopted=head_state.adopted, trusted_types=trust_change(base_state, head_state),
+        adopted=head_state.adopted, trusted_types=trust,
     )
     report.markdown = render(report)
     report.seconds = round(time.perf_counter() - started, 3)
@@ -327,7 +336,8 @@ def render(report: Report) -> str:
     on_reference = g is not None and g.measured_on == "reference"
     where = " on the head's reference rows" if on_reference else ""
     if report.skipped:
-        add("**Quality gate:** cannot decide (not a model dvc-monitor trained)")
+        why = "no reference rows" if report.adopted else "not a model dvc-monitor trained"
+        add(f"**Quality gate:** cannot decide ({why})")
     elif g is None or not g.enforced:
         add("**Quality gate:** none declared (add a `gate:` section to the model's params.yaml)")
     elif g.passed:

@@ -41,7 +41,8 @@ class BothOnSameRows:
         return self.labels is not None and 0 < int(self.labels.sum()) < len(self.labels)
 
 
-def judged_as_head(base_state: "ModelState", head_state: "ModelState") -> "ModelState":
+def judged_as_head(base_state: "ModelState", head_state: "ModelState",
+                   whose: str = "the head's") -> "ModelState":
     """``base_state``, or, when the head is an adopted model and the base predates its
     ``monitor.yaml`` (the pull request that adopts it), the base with the head's
     ``monitor.yaml``: its pipeline trained the same artifact, so it is judged the same way.
@@ -51,7 +52,7 @@ def judged_as_head(base_state: "ModelState", head_state: "ModelState") -> "Model
     if base_state.is_monitor_model or not head_state.adopted:
         return base_state
     note = (f"{head_state.name} at {base_state.label} has no {base_state.layout.monitor} (it "
-            "was adopted later): its model is judged with the head's")
+            f"was adopted later): its model is judged with {whose}")
     return dataclasses.replace(base_state, config=head_state.config,
                                notes=[*base_state.notes, note])
 

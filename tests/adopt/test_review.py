@@ -335,7 +335,7 @@ def test_a_reference_missing_at_the_revision_is_one_line(risk, tmp_path):
     assert repo.snapshot() == before
 
 
-def test_gate_without_a_reference_says_what_to_do(risk, tmp_path):
+def test_without_a_reference_gate_and_report_say_what_they_cannot_do(risk, tmp_path):
     repo = copy_repo(risk.repo, tmp_path)
     set_monitor(repo, risk.case, reference=None)
     before = repo.snapshot()
@@ -344,6 +344,12 @@ def test_gate_without_a_reference_says_what_to_do(risk, tmp_path):
     line = last_line_error(proc)
     assert "cannot decide" in line and "no reference" in line
     assert f"dvc-monitor adopt {risk.case.artifact} --reference PATH" in line
+    # the report still shows what changed, and says what it skipped and why
+    md = repo.dm("report", risk.case.artifact, "--base", risk.first).stdout
+    assert "**Quality gate:** cannot decide (no reference rows)" in md
+    skipped = md.split("### Skipped", 1)[1]
+    assert f"'dvc-monitor adopt {risk.case.artifact} --reference PATH'" in skipped
+    assert "params.yaml:train.n_estimators" in md
     assert repo.snapshot() == before
 
 
