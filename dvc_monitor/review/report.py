@@ -84,12 +84,15 @@ class Report:
         """The report's numbers as plain JSON (metrics rows match ``dvc metrics diff``)."""
         from dvc_monitor.values import to_jsonable
 
+        # the gate's verdict per recorded metric (an adopted model's gate judged the same-data
+        # numbers instead: see "gate")
+        gated = self.gate if self.gate and self.gate.measured_on == "recorded" else None
         return {
             "name": self.name, "kind": self.kind, "base": self.base, "head": self.head,
             "base_commit": self.base_commit, "head_commit": self.head_commit,
             "metrics": [{"metric": m.metric, "base": m.base, "head": m.head, "delta": m.delta,
                          "direction": m.direction, "change": m.change,
-                         "gate": self.gate.status_of(m.metric) if self.gate else ""}
+                         "gate": gated.status_of(m.metric) if gated else ""}
                         for m in self.metrics],
             "gate": self.gate.to_json() if self.gate else None,
             "same_data": to_jsonable(self.same_data),
