@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gate", help="fail (exit 5) when a metric regresses beyond the "
                                     "thresholds in the model's params.yaml 'gate:' section; "
                                     "exit 6 when it cannot decide (a model dvc-monitor did "
-                                    "not train)")
+                                    "not train or adopt, or an adopted model without "
+                                    "reference rows)")
     p.add_argument("name", metavar="NAME", nargs="?",
                    help="model (default: the only model of the repository)")
     p.add_argument("--base", metavar="REV", help=BASE_HELP)
@@ -100,7 +101,7 @@ def run_gate(args: argparse.Namespace) -> int:
                       thresholds_from=args.thresholds_from,
                       show=lambda result: _show_gate(result, args.json))
     if not args.json:
-        print("Quality gate passed." if result.declared else "No quality gate declared.")
+        print("Quality gate passed." if result.enforced else "No quality gate declared.")
     return 0
 
 
@@ -121,7 +122,7 @@ def _show_gate(result, as_json: bool) -> None:
             print(f"  {c.status:>13}  {c.metric}: {c.detail}")
     for note in result.notes:
         info(f"note: {note}")
-    if not result.declared:
+    if not result.enforced:
         info(f"note: {result.name} declares no gate: thresholds in its params.yaml; "
              "nothing to enforce")
 

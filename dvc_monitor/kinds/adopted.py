@@ -175,6 +175,7 @@ class AdoptedForecast(Adopted, BuiltinKind):
     description = "forecaster (its own pipeline trains it)"
     metric_directions = FORECAST_METRICS
     primary_metric = "mae"
+    gate_metrics = ("mae", "rmse", "mape")
     label_metrics = frozenset(FORECAST_METRICS)
     uses_labels = False  # the label is the value forecast, not a 0/1 class
     window_measures = {"outside_rate": None, "mae": "lower"}

@@ -30,6 +30,7 @@ class Anomaly(BuiltinKind):
     description = "anomaly detector (IsolationForest)"
     metric_directions = METRIC_DIRECTIONS
     primary_metric = "f1"
+    gate_metrics = ("roc_auc", "average_precision")
     label_metrics = frozenset({"precision", "recall", "f1", "roc_auc", "average_precision"})
     window_measures = {"alert_rate": None, "precision": "higher", "recall": "higher"}
     live_rate = "alert_rate"

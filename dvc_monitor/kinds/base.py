@@ -53,6 +53,10 @@ class Kind(Protocol):
     ``evaluate`` may record (besides ``n_holdout``)."""
     primary_metric: str
     """The metric that ranks versions (``compare --best``, watch's trust check)."""
+    gate_metrics: tuple[str, ...]
+    """The metrics a quality gate checks when the model declares no thresholds (an
+    adopted model's default gate): those with a better direction that hinge on no single
+    alert threshold or binning, so a few hundred reference rows measure them steadily."""
     label_metrics: frozenset[str]
     """The metrics that exist only when the rows carry labels of both classes."""
     uses_labels: bool

@@ -71,6 +71,7 @@ class Forecast(BuiltinKind):
     description = "trend forecaster with prediction interval"
     metric_directions = METRIC_DIRECTIONS
     primary_metric = "mae"
+    gate_metrics = ("mae", "mape")
     label_metrics: frozenset[str] = frozenset()
     uses_labels = False
     needs_history = True

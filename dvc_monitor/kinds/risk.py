@@ -28,6 +28,7 @@ class Risk(BuiltinKind):
     description = "calibrated risk scorer"
     metric_directions = METRIC_DIRECTIONS
     primary_metric = "roc_auc"
+    gate_metrics = ("roc_auc", "brier", "log_loss")
     label_metrics = frozenset({"roc_auc", "brier", "calibration_error", "log_loss"})
     window_measures = {"mean_probability": None, "alert_rate": None, "brier": "lower"}
     live_rate = "mean_probability"

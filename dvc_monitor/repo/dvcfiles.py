@@ -455,6 +455,22 @@ def _scalar(s: str) -> Any:
     raise UnsupportedYaml
 
 
+MISSING = object()  # what ``param_value`` returns for a key that is not there
+
+
+def param_value(params: Any, key: str) -> Any:
+    """The value of params key ``key`` as a dvc.yaml stage names it (a section, or a
+    dotted path into one), or ``MISSING``."""
+    if isinstance(params, dict) and key in params:
+        return params[key]
+    value = params
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
 def dvc_file_md5(doc: Any) -> str | None:
     """The md5 of the first output of a parsed ``.dvc`` file, or None."""
     try:

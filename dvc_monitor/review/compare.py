@@ -51,6 +51,7 @@ class CompareResult(JsonValue):
     versions: list[VersionResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    adopted: bool = False  # trained by its own pipeline (scored through its own methods)
 
 
 def _split_ref(ref: str) -> tuple[str | None, str]:
@@ -98,7 +99,7 @@ def resolve_versions(root: Path, name: str, refs: list[str]) -> list[tuple[str, 
     return out
 
 
-def load_rows(root: Path, name: str, data: str | Path | None, kind: str):
+def load_rows(root: Path, name: str, data: str | Path | None, kind: "str | Kind"):
     """(rows, history, description): the rows to evaluate on, and the rows before them
     (for a kind that needs history)."""
     from dvc_monitor.model.data import read_batch
@@ -153,15 +154,19 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
     from dvc_monitor.model import state as model_state
     from dvc_monitor.evaluation import scoring
     from dvc_monitor.kinds.common import labels_of
+    from dvc_monitor.review import samedata
 
     started = time.perf_counter()
     root = GitRepo.discover(root).root
     name = model_state.resolve_name(root, name)
     resolved = resolve_versions(root, name, refs)
-    states = []
-    for ref, mv in resolved:
-        state = model_state.read_state(root, name, None if mv is None else mv.commit)
-        states.append((ref, mv, state))
+    states = [(ref, mv, model_state.read_state(root, name, None if mv is None else mv.commit))
+              for ref, mv in resolved]
+    latest_mv, latest = _latest(states)
+    # versions registered before the model was adopted are judged as the newest one
+    states = [(ref, mv, samedata.judged_as_head(state, latest, "the newest version's"))
+              for ref, mv, state in states]
+    for _, _, state in states:
         model_state.require_trained(state, error=UsageError, lead=f"cannot compare {name}: ",
                                      then="use 'dvc-monitor report' or 'dvc-monitor diff' for its "
                                     "params, data and metrics")
@@ -170,18 +175,27 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
         raise UsageError(f"the versions of {name} are of different kinds "
                          f"({', '.join(sorted(kinds))}); they cannot be compared")
     kind = kinds.pop()
-    spec = kind_for(kind)
-    rows, history, source = load_rows(root, name, data, kind)
+    spec = latest.spec  # an adopted model's kind is its adopted form
+    if data is None and latest.adopted:  # the reference rows of the newest version compared
+        rows, history = model_state.holdout_data(latest).holdout, None
+        source = (f"reference rows {latest.reference_path} of "
+                  f"{latest_mv.version if latest_mv else model_state.WORKSPACE}")
+    else:
+        rows, history, source = load_rows(root, name, data, spec)
     for ref, mv, state in states:
         model_state.check_fits(state.config, rows, source,
                                f"{name} {mv.version if mv else model_state.WORKSPACE}")
         rows = _numeric(rows, state.config.columns)
-    directions = metric_directions(kind)
-    # One evaluation setting for every version: the workspace's, else the newest listed.
-    try:
-        eval_params = model_state.read_state(root, name, None).evaluate_params
-    except UnknownModel:
-        eval_params = states[-1][2].evaluate_params
+    directions = metric_directions(spec)
+    # One evaluation setting for every version: the workspace's, else the newest listed
+    # (none for an adopted model: its params.yaml is its own pipeline's).
+    if latest.adopted:
+        eval_params: dict = {}
+    else:
+        try:
+            eval_params = model_state.read_state(root, name, None).evaluate_params
+        except UnknownModel:
+            eval_params = states[-1][2].evaluate_params
 
     config = states[-1][2].config
     labels = labels_of(rows, config) if config.label else None
@@ -199,7 +213,7 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
         key = state.model_md5 or f"workspace:{ref}"
         if key not in models:
             models[key] = model_state.load_model(state)
-        metrics = scoring.evaluate_on(kind, models[key], state.config, rows, eval_params,
+        metrics = scoring.evaluate_on(state.spec, models[key], state.config, rows, eval_params,
                                      history)
         results.append(VersionResult(
             ref=ref, version=mv.version if mv else model_state.WORKSPACE,
@@ -211,7 +225,7 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
         if best:
             raise UsageError(problem)
     result = CompareResult(
-        name=name, kind=kind, data=source, rows=int(len(rows)), labelled=labelled,
+        name=name, kind=kind, adopted=latest.adopted, data=source, rows=int(len(rows)), labelled=labelled,
         metric=None if problem else metric, direction=None if problem else directions[metric],
         best=None, versions=results,
     )
@@ -223,6 +237,20 @@ def compare(root: str | Path, name: str, refs: list[str], data: str | Path | Non
     result.notes = notes
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _latest(states: list) -> tuple[Any, Any]:
+    """(version, state) of the newest of the compared versions: the workspace (version
+    None) when listed, else the greatest registered version, else the last listed."""
+    from dvc_monitor.names import parse_semver
+
+    for _, mv, state in states:
+        if mv is None:
+            return None, state
+    registered = [(mv, state) for _, mv, state in states if mv.registered]
+    if registered:
+        return max(registered, key=lambda pair: parse_semver(pair[0].version))
+    return states[-1][1], states[-1][2]
 
 
 def _ranking_problem(kind: Kind, metric: str, directions: dict, labelled: bool) -> str | None:
@@ -260,7 +288,7 @@ def _rank(result: CompareResult) -> None:
 
 def table(result: CompareResult) -> tuple[list[str], list[list[Any]]]:
     """(columns, rows) for the CLI table: one row per version (``--json`` has every number)."""
-    directions = metric_directions(result.kind)
+    directions = metric_directions(kind_for(result.kind, adopted=result.adopted))
     present = list(dict.fromkeys(k for r in result.versions for k in r.metrics))
     ordered = ([result.metric] if result.metric in present else []) + \
         [m for m in directions if m in present and m != result.metric]

@@ -34,6 +34,14 @@ head no longer does fails it.
 
 The numbers compared are the recorded ``metrics.json`` of base and head, the same
 numbers ``dvc metrics diff BASE`` prints.
+
+An adopted model (``dvc-monitor adopt``: its own pipeline trains it) records no
+metrics.json of ours. Its gate evaluates both versions on the head's reference rows
+(``monitor.yaml`` ``reference:``; ``samedata``) and compares those numbers. Its rules come
+from the same ``gate:`` section of the pipeline's params.yaml; without one, a default gate
+applies: each of the kind's ``gate_metrics`` may get at most ``DEFAULT_MAX_WORSE_PCT`` %
+worse than the base, by its direction. So the gate always decides (exit 0 or 5), unless
+the model names no reference rows (exit 6, saying to adopt it with ``--reference``).
 """
 
 from __future__ import annotations
@@ -110,6 +118,15 @@ class GateResult:
     checks: list[Check]
     declared: bool  # False: the model has no gate section
     notes: list[str] = field(default_factory=list)
+    # what the rows compare: "recorded" (both revisions' metrics.json) or "reference" (an
+    # adopted model: both versions evaluated on the head's reference rows)
+    measured_on: str = "recorded"
+    default_rules: bool = False  # no gate: section, so the kind's default thresholds apply
+
+    @property
+    def enforced(self) -> bool:
+        """Some threshold applies (declared, or the default of an adopted model)."""
+        return self.declared or self.default_rules
 
     @property
     def passed(self) -> bool:
@@ -269,40 +286,69 @@ def evaluate_gate(root, name: str | None = None, base: str | None = None,
 
 
 def gate_states(base_state, head_state, thresholds_from: str = "head",
-                allow_stale: bool = False) -> GateResult:
-    """``evaluate_gate`` on two ``model.state.ModelState`` already read."""
-    from dvc_monitor.kinds import metric_directions
+                allow_stale: bool = False, measured=None) -> GateResult:
+    """``evaluate_gate`` on two ``model.state.ModelState`` already read.
+
+    An adopted model has no metrics.json of ours: both versions are evaluated on the
+    head's reference rows (``measured``: a ``samedata.BothOnSameRows`` already computed,
+    else computed here), and without a ``gate:`` section the kind's default thresholds
+    apply (``default_thresholds``)."""
     from dvc_monitor.model import state as model_state
     from dvc_monitor.review import revision as review
+    from dvc_monitor.review import samedata
 
     name = head_state.name
+    base_state = samedata.judged_as_head(base_state, head_state)
     for state in (base_state, head_state):
         model_state.require_trained(state, error=GateUndecided, lead="cannot decide: ",
                                     then="review it with 'dvc-monitor report'")
     if base_state.kind != head_state.kind:
         raise UsageError(f"{name} is a {base_state.kind} model at {base_state.label} but a "
                          f"{head_state.kind} model at {head_state.label}; they cannot be gated")
-    if base_state.metrics is None:
+    adopted = head_state.adopted
+    if adopted and head_state.reference_path is None:
+        raise GateUndecided(
+            f"cannot decide: {name} at {head_state.label} names no reference rows to evaluate "
+            f"both versions on (no reference: in {head_state.layout.monitor}); run "
+            f"'dvc-monitor adopt {name} --reference PATH' with its other options (for example "
+            "your test split) and commit monitor.yaml")
+    if not adopted and base_state.metrics is None:
         raise UsageError(f"{name} has no {base_state.layout.metrics} at {base_state.label}; "
                          "pick a base revision where the pipeline ran (--base)")
-    if head_state.metrics is None:
+    if not adopted and head_state.metrics is None:
         raise StalePipeline(f"{name} has no {head_state.layout.metrics} at {head_state.label}; "
                             f"run 'dvc repro {head_state.layout.dvc_yaml}' first")
     stale = review.staleness(head_state)
-    notes = []
+    notes = list(base_state.notes)
     if stale:
-        message = (f"the metrics of {name} at {head_state.label} are out of date "
+        what = "model file of" if adopted else "metrics of"
+        message = (f"the {what} {name} at {head_state.label} may be out of date "
                    f"({'; '.join(stale)}); run 'dvc repro {head_state.layout.dvc_yaml}' first")
         if not allow_stale:
             raise StalePipeline(message)
         notes.append(message)
-    directions = metric_directions(head_state.kind)
-    rows = metric_rows(base_state.metrics, head_state.metrics, directions)
+    directions = dict(head_state.spec.metric_directions)
+    if adopted:
+        if measured is None:
+            measured = samedata.both_on_same_rows(base_state, head_state)
+        rows = metric_rows(_without_counts(measured.base_metrics),
+                           _without_counts(measured.head_metrics), directions)
+    else:
+        rows = metric_rows(base_state.metrics, head_state.metrics, directions)
     owner = head_state if thresholds_from == "head" else base_state
     section = owner.params.get("gate")
     known = set(directions) | {r.metric for r in rows}
     source = f"{owner.layout.params} at {owner.label}"
     thresholds = parse_gate(section, owner.kind, known, directions, source)
+    default_rules = adopted and section is None
+    if default_rules:
+        thresholds = default_thresholds(head_state.spec, rows)
+        notes.append(f"{name} declares no gate: thresholds in {owner.layout.params}: the "
+                     f"default gate applies ({', '.join(head_state.spec.gate_metrics)} may "
+                     f"get at most {DEFAULT_MAX_WORSE_PCT:g} % worse than the base); add a "
+                     "gate: section to choose your own")
+    if adopted:
+        notes.append(measured_note(measured))
     other = base_state if owner is head_state else head_state
     if (other.params.get("gate") or None) != (section or None):
         notes.append(f"the gate: section differs between base and head; "
@@ -313,7 +359,33 @@ def gate_states(base_state, head_state, thresholds_from: str = "head",
         name=name, kind=head_state.kind, base=base_state.label, head=head_state.label,
         thresholds_from=thresholds_from, rows=rows, checks=checks,
         declared=section is not None, notes=notes,
+        measured_on="reference" if adopted else "recorded", default_rules=default_rules,
     )
+
+
+# The default gate of an adopted model without a gate: section: no metric of its kind's
+# ``gate_metrics`` may get worse by more than this share of its base value.
+DEFAULT_MAX_WORSE_PCT = 5.0
+
+
+def default_thresholds(kind, rows: list[MetricRow]) -> list[Threshold]:
+    """The default gate (an adopted model that declares none): each of the kind's
+    ``gate_metrics`` that the base measured may get worse, by its direction, by at most
+    ``DEFAULT_MAX_WORSE_PCT`` of its base value (``max_drop_pct`` / ``max_increase_pct``)."""
+    measured = {r.metric for r in rows if r.base is not None}
+    rules = {"higher": "max_drop_pct", "lower": "max_increase_pct"}
+    return [Threshold(metric, rules[kind.metric_directions[metric]], DEFAULT_MAX_WORSE_PCT)
+            for metric in kind.gate_metrics if metric in measured]
+
+
+def measured_note(measured) -> str:
+    """The note that says which rows an adopted model's gate evaluated both versions on."""
+    return f"both versions evaluated on the head's {measured.source}: {len(measured.rows)} rows"
+
+
+def _without_counts(metrics: dict) -> dict:
+    """Metrics without ``n_holdout`` (the number of rows, the same on both sides)."""
+    return {k: v for k, v in metrics.items() if k != "n_holdout"}
 
 
 def gate(root, name: str | None = None, base: str | None = None, head: str | None = None,

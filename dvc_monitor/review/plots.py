@@ -49,7 +49,12 @@ def score_distribution(path: str | Path, base: "np.ndarray", head: "np.ndarray",
 
     fig = new_figure()
     ax = fig.add_subplot()
+    base = np.asarray(base, dtype=float)
+    head = np.asarray(head, dtype=float)
+    base, head = base[np.isfinite(base)], head[np.isfinite(head)]  # e.g. rows without a value
     values = np.concatenate([base, head])
+    if len(values) == 0:
+        values = np.zeros(1)
     lo, hi = float(np.min(values)), float(np.max(values))
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
     ax.hist(base, bins=edges, alpha=0.55, color=BASE_COLOR, label=f"base {base_label}")
@@ -113,24 +118,32 @@ def calibration(path: str | Path, labels: "np.ndarray", base: "np.ndarray", head
 
 def forecast(path: str | Path, base: "pd.DataFrame", head: "pd.DataFrame",
              base_label: str, head_label: str, title: str) -> Path:
-    """Actual values with both models' forecasts and prediction intervals."""
+    """Actual values with both models' forecasts and prediction intervals: against the
+    hours into the holdout, or the row number when the rows carry no ``timestamp`` (an
+    adopted forecaster's reference rows)."""
     import numpy as np
 
     fig = new_figure()
     fig.set_size_inches(9.0, 4.2)
     ax = fig.add_subplot()
-    t0 = int(min(base["timestamp"].min(), head["timestamp"].min()))
+    timed = "timestamp" in base.columns and "timestamp" in head.columns
+    t0 = int(min(base["timestamp"].min(), head["timestamp"].min())) if timed else 0
+
+    def x_of(frame):
+        if not timed:
+            return np.arange(len(frame))
+        return (frame["timestamp"].to_numpy(dtype=np.int64) - t0) / 3600
+
     for frame, color, who, label in ((base, BASE_COLOR, "base", base_label),
                                      (head, HEAD_COLOR, "head", head_label)):
-        hours = (frame["timestamp"].to_numpy(dtype=np.int64) - t0) / 3600
-        ax.fill_between(hours, frame["lower"], frame["upper"], color=color, alpha=0.18,
+        x = x_of(frame)
+        ax.fill_between(x, frame["lower"], frame["upper"], color=color, alpha=0.18,
                         linewidth=0)
-        ax.plot(hours, frame["predicted"], color=color, linewidth=1.0,
+        ax.plot(x, frame["predicted"], color=color, linewidth=1.0,
                 label=f"{who} {label}")
     actual = head if len(head) >= len(base) else base
-    hours = (actual["timestamp"].to_numpy(dtype=np.int64) - t0) / 3600
-    ax.plot(hours, actual["actual"], color="black", linewidth=0.8, label="actual")
-    ax.set_xlabel("hours into the holdout")
+    ax.plot(x_of(actual), actual["actual"], color="black", linewidth=0.8, label="actual")
+    ax.set_xlabel("hours into the holdout" if timed else "reference row")
     ax.set_ylabel("value")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize="small")

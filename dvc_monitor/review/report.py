@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from dvc_monitor.errors import UsageError
-from dvc_monitor.kinds import kind_for, metric_directions
 
 PSI_STABLE, PSI_MODERATE = 0.1, 0.25
 # The share of rows each kind flags, which the report's "alert rate" row shows.
@@ -34,13 +33,29 @@ _ALERT_RATE_METRICS = ("alert_rate", "anomaly_rate", "positive_rate")
 
 @dataclass
 class SameData:
-    """Both models on the head's holdout rows."""
+    """Both models on the head's holdout rows (an adopted model: its reference rows)."""
 
     rows: int
     labelled: bool
     base_metrics: dict
     head_metrics: dict
     shift: Any  # scoring.ScoreShift
+    source: str = "holdout rows"
+
+
+@dataclass
+class TrustChange:
+    """The types beyond dvc-monitor's allow-list an adopted model trusts, at base and head
+    (``monitor.yaml`` ``trusted_types:``): a newly trusted type is what a reviewer must see."""
+
+    base: list[str]
+    head: list[str]
+    added: list[str]
+    removed: list[str]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
 
 
 @dataclass
@@ -62,24 +77,32 @@ class Report:
     plots_url: str | None = None  # embed images as <plots_url>/<file>
     plots_artifact: str | None = None  # do not embed; link to where the files are attached
     seconds: float = 0.0
+    adopted: bool = False  # trained by its own pipeline (dvc-monitor adopt)
+    trusted_types: TrustChange | None = None  # None: not an adopted model
 
     def to_json(self) -> dict:
         """The report's numbers as plain JSON (metrics rows match ``dvc metrics diff``)."""
         from dvc_monitor.values import to_jsonable
 
+        # the gate's verdict per recorded metric (an adopted model's gate judged the same-data
+        # numbers instead: see "gate")
+        gated = self.gate if self.gate and self.gate.measured_on == "recorded" else None
         return {
             "name": self.name, "kind": self.kind, "base": self.base, "head": self.head,
             "base_commit": self.base_commit, "head_commit": self.head_commit,
             "metrics": [{"metric": m.metric, "base": m.base, "head": m.head, "delta": m.delta,
                          "direction": m.direction, "change": m.change,
-                         "gate": self.gate.status_of(m.metric) if self.gate else ""}
+                         "gate": gated.status_of(m.metric) if gated else ""}
                         for m in self.metrics],
             "gate": self.gate.to_json() if self.gate else None,
             "same_data": to_jsonable(self.same_data),
             "changes": (self.changes.to_dict() if hasattr(self.changes, "to_dict")
                         else to_jsonable(self.changes)),
             "plots": self.plots, "notes": self.notes, "skipped": self.skipped,
-            "seconds": self.seconds,
+            "seconds": self.seconds, "adopted": self.adopted,
+            "trusted_types": (None if self.trusted_types is None else
+                              to_jsonable(self.trusted_types) | {
+                                  "changed": self.trusted_types.changed}),
         }
 
 
@@ -93,19 +116,29 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
     job's artifact URL); with ``plots_artifact`` they are not embedded but named, with a
     link to where they are attached (a GitHub Actions run: artifacts are zip files there).
     """
+    from dvc_monitor.evaluation import scoring
+    from dvc_monitor.model import state as model_state
     from dvc_monitor.registry import diff as diffing
     from dvc_monitor.review import gate as gates
-    from dvc_monitor.model import state as model_state
     from dvc_monitor.review import revision as review
-    from dvc_monitor.evaluation import scoring
+    from dvc_monitor.review import samedata
 
     started = time.perf_counter()
     root = Path(root)
     base_state, head_state = review.read_base_and_head(root, name, base, head)
     root = head_state.root
     name = head_state.name
+    trust = trust_change(base_state, head_state)  # before the base may borrow the head's config
+    base_state = samedata.judged_as_head(base_state, head_state)
     if not (base_state.is_monitor_model and head_state.is_monitor_model):
-        return _partial_report(root, base_state, head_state, output, started)
+        return _partial_report(root, base_state, head_state, output, started, trust,
+                               f"{name} has no dvc-monitor kind config "
+                               f"({head_state.layout.monitor})")
+    if head_state.adopted and head_state.reference_path is None:
+        return _partial_report(root, base_state, head_state, output, started, trust,
+                               f"{name} at {head_state.label} names no reference rows (no "
+                               f"reference: in {head_state.layout.monitor}; run 'dvc-monitor "
+                               f"adopt {name} --reference PATH' with its other options)")
     if base_state.kind != head_state.kind:
         raise UsageError(f"{name} is a {base_state.kind} model at {base_state.label} but a "
                          f"{head_state.kind} model at {head_state.label}; nothing to compare")
@@ -124,69 +157,69 @@ def build_report(root: str | Path, name: str | None = None, base: str | None = N
         model_state.ensure_data_manifest(state)  # so the diff can list partitions (e.g. in CI)
     changes = diffing.diff_revisions(root, name, base_state.commit, head_state.commit)
     notes += [n for n in getattr(changes, "notes", []) if "dvc.lock" not in n or not stale]
-    directions = metric_directions(head_state.kind)
+    directions = dict(head_state.spec.metric_directions)
+    # Both models on the same rows: the head's holdout (an adopted model: its reference).
+    both = samedata.both_on_same_rows(base_state, head_state)
     try:
-        gate_result = gates.gate_states(base_state, head_state, allow_stale=True)
-        notes += [n for n in gate_result.notes if "out of date" not in n]
+        gate_result = gates.gate_states(base_state, head_state, allow_stale=True, measured=both)
+        notes += [n for n in gate_result.notes
+                  if "out of date" not in n and n != gates.measured_note(both)]
     except UsageError as exc:  # a bad gate: section must not hide the rest of the review
         gate_result = None
         notes.append(f"gate not evaluated: {exc}")
-    rows = gate_result.rows if gate_result else gates.metric_rows(
-        base_state.metrics, head_state.metrics, directions)
+    if gate_result is not None and gate_result.measured_on == "recorded":
+        rows = gate_result.rows
+    else:  # the pipeline's own recorded metrics; the gate judged the same-data ones
+        rows = gates.metric_rows(base_state.metrics, head_state.metrics, directions)
 
-    # Both models on the same rows: the head's holdout.
-    base_model = model_state.load_model(base_state)
-    head_model = model_state.load_model(head_state)
-    data = model_state.split_data(head_state, model_state.load_data(head_state))
-    config = head_state.config
-    model_state.check_fits(base_state.config, data.holdout, "the head's holdout data",
-                           f"{name} at {base_state.label}")
-    params = head_state.evaluate_params
-    history = data.history if kind_for(head_state.kind).needs_history else None
-    base_scored = scoring.score_rows(base_state.kind, base_model, base_state.config,
-                                    data.holdout, history)
-    head_scored = scoring.score_rows(head_state.kind, head_model, config, data.holdout, history)
-    b_score, h_score, b_alert, h_alert = scoring.align(base_scored, head_scored)
+    b_score, h_score, b_alert, h_alert = scoring.align(both.base_scored, both.head_scored)
     shift = scoring.score_shift(b_score, h_score, b_alert, h_alert, top_k=top_k)
-    from dvc_monitor.kinds.common import labels_of
-
-    labels = labels_of(data.holdout, config)
     same = SameData(
-        rows=shift.rows,
-        labelled=labels is not None and 0 < int(labels.sum()) < len(labels),
-        base_metrics=scoring.evaluate_on(base_state.kind, base_model, base_state.config,
-                                        data.holdout, params, history),
-        head_metrics=scoring.evaluate_on(head_state.kind, head_model, config, data.holdout,
-                                        params, history),
-        shift=shift,
+        rows=shift.rows, labelled=both.labelled, base_metrics=both.base_metrics,
+        head_metrics=both.head_metrics, shift=shift, source=both.source,
     )
     notes += base_state.notes + head_state.notes
 
     report = Report(
         name=name, kind=head_state.kind, base=base_state.label, head=head_state.label,
         base_commit=base_state.commit, head_commit=head_state.commit, metrics=rows,
-        gate=gate_result, changes=changes, same_data=same, notes=notes,
+        gate=gate_result, changes=changes, same_data=same, notes=list(dict.fromkeys(notes)),
         plots_url=plots_url.rstrip("/") if plots_url else None, plots_artifact=plots_artifact,
+        adopted=head_state.adopted, trusted_types=trust,
     )
     written: list[Path] = []
     if out_path is not None and plots:
-        written = _plots(report, out_path, params, labels, base_scored, head_scored,
-                         b_score, h_score)
+        written = _plots(report, out_path, head_state.spec, both, b_score, h_score)
         report.plots = [p.name for p in written]
     report.markdown = render(report)
     report.seconds = round(time.perf_counter() - started, 3)
     if out_path is not None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(out_path.name + ".tmp")
-        tmp.write_text(report.markdown)
-        tmp.replace(out_path)
+        _write(out_path, report.markdown)
     return report
 
 
-def _partial_report(root: Path, base_state, head_state, output, started: float) -> Report:
-    """The review of a model dvc-monitor did not train: params, data and code changes and
-    the metrics that can be read; what could not be used is listed under ``skipped``.
-    Its model file is never loaded (a pickle never is)."""
+def trust_change(base_state, head_state) -> TrustChange | None:
+    """The ``trusted_types`` of base and head (None: neither is an adopted model)."""
+    if not (base_state.adopted or head_state.adopted):
+        return None
+    base, head = list(base_state.trusted_types), list(head_state.trusted_types)
+    return TrustChange(base=base, head=head, added=[t for t in head if t not in base],
+                       removed=[t for t in base if t not in head])
+
+
+def _write(out_path: Path, text: str) -> None:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(out_path)
+
+
+def _partial_report(root: Path, base_state, head_state, output, started: float,
+                    trust: TrustChange | None, why: str) -> Report:
+    """The review of a model dvc-monitor did not train, or of an adopted model without
+    reference rows (``why``): params, data and code changes and the metrics that can be
+    read; what could not be used is listed under ``skipped``. Its model file is never
+    loaded (a pickle never is)."""
     from dvc_monitor.registry import diff as diffing
     from dvc_monitor.review import gate as gates
 
@@ -197,22 +230,19 @@ def _partial_report(root: Path, base_state, head_state, output, started: float) 
     for state in (base_state, head_state):
         skipped += [f"{s} ({state.label})" for s in state.skipped
                     if f"{s} ({state.label})" not in skipped]
-    skipped.append(f"{name} has no dvc-monitor kind config ({head_state.layout.monitor}): "
-                   "both models on the same data and the quality gate were not evaluated")
+    skipped.append(f"{why}: both models on the same data and the quality gate were not "
+                   "evaluated")
     report = Report(
         name=name, kind=head_state.kind, base=base_state.label, head=head_state.label,
         base_commit=base_state.commit, head_commit=head_state.commit, metrics=rows,
         gate=None, changes=changes, same_data=None,
         notes=[n for n in getattr(changes, "notes", [])], skipped=skipped,
+        adopted=head_state.adopted, trusted_types=trust,
     )
     report.markdown = render(report)
     report.seconds = round(time.perf_counter() - started, 3)
     if output:
-        out_path = Path(output)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_path.with_name(out_path.name + ".tmp")
-        tmp.write_text(report.markdown)
-        tmp.replace(out_path)
+        _write(Path(output), report.markdown)
     return report
 
 
@@ -224,27 +254,26 @@ def plot_path(out_path: Path, plot: str) -> Path:
     return out_path.with_name(f"{out_path.stem}-{plot}.png")
 
 
-def _plots(report: Report, out_path: Path, params: dict, labels, base_scored, head_scored,
-           b_score, h_score) -> list[Path]:
+def _plots(report: Report, out_path: Path, kind, both, b_score, h_score) -> list[Path]:
     from dvc_monitor.review import plots
 
-    kind = kind_for(report.kind)
     b, h = report.base, report.head
+    base_scored, head_scored, labels = both.base_scored, both.head_scored, both.labels
     title = f"{report.name}: "
+    rows = "reference" if report.adopted else "holdout"
     written = [plots.score_distribution(
         plot_path(out_path, "scores"), b_score, h_score, b, h,
         title + f"score distribution on the same {len(h_score)} rows", xlabel=kind.score_label,
         thresholds=(base_scored.threshold, head_scored.threshold))]
-    has_both_classes = labels is not None and 0 < int(labels.sum()) < len(labels)
-    if kind.review_plot == "pr_curve" and has_both_classes:
+    if kind.review_plot == "pr_curve" and both.labelled:
         written.append(plots.pr_curves(plot_path(out_path, "pr_curve"), labels,
                                        base_scored.score, head_scored.score, b, h,
-                                       title + "precision-recall on the head's holdout"))
-    if kind.review_plot == "calibration" and has_both_classes:
-        bins = int(params.get("calibration_bins", 10))
+                                       title + f"precision-recall on the head's {rows}"))
+    if kind.review_plot == "calibration" and both.labelled:
+        bins = int(both.params.get("calibration_bins", 10))
         written.append(plots.calibration(plot_path(out_path, "calibration"), labels,
                                          base_scored.score, head_scored.score, b, h,
-                                         title + "calibration on the head's holdout", bins))
+                                         title + f"calibration on the head's {rows}", bins))
     if kind.review_plot == "forecast":
         written.append(plots.forecast(plot_path(out_path, "forecast"), base_scored.frame,
                                       head_scored.frame, b, h,
@@ -301,34 +330,44 @@ def render(report: Report) -> str:
     lines: list[str] = []
     add = lines.append
     g = report.gate
-    add(f"## dvc-monitor review: `{report.name}` ({report.kind})")
+    kind = f"{report.kind}, trained by its own pipeline" if report.adopted else report.kind
+    add(f"## dvc-monitor review: `{report.name}` ({kind})")
     add("")
     add(f"Base **{_side(report.changes, 'base', report.base)}** → head "
         f"**{_side(report.changes, 'head', report.head)}**")
     add("")
+    on_reference = g is not None and g.measured_on == "reference"
+    where = " on the head's reference rows" if on_reference else ""
     if report.skipped:
-        add("**Quality gate:** cannot decide (not a model dvc-monitor trained)")
-    elif g is None or not g.declared:
+        why = "no reference rows" if report.adopted else "not a model dvc-monitor trained"
+        add(f"**Quality gate:** cannot decide ({why})")
+    elif g is None or not g.enforced:
         add("**Quality gate:** none declared (add a `gate:` section to the model's params.yaml)")
     elif g.passed:
-        add(f"**Quality gate:** ✅ passed ({len(g.checks)} threshold(s))")
+        default = " default" if g.default_rules else ""
+        add(f"**Quality gate:** ✅ passed ({len(g.checks)}{default} threshold(s){where})")
     else:
         add("**Quality gate:** ❌ failed: " + "; ".join(c.detail for c in g.failures))
     for note in report.notes:
         add("")
         add(f"> ⚠️ {note}")
     add("")
+    lines.extend(render_trust(report.trusted_types))
 
     add("### Metrics")
     add("")
     add("Recorded in the pipeline's metrics files (the numbers `dvc metrics diff` shows); "
         "Δ = head − base.")
     add("")
-    add("| metric | base | head | Δ | |")
-    add("|---|---:|---:|---:|---|")
-    for row in report.metrics:
-        add(f"| {row.metric} | {fmt(row.base)} | {fmt(row.head)} | {signed(row.delta)} | "
-            f"{_mark(row, g)} |")
+    if report.metrics:
+        add("| metric | base | head | Δ | |")
+        add("|---|---:|---:|---:|---|")
+        for row in report.metrics:
+            mark = _MARK[row.change] if on_reference else _mark(row, g)
+            add(f"| {row.metric} | {fmt(row.base)} | {fmt(row.head)} | {signed(row.delta)} | "
+                f"{mark} |")
+    else:
+        add("None recorded (no `metrics:` file of the pipeline at either revision).")
     add("")
     if g is not None and g.checks:
         add("<details><summary>Gate thresholds</summary>")
@@ -345,20 +384,27 @@ def render(report: Report) -> str:
     same = report.same_data
     if same is not None:
         s = same.shift
-        add(f"### Both models on the same data ({same.rows} holdout rows of the head)")
+        add(f"### Both models on the same data ({same.rows} {same.source} of the head)")
         add("")
-        add("| | base | head | Δ |")
-        add("|---|---:|---:|---:|")
+        gated = {r.metric: r for r in g.rows} if on_reference else {}
+        extra, rule = (" |", "---|") if on_reference else ("", "")
+        add(f"| | base | head | Δ |{extra}")
+        add(f"|---|---:|---:|---:|{rule}")
         add(f"| alert rate | {fmt(s.base_alert_rate)} | {fmt(s.head_alert_rate)} | "
-            f"{signed(s.alert_rate_change)} |")
+            f"{signed(s.alert_rate_change)} |{' |' if on_reference else ''}")
         names = sorted(set(same.base_metrics) | set(same.head_metrics))
         for metric in names:
             b, h = same.base_metrics.get(metric), same.head_metrics.get(metric)
             if metric in _ALERT_RATE_METRICS or metric == "n_holdout":
                 continue  # the alert rate row above is the same number
             d = h - b if isinstance(b, (int, float)) and isinstance(h, (int, float)) else None
-            add(f"| {metric} | {fmt(b)} | {fmt(h)} | {signed(d)} |")
+            mark = f" {_mark(gated[metric], g)} |" if metric in gated else extra
+            add(f"| {metric} | {fmt(b)} | {fmt(h)} | {signed(d)} |{mark}")
         add("")
+        if on_reference:
+            add("The quality gate judges these numbers (an adopted model records no metrics "
+                "of dvc-monitor's).")
+            add("")
         add("Label-free comparison of the two models' scores on these rows:")
         add("")
         add("| measure | value | reading |")
@@ -399,6 +445,21 @@ def render(report: Report) -> str:
     add(f"<sub>dvc-monitor report · base `{report.base_commit or report.base}` · head "
         f"`{report.head_commit or 'workspace'}`</sub>")
     return "\n".join(lines) + "\n"
+
+
+def render_trust(trust: TrustChange | None) -> list[str]:
+    """The "Trusted types" section when ``trusted_types`` changed between base and head:
+    a type dvc-monitor loads only because ``monitor.yaml`` trusts it (empty otherwise)."""
+    if trust is None or not trust.changed:
+        return []
+    lines = ["### ⚠️ Trusted types changed", "",
+             "`monitor.yaml` `trusted_types:` lists the types outside dvc-monitor's allow-list "
+             "that loading this model may create; a newly trusted type runs its code when the "
+             "model is loaded. Check that each one is yours or a library's you use.", ""]
+    lines += [f"- added: {_code(t)}" for t in trust.added]
+    lines += [f"- removed: {_code(t)}" for t in trust.removed]
+    lines += ["", "Trusted at head: " + (", ".join(_code(t) for t in trust.head) or "none"), ""]
+    return lines
 
 
 def _side(changes: Any, which: str, label: str) -> str:

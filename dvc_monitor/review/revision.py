@@ -16,6 +16,7 @@ from dvc_monitor.model.state import (
     resolve_commit,
     resolve_name,
 )
+from dvc_monitor.repo.dvcfiles import param_value
 from dvc_monitor.repo.git import GitRepo
 
 __all__ = ["WORKSPACE", "DEFAULT_BRANCHES", "read_base_and_head", "default_base", "staleness"]
@@ -89,7 +90,10 @@ def staleness(state: ModelState) -> list[str]:
     layout = state.layout
     lock = state.parsed_lock
     if lock is None:
-        return [f"{layout.dvc_lock} is missing: run 'dvc repro'"]
+        where = state.model.lock_path if state.model and state.model.lock_path else layout.dvc_lock
+        return [f"{where} is missing: run 'dvc repro'"]
+    if state.adopted:
+        return _pipeline_staleness(state, lock)
     reasons = []
     recorded_metrics = lock.out_md5("evaluate", ModelLayout.METRICS)
     if state.metrics_raw is None:
@@ -109,3 +113,21 @@ def staleness(state: ModelState) -> list[str]:
             reasons.append(f"the data changed since the last run (stage {stage})")
             break
     return reasons
+
+
+def _pipeline_staleness(state: ModelState, lock) -> list[str]:
+    """``staleness`` of a model its own pipeline trains: the params its stages ran with
+    and, in the workspace, the model file must be those ``dvc.lock`` records."""
+    reasons = []
+    for stage, body in lock.stages.items():
+        recorded = body.params_of(ModelLayout.PARAMS) or {}
+        if any(param_value(state.params, key) != value for key, value in recorded.items()):
+            reasons.append(f"'{stage}' params changed since the last run")
+    if state.is_workspace and state.model_md5:
+        from dvc_monitor.model.files import file_md5
+
+        path = state.root / state.model_path
+        if path.is_file() and file_md5(path) != state.model_md5:
+            reasons.append(f"{state.model_path} differs from what dvc.lock records")
+    return reasons
+

@@ -55,6 +55,7 @@ def test_each_kind_satisfies_the_protocol(name):
     assert isinstance(spec, Kind)
     assert spec.primary_metric in spec.metric_directions
     assert spec.metric_directions[spec.primary_metric] in ("higher", "lower")
+    assert all(spec.metric_directions[m] in ("higher", "lower") for m in spec.gate_metrics)
     assert spec.label_metrics <= set(spec.metric_directions)
     assert spec.live_rate in spec.window_measures
     assert set(spec.window_measures.values()) <= {"higher", "lower", None}
