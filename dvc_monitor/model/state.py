@@ -422,8 +422,8 @@ def bind_adopted(state: ModelState, estimator: Any) -> Any:
     missing = spec.missing_methods(estimator, state.config)
     if missing:
         raise TemplateError(f"{state.model_path} at {state.label} is a "
-                            f"{type(estimator).__name__} without {', '.join(missing)}, which a "
-                            f"{spec.name} model needs; adopt it as another kind")
+                            f"{type(estimator).__name__} without {', '.join(missing)}, which "
+                            f"its kind ({spec.name}) needs; adopt it as another kind")
     reference = load_reference(state) if spec.binds_reference and state.reference_path else None
     return spec.bind(estimator, state.config, reference)
 

@@ -97,8 +97,8 @@ def test_each_repository_is_committed_pushed_and_up_to_date(build, adopted):
     assert dvc_json(repo, "status") == {}
     assert dvc_json(repo, "status", "--cloud") == {}  # everything is in the remote
 
-    dvc_yaml = yaml.safe_load((repo.path / Path(model_rel).parent / "dvc.yaml").read_text())
-    assert dvc_yaml["artifacts"] == {artifact: {"path": Path(model_rel).name, "type": "model"}}
+    dvc_yaml = yaml.safe_load((repo.path / "dvc.yaml").read_text())
+    assert dvc_yaml["artifacts"] == {artifact: {"path": model_rel, "type": "model"}}
     model = repo.path / model_rel
     assert model.is_file()
     assert zipfile.is_zipfile(model) == (untrusted is not None)  # skops files are zips

@@ -8,7 +8,7 @@ the pipeline run with ``dvc repro``, a local DVC remote ``base/remote`` (named `
 the default) holding everything (``dvc push``), all committed as "first model".
 
 =====================  ==========================  ===================================
-builder                pipeline (dvc.yaml)         artifact: model file
+builder                pipeline (dvc.yaml)         artifact (root dvc.yaml): model file
 =====================  ==========================  ===================================
 build_risk_root        dvc.yaml: split, train      churn-risk: model.skops
 build_anomaly_nested   services/fraud/dvc.yaml     fraud-iforest: services/fraud/model.skops
@@ -32,7 +32,7 @@ from tests.support.layouts import write_sources
 from tests.support.repos import Repo, new_repo, shared_build
 from tests.support.rollback import copy_base
 
-ADOPTED_FORMAT = 1  # bump when a builder's recipe changes (shared builds are keyed by it)
+ADOPTED_FORMAT = 2  # bump when a builder's recipe changes (shared builds are keyed by it)
 MARKER = "UNPICKLED"  # build_pickled's marker: base / MARKER
 
 RISK_FEATURES = ("tenure", "monthly_charges", "support_calls", "age")
@@ -226,9 +226,14 @@ stages:
       - train
     outs:
       - model.skops
+"""
+
+# The artifact is declared where GTO and DVC Studio look first, the root dvc.yaml (a
+# nested dvc.yaml's own artifacts: would be named path:NAME, which GTO writes as path=NAME).
+ROOT_ARTIFACT_YAML = """\
 artifacts:
   ARTIFACT:
-    path: model.skops
+    path: PATH
     type: model
 """
 
@@ -281,7 +286,8 @@ def _fraud(base: Path, module: str, estimator: str, params_yaml: str, artifact: 
     where = "services/fraud"
     train = FRAUD_TRAIN.replace("ESTIMATOR_MODULE", module).replace("ESTIMATOR", estimator)
     return _build(base, {
-        f"{where}/dvc.yaml": FRAUD_DVC_YAML.replace("ARTIFACT", artifact),
+        f"{where}/dvc.yaml": FRAUD_DVC_YAML,
+        "dvc.yaml": ROOT_ARTIFACT_YAML.replace("ARTIFACT", artifact).replace("PATH", ANOMALY_MODEL),
         f"{where}/params.yaml": params_yaml,
         f"{where}/train.py": train,
     }, {
@@ -329,10 +335,6 @@ stages:
       - train
     outs:
       - model.skops
-artifacts:
-  demand-forecast:
-    path: model.skops
-    type: model
 """
 
 FORECAST_SPLIT = """
@@ -396,6 +398,8 @@ def build_forecast(base: Path) -> Repo:
     ColumnTransformer), artifact ``demand-forecast``."""
     return _build(base, {
         "forecasting/dvc.yaml": FORECAST_DVC_YAML,
+        "dvc.yaml": ROOT_ARTIFACT_YAML.replace("ARTIFACT", FORECAST_ARTIFACT)
+                                      .replace("PATH", FORECAST_MODEL),
         "forecasting/params.yaml": ("split:\n  test_size: 0.25\n  seed: 0\n"
                                     "train:\n  alpha: 1.0\n"),
         "forecasting/src/split.py": FORECAST_SPLIT,
