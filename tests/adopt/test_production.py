@@ -4,9 +4,7 @@ train (``tests.support.adopted``), declared with ``dvc-monitor adopt``, register
 Scores are compared with what the user's own estimator says about the same rows
 (``estimator_outputs``: ``skops.io.load`` and the estimator's own method, in this process).
 A real server process on a free 127.0.0.1 port follows a stage; ``watch`` reads windows of
-rows the same generators make (some drifted on purpose). The nested pipelines' artifacts
-are also declared in the root ``dvc.yaml`` (``artifacts:`` only), so that their registry
-name is the plain artifact name.
+rows the same generators make (some drifted on purpose).
 """
 
 from __future__ import annotations
@@ -51,8 +49,8 @@ from tests.support.adopted import (
     estimator_outputs,
     retrain,
 )
-from tests.support.monitoring import error_line, watch
-from tests.support.production import Server, score_json
+from tests.support.monitoring import error_line, send_until, watch
+from tests.support.production import Server, assert_served_cleanly, score_json
 from tests.support.registry import gto, gto_json
 from tests.support.repos import Repo, copy_repo
 
@@ -75,12 +73,6 @@ def adopt(repo: Repo, name: str, kind: str, features, label: str, reference: str
           *extra: str) -> None:
     repo.dm("adopt", name, "--kind", kind, "--features", ",".join(features), "--label", label,
             "--reference", reference, *extra)
-
-
-def declare_at_root(repo: Repo, name: str, model_rel: str) -> None:
-    """The root dvc.yaml's ``artifacts:`` names the nested pipeline's model too."""
-    (repo.path / "dvc.yaml").write_text(
-        f"artifacts:\n  {name}:\n    path: {model_rel}\n    type: model\n")
 
 
 # -- repositories, one per module ------------------------------------------------------
@@ -116,7 +108,6 @@ def risk(adopted) -> Repo:
 def anomaly(adopted) -> Repo:
     """fraud-iforest (services/fraud) adopted, v1.0.0 registered."""
     repo = adopted(build_anomaly_nested)
-    declare_at_root(repo, ANOMALY_ARTIFACT, ANOMALY_MODEL)
     adopt(repo, ANOMALY_ARTIFACT, "anomaly", ANOMALY_FEATURES, ANOMALY_LABEL, ANOMALY_REFERENCE)
     repo.commit_all("Monitor fraud-iforest with dvc-monitor")
     repo.dm("register", ANOMALY_ARTIFACT, "--version", GOOD)
@@ -127,7 +118,6 @@ def anomaly(adopted) -> Repo:
 def forecast(adopted) -> Repo:
     """demand-forecast (forecasting/) adopted, v1.0.0 registered."""
     repo = adopted(build_forecast)
-    declare_at_root(repo, FORECAST_ARTIFACT, FORECAST_MODEL)
     adopt(repo, FORECAST_ARTIFACT, "forecast", FORECAST_FEATURES, FORECAST_LABEL,
           FORECAST_REFERENCE)
     repo.commit_all("Monitor demand-forecast with dvc-monitor")
@@ -222,7 +212,6 @@ def test_score_checks_the_features_of_an_adopted_model(forecast, tmp_path):
 
 def test_a_type_outside_the_allow_list_is_refused_by_score_until_trusted(adopted, tmp_path):
     repo = adopted(build_untrusted)
-    declare_at_root(repo, UNTRUSTED_ARTIFACT, UNTRUSTED_MODEL)
     args = ("--kind", "anomaly", "--features", ",".join(ANOMALY_FEATURES), "--label",
             ANOMALY_LABEL, "--reference", ANOMALY_REFERENCE)
     proc = repo.dm("adopt", UNTRUSTED_ARTIFACT, *args, check=False)
@@ -384,3 +373,77 @@ def test_watch_skips_an_earlier_version_worse_on_the_same_reference_rows(risk, t
     weak = out["candidates"][0]
     assert weak["version"] == WEAK and weak["check"] == "rules" and weak["skipped"] is None
     assert weak["windows"] and weak["passed"] is False
+
+
+# -- serve --watch: the same rules on the server's own traffic -----------------------------
+
+BATCH = 50  # rows per request; windows of 200 rows
+
+
+def traffic(change=None):
+    """Endless batches of customers, as JSON rows (``change``d, if given)."""
+    seed = 100
+    while True:
+        frame = churn_rows(200, seed=seed)
+        rows = (frame if change is None else change(frame)).to_dict("records")
+        for start in range(0, len(rows), BATCH):
+            yield rows[start:start + BATCH]
+        seed += 1
+
+
+def drift(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(support_calls=frame.support_calls + 4,
+                        tenure=(frame.tenure // 4).clip(lower=1))
+
+
+def test_serve_watch_skips_a_version_worse_on_the_same_rows_and_changes_nothing(risk, tmp_path):
+    repo = copy_repo(risk, tmp_path)
+    repo.dm("promote", RISK_ARTIFACT, WEAK, "--stage", "prod")
+    repo.dm("promote", RISK_ARTIFACT, LATEST, "--stage", "prod")
+    before = repo.snapshot()
+    server = Server(repo, f"{RISK_ARTIFACT}#prod", "--watch", "--auto-rollback",
+                    "--window", "200", "--poll", "1")
+    try:
+        answers = send_until(server, traffic(drift),
+                             lambda h: h["watch"]["last_decision"] is not None)
+        health = server.get("/health")
+    finally:
+        code, err = server.stop()
+    assert_served_cleanly(code, err, answers)
+    assert {doc["version"] for _, _, doc in answers} == {LATEST}
+    watching = health["watch"]
+    assert watching["rules"]["min_rows"] == 100 and watching["version"] == LATEST
+    decision = watching["last_decision"]
+    assert decision["decision"] == "retrain" and decision["action"] == "none"
+    [skipped] = decision["skipped"]
+    assert skipped.startswith(f"{WEAK} skipped: roc_auc ")
+    assert skipped.endswith("on the holder's reference rows")
+    assert "psi_features max 0.25 breached" in decision["evidence"]
+    assert repo.snapshot() == before
+
+
+def test_serve_watch_rolls_an_adopted_model_back_and_swaps(risk, tmp_path):
+    repo = copy_repo(risk, tmp_path)
+    repo.dm("promote", RISK_ARTIFACT, WEAK, "--stage", "prod")
+    head = repo.head()
+    server = Server(repo, f"{RISK_ARTIFACT}#prod", "--watch", "--auto-rollback",
+                    "--window", "200", "--poll", "1")
+    try:
+        rows = traffic()
+        answers = send_until(server, rows, lambda h: h["version"] == GOOD
+                             or (h["watch"]["last_decision"] or {}).get("action") == "failed")
+        health = server.get("/health")
+        answers += send_until(server, rows, lambda h: True)
+    finally:
+        code, err = server.stop()
+    assert_served_cleanly(code, err, answers)
+    decision = health["watch"]["last_decision"]
+    assert decision["decision"] == "rollback" and decision["target"] == GOOD
+    assert decision["action"] == "rolled_back", decision["message"]
+    assert "alert_rate min 0.03 breached" in decision["evidence"]
+    versions = [doc["version"] for _, _, doc in answers]
+    switch = versions.index(GOOD)
+    assert set(versions[:switch]) == {WEAK} and set(versions[switch:]) == {GOOD}
+    assert repo.git("rev-parse", "HEAD^").stdout.strip() == head
+    assert [v["version"] for v in gto_json(repo, f"{RISK_ARTIFACT}#prod")] == [GOOD]
+    assert repo.git("status", "--porcelain").stdout == ""
