@@ -48,6 +48,8 @@ from tests.support.adopted import (
     churn_rows,
     estimator_outputs,
     retrain,
+    sales_rows,
+    transactions,
 )
 from tests.support.monitoring import error_line, send_until, watch
 from tests.support.production import Server, assert_served_cleanly, score_json
@@ -326,6 +328,32 @@ def test_watch_on_drifted_rows_raises_the_alarm_and_changes_nothing(risk):
     assert out["rules"]["min_rows"] == 100 and out["rules"]["source"] == RISK_PARAMS
     assert any("profile was computed from its reference rows (data/test.csv)" in n
                for n in out["notes"])
+
+
+def test_watch_judges_adopted_anomaly_and_forecast_models_by_their_rules(anomaly, forecast,
+                                                                        tmp_path):
+    # a fraud wave: 30 % of the transactions are odd (the reference has 4 %)
+    transactions(300, 0.3, seed=9).to_csv(tmp_path / "wave.csv", index=False)
+    _, out = watch(anomaly, f"{ANOMALY_ARTIFACT}@{GOOD}", "--data", str(tmp_path / "wave.csv"),
+                   "--window", "100")
+    assert out["kind"] == "anomaly" and out["decision"] == "retrain"
+    assert "alert_rate" in {b["measure"] for b in out["breaches"]}
+    assert all(w["measures"]["alert_rate"] > 0.05 for w in out["windows"])
+    assert out["rules"]["source"] == "the anomaly template's defaults"
+
+    # demand 40 above what the forecast says: every actual outside its interval
+    sales = sales_rows(300, seed=5)
+    sales.to_csv(tmp_path / "sales.csv", index=False)
+    sales.assign(demand=sales.demand + 40).to_csv(tmp_path / "surge.csv", index=False)
+    ref = f"{FORECAST_ARTIFACT}@{GOOD}"
+    _, out = watch(forecast, ref, "--data", str(tmp_path / "sales.csv"), "--window", "100")
+    assert out["kind"] == "forecast" and out["decision"] == "ok"
+    assert out["rules"]["min_rows"] == 100  # no hourly series: the spec's default
+    assert all(w["measures"]["outside_rate"] < 0.3 for w in out["windows"])
+    _, out = watch(forecast, ref, "--data", str(tmp_path / "surge.csv"), "--window", "100")
+    assert out["decision"] == "retrain"
+    assert {b["measure"] for b in out["breaches"]} >= {"outside_rate"}
+    assert all(w["measures"]["outside_rate"] == 1 for w in out["windows"])
 
 
 def test_watch_rolls_back_to_the_earlier_version_proven_better(risk, tmp_path):
