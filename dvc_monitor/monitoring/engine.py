@@ -6,7 +6,7 @@ own traffic) both drive it::
     engine = Engine(subject, rules, labels)       # one version, its profile, the rules
     result = engine.observe(window)               # -> WindowResult (measures, breaches, alarm)
     if result.alarm:
-        checks = AlarmChecks.of(registry, name, stage, version, kind, rules)
+        checks = AlarmChecks.of(registry, subject, stage, rules, model_loader)
         outcome = engine.respond(result, checks, stage, model_loader)  # -> WatchResult
         acted = act(root, outcome, stage)          # the one rollback path
 
@@ -76,20 +76,21 @@ def measure_window(subject: Subject, window: Window, rules: "WatchRules", index:
 
     config = subject.config
     who = f"{subject.name} {subject.version}"
+    spec = subject.spec
     rows, y, skipped = usable_rows(config, window.rows, f"window {window.name}", who,
-                                   labels, subject.kind)
+                                   labels, spec)
     if len(rows) < rules.min_rows:
         return WindowResult(index, window.name, int(len(rows)), {}, {}, too_few_rows=True,
                             skipped=skipped)
-    scored = score_rows(subject.kind, subject.model, config, rows, window.context)
+    scored = score_rows(spec, subject.model, config, rows, window.context)
     if len(scored.score) == 0:
         raise SchemaError(f"window {window.name}: no row could be scored by {who} "
                           "(a forecaster needs the hours before the window)")
     if len(scored.score) < rules.min_rows:
         return WindowResult(index, window.name, int(len(scored.score)), {}, {},
                             too_few_rows=True, skipped=skipped)
-    values, psis = measure(subject.kind, subject.profile, scored, rows, y)
-    dirs = directions(subject.kind)
+    values, psis = measure(spec, subject.profile, scored, rows, y)
+    dirs = directions(spec)
     result = WindowResult(index, window.name, int(len(scored.score)), values, psis,
                           skipped=skipped)
     for t in rules.thresholds:
@@ -331,13 +332,15 @@ class AlarmChecks:
     screen: Screen | None = None
 
     @classmethod
-    def of(cls, registry, name: str, stage: str | None, current: str, kind: str,
-           rules: "WatchRules") -> "AlarmChecks":
-        """The checks for an alarm on ``current``, the holder of ``stage``, now."""
+    def of(cls, registry, subject: Subject, stage: str | None, rules: "WatchRules",
+           model_loader: Loader | None = None) -> "AlarmChecks":
+        """The checks for an alarm on ``subject``, the holder of ``stage``, now
+        (``model_loader``: how the trust checks load a candidate they must measure)."""
         from dvc_monitor.monitoring.trust import trust_checks
 
-        hold, screen = trust_checks(registry, name, stage, current, kind, rules)
-        return cls(candidates_for(registry, name, stage, current), hold, screen)
+        hold, screen = trust_checks(registry, subject, stage, rules, model_loader)
+        return cls(candidates_for(registry, subject.name, stage, subject.version), hold,
+                   screen)
 
 
 # -- acting -----------------------------------------------------------------------------

@@ -11,14 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dvc_monitor.evaluation.profiles import Profile
+    from dvc_monitor.kinds import Kind
     from dvc_monitor.model.data import ModelConfig
+    from dvc_monitor.model.state import ModelState
 
 DECISIONS = ("ok", "rollback", "retrain", "hold")
 
 
 @dataclass
 class Subject:
-    """One loaded version: what scores a window and what it is compared with."""
+    """One loaded version: what scores a window and what it is compared with (``state``:
+    where it was read, for what else a check needs of that version)."""
 
     name: str
     version: str
@@ -26,6 +29,12 @@ class Subject:
     config: "ModelConfig"
     model: Any
     profile: "Profile"
+    state: "ModelState | None" = field(default=None, repr=False, compare=False)
+
+    @property
+    def spec(self) -> "Kind":
+        """The ``Kind`` that scores it (an adopted model's adopted kind)."""
+        return self.config.spec
 
 
 @dataclass

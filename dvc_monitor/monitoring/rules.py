@@ -21,10 +21,13 @@ model without a ``watch:`` section gets the defaults its template ships.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dvc_monitor.errors import UsageError, shown
 from dvc_monitor.review.gate import Threshold
+
+if TYPE_CHECKING:
+    from dvc_monitor.kinds import Kind
 
 DEFAULT_FAILURE_LIMIT = 2
 DEFAULT_COOLDOWN = 0
@@ -59,19 +62,25 @@ class WatchRules:
                 "allow_worse_metrics": self.allow_worse_metrics, "source": self.source}
 
 
-def default_min_rows(kind: str | None) -> int:
-    """The fewest rows a window of ``kind`` needs to be judged (the kind may ask for fewer:
-    a forecast's hourly windows)."""
+def default_min_rows(kind: "str | Kind | None") -> int:
+    """The fewest rows a window of ``kind`` (a name, or the model's ``spec``: an adopted
+    kind has its own answer) needs to be judged (the kind may ask for fewer: a forecast's
+    hourly windows)."""
     from dvc_monitor.kinds import KINDS, kind_for
 
-    own = kind_for(kind).min_window_rows if kind in KINDS else None
+    own = kind_for(kind).min_window_rows if kind is not None and (
+        not isinstance(kind, str) or kind in KINDS) else None
     return own or DEFAULT_MIN_ROWS
 
 
-def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
-    """The rules of a ``watch:`` section; a one-line ``UsageError`` for anything wrong."""
-    from dvc_monitor.review.gate import parse_gate
+def parse_rules(section: Any, kind: "str | Kind", source: str) -> WatchRules:
+    """The rules of a ``watch:`` section for a model of ``kind`` (its ``spec``); a one-line
+    ``UsageError`` for anything wrong."""
     from dvc_monitor.evaluation.measures import directions
+    from dvc_monitor.kinds import kind_for
+    from dvc_monitor.review.gate import parse_gate
+
+    kind = kind_for(kind)
 
     if not isinstance(section, dict):
         raise UsageError(f"{source}: '{KEY}:' must map measures to rules, e.g. "
@@ -87,7 +96,8 @@ def parse_rules(section: Any, kind: str, source: str) -> WatchRules:
         raise UsageError(f"{source}: {KEY}.allow_worse_metrics must be true or false, "
                          f"got {shown(worse)}")
     dirs = directions(kind)
-    thresholds = parse_gate(rules, kind, set(dirs), dirs, source, key=KEY, records="measures")
+    thresholds = parse_gate(rules, kind.name, set(dirs), dirs, source, key=KEY,
+                            records="measures")
     if not thresholds:
         raise UsageError(f"{source}: '{KEY}:' has no rules; add one, e.g. "
                          "'psi_score: {max: 0.25}'")
@@ -125,11 +135,16 @@ def default_section(kind: str) -> dict:
     return dict(doc.get(KEY) or {})
 
 
-def rules_of(params: dict, kind: str, source: str) -> tuple[WatchRules, str | None]:
-    """The model's rules and a note when they are the template's defaults."""
+def rules_of(params: dict, kind: "str | Kind", source: str) -> tuple[WatchRules, str | None]:
+    """The model's rules (``kind``: its ``spec``) and a note when they are the template's
+    defaults: those of the kind's template, but for the window size the kind itself asks
+    for (``default_min_rows``: an adopted forecast's rows need not be hours)."""
+    from dvc_monitor.kinds import kind_for
+
+    spec = kind_for(kind)
     section = params.get(KEY)
     if section is None:
-        defaults = default_section(kind)
-        return (parse_rules(defaults, kind, f"the {kind} template's defaults"),
-                f"{source} has no '{KEY}:' section; using the {kind} template's defaults")
-    return parse_rules(section, kind, source), None
+        defaults = {**default_section(spec.name), "min_rows": default_min_rows(spec)}
+        return (parse_rules(defaults, spec, f"the {spec.name} template's defaults"),
+                f"{source} has no '{KEY}:' section; using the {spec.name} template's defaults")
+    return parse_rules(section, spec, source), None

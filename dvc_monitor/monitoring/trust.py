@@ -10,7 +10,9 @@ alert cannot flip a stage back and forth:
 - **rolled back from**: a version a rollback moved the stage away from is no candidate
   until a person assigns it the stage again (``promote``, or a manual ``rollback``);
 - **metrics**: a candidate whose recorded primary metric (the kind's ``primary_metric``) is
-  worse than the holder's is no candidate, unless ``allow_worse_metrics: true``.
+  worse than the holder's is no candidate, unless ``allow_worse_metrics: true``. The
+  versions of an adopted model are measured instead, both on the same rows (the holder's
+  reference rows): an earlier version is rolled back to only when it is no worse there.
 
 Everything is read from the registry's events and the rollback blocks of their tags
 (``registry.blocks.rollback_block``). A forged block can only hold a rollback back.
@@ -21,11 +23,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
+    from dvc_monitor.kinds import Kind
+    from dvc_monitor.monitoring.results import Subject
     from dvc_monitor.monitoring.rules import WatchRules
-    from dvc_monitor.registry.values import Event, ModelVersion
+    from dvc_monitor.registry.values import Event
 
 AUTOMATIC = "watch"  # the trigger the rollbacks of watch record in their tag's block
 EPS = 1e-12  # metric differences below this are ties
@@ -91,31 +95,75 @@ def rolled_back_from(events: Sequence["Event"], stage: str, version: str) -> "Ev
     return found
 
 
-def worse_metric(kind: str, candidate: "ModelVersion", holder: "ModelVersion") -> str | None:
-    """``"f1 0.48 < holder's 0.64"`` when ``candidate`` recorded a worse primary metric than
-    ``holder``; None when it is as good, or either did not record it."""
+def worse_metric(kind: "str | Kind", candidate: Mapping, holder: Mapping,
+                 where: str = "") -> str | None:
+    """``"f1 0.48 < holder's 0.64"`` when the ``candidate`` metrics hold a worse primary
+    metric (the ``kind``'s: pass the model's ``spec``) than the ``holder``'s; None when it
+    is as good, or either lacks it. ``where`` is added to the reason (the rows measured)."""
     from dvc_monitor.kinds import KINDS, kind_for
 
-    spec = kind_for(kind) if kind in KINDS else None
+    spec = kind_for(kind) if not isinstance(kind, str) or kind in KINDS else None
     metric = spec.primary_metric if spec else None
     direction = spec.metric_directions.get(metric) if spec and metric else None
-    mine, theirs = candidate.metrics.get(metric), holder.metrics.get(metric)
+    mine, theirs = candidate.get(metric), holder.get(metric)
     if direction is None or not _number(mine) or not _number(theirs) \
             or abs(mine - theirs) <= EPS:
         return None
     if direction == "higher" and mine < theirs:
-        return f"{metric} {mine:.4g} < holder's {theirs:.4g}"
+        return f"{metric} {mine:.4g} < holder's {theirs:.4g}{where}"
     if direction == "lower" and mine > theirs:
-        return f"{metric} {mine:.4g} > holder's {theirs:.4g}"
+        return f"{metric} {mine:.4g} > holder's {theirs:.4g}{where}"
     return None
 
 
-def screen(registry, name: str, stage: str, holder: str, kind: str,
-           rules: "WatchRules") -> Callable[[str], tuple[str, str] | None]:
+# The reason's tail when both versions were measured on the holder's reference rows.
+ON_THE_SAME_ROWS = " on the holder's reference rows"
+
+MetricsOf = Callable[[str], Mapping]  # version -> its metrics
+
+
+def recorded_metrics(registry, name: str) -> MetricsOf:
+    """``version -> the metrics the registry recorded for it`` (its evaluate stage's)."""
+    return lambda version: registry.resolve(name, version).metrics
+
+
+def metrics_on_same_rows(holder: "Subject", loader: "Callable[[str], Subject]") -> MetricsOf:
+    """``version -> its metrics on the holder's reference rows``: each version's own model
+    and config on the same rows (read once), each version measured once. What an adopted
+    model's versions are compared by: the metrics its own pipeline records are its own,
+    measured on whatever data each version's pipeline chose. A version that cannot be
+    measured there has no metrics (so it is not skipped for them)."""
+    from dvc_monitor.errors import DvcMonitorError
+    from dvc_monitor.evaluation.scoring import evaluate_on
+    from dvc_monitor.model.state import holdout_data
+
+    measured: dict[str, Mapping] = {}
+    rows: list = []
+
+    def metrics(version: str) -> Mapping:
+        if version not in measured:
+            if not rows:
+                rows.append(holdout_data(holder.state).holdout)
+            subject = holder if version == holder.version else loader(version)
+            try:
+                measured[version] = evaluate_on(subject.spec, subject.model, subject.config,
+                                                rows[0], {})
+            except DvcMonitorError:
+                measured[version] = {}
+        return measured[version]
+
+    return metrics
+
+
+def screen(registry, name: str, stage: str, holder: str, kind: "str | Kind",
+           rules: "WatchRules", metrics: MetricsOf | None = None,
+           where: str = "") -> Callable[[str], tuple[str, str] | None]:
     """``check(version)``: None for a candidate that may be scored, else (the check that
-    decided, why), e.g. ``("rolled_back_from", "rolled back from at ...")``."""
+    decided, why), e.g. ``("rolled_back_from", "rolled back from at ...")``. ``metrics``
+    gives a version's metrics (default: those the registry recorded); ``where`` says
+    which rows they were measured on."""
     events = registry.history(name)
-    current = registry.resolve(name, holder)
+    metrics_of = metrics or recorded_metrics(registry, name)
 
     def check(version: str) -> tuple[str, str] | None:
         ev = rolled_back_from(events, stage, version)
@@ -124,7 +172,7 @@ def screen(registry, name: str, stage: str, holder: str, kind: str,
                     f"rolled back from at {_iso(ev.time)} ({ev.tag}); a person's promote to "
                     f"{stage} makes it a candidate again")
         if not rules.allow_worse_metrics:
-            why = worse_metric(kind, registry.resolve(name, version), current)
+            why = worse_metric(kind, metrics_of(version), metrics_of(holder), where)
             if why:
                 return "metrics", why
         return None
@@ -132,14 +180,21 @@ def screen(registry, name: str, stage: str, holder: str, kind: str,
     return check
 
 
-def trust_checks(registry, name: str, stage: str | None, current: str, kind: str,
-                 rules: "WatchRules") -> tuple[Hold | None, Callable | None]:
-    """The hold on ``stage`` now and the candidate ``screen`` for ``current``, its holder;
-    neither without a stage."""
+def trust_checks(registry, subject: "Subject", stage: str | None, rules: "WatchRules",
+                 loader: "Callable[[str], Subject] | None" = None
+                 ) -> tuple[Hold | None, Callable | None]:
+    """The hold on ``stage`` now and the candidate ``screen`` for ``subject``, its holder;
+    neither without a stage. The versions of an adopted model are compared on the holder's
+    reference rows (``metrics_on_same_rows``, with ``loader``: version -> its ``Subject``),
+    the others by the metrics the registry recorded."""
     if stage is None:
         return None, None
+    name = subject.name
+    metrics, where = None, ""
+    if subject.config.adopted and loader is not None and subject.state is not None:
+        metrics, where = metrics_on_same_rows(subject, loader), ON_THE_SAME_ROWS
     return (hold_of(registry.history(name), stage, rules.min_interval),
-            screen(registry, name, stage, current, kind, rules))
+            screen(registry, name, stage, subject.version, subject.spec, rules, metrics, where))
 
 
 def duration(seconds: int) -> str:

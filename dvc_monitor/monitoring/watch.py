@@ -32,6 +32,7 @@ from dvc_monitor.monitoring.windows import (
 )
 
 if TYPE_CHECKING:
+    from dvc_monitor.kinds import Kind
     from dvc_monitor.monitoring.rules import WatchRules
     from dvc_monitor.registry.state import Registry
     from dvc_monitor.registry.values import ModelVersion
@@ -54,7 +55,7 @@ class _Watched:
     stage: str | None
     state: Any  # the version's review state
     rules: "WatchRules"
-    kind: str  # the workspace's kind
+    kind: "Kind"  # the workspace's kind (its spec)
     note: str | None  # the rules are the template's defaults
     params: str  # where the rules are read from
 
@@ -73,7 +74,6 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     ``rollback``. A rollback that cannot run (a dirty tree, no earlier holder) raises
     ``WatchActionFailed`` carrying the result.
     """
-    from dvc_monitor.kinds import kind_for
     from dvc_monitor.model import state as model_state
 
     say = progress or (lambda _m: None)
@@ -83,12 +83,11 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     windows = _read(watched, data, window, labels)
     loader = _loader(watched, say)
     subject = loader(watched.mv.version)
-    kind = kind_for(subject.kind)
+    kind = subject.spec
     if kind.needs_history:
         windows = with_context(windows, model_state.load_data(watched.state).drop(columns="_row"),
                                kind.time_column)
-    checks = AlarmChecks.of(watched.registry, watched.name, watched.stage, watched.mv.version,
-                            subject.kind, watched.rules)
+    checks = AlarmChecks.of(watched.registry, subject, watched.stage, watched.rules, loader)
     say(f"Watching {watched.name} {watched.mv.version} on {len(windows)} window(s)")
     result = evaluate_windows(loader, windows, watched.rules, watched.mv.version,
                               checks.candidates, watched.stage, labels, say, checks.hold,
@@ -120,8 +119,8 @@ def _resolve(root: str | Path, ref: str) -> _Watched:
     state = model_state.require_trained(model_state.read_state(root, name, mv.commit), mv.ref)
     workspace = model_state.require_trained(model_state.read_state(root, name, None),
                                             f"{name} in the workspace")
-    rules, note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
-    return _Watched(root, registry, mv, stage, state, rules, workspace.kind, note,
+    rules, note = rules_of(workspace.params, workspace.spec, workspace.layout.params)
+    return _Watched(root, registry, mv, stage, state, rules, workspace.spec, note,
                     workspace.layout.params)
 
 
@@ -152,7 +151,7 @@ def _loader(watched: _Watched, say: Callable[[str], None]) -> Callable[[str], Su
                      else model_state.read_state(watched.root, watched.name, target.commit))
             model = model_state.load_model(state)
             subjects[version] = Subject(watched.name, target.version, state.kind, state.config,
-                                        model, load_profile(state, model))
+                                        model, load_profile(state, model), state)
         return subjects[version]
 
     return load
@@ -167,9 +166,14 @@ def _add_notes(result: WatchResult, watched: _Watched, subject: Subject) -> None
         result.notes.append(watched.note)
     result.notes += [n for n in (w.skip_note() for w in result.windows) if n]
     if any(c.check == "metrics" for c in result.candidates):
-        result.notes.append("a candidate that recorded a worse primary metric than the holder "
-                            "is skipped; 'allow_worse_metrics: true' in watch: accepts it")
-    if subject.profile.source == COMPUTED:
+        what = ("scores a worse primary metric than the holder on the holder's reference rows"
+                if subject.config.adopted else "recorded a worse primary metric than the holder")
+        result.notes.append(f"a candidate that {what} is skipped; 'allow_worse_metrics: true' "
+                            "in watch: accepts it")
+    if subject.profile.source == COMPUTED and subject.config.adopted:
+        result.notes.append(f"{watched.mv.version}'s profile was computed from its reference "
+                            f"rows ({watched.state.reference_path})")
+    elif subject.profile.source == COMPUTED:
         result.notes.append(f"{watched.mv.version} has no reference.json; its profile was "
                             "computed from its holdout")
 

@@ -16,6 +16,7 @@ from dvc_monitor.errors import SchemaError, UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dvc_monitor.kinds import Kind
     from dvc_monitor.model.data import ModelConfig
     from dvc_monitor.monitoring.rules import WatchRules
 
@@ -32,9 +33,10 @@ class Window:
 
 
 def usable_rows(config: "ModelConfig", rows: "pd.DataFrame", source: str, who: str,
-                labels: str | None = None, kind: str | None = None):
+                labels: str | None = None, kind: "str | Kind | None" = None):
     """``(rows, labels, skipped)``: the rows of a window that can be judged, their 0/1
-    labels (None: the window is unlabelled) and ``{reason: rows}`` left out.
+    labels (None: the window is unlabelled) and ``{reason: rows}`` left out. ``kind``: the
+    model's ``spec`` (whether it reads 0/1 labels).
 
     A missing feature column (or an explicit ``labels`` column) is a ``SchemaError``: the
     file is wrong. A row whose feature is missing, NaN, infinite or not a number, or whose

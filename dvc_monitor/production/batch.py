@@ -47,10 +47,10 @@ def score_batch(ref: str, input: str, repo: str | Path = ".", output: str | None
     state = version_state(root, mv)
     frame = _read_csv(input)
     source = "stdin" if input == "-" else input
-    rows = fit_rows(state.kind, state.config, frame, source, f"{mv.ref} ({state.kind})")
+    rows = fit_rows(state.spec, state.config, frame, source, f"{mv.ref} ({state.kind})")
     loaded = load_version(root, mv, state)
     results = score_fitted(loaded, rows).results
-    table = csv_safe(with_results(frame, loaded.kind, results))
+    table = csv_safe(with_results(frame, loaded.spec, results))
     if output:
         write_output(table, output)
     return BatchScore(loaded, len(frame), results, output, table)

@@ -7,7 +7,9 @@ the version's commit only (what ``dvc.api`` and ``dvc artifacts get`` do).
 
 The model bytes are found by the md5 that the version's ``dvc.lock`` records, checked
 against the md5 the registry recorded at registration, and loaded with
-``modelio.load_model_bytes`` (md5 check, trusted-type audit, never pickle).
+``modelio.load_model_bytes`` (md5 check, trusted-type audit, never pickle) by the one
+reader of a version's model (``model.state.load_model``): an adopted model comes back
+bound to its ``monitor.yaml`` (threshold, interval) with its ``trusted_types`` applied.
 """
 
 from __future__ import annotations
@@ -134,6 +136,11 @@ class LoadedModel:
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def spec(self):
+        """The ``Kind`` that scores this model (its adopted form for an adopted model)."""
+        return self.config.spec
 
     def score(self, rows: "pd.DataFrame | list[dict]", source: str = "the rows") -> list[dict]:
         """The kind's result for each row (see ``scoring.score_frame``)."""

@@ -8,6 +8,11 @@ Results per row (higher score = more anomalous / riskier, as everywhere in dvc-m
   lags); a row without enough history gets nulls;
 - risk: ``{"probability", "alert"}`` (probability at or above 0.5).
 
+An adopted model (trained by its user's own pipeline) is scored by its adopted kind
+(``LoadedModel.spec``): risk ``{"probability", "alert"}`` from ``predict_proba``, anomaly
+``{"score", "alert"}`` from ``-score_samples``, forecast ``{"prediction", "lower",
+"upper"}`` from ``predict`` row by row, plus ``"anomaly"`` when the row carries its label.
+
 Scoring itself is ``evaluation.scoring.score_rows``, the function report, gate and compare
 use; the per-row results are the kind's (``Kind.results``, ``Kind.result_fields``).
 """
@@ -100,14 +105,18 @@ def _json_shown(value) -> str:
 
 def score_frame(loaded: "LoadedModel", df: "pd.DataFrame", source: str) -> Scores:
     """Check ``df`` against the model's schema and score every row."""
-    return score_fitted(loaded, fit_rows(loaded.kind, loaded.config, df, source,
+    return score_fitted(loaded, fit_rows(loaded.spec, loaded.config, df, source,
                                          f"{loaded.ref} ({loaded.kind})"))
 
 
-def fit_rows(kind: str, config, df: "pd.DataFrame", source: str, who: str) -> "pd.DataFrame":
-    """The numeric rows a model of ``kind`` and ``config`` scores, after checking ``df``
-    against its schema (``SchemaError`` names the problem). Needs no model, so bad input
-    is refused before a model file is read."""
+def fit_rows(kind: "str | Kind", config, df: "pd.DataFrame", source: str,
+             who: str) -> "pd.DataFrame":
+    """The numeric rows a model of ``kind`` (pass the model's ``spec``: an adopted model
+    is scored by its adopted kind) and ``config`` scores, after checking ``df`` against its
+    schema (``SchemaError`` names the problem). The features are required; the label is
+    not: a kind whose rows carry their own truth (``uses_labels`` False: a forecast's actual
+    value) keeps it when given, empty where unknown. Needs no model, so bad input is
+    refused before a model file is read."""
     from dvc_monitor.model.state import check_fits
 
     if len(df) == 0:
@@ -122,6 +131,10 @@ def fit_rows(kind: str, config, df: "pd.DataFrame", source: str, who: str) -> "p
         # production rows carry no label: score on the features alone
         check_fits(dataclasses.replace(config, label_required=False), df, source, who)
         rows = df[features].astype(float)
+    label = config.label
+    if not spec.uses_labels and label and label in df.columns and label not in features:
+        _check_nullable_numbers(df, label, source, who)
+        rows = rows.assign(**{label: _numeric(df[label])})
     return rows
 
 
@@ -131,8 +144,9 @@ def score_fitted(loaded: "LoadedModel", rows: "pd.DataFrame") -> Scores:
 
     from dvc_monitor.evaluation.scoring import score_rows
 
-    scored = score_rows(loaded.kind, loaded.model, loaded.config, rows)
-    results = kind_for(loaded.kind).results(scored.frame, rows)
+    spec = loaded.spec
+    scored = score_rows(spec, loaded.model, loaded.config, rows)
+    results = spec.results(scored.frame, rows)
     seen = ~np.isnan(scored.score)  # a row without its actual value has no score
     return Scores(results, scored.score[seen], scored.alert[seen])
 
@@ -159,7 +173,6 @@ def _numeric(col: "pd.Series") -> "pd.Series":
 def _check_series(kind: Kind, config, df: "pd.DataFrame", source: str, who: str) -> None:
     """A series kind's rows: the time column must be a number on every row (each time
     once); the value column may be null (a future hour, to forecast)."""
-    import pandas as pd
 
     from dvc_monitor.model.state import check_fits
 
@@ -169,20 +182,30 @@ def _check_series(kind: Kind, config, df: "pd.DataFrame", source: str, who: str)
                           f"the model needs {', '.join(config.features)} (value may be null "
                           "for the hours to forecast)")
     check_fits(dataclasses.replace(config, features=(time,)), df, source, who)
-    given = df[value]
-    numbers = pd.to_numeric(given, errors="coerce")
-    bad = (numbers.isna() & given.notna()) | numbers.isin([math.inf, -math.inf])
-    if bad.any():
-        row = int(bad.to_numpy().nonzero()[0][0])
-        raise SchemaError(f"{source} does not fit {who}: column {value!r} has a "
-                          f"non-numeric value {given.iloc[row]!r} on data row {row + 1}")
+    _check_nullable_numbers(df, value, source, who)
     if df[time].duplicated().any():
         raise SchemaError(f"{source}: column {time!r} repeats a timestamp; "
                           "give one row per hour")
 
 
-def with_results(df: "pd.DataFrame", kind: str, results: list[dict]) -> "pd.DataFrame":
-    """The input's columns plus the result columns (for ``score -o OUT.csv``)."""
+def _check_nullable_numbers(df: "pd.DataFrame", column: str, source: str, who: str) -> None:
+    """A column that may be null (a value not known yet) but is otherwise a finite
+    number on every row; ``SchemaError`` names the first row that is not."""
+    import pandas as pd
+
+    given = df[column]
+    numbers = pd.to_numeric(given, errors="coerce")
+    bad = (numbers.isna() & given.notna()) | numbers.isin([math.inf, -math.inf])
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0])
+        raise SchemaError(f"{source} does not fit {who}: column {column!r} has a "
+                          f"non-numeric value {shown(given.iloc[row], 40)} on data row "
+                          f"{row + 1}")
+
+
+def with_results(df: "pd.DataFrame", kind: "str | Kind", results: list[dict]) -> "pd.DataFrame":
+    """The input's columns plus the result columns (for ``score -o OUT.csv``; ``kind``:
+    the model's ``spec``)."""
     import pandas as pd
 
     fields = kind_for(kind).result_fields

@@ -230,7 +230,7 @@ class LiveWatch:
         from dvc_monitor.model import state as model_state
 
         workspace = model_state.read_state(self.root, loaded.name, None)
-        rules, _note = rules_of(workspace.params, workspace.kind, workspace.layout.params)
+        rules, _note = rules_of(workspace.params, workspace.spec, workspace.layout.params)
         if strict:
             check_window(self.window, rules, workspace.layout.params)
         elif self.window < rules.min_rows:
@@ -245,9 +245,7 @@ class LiveWatch:
             self._pending = None
         self._engine = engine
         self._context = None
-        from dvc_monitor.kinds import kind_for
-
-        kind = kind_for(subject.kind)
+        kind = subject.spec
         if kind.needs_history:
             state = model_state.read_state(self.root, loaded.name, loaded.commit)
             self._context = model_state.load_data(state).drop(columns="_row")
@@ -261,7 +259,7 @@ class LiveWatch:
 
         state = read_state(self.root, loaded.name, loaded.commit)
         return Subject(loaded.name, loaded.version, loaded.kind, loaded.config, loaded.model,
-                       load_profile(state, loaded.model))
+                       load_profile(state, loaded.model), state)
 
     def _context_for(self, frame):
         """Forecast: the rows before this window (its lags); the window joins them."""
@@ -312,12 +310,11 @@ class LiveWatch:
         if self._pending is not None:  # rolled back already; the swap has not happened yet
             self.metrics.actions.labels("waiting_for_swap").inc()
             return
-        registry, checks = None, AlarmChecks()
+        registry, checks, loader = None, AlarmChecks(), self._loader(subject)
         if self.stage is not None:
             registry = Registry.load(self.root)
-            checks = AlarmChecks.of(registry, subject.name, self.stage, subject.version,
-                                    subject.kind, engine.rules)
-        outcome = engine.respond(result, checks, self.stage, self._loader(subject))
+            checks = AlarmChecks.of(registry, subject, self.stage, engine.rules, loader)
+        outcome = engine.respond(result, checks, self.stage, loader)
         done = _live_decision(outcome, checks.hold)
         if self.stage is None:
             done.action = "report_only"
