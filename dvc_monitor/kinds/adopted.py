@@ -79,6 +79,17 @@ class Adopted:
         return AdoptedModel(estimator, config.threshold)
 
     @staticmethod
+    def call(estimator: Any, method: str, X):
+        """``estimator.method(X)``, without scikit-learn's warning that an estimator fitted
+        on named columns got none (its own inner calls, e.g. a LocalOutlierFactor's
+        neighbour search, pass arrays)."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return getattr(estimator, method)(X)
+
+    @staticmethod
     def inputs(model: AdoptedModel, rows: pd.DataFrame, config):
         """The estimator's input for ``rows``: named columns in the order it was fitted
         with when it knows them (a ``ColumnTransformer`` selects by name), else an array
@@ -104,14 +115,16 @@ class AdoptedAnomaly(Adopted, Anomaly):
     def anomaly_scores(self, model: AdoptedModel, df: pd.DataFrame, config) -> np.ndarray:
         """Higher is more anomalous: ``-score_samples``, else ``-decision_function``."""
         est, X = model.estimator, self.inputs(model, df, config)
-        raw = est.score_samples(X) if hasattr(est, "score_samples") else est.decision_function(X)
+        raw = self.call(est, "score_samples" if hasattr(est, "score_samples")
+                        else "decision_function", X)
         return -np.asarray(raw, dtype=float)
 
     def alerts(self, model: AdoptedModel, df: pd.DataFrame, config) -> np.ndarray:
         """Above the threshold when one is set, else where ``predict`` says -1."""
         if model.threshold is not None:
             return self.anomaly_scores(model, df, config) > model.threshold
-        return np.asarray(model.estimator.predict(self.inputs(model, df, config))) == -1
+        return np.asarray(self.call(model.estimator, "predict",
+                                    self.inputs(model, df, config))) == -1
 
     def alert_threshold(self, model: AdoptedModel) -> float:
         """The threshold, else the estimator's own (``-offset_`` of its final step, 0 for a
@@ -134,7 +147,7 @@ class AdoptedRisk(Adopted, Risk):
 
     def probabilities(self, model: AdoptedModel, df: pd.DataFrame, config) -> np.ndarray:
         """Probability of the positive class (the second of ``classes_``)."""
-        proba = model.estimator.predict_proba(self.inputs(model, df, config))
+        proba = self.call(model.estimator, "predict_proba", self.inputs(model, df, config))
         return np.asarray(proba, dtype=float)[:, 1]
 
     def alert_threshold(self, model: AdoptedModel) -> float:
@@ -194,7 +207,8 @@ class AdoptedForecast(Adopted, BuiltinKind):
             rows = reference[reference[config.label].notna()]
             if len(rows):
                 bare = AdoptedModel(estimator)
-                pred = np.asarray(estimator.predict(self.inputs(bare, rows, config)), dtype=float)
+                pred = np.asarray(self.call(estimator, "predict", self.inputs(bare, rows, config)),
+                                  dtype=float)
                 residuals = np.abs(rows[config.label].to_numpy(dtype=float) - pred)
                 level = min(1.0, config.interval * (1 + 1 / len(residuals)))
                 half = float(np.quantile(residuals, level))
@@ -203,7 +217,8 @@ class AdoptedForecast(Adopted, BuiltinKind):
     def predictions(self, model: AdoptedModel, rows: pd.DataFrame, config) -> pd.DataFrame:
         """``predicted``, ``lower``, ``upper`` and ``actual`` (NaN when the row has no
         label value) per row."""
-        pred = np.asarray(model.estimator.predict(self.inputs(model, rows, config)), dtype=float)
+        pred = np.asarray(self.call(model.estimator, "predict", self.inputs(model, rows, config)),
+                          dtype=float)
         half = model.half_width if model.half_width is not None else math.nan
         if config.label and config.label in rows.columns:
             actual = pd.to_numeric(rows[config.label], errors="coerce").to_numpy(dtype=float)

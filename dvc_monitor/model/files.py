@@ -177,8 +177,8 @@ def load_model_bytes(data: bytes, expected_md5: str | None = None, source: str =
     if refused:
         raise ModelFileError(
             f"model file {source} contains types dvc-monitor does not trust: {_first(refused)}; "
-            "it was not loaded (review them, then list them under trusted_types: in its "
-            "monitor.yaml)"
+            "it was not loaded (if you have reviewed and trust them, list them under "
+            "trusted_types: in its monitor.yaml: 'dvc-monitor adopt NAME ... --trust TYPE')"
         )
     try:
         return skops.io.loads(data, trusted=sorted(allowed))

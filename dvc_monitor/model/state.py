@@ -230,8 +230,9 @@ def read_state(root: str | Path, name: str, rev: str | None) -> ModelState:
 
 def require_trained(state: ModelState, what: str | None = None, *,
                     error: type[DvcMonitorError] = UnknownModel, lead: str = "",
-                    then: str = "train it with dvc-monitor ('dvc-monitor init'), or review "
-                                "it with 'dvc-monitor report'") -> ModelState:
+                    then: str = "declare it with 'dvc-monitor adopt NAME --kind KIND "
+                                "--features ...' if your own pipeline trains it, or train it "
+                                "with dvc-monitor ('dvc-monitor init')") -> ModelState:
     """``state``, or the one-line refusal of a model dvc-monitor did not train (no kind
     config, so nothing to score or watch it with): what score, watch, serve, gate and
     compare say. ``what`` names it (default ``NAME at REV``); ``error``, ``lead`` and

@@ -145,7 +145,7 @@ def test_started_score_and_watch_refuse_as_serve_does(started, tmp_path, how):
     assert len(set(lines.values())) == 1, lines  # one refusal, word for word
     line = lines[f"score {ref} {batch}"]
     assert f"{ref} is not a model dvc-monitor trained (no monitor.yaml; model.pkl is a pickle" in line
-    assert "train it with dvc-monitor" in line
+    assert "dvc-monitor adopt NAME" in line and "dvc-monitor init" in line
     assert all(proc.stdout == "" for proc in procs.values())
     assert started.snapshot() == before
     assert not started.marker.exists()
