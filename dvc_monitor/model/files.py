@@ -94,6 +94,10 @@ DIGEST_PREFIX = "sha256:"
 _DIGEST_DOMAIN = b"dvc-monitor model content v1\n"
 BYTE_IDENTICAL = "byte-identical"
 CONTENT_IDENTICAL = "content-identical"
+# how a registered model file is verified: written by dvc-monitor's trainer (canonical), or
+# as its user's own code wrote it (an adopted model's plain skops.io.dump)
+CANONICAL = "canonical"
+AS_WRITTEN = "as-written"
 
 
 def file_md5(path: str | os.PathLike) -> str:
@@ -636,6 +640,15 @@ def verify_model_file(path_or_bytes: bytes | str | os.PathLike, md5: str | None,
                             "digest recorded to compare)")
     return result(None, f"{check.source} has md5 {check.md5} and digest {check.digest[:19]}..., "
                         f"expected md5 {md5} or digest {digest[:19]}...")
+
+
+def verified_as(form: str | None) -> str:
+    """How a model file of ``form`` (``CANONICAL``, ``AS_WRITTEN``) is verified, in words."""
+    if form == AS_WRITTEN:
+        return "as its code wrote it, by md5 and content digest"
+    if form == CANONICAL:
+        return "canonical skops archive, by md5 and content digest"
+    return "by md5 and content digest"
 
 
 def _stored_md5(path_or_bytes: bytes | str | os.PathLike) -> str | None:
