@@ -99,8 +99,8 @@ def run_adopt(args: argparse.Namespace) -> int:
         print_json(result.to_json())
         return 0
     verb = "Updated" if result.updated else "Wrote"
-    print(f"{verb} {result.monitor}: {result.name} is a {result.kind} model its own pipeline "
-          "trains, monitored by dvc-monitor.")
+    print(f"{verb} {result.monitor}: {result.name} ({result.kind}) is trained by its own "
+          "pipeline and monitored by dvc-monitor.")
     for line in result.checks:
         print(f"  ok  {line}")
     if result.reference_metrics:

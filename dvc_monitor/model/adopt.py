@@ -117,14 +117,16 @@ def adopt(root: str | Path, name: str, kind: str, features: str | list[str] | tu
     missing = spec.missing_methods(estimator, config)
     if missing:
         raise TemplateError(f"{model.model_path} holds a {type(estimator).__name__}, which has "
-                            f"no {', '.join(missing)}: a {kind} model needs it; adopt it as "
+                            f"no {', '.join(missing)}: {article(kind)} {kind} model needs it; "
+                            "adopt it as "
                             "another kind (--kind)")
     fitted = getattr(estimator, "feature_names_in_", None)
     if fitted is not None and sorted(map(str, fitted)) != sorted(names):
         raise SchemaError(f"{model.model_path} was fitted on the columns "
                           f"{shown(','.join(map(str, fitted)))}, not on --features "
                           f"{shown(','.join(names))}; give the columns it was fitted on")
-    checks.append(f"the {type(estimator).__name__} has the methods a {kind} model needs")
+    checks.append(f"the {type(estimator).__name__} has the methods {article(kind)} {kind} model "
+                  "needs")
 
     rel_ref, metrics = None, None
     if reference is not None:
@@ -140,6 +142,10 @@ def adopt(root: str | Path, name: str, kind: str, features: str | list[str] | tu
         next_steps=(f"git add {monitor} && git commit -m 'Monitor {name} with dvc-monitor'",
                     f"dvc-monitor register {name}"),
     )
+
+
+def article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _trusted(trust) -> tuple[str, ...]:

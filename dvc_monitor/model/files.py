@@ -585,6 +585,13 @@ def inspect_model_file(path_or_bytes: bytes | str | os.PathLike,
     allowed = trusted_with(trusted)
     untrusted = tuple(t for t in audited if t not in allowed)
     canonical = _is_canonical(data, infos, digest)
+    if as_written and not canonical:
+        # skops.io.dump stamps times and object ids: the digest of the canonical form is
+        # what stays the same when the user's deterministic training runs again
+        try:
+            digest = _digest_members(_canonical_members(data))
+        except Exception:  # noqa: BLE001 - what canonical_archive cannot rewrite keeps its own
+            pass
     if untrusted:
         return unsafe("skops", f"{source} references untrusted type {_first(list(untrusted))}",
                       digest, canonical, untrusted, compression)

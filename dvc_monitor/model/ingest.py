@@ -32,7 +32,7 @@ from typing import BinaryIO
 
 from dvc_monitor.model.data import ModelConfig, expected_columns, next_partition_name, \
     partition_files, read_batch, read_partitions, validate_batch
-from dvc_monitor.errors import DvcMonitorError, SchemaError, UnknownModel, shown
+from dvc_monitor.errors import DvcMonitorError, SchemaError, UnknownModel, UsageError, shown
 from dvc_monitor.kinds import kind_for
 from dvc_monitor.repo.git import GitRepo
 from dvc_monitor.values import JsonValue
@@ -90,9 +90,17 @@ def ingest(path: str | Path, name: str, batch_file: str | Path | BinaryIO,
     root = git.root
     config_path = root / layout.monitor
     if not config_path.is_file():
+        from dvc_monitor.model.state import refuse_adopted
+
+        refuse_adopted(root, name, "ingest its data", "add the rows to its pipeline's data, "
+                       "then 'dvc repro'")
         raise UnknownModel(f"no model {name!r} here ({layout.monitor} not found); "
                            f"create it with 'dvc-monitor init --name {name}'")
     config = ModelConfig.load(config_path)
+    if config.adopted:
+        raise UsageError(f"{name} is trained by its own pipeline (adopted), not from batches "
+                         "dvc-monitor ingests; add the rows to its pipeline's data, then "
+                         "'dvc repro'")
     if hasattr(batch_file, "read"):
         label = source or "-"
         df = read_batch(batch_file, "standard input" if label == "-" else label)

@@ -243,6 +243,19 @@ def require_trained(state: ModelState, what: str | None = None, *,
                 f"trained (no {state.layout.monitor}; {why}); {then}")
 
 
+def refuse_adopted(root: str | Path, name: str, doing: str, then: str) -> None:
+    """Raise the one line for a command that works only on models dvc-monitor's own stages
+    train (``doing``: what it does) when ``name`` is an adopted model; ``then``: what to
+    do instead. Returns when it is not one (the caller says what it says today)."""
+    try:
+        state = read_state(root, name, None)
+    except DvcMonitorError:
+        return
+    if state.adopted:
+        raise UsageError(f"{name} is trained by its own pipeline (adopted with "
+                         f"'dvc-monitor adopt'), so dvc-monitor does not {doing}; {then}")
+
+
 def _yaml(text: str | None, rel: str, where: str) -> Any:
     if text is None:
         return None
@@ -409,8 +422,8 @@ def bind_adopted(state: ModelState, estimator: Any) -> Any:
     missing = spec.missing_methods(estimator, state.config)
     if missing:
         raise TemplateError(f"{state.model_path} at {state.label} is a "
-                            f"{type(estimator).__name__} without {', '.join(missing)}, which a "
-                            f"{spec.name} model needs; adopt it as another kind")
+                            f"{type(estimator).__name__} without {', '.join(missing)}, which "
+                            f"its kind ({spec.name}) needs; adopt it as another kind")
     reference = load_reference(state) if spec.binds_reference and state.reference_path else None
     return spec.bind(estimator, state.config, reference)
 

@@ -133,6 +133,10 @@ def status(root: str | Path, name: str, adopt: bool = False) -> TrainerStatus:
     git = GitRepo.discover(root)
     model_dir = git.root / layout.dir
     if not (model_dir / ModelLayout.MONITOR).is_file():
+        from dvc_monitor.model.state import refuse_adopted
+
+        refuse_adopted(git.root, name, "record a trainer for it", "its own pipeline's code "
+                       "and dvc.lock are its lineage ('dvc-monitor diff' shows them)")
         raise UnknownModel(f"no model '{name}' here ({layout.monitor} not found); "
                            "create one with 'dvc-monitor init'")
     path = model_dir / FILE

@@ -85,6 +85,18 @@ SCRIPTS = {
 }
 
 
+def write_sources(folder: Path, sources: dict[str, str], marker: Path | None = None) -> None:
+    """Write each source, dedented, to ``folder / name`` (parent folders made); the word
+    MARKER in a source becomes ``marker``'s path as a Python string literal."""
+    for name, code in sources.items():
+        code = textwrap.dedent(code)
+        if marker is not None:
+            code = code.replace("MARKER", repr(str(marker)))
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(code)
+
+
 def annotated_tag(repo: Repo, tag: str) -> None:
     """An annotated tag, as GTO writes one."""
     repo.git("tag", "-a", tag, "-m", f"Registering artifact {tag}")
@@ -95,10 +107,7 @@ def build_started(base: Path) -> Repo:
     repo = new_repo(base)
     marker = base / "UNPICKLED"
     repo.dvc("init", "-q")
-    (repo.path / "src").mkdir()
-    for name, code in SCRIPTS.items():
-        code = textwrap.dedent(code).replace("MARKER", repr(str(marker)))
-        (repo.path / "src" / name).write_text(code)
+    write_sources(repo.path / "src", SCRIPTS, marker)
     (repo.path / "data").mkdir()
     (repo.path / "data" / "raw.csv").write_text("x\n" + "\n".join(str(i) for i in range(40)))
     (repo.path / "params.yaml").write_text("prepare:\n  split: 0.25\ntrain:\n  n_est: 5\n")
