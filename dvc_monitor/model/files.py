@@ -635,9 +635,11 @@ def verify_model_file(path_or_bytes: bytes | str | os.PathLike, md5: str | None,
     if md5 is not None and check.md5 == md5:
         return result(BYTE_IDENTICAL, f"{check.source} is byte-identical (md5 {md5})")
     if digest is not None and check.digest == digest:
+        how = ("written again by its own code" if as_written and not check.canonical
+               else "compressed differently")
         return result(CONTENT_IDENTICAL,
                       f"{check.source} is content-identical (digest {digest[:19]}...; md5 "
-                      f"{check.md5} differs from {md5}: compressed differently)")
+                      f"{check.md5} differs from {md5}: {how})")
     if digest is None and md5 is not None and _stored_md5(path_or_bytes) == md5:
         return result(CONTENT_IDENTICAL,
                       f"{check.source} is content-identical (its stored, uncompressed form has "
