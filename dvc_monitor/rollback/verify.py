@@ -100,7 +100,8 @@ def verify_restored(ctx: RollbackContext, plan: RollbackPlan) -> Proof:
         match = verify_model_file(root / path, md5, registered_digest(root, md5, recorded),
                                   TypeAudits.for_repo(root), trusted=plan.trusted_types,
                                   as_written=plan.adopted)
-        note = f"{match.reason}; verified {verified_as(form)}" if match.ok else match.reason
+        note = (f"{match.reason}; verified {verified_as(form)}" if match.ok and plan.adopted
+                else match.reason)
         model_check = Check("model", path, md5, match.check.md5, match.ok, note)
         model_match, unsafe = match.match, match.reason if match.check.dangerous else None
         checks.append(model_check)
