@@ -138,13 +138,14 @@ def _folder(lock_path: str) -> str:
 
 def _is_adopted(raw: bytes | None) -> bool:
     """A monitor.yaml that says its own pipeline trains the model (``adopted: true``)."""
+    from dvc_monitor.model.data import ModelConfig
+
     if raw is None or b"adopted" not in raw:
         return False
     try:
-        doc = parse_yaml(raw.decode("utf-8", errors="replace"), MONITOR)
+        return ModelConfig.from_text(raw.decode("utf-8", errors="replace"), MONITOR).adopted
     except DvcMonitorError:
         return False
-    return isinstance(doc, dict) and doc.get("adopted") is True
 
 
 def _declared_metrics(git: GitRepo, commits: list[str], facts: dict[str, Facts],

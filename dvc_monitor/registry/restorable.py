@@ -251,19 +251,17 @@ def _needed(git, root: Path, mv, now: dict) -> _Needs:
 def _adopted(git, commit: str, pdir: str, pl) -> bool:
     """The model's monitor.yaml at ``commit`` says its own pipeline trains it."""
     from dvc_monitor.errors import DvcMonitorError
-    from dvc_monitor.model.data import ModelConfig
+    from dvc_monitor.model.data import config_at
     from dvc_monitor.model.layout import ModelLayout
     from dvc_monitor.repo.dvcfiles import norm
 
-    path = norm(pdir, ModelLayout.MONITOR)
-    if path not in pl.tree:
+    if norm(pdir, ModelLayout.MONITOR) not in pl.tree:
         return False
-    raw = git.read_blobs([f"{commit}:{path}"]).get(f"{commit}:{path}")
     try:
-        return raw is not None and ModelConfig.from_text(
-            raw.decode("utf-8", errors="replace"), path).adopted
+        config = config_at(git, commit, pdir)
     except DvcMonitorError:
         return False
+    return config is not None and config.adopted
 
 
 def _why_not_deterministic(pl) -> str:

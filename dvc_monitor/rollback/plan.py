@@ -168,7 +168,7 @@ def preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
     changes = _changes(pdir, head_pl, target_pl)
     _check_workspace(git, dvc, pdir, head_pl, target_pl, changes.files)
     found = _locate_objects(dvc, f"{name} {target.version}", target_pl, dry_run, problems)
-    config = _model_config(git, name, target.commit, pdir, problems)
+    config = _model_config(git, target.commit, pdir, problems)
     adopted = bool(config and config.adopted)
     trusted = config.trusted_types if config is not None else ()
     retrain = _plan_retrain(git, dvc, identity, target.commit, pdir, target_pl, found,
@@ -524,19 +524,14 @@ def _plan_retrain(git: GitRepo, dvc, identity, rev: str, pdir: str, target_pl: P
 # -- step 6: the plan --------------------------------------------------------------------
 
 
-def _model_config(git: GitRepo, name: str, rev: str, pdir: str, problems: list[str]):
+def _model_config(git: GitRepo, rev: str, pdir: str, problems: list[str]):
     """The model's ``monitor.yaml`` at the target (None: it has none): whether its own
     pipeline trains it (adopted) and the types its reviewers trust. One that cannot be
     read is named in ``problems``; the model file is then verified as canonical."""
-    from dvc_monitor.model.data import ModelConfig
+    from dvc_monitor.model.data import config_at
 
-    path = ModelLayout(name, folder=pdir).monitor
-    raw = git.read_blobs([f"{rev}:{path}"]).get(f"{rev}:{path}")
-    if raw is None:
-        return None
     try:
-        return ModelConfig.from_text(raw.decode("utf-8", errors="replace"),
-                                     f"{path} at {rev[:7]}")
+        return config_at(git, rev, pdir)
     except DvcMonitorError as exc:
         problems.append(f"{exc}: its model file is verified as a canonical archive")
         return None

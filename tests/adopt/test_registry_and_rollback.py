@@ -19,12 +19,18 @@ import json
 import pytest
 
 from tests.support.adopted import (
+    ANOMALY_ARTIFACT,
+    ANOMALY_FEATURES,
+    ANOMALY_MODEL,
+    ANOMALY_PARAMS,
+    ANOMALY_REFERENCE,
     RISK_ARTIFACT,
     RISK_FEATURES,
     RISK_LABEL,
     RISK_MODEL,
     RISK_PARAMS,
     RISK_REFERENCE,
+    build_anomaly_nested,
     build_risk_root,
     retrain,
 )
@@ -265,3 +271,39 @@ def test_gc_never_deletes_an_adopted_model(two_versions, tmp_path):
         assert cache_file(repo, md5).is_file() and remote_file(repo, md5).is_file()
     out = repo.dm("rollback", NAME, "--to", "v1.0.0").stdout  # and it still rolls back
     assert "Proof (verified): model byte-identical" in out
+
+
+def test_a_nested_pipeline_rolls_back_and_restores_its_monitor_yaml(adopted, tmp_path):
+    """The IsolationForest of services/fraud (artifact declared at the root): v1.0.0, then
+    v1.1.0 with more trees and a threshold in its monitor.yaml; the rollback to v1.0.0
+    restores the model's bytes and the monitor.yaml it was registered with."""
+    base = adopted(build_anomaly_nested)
+    repo = copy_base(base.path.parent, tmp_path / "copy")
+    monitor = repo.path / "services" / "fraud" / "monitor.yaml"
+    repo.dm("adopt", ANOMALY_ARTIFACT, "--kind", "anomaly", "--features",
+            ",".join(ANOMALY_FEATURES), "--reference", ANOMALY_REFERENCE)
+    assert monitor.is_file()
+    first_config = monitor.read_text()
+    repo.commit_all("monitor the fraud model")
+    repo.dm("register", ANOMALY_ARTIFACT, "--version", "v1.0.0")
+    retrain(repo, ANOMALY_PARAMS, {"train.n_estimators": 90}, "more trees")
+    repo.dm("adopt", ANOMALY_ARTIFACT, "--kind", "anomaly", "--features",
+            ",".join(ANOMALY_FEATURES), "--reference", ANOMALY_REFERENCE, "--threshold",
+            "-0.55")
+    assert monitor.read_text() != first_config
+    repo.commit_all("alert below -0.55")
+    repo.dm("register", ANOMALY_ARTIFACT, "--version", "v1.1.0")
+    rows = {v["version"]: v for v in repo.json("versions", ANOMALY_ARTIFACT)}
+    assert {v["model_form"] for v in rows.values()} == {"as-written"}
+    assert rows["v1.1.0"]["model_md5"] != rows["v1.0.0"]["model_md5"]
+
+    out = repo.dm("rollback", ANOMALY_ARTIFACT, "--to", "v1.0.0").stdout
+    assert "Proof (verified): model byte-identical" in out
+    assert f"verified {AS_WRITTEN}" in out
+    assert repo.md5(ANOMALY_MODEL) == rows["v1.0.0"]["model_md5"]
+    assert monitor.read_text() == first_config
+    assert "services/fraud/monitor.yaml" in repo.git("show", "--stat", "HEAD").stdout
+    assert_clean(repo)
+    check = {v["version"]: v for v in json.loads(repo.dm("check", "--json").stdout)["versions"]}
+    assert {(v["rebuild"], v["why_not_deterministic"]) for v in check.values()} == {
+        ("no", ADOPTED_WHY)}
