@@ -24,14 +24,17 @@ from tests.support.adopted import (
     ANOMALY_MODEL,
     ANOMALY_PARAMS,
     ANOMALY_REFERENCE,
+    LOF_UNTRUSTED,
     RISK_ARTIFACT,
     RISK_FEATURES,
     RISK_LABEL,
     RISK_MODEL,
     RISK_PARAMS,
     RISK_REFERENCE,
+    UNTRUSTED_ARTIFACT,
     build_anomaly_nested,
     build_risk_root,
+    build_untrusted,
     retrain,
 )
 from tests.support.registry import assert_agrees_with_gto
@@ -273,31 +276,36 @@ def test_gc_never_deletes_an_adopted_model(two_versions, tmp_path):
     assert "Proof (verified): model byte-identical" in out
 
 
-def test_a_nested_pipeline_rolls_back_and_restores_its_monitor_yaml(adopted, tmp_path):
-    """The IsolationForest of services/fraud (artifact declared at the root): v1.0.0, then
-    v1.1.0 with more trees and a threshold in its monitor.yaml; the rollback to v1.0.0
-    restores the model's bytes and the monitor.yaml it was registered with."""
-    base = adopted(build_anomaly_nested)
-    repo = copy_base(base.path.parent, tmp_path / "copy")
+@pytest.mark.parametrize(("build", "name", "change", "trust"), [
+    (build_anomaly_nested, ANOMALY_ARTIFACT, {"train.n_estimators": 90}, ()),
+    (build_untrusted, UNTRUSTED_ARTIFACT, {"train.n_neighbors": 30}, LOF_UNTRUSTED),
+], ids=["isolation-forest", "local-outlier-factor"])
+def test_a_nested_pipeline_rolls_back_and_restores_its_monitor_yaml(adopted, tmp_path, build,
+                                                                    name, change, trust):
+    """The anomaly model of services/fraud (artifact declared at the root; the local
+    outlier factor's KD-tree types trusted in its monitor.yaml): v1.0.0, then v1.1.0 with
+    other params and a threshold in its monitor.yaml; the rollback to v1.0.0 restores the
+    model's bytes, verified with the types it trusts, and the monitor.yaml it was
+    registered with."""
+    repo = copy_base(adopted(build).path.parent, tmp_path / "copy")
     monitor = repo.path / "services" / "fraud" / "monitor.yaml"
-    repo.dm("adopt", ANOMALY_ARTIFACT, "--kind", "anomaly", "--features",
-            ",".join(ANOMALY_FEATURES), "--reference", ANOMALY_REFERENCE)
-    assert monitor.is_file()
+    adopt = ["adopt", name, "--kind", "anomaly", "--features", ",".join(ANOMALY_FEATURES),
+             "--reference", ANOMALY_REFERENCE, *(f"--trust={t}" for t in trust)]
+    repo.dm(*adopt)
     first_config = monitor.read_text()
+    assert all(t in first_config for t in trust)
     repo.commit_all("monitor the fraud model")
-    repo.dm("register", ANOMALY_ARTIFACT, "--version", "v1.0.0")
-    retrain(repo, ANOMALY_PARAMS, {"train.n_estimators": 90}, "more trees")
-    repo.dm("adopt", ANOMALY_ARTIFACT, "--kind", "anomaly", "--features",
-            ",".join(ANOMALY_FEATURES), "--reference", ANOMALY_REFERENCE, "--threshold",
-            "-0.55")
+    repo.dm("register", name, "--version", "v1.0.0")
+    retrain(repo, ANOMALY_PARAMS, change, "other params")
+    repo.dm(*adopt, "--threshold", "-0.55")
     assert monitor.read_text() != first_config
     repo.commit_all("alert below -0.55")
-    repo.dm("register", ANOMALY_ARTIFACT, "--version", "v1.1.0")
-    rows = {v["version"]: v for v in repo.json("versions", ANOMALY_ARTIFACT)}
+    repo.dm("register", name, "--version", "v1.1.0")
+    rows = {v["version"]: v for v in repo.json("versions", name)}
     assert {v["model_form"] for v in rows.values()} == {"as-written"}
     assert rows["v1.1.0"]["model_md5"] != rows["v1.0.0"]["model_md5"]
 
-    out = repo.dm("rollback", ANOMALY_ARTIFACT, "--to", "v1.0.0").stdout
+    out = repo.dm("rollback", name, "--to", "v1.0.0").stdout
     assert "Proof (verified): model byte-identical" in out
     assert f"verified {AS_WRITTEN}" in out
     assert repo.md5(ANOMALY_MODEL) == rows["v1.0.0"]["model_md5"]
