@@ -212,9 +212,9 @@ class _Needs:
     adopted: bool = False
 
 
-def _needed(git, root: Path, mv, now: dict) -> _Needs:
+def _needed(git, root: Path, mv, now: dict, adopted: bool = False) -> _Needs:
     """The objects of one version and whether a retrain here (trainer ``now``) gives them
-    again."""
+    again (never, for an ``adopted`` model)."""
     from dvc_monitor.errors import DvcMonitorError, TrainerMismatch
     from dvc_monitor.model import trainer
     from dvc_monitor.model.pipeline import read_pipeline, recorded_trainer
@@ -230,7 +230,7 @@ def _needed(git, root: Path, mv, now: dict) -> _Needs:
     if pl.lock is None:
         return _Needs({}, error=f"no {mv.lock_path} at {mv.commit[:7]}")
     needed = {p: (oid, "data" if p in pl.sources else "output") for p, oid in pl.cached.items()}
-    if _adopted(git, mv.commit, pdir, pl):  # its user's code: no byte-for-byte promise
+    if adopted:  # its user's own code: no byte-for-byte promise
         return _Needs(needed, ADOPTED_WHY, adopted=True)
     why = _why_not_deterministic(pl)
     if why:
@@ -248,20 +248,28 @@ def _needed(git, root: Path, mv, now: dict) -> _Needs:
     return _Needs(needed)
 
 
-def _adopted(git, commit: str, pdir: str, pl) -> bool:
-    """The model's monitor.yaml at ``commit`` says its own pipeline trains it."""
+def _adopted(git, versions: list) -> set[tuple[str, str]]:
+    """(name, version) of the ``versions`` whose monitor.yaml at their commit says their
+    own pipeline trains them, read in one batch."""
     from dvc_monitor.errors import DvcMonitorError
-    from dvc_monitor.model.data import config_at
+    from dvc_monitor.model.data import ModelConfig
     from dvc_monitor.model.layout import ModelLayout
     from dvc_monitor.repo.dvcfiles import norm
 
-    if norm(pdir, ModelLayout.MONITOR) not in pl.tree:
-        return False
-    try:
-        config = config_at(git, commit, pdir)
-    except DvcMonitorError:
-        return False
-    return config is not None and config.adopted
+    specs = {(mv.name, mv.version): f"{mv.commit}:"
+             f"{norm(posixpath.dirname(mv.lock_path), ModelLayout.MONITOR)}"
+             for mv in versions if mv.lock_path}
+    blobs = git.read_blobs(list(dict.fromkeys(specs.values()))) if specs else {}
+    found = set()
+    for key, spec in specs.items():
+        raw = blobs.get(spec)
+        try:
+            if raw is not None and ModelConfig.from_text(
+                    raw.decode("utf-8", errors="replace"), spec).adopted:
+                found.add(key)
+        except DvcMonitorError:
+            continue
+    return found
 
 
 def _why_not_deterministic(pl) -> str:
@@ -309,7 +317,10 @@ def scan(root: str | Path, versions: Iterable, dvc=None) -> CheckResult:
     root = git.root
     remote = dvc.remote() if dvc is not None else None
     now = current_trainer()
-    rows = [(mv, _needed(git, root, mv, now)) for mv in versions]
+    versions = list(versions)
+    adopted = _adopted(git, versions)
+    rows = [(mv, _needed(git, root, mv, now, (mv.name, mv.version) in adopted))
+            for mv in versions]
 
     # .dir manifests: from the local cache, else from the remote
     objects: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
