@@ -598,9 +598,10 @@ def inspect_model_file(path_or_bytes: bytes | str | os.PathLike,
     if not canonical and not as_written:
         return unsafe("skops", f"{source} is not canonical: not written by dvc-monitor's "
                       "trainer", digest, compression=compression)
-    what = "a canonical skops archive" if canonical else "a skops archive as its code wrote it"
-    return ModelFileCheck(source, "skops", canonical, (), True,
-                          f"{source} is {what}, of trusted types", md5, digest, compression)
+    what = ("a canonical skops archive of trusted types" if canonical
+            else "a skops archive of trusted types, as its code wrote it")
+    return ModelFileCheck(source, "skops", canonical, (), True, f"{source} is {what}", md5,
+                          digest, compression)
 
 
 def _is_canonical(data: bytes, infos: list[zipfile.ZipInfo], digest: str) -> bool:
