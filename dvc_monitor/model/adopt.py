@@ -107,7 +107,7 @@ def adopt(root: str | Path, name: str, kind: str, features: str | list[str] | tu
     layout = ModelLayout(name, folder=model.pipeline_dir)
     previous = _previous(root, layout, name)
     checks = [f"{model.model_path}: the artifact {name}, written by stage "
-              f"{model.stage or '?'} of {posixpath.join(model.pipeline_dir or '.', 'dvc.yaml')}"]
+              f"{model.stage or '?'} of {posixpath.join(model.pipeline_dir, 'dvc.yaml')}"]
 
     estimator = _load_estimator(root, model.model_path, trusted, checks)
     config = ModelConfig(kind=kind, name=name, features=names, label=label,
