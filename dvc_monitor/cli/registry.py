@@ -259,6 +259,8 @@ def run_show(args: argparse.Namespace) -> int:
         f"  model:    {mv['model_path'] or '-'}  md5 {mv['model_md5'] or '-'}",
         f"  digest:   {mv['digest'] or '- (not recorded)'}",
     ]
+    if mv.get("verified_as"):
+        lines.append(f"  verified: {mv['verified_as']}")
     if mv["message"]:
         lines.append(f"  message:  {mv['message'].splitlines()[0]}")
     if mv["stage_history"]:

@@ -123,6 +123,20 @@ class ModelConfig:
         return doc
 
 
+def config_at(git, rev: str, folder: str) -> ModelConfig | None:
+    """The ``monitor.yaml`` in pipeline ``folder`` ("" for the root) at commit ``rev``,
+    read from git (``git`` a ``GitRepo``); None when there is none. ``TemplateError`` for
+    one that is not valid."""
+    from dvc_monitor.model.layout import ModelLayout
+    from dvc_monitor.repo.dvcfiles import norm
+
+    path = norm(folder, ModelLayout.MONITOR)
+    raw = git.read_blobs([f"{rev}:{path}"]).get(f"{rev}:{path}")
+    if raw is None:
+        return None
+    return ModelConfig.from_text(raw.decode("utf-8", errors="replace"), f"{path} at {rev[:7]}")
+
+
 def trusted_types(value, source: str) -> tuple[str, ...]:
     """The ``trusted_types:`` list of a ``monitor.yaml``: dotted type names, sorted."""
     if value is None:

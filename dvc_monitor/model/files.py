@@ -94,6 +94,10 @@ DIGEST_PREFIX = "sha256:"
 _DIGEST_DOMAIN = b"dvc-monitor model content v1\n"
 BYTE_IDENTICAL = "byte-identical"
 CONTENT_IDENTICAL = "content-identical"
+# how a registered model file is verified: written by dvc-monitor's trainer (canonical), or
+# as its user's own code wrote it (an adopted model's plain skops.io.dump)
+CANONICAL = "canonical"
+AS_WRITTEN = "as-written"
 
 
 def file_md5(path: str | os.PathLike) -> str:
@@ -594,9 +598,10 @@ def inspect_model_file(path_or_bytes: bytes | str | os.PathLike,
     if not canonical and not as_written:
         return unsafe("skops", f"{source} is not canonical: not written by dvc-monitor's "
                       "trainer", digest, compression=compression)
-    what = "a canonical skops archive" if canonical else "a skops archive as its code wrote it"
-    return ModelFileCheck(source, "skops", canonical, (), True,
-                          f"{source} is {what}, of trusted types", md5, digest, compression)
+    what = ("a canonical skops archive of trusted types" if canonical
+            else "a skops archive of trusted types, as its code wrote it")
+    return ModelFileCheck(source, "skops", canonical, (), True, f"{source} is {what}", md5,
+                          digest, compression)
 
 
 def _is_canonical(data: bytes, infos: list[zipfile.ZipInfo], digest: str) -> bool:
@@ -631,9 +636,11 @@ def verify_model_file(path_or_bytes: bytes | str | os.PathLike, md5: str | None,
     if md5 is not None and check.md5 == md5:
         return result(BYTE_IDENTICAL, f"{check.source} is byte-identical (md5 {md5})")
     if digest is not None and check.digest == digest:
+        how = ("written again by its own code" if as_written and not check.canonical
+               else "compressed differently")
         return result(CONTENT_IDENTICAL,
                       f"{check.source} is content-identical (digest {digest[:19]}...; md5 "
-                      f"{check.md5} differs from {md5}: compressed differently)")
+                      f"{check.md5} differs from {md5}: {how})")
     if digest is None and md5 is not None and _stored_md5(path_or_bytes) == md5:
         return result(CONTENT_IDENTICAL,
                       f"{check.source} is content-identical (its stored, uncompressed form has "
@@ -643,6 +650,15 @@ def verify_model_file(path_or_bytes: bytes | str | os.PathLike, md5: str | None,
                             "digest recorded to compare)")
     return result(None, f"{check.source} has md5 {check.md5} and digest {check.digest[:19]}..., "
                         f"expected md5 {md5} or digest {digest[:19]}...")
+
+
+def verified_as(form: str | None) -> str:
+    """How a model file of ``form`` (``CANONICAL``, ``AS_WRITTEN``) is verified, in words."""
+    if form == AS_WRITTEN:
+        return "as its code wrote it, by md5 and content digest"
+    if form == CANONICAL:
+        return "canonical skops archive, by md5 and content digest"
+    return "by md5 and content digest"
 
 
 def _stored_md5(path_or_bytes: bytes | str | os.PathLike) -> str | None:

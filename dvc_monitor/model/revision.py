@@ -384,6 +384,12 @@ def _files(d: str, ydoc: dict, lock: Lock | None):
             tuple(dict.fromkeys(outs)), tuple(metrics.values()))
 
 
+def declared_metrics(d: str, ydoc: dict, lock: Lock | None) -> tuple[MetricsFile, ...]:
+    """The metrics files the dvc.yaml ``ydoc`` in folder ``d`` declares (stage ``metrics:``
+    and top-level ``metrics:``), repo-relative, cached or in git."""
+    return _files(d, ydoc if isinstance(ydoc, dict) else {}, lock)[3]
+
+
 def _model_format(git: GitRepo, commit: str | None, mp: str, md5: str | None) -> str:
     """The model file's format from its magic bytes (``model.files.sniff_format``): the
     workspace file, else its cache object, else the blob git keeps."""

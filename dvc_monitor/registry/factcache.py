@@ -26,7 +26,7 @@ from dvc_monitor.registry.facts import Facts, read_facts
 from dvc_monitor.registry.identity import RECIPE, VersionIdentity, is_version_id
 from dvc_monitor.repo.git import GitRepo
 
-FORMAT = 1
+FORMAT = 2  # 2: an adopted model's metrics are the files its pipeline declares
 _FEW = 8  # up to this many commits are looked up without parsing the whole file
 _OID_RE = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _DIR = f"facts-{FORMAT}-" + hashlib.sha1(RECIPE.encode()).hexdigest()[:8]

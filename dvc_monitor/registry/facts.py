@@ -11,8 +11,11 @@ from dvc_monitor.model.revision import artifact_path, model_dirs
 from dvc_monitor.model.revision import parents
 from dvc_monitor.registry.identity import VersionIdentity, identity_from_lock
 from dvc_monitor.registry.values import PREFERRED_METRICS, METRICS_FILE
+from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.dvcfiles import parse_yaml
 from dvc_monitor.repo.git import GitRepo
+
+MONITOR = ModelLayout.MONITOR
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,11 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, Facts]:
     default_dir = str(PurePosixPath(default_model).parent)
     default_lock = join_path(default_dir, "dvc.lock")
     default_metrics = join_path(default_dir, METRICS_FILE)
+    monitors = (join_path(ydir, MONITOR), join_path(default_dir, MONITOR))
     specs = []
     for c in commits:
         specs += (f"{c}:{dvc_yaml}", f"{c}:{default_lock}", f"{c}:{default_metrics}")
+        specs += (f"{c}:{m}" for m in monitors)
     blobs = git.read_blobs(specs)
 
     yaml_cache: dict[bytes, object] = {}
@@ -73,6 +78,7 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, Facts]:
         for d in parents(mp):
             extra.append(f"{c}:{join_path(d, 'dvc.lock')}")
             extra.append(f"{c}:{join_path(d, METRICS_FILE)}")
+            extra.append(f"{c}:{join_path(d, MONITOR)}")
     if extra:
         blobs.update(git.read_blobs([s for s in extra if s not in blobs]))
 
@@ -116,7 +122,78 @@ def read_facts(git: GitRepo, name: str, commits: list[str]) -> dict[str, Facts]:
                     metrics_cache[mraw] = flatten_metrics(mraw)
                 metrics = metrics_cache[mraw]
         result[c] = Facts(identity, metrics, mp, lock_path, error, declared[c], found_lock)
+    adopted = [c for c in commits if result[c].lock_path is not None
+               and _is_adopted(blobs.get(f"{c}:{join_path(_folder(result[c].lock_path), MONITOR)}"))]
+    for c, metrics in _declared_metrics(git, adopted, result, blobs).items():
+        if metrics:
+            f = result[c]
+            result[c] = Facts(f.identity, metrics, f.model_path, f.lock_path, f.error,
+                              f.declared, f.found_lock)
     return result
+
+
+def _folder(lock_path: str) -> str:
+    return str(PurePosixPath(lock_path).parent) if "/" in lock_path else ""
+
+
+def _is_adopted(raw: bytes | None) -> bool:
+    """A monitor.yaml that says its own pipeline trains the model (``adopted: true``)."""
+    from dvc_monitor.model.data import ModelConfig
+
+    if raw is None or b"adopted" not in raw:
+        return False
+    try:
+        return ModelConfig.from_text(raw.decode("utf-8", errors="replace"), MONITOR).adopted
+    except DvcMonitorError:
+        return False
+
+
+def _declared_metrics(git: GitRepo, commits: list[str], facts: dict[str, Facts],
+                      blobs: dict[str, bytes | None]) -> dict[str, dict]:
+    """An adopted model's own metrics: the git-tracked metrics files its pipeline declares
+    (``metrics:``, ``cache: false``), flattened, in one batch for all ``commits``. Cached
+    metrics files are not read: facts depend on the commit's tree alone."""
+    from dvc_monitor.model.revision import declared_metrics
+    from dvc_monitor.repo.dvcfiles import read_lock
+
+    if not commits:
+        return {}
+    yamls = [f"{c}:{join_path(_folder(facts[c].lock_path or ''), 'dvc.yaml')}" for c in commits]
+    blobs = dict(blobs)
+    blobs.update(git.read_blobs([s for s in yamls if s not in blobs]))
+    files: dict[str, list[str]] = {}
+    for c, spec in zip(commits, yamls):
+        d = _folder(facts[c].lock_path or "")
+        try:
+            ydoc = parse_yaml((blobs.get(spec) or b"").decode("utf-8", errors="replace"), spec)
+            lock = read_lock(blobs.get(f"{c}:{facts[c].lock_path}"), spec)
+        except DvcMonitorError:
+            continue
+        files[c] = [m.path for m in declared_metrics(d, ydoc or {}, lock) if not m.cached]
+    wanted = [f"{c}:{p}" for c, paths in files.items() for p in paths]
+    got = git.read_blobs(wanted) if wanted else {}
+    out: dict[str, dict] = {}
+    for c, paths in files.items():
+        read = {p: _metrics_doc(got.get(f"{c}:{p}"), p) for p in paths}
+        read = {p: m for p, m in read.items() if m}
+        if len(read) == 1:
+            out[c] = next(iter(read.values()))
+        else:  # several files: each key says which file it is from
+            out[c] = {f"{p}:{k}": v for p, m in read.items() for k, v in m.items()}
+    return out
+
+
+def _metrics_doc(raw: bytes | None, path: str) -> dict:
+    """A metrics file (JSON, or YAML by its name) flattened; {} when absent or unreadable."""
+    if raw is None:
+        return {}
+    if path.endswith((".yaml", ".yml")):
+        try:
+            doc = parse_yaml(raw.decode("utf-8", errors="replace"), path)
+        except DvcMonitorError:
+            return {}
+        return flatten_metrics(doc) if isinstance(doc, dict) else {}
+    return flatten_metrics(raw)
 
 
 def _artifact_path(raw: bytes | None, art_name: str, ydir: str,

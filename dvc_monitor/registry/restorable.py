@@ -8,7 +8,9 @@ calls a version *rebuildable* when its inputs are present and its pipeline is
 deterministic, so that ``dvc repro`` makes the same outputs again. Rebuildable is said
 of this install: a version whose ``trainer.json`` records another trainer (dvc-monitor's
 stage code, scikit-learn, numpy, scipy, skops) is rebuildable only with that trainer,
-and ``check`` names it.
+and ``check`` names it. An adopted model (``adopted: true`` in its ``monitor.yaml``) is
+trained by its user's own code, which makes no byte-for-byte promise: it is never
+rebuildable, so ``gc`` always keeps its outputs and ``check`` says why.
 
 ``CheckResult`` is the value ``dvc-monitor check`` prints, ``dvc-monitor push`` relies on
 (it refuses to publish a tag whose objects are nowhere) and a garbage collector may use
@@ -39,6 +41,8 @@ STATUS_UNREADABLE = "unreadable"  # its pipeline files cannot be read at its com
 REBUILD_HERE = "this-install"  # dvc repro with this install makes the same outputs
 REBUILD_OTHER = "other-trainer"  # only the trainer recorded in its trainer.json would
 REBUILD_NO = "no"  # inputs missing, or a pipeline not known to be deterministic
+# an adopted model (monitor.yaml: adopted): its user's own training code makes it
+ADOPTED_WHY = "trained by its own pipeline, not known to be deterministic"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class VersionState:
     # the recorded trainer when only it differs from this install's (None otherwise)
     trainer: dict | None = None
     trainer_differences: tuple[str, ...] = ()
+    adopted: bool = False  # trained by its own pipeline (monitor.yaml: adopted)
 
     @property
     def on_remote(self) -> int:
@@ -107,6 +112,8 @@ class VersionState:
             from dvc_monitor.model.trainer import describe
 
             return f"only with trainer {describe(self.trainer)}"
+        if self.adopted and self.error is None:
+            return f"no ({ADOPTED_WHY})"
         return "no"
 
     @property
@@ -157,7 +164,7 @@ class VersionState:
             "rebuildable": self.can_rebuild, "rebuild": self.rebuild,
             "trainer_needed": None if self.trainer is None else {
                 "fingerprint": self.trainer, "differences": list(self.trainer_differences)},
-            "deterministic": self.deterministic,
+            "deterministic": self.deterministic, "adopted": self.adopted,
             "why_not_deterministic": self.why_not or None, "error": self.error,
             "objects": len(self.objects), "in_cache": self.in_cache,
             "on_remote": self.on_remote, "note": self.note,
@@ -202,11 +209,12 @@ class _Needs:
     error: str | None = None
     trainer: dict | None = None  # the recorded trainer, when only it differs from this one
     trainer_differences: tuple[str, ...] = ()
+    adopted: bool = False
 
 
-def _needed(git, root: Path, mv, now: dict) -> _Needs:
+def _needed(git, root: Path, mv, now: dict, adopted: bool = False) -> _Needs:
     """The objects of one version and whether a retrain here (trainer ``now``) gives them
-    again."""
+    again (never, for an ``adopted`` model)."""
     from dvc_monitor.errors import DvcMonitorError, TrainerMismatch
     from dvc_monitor.model import trainer
     from dvc_monitor.model.pipeline import read_pipeline, recorded_trainer
@@ -222,6 +230,8 @@ def _needed(git, root: Path, mv, now: dict) -> _Needs:
     if pl.lock is None:
         return _Needs({}, error=f"no {mv.lock_path} at {mv.commit[:7]}")
     needed = {p: (oid, "data" if p in pl.sources else "output") for p, oid in pl.cached.items()}
+    if adopted:  # its user's own code: no byte-for-byte promise
+        return _Needs(needed, ADOPTED_WHY, adopted=True)
     why = _why_not_deterministic(pl)
     if why:
         return _Needs(needed, why)
@@ -236,6 +246,30 @@ def _needed(git, root: Path, mv, now: dict) -> _Needs:
         return _Needs(needed, "a retrain would not give the registered model: "
                       + trainer.other_trainer_note(diffs), None, recorded, tuple(diffs))
     return _Needs(needed)
+
+
+def _adopted(git, versions: list) -> set[tuple[str, str]]:
+    """(name, version) of the ``versions`` whose monitor.yaml at their commit says their
+    own pipeline trains them, read in one batch."""
+    from dvc_monitor.errors import DvcMonitorError
+    from dvc_monitor.model.data import ModelConfig
+    from dvc_monitor.model.layout import ModelLayout
+    from dvc_monitor.repo.dvcfiles import norm
+
+    specs = {(mv.name, mv.version): f"{mv.commit}:"
+             f"{norm(posixpath.dirname(mv.lock_path), ModelLayout.MONITOR)}"
+             for mv in versions if mv.lock_path}
+    blobs = git.read_blobs(list(dict.fromkeys(specs.values()))) if specs else {}
+    found = set()
+    for key, spec in specs.items():
+        raw = blobs.get(spec)
+        try:
+            if raw is not None and ModelConfig.from_text(
+                    raw.decode("utf-8", errors="replace"), spec).adopted:
+                found.add(key)
+        except DvcMonitorError:
+            continue
+    return found
 
 
 def _why_not_deterministic(pl) -> str:
@@ -283,7 +317,10 @@ def scan(root: str | Path, versions: Iterable, dvc=None) -> CheckResult:
     root = git.root
     remote = dvc.remote() if dvc is not None else None
     now = current_trainer()
-    rows = [(mv, _needed(git, root, mv, now)) for mv in versions]
+    versions = list(versions)
+    adopted = _adopted(git, versions)
+    rows = [(mv, _needed(git, root, mv, now, (mv.name, mv.version) in adopted))
+            for mv in versions]
 
     # .dir manifests: from the local cache, else from the remote
     objects: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
@@ -312,7 +349,8 @@ def scan(root: str | Path, versions: Iterable, dvc=None) -> CheckResult:
             for path, oid, role in objects[(mv.name, mv.version)])
         result.versions.append(VersionState(
             mv.name, mv.version, mv.commit, states, needs.error is None and not needs.why_not,
-            needs.why_not, needs.error, needs.trainer, needs.trainer_differences))
+            needs.why_not, needs.error, needs.trainer, needs.trainer_differences,
+            needs.adopted))
     return result
 
 

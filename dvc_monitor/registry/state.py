@@ -38,6 +38,7 @@ from dvc_monitor.names import (
     validate_stage_name,
     validate_version,
 )
+from dvc_monitor.model.files import AS_WRITTEN, CANONICAL
 from dvc_monitor.registry import tags as T
 from dvc_monitor.registry.blocks import block_problems, capped_names, printable, warning_lines
 from dvc_monitor.registry.factcache import FactCache
@@ -390,6 +391,8 @@ class Registry:
             warning = "the tag's block does not match the commit: " + "; ".join(problems)
         model_digest = next((e.meta["digest"] for e in regs_meta
                              if isinstance(e.meta.get("digest"), str)), None)
+        model_form = next((e.meta["model_form"] for e in regs_meta
+                           if e.meta.get("model_form") in (CANONICAL, AS_WRITTEN)), None)
         last = v.all_events[-1] if v.all_events else authoring
         return ModelVersion(
             name=name,
@@ -414,6 +417,7 @@ class Registry:
             lock_path=lock_path,
             warning=warning,
             model_digest=model_digest,
+            model_form=model_form,
         )
 
     def check_blocks(self, events: Iterable[Event] | None = None) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from dvc_monitor.model.files import verified_as
 from dvc_monitor.registry.identity import VersionIdentity
 from dvc_monitor.registry.tags import Action
 
@@ -89,6 +90,7 @@ class ModelVersion:
     lock_path: str | None = None
     warning: str | None = None  # why id is None, if it is
     model_digest: str | None = None  # content digest from the tag block (model/files.py)
+    model_form: str | None = None  # "canonical" | "as-written", from the tag block
 
     @property
     def ref(self) -> str:
@@ -106,7 +108,9 @@ class ModelVersion:
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
             "author": self.author, "author_email": self.author_email,
             "stages": list(self.stages), "metrics": self.metrics, "model_md5": self.model_md5,
-            "digest": self.model_digest, "model_path": self.model_path, "data": self.data, "registered": self.registered,
+            "digest": self.model_digest, "model_form": self.model_form,
+            "verified_as": verified_as(self.model_form) if self.model_form else None,
+            "model_path": self.model_path, "data": self.data, "registered": self.registered,
             "active": self.active, "deprecated": deprecated, "message": self.message,
         }
 

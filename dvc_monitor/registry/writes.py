@@ -16,7 +16,7 @@ from dvc_monitor.errors import (
     UnknownModel,
     UsageError,
 )
-from dvc_monitor.model.files import ModelFileCheck, accept_registration
+from dvc_monitor.model.files import AS_WRITTEN, CANONICAL, ModelFileCheck, accept_registration
 from dvc_monitor.names import (
     bump_version,
     parse_semver,
@@ -106,6 +106,8 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
             "model_path": facts.model_path,
             "model_md5": facts.identity.model_md5,
             "digest": checked.digest,
+            # how the model file is verified: canonical, or as its own code wrote it
+            "model_form": CANONICAL if checked.canonical else AS_WRITTEN,
             "lock": facts.lock_path,
             "data": data_folders(facts.identity, facts.lock_path),
             "metrics": facts.metrics,

@@ -17,6 +17,7 @@ from dvc_monitor.errors import (
     UnknownVersion,
     some,
 )
+from dvc_monitor.model.files import AS_WRITTEN, CANONICAL
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.model.pipeline import Pipeline, read_pipeline, recorded_trainer
 from dvc_monitor.repo.dvcfiles import inside, norm
@@ -74,6 +75,10 @@ class RollbackPlan:
     trainer_differs: bool = False
     problems: list[str] = field(default_factory=list)  # what a --dry-run could not check
     warnings: list[str] = field(default_factory=list)  # the registry's (lightweight tags, ...)
+    # trained by its own pipeline (``adopted: true`` in monitor.yaml at the target): its
+    # model file is verified as its code wrote it, with the types its monitor.yaml trusts
+    adopted: bool = False
+    trusted_types: tuple[str, ...] = ()
 
     @property
     def missing(self) -> list[ObjectNeed]:
@@ -163,7 +168,11 @@ def preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
     changes = _changes(pdir, head_pl, target_pl)
     _check_workspace(git, dvc, pdir, head_pl, target_pl, changes.files)
     found = _locate_objects(dvc, f"{name} {target.version}", target_pl, dry_run, problems)
-    retrain = _plan_retrain(git, dvc, identity, target.commit, pdir, target_pl, found)
+    config = _model_config(git, target.commit, pdir, problems)
+    adopted = bool(config and config.adopted)
+    trusted = config.trusted_types if config is not None else ()
+    retrain = _plan_retrain(git, dvc, identity, target.commit, pdir, target_pl, found,
+                            adopted)
 
     who = git.identity()
     plan = RollbackPlan(
@@ -176,9 +185,10 @@ def preflight(git: GitRepo, dvc, name: str, to: str | None, previous: bool,
         fetch=sorted({o.oid for o in found.objects if o.location == "remote"}),
         remote=found.remote_label, cache_dir=dvc.cache_dir, retrain=retrain.needed,
         retrain_reason=retrain.reason, run_cache=retrain.run_cache,
-        expected=_expected(target, identity, pdir, target_pl, model_path),
+        expected=_expected(target, identity, pdir, target_pl, model_path, adopted, trusted),
         trainer=retrain.trainer, trainer_differs=retrain.trainer_differs,
-        problems=problems, warnings=list(reg.warnings),
+        problems=problems, warnings=list(reg.warnings), adopted=adopted,
+        trusted_types=trusted,
     )
     ctx = RollbackContext(
         git=git, root=root, target=target, identity=identity, head_pl=head_pl,
@@ -281,6 +291,11 @@ class _Changes:
 def _changes(pdir: str, head_pl: Pipeline, target_pl: Pipeline) -> _Changes:
     """Which git-tracked files change, and which DVC outputs (all of HEAD's and the target's)."""
     target_files = target_pl.own_files() | target_pl.dep_files()
+    # its monitor.yaml (kind, reference, trusted types): an adopted model's stages do not
+    # read it, yet it belongs to the version; kept (never removed) when the target has none
+    monitor = norm(pdir, ModelLayout.MONITOR)
+    if monitor in target_pl.tree:
+        target_files.add(monitor)
     write = {p: target_pl.tree[p] for p in sorted(target_files)
              if head_pl.tree.get(p) != target_pl.tree[p]}
     delete = sorted(p for p in head_pl.own_files() if p not in target_pl.tree)
@@ -476,9 +491,14 @@ class _Retrain:
     trainer: str | None  # what differs from the recorded trainer
 
 
+ADOPTED_RETRAIN = ("its own pipeline retrains it, not known to be deterministic: if the "
+                   "retrain gives another model, the rollback is undone")
+
+
 def _plan_retrain(git: GitRepo, dvc, identity, rev: str, pdir: str, target_pl: Pipeline,
-                  found: _Objects) -> _Retrain:
-    """A retrain is needed when an output is nowhere; it must run on the recorded trainer."""
+                  found: _Objects, adopted: bool = False) -> _Retrain:
+    """A retrain is needed when an output is nowhere; it must run on the recorded trainer
+    (an adopted model's own pipeline has none: its retrain is only verified)."""
     missing_outs = [o for o in found.objects if o.location == "missing"]
     model_stage = identity.stages[-1] if identity.stages else None
     run_cache = None
@@ -493,16 +513,34 @@ def _plan_retrain(git: GitRepo, dvc, identity, rev: str, pdir: str, target_pl: P
                                                " (a run-cache entry exists)"))
     else:
         reason = "every output is in the workspace, the local cache or the remote"
-    trainer_differs, trainer_note = _retrain_trainer(git, rev, pdir, target_pl) \
-        if missing_outs else (False, None)
+    if adopted and missing_outs:
+        trainer_differs, trainer_note = False, ADOPTED_RETRAIN
+    else:
+        trainer_differs, trainer_note = _retrain_trainer(git, rev, pdir, target_pl) \
+            if missing_outs else (False, None)
     return _Retrain(bool(missing_outs), reason, run_cache, trainer_differs, trainer_note)
 
 
 # -- step 6: the plan --------------------------------------------------------------------
 
 
-def _expected(target, identity, pdir: str, target_pl: Pipeline, model_path: str) -> dict:
-    """What verification compares the restored workspace with: id, model, data, params."""
+def _model_config(git: GitRepo, rev: str, pdir: str, problems: list[str]):
+    """The model's ``monitor.yaml`` at the target (None: it has none): whether its own
+    pipeline trains it (adopted) and the types its reviewers trust. One that cannot be
+    read is named in ``problems``; the model file is then verified as canonical."""
+    from dvc_monitor.model.data import config_at
+
+    try:
+        return config_at(git, rev, pdir)
+    except DvcMonitorError as exc:
+        problems.append(f"{exc}: its model file is verified as a canonical archive")
+        return None
+
+
+def _expected(target, identity, pdir: str, target_pl: Pipeline, model_path: str,
+              adopted: bool, trusted: tuple[str, ...]) -> dict:
+    """What verification compares the restored workspace with: id, model (and how its file
+    is verified), data, params."""
     expected_data = {}
     for p, m in (target.data or {}).items():
         expected_data[p] = m
@@ -515,6 +553,8 @@ def _expected(target, identity, pdir: str, target_pl: Pipeline, model_path: str)
         "id": target.id or identity.id,
         "model": {model_path: target.model_md5 or identity.model_md5},
         "model_digest": {model_path: target.model_digest},
+        "model_form": AS_WRITTEN if adopted else CANONICAL,
+        "trusted_types": list(trusted),
         "data": expected_data,
         "params": identity.params,
     }

@@ -309,7 +309,8 @@ def _run(ctx: RollbackContext, plan: RollbackPlan, dvc, result: RollbackResult, 
                 proof = verify_restored(ctx, plan)
                 result.proof = proof
                 if not proof.ok and (not allow_mismatch or proof.unsafe):
-                    raise VerificationError(mismatch_message(plan, proof, dvc))
+                    raise VerificationError(mismatch_message(plan, proof, dvc,
+                                                             result.retrained))
                 checkpoint("verify")
             with step(f"Commit on {plan.branch}"):
                 result.commit = _commit(ctx, plan, tx, proof)

@@ -6,14 +6,18 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from dvc_monitor.errors import (
-    DvcMonitorError,
-)
+from dvc_monitor.errors import DvcMonitorError, some
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.cache import md5_file, workspace_hash
 from dvc_monitor.repo.dvcfiles import inside, norm, stage_wdir
 from dvc_monitor.model.audits import TypeAudits
-from dvc_monitor.model.files import registered_digest, verify_model_file
+from dvc_monitor.model.files import (
+    AS_WRITTEN,
+    CANONICAL,
+    registered_digest,
+    verified_as,
+    verify_model_file,
+)
 from dvc_monitor.rollback.plan import RollbackContext, RollbackPlan
 
 
@@ -38,6 +42,7 @@ class Proof:
     ok: bool
     model_match: str | None = None  # "byte-identical" | "content-identical"
     unsafe: str | None = None  # a pickle or untrusted types: refused, never kept
+    model_form: str | None = None  # "canonical" | "as-written": how the model file was verified
 
     @property
     def mismatches(self) -> list[Check]:
@@ -48,7 +53,8 @@ class Proof:
 
         return to_jsonable({"ok": self.ok, "target_id": self.target_id, "got_id": self.got_id,
                             "model": self.model, "model_match": self.model_match,
-                            "unsafe": self.unsafe, "checks": self.checks})
+                            "model_form": self.model_form, "unsafe": self.unsafe,
+                            "checks": self.checks})
 
 
 
@@ -86,12 +92,17 @@ def verify_restored(ctx: RollbackContext, plan: RollbackPlan) -> Proof:
 
     model_check = None
     model_match = unsafe = None
+    form = AS_WRITTEN if plan.adopted else CANONICAL
     for path, md5 in plan.expected["model"].items():
-        # the model file: format and types first, then the md5 or the content digest
+        # the model file: format and types first (with the types the target's monitor.yaml
+        # trusts; an adopted model's file as its code wrote it), then md5 or content digest
         recorded = (plan.expected.get("model_digest") or {}).get(path)
         match = verify_model_file(root / path, md5, registered_digest(root, md5, recorded),
-                                  TypeAudits.for_repo(root))
-        model_check = Check("model", path, md5, match.check.md5, match.ok, match.reason)
+                                  TypeAudits.for_repo(root), trusted=plan.trusted_types,
+                                  as_written=plan.adopted)
+        note = (f"{match.reason}; verified {verified_as(form)}" if match.ok and plan.adopted
+                else match.reason)
+        model_check = Check("model", path, md5, match.check.md5, match.ok, note)
         model_match, unsafe = match.match, match.reason if match.check.dangerous else None
         checks.append(model_check)
     for path, md5 in sorted(plan.expected["data"].items()):
@@ -140,15 +151,19 @@ def verify_restored(ctx: RollbackContext, plan: RollbackPlan) -> Proof:
     checks.append(Check("params", ", ".join(norm(pdir, f) for f in expected_params),
                         expected_params, got_params, params_ok))
     return Proof(target_id=plan.id, got_id=got_id, model=model_check, checks=checks,
-                 ok=all(c.ok for c in checks), model_match=model_match, unsafe=unsafe)
+                 ok=all(c.ok for c in checks), model_match=model_match, unsafe=unsafe,
+                 model_form=form)
 
 
-def mismatch_message(plan: RollbackPlan, proof: Proof, dvc) -> str:
-    """The error of a verification that failed: the first mismatch and what to do."""
+def mismatch_message(plan: RollbackPlan, proof: Proof, dvc, retrained: bool = False) -> str:
+    """The error of a verification that failed: the first mismatch and what to do.
+    ``retrained``: dvc repro ran the model's stage (its registered bytes were nowhere)."""
     if proof.unsafe:  # an unsafe model file is never kept, even with --allow-mismatch
         return (f"verification failed for {plan.name} {plan.version}: {proof.unsafe}; it was "
                 "not loaded, and the repository was restored to its previous state; roll back "
                 "to a version whose model file is a safe dvc-monitor archive")
+    if plan.adopted and retrained and proof.model is not None and not proof.model.ok:
+        return not_reproduced_message(plan, proof.model)
     bad = proof.mismatches
     first = bad[0]
     what = (f"{first.path}: expected {_short(first.expected)}, got {_short(first.got)}"
@@ -163,6 +178,25 @@ def mismatch_message(plan: RollbackPlan, proof: Proof, dvc) -> str:
     more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
     return (f"verification failed for {plan.name} {plan.version}: {what}{more}; the repository "
             f"was restored to its previous state; {hint}")
+
+
+def not_reproduced_message(plan: RollbackPlan, model: Check) -> str:
+    """An adopted model retrained by its own pipeline into another file: the rollback is
+    undone, and only a copy of the registered bytes can restore it."""
+    where = f"the remote {plan.remote}" if plan.remote else "a DVC remote (none is set)"
+    missing = [o.path for o in plan.missing]
+    if model.path in missing:
+        why = f"its model is in neither the DVC cache nor {where}, and retraining it"
+    elif missing:
+        why = (f"{some(missing, 2)} {'is' if len(missing) == 1 else 'are'} in neither the "
+               f"DVC cache nor {where}, and rebuilding {'it' if len(missing) == 1 else 'them'}")
+    else:
+        why = "dvc repro retrained it, and that"
+    got = model.got or "none"
+    return (f"cannot roll back {plan.name} to {plan.version}: {why} gave another model "
+            f"(md5 {got}, not {model.expected}): its pipeline is not deterministic; nothing "
+            "was changed; push the model from a machine that has it ('dvc push'), then run "
+            "the rollback again")
 
 
 def _corrupted_objects(oids: list[str], dvc) -> list[str]:
