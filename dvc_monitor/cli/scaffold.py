@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "estimator's methods and the reference rows, then writes monitor.yaml "
                     "beside the pipeline for you to review and commit. Nothing is written "
                     "when a check fails.")
-    p.add_argument("name", help="the artifact's name (dvc.yaml artifacts:; PATH:NAME when nested)")
+    p.add_argument("name", help="the artifact's name, as the root dvc.yaml's artifacts: declares it")
     p.add_argument("--kind", required=True, metavar="KIND",
                    help="anomaly (score_samples, predict == -1) | risk (predict_proba) | "
                         "forecast (predict)")

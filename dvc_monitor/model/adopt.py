@@ -84,6 +84,10 @@ def adopt(root: str | Path, name: str, kind: str, features: str | list[str] | tu
     """
     from dvc_monitor.model.revision import read_models, require_model
 
+    if ":" in name:
+        raise UsageError(f"{shown(name)} names an artifact of a nested dvc.yaml (GTO's "
+                         "PATH:NAME), which a registry tag cannot hold yet; declare it in the "
+                         "root dvc.yaml's artifacts: (path: PATH/model.skops) and adopt NAME")
     if kind not in KINDS:
         raise UsageError(f"unknown kind {shown(kind)}; expected one of {', '.join(KINDS)}")
     spec = kind_for(kind, adopted=True)

@@ -472,7 +472,7 @@ def _workspace_notes(root: Path, st: _State) -> list[str]:
     """Warn when the workspace files moved on from its dvc.lock (repro not run)."""
     if st.identity is None or st.lock_path is None:
         return []
-    from dvc_monitor.repo.dvcfiles import dvc_file_md5, load_lock, parse_yaml
+    from dvc_monitor.repo.dvcfiles import MISSING, dvc_file_md5, load_lock, param_value, parse_yaml
 
     base = Path(root) / (str(PurePosixPath(st.lock_path).parent) if "/" in st.lock_path else "")
     notes = []
@@ -488,8 +488,8 @@ def _workspace_notes(root: Path, st: _State) -> list[str]:
         if not isinstance(current, dict):
             continue
         for key, value in values.items():
-            now = _lookup(current, key)
-            if now is not _MISSING and now != value:
+            now = param_value(current, key)
+            if now is not MISSING and now != value:
                 notes.append(f"{fname} differs from dvc.lock ({key}); run 'dvc repro' to "
                              "make the workspace a version")
                 break
@@ -504,15 +504,6 @@ def _workspace_notes(root: Path, st: _State) -> list[str]:
                 notes.append(f"{path}.dvc differs from dvc.lock; run 'dvc repro' to make the "
                              "workspace a version")
     return notes
-
-
-def _lookup(doc: dict, key: str) -> Any:
-    cur: Any = doc
-    for part in key.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return _MISSING
-        cur = cur[part]
-    return cur
 
 
 # -- partitions from the local DVC cache ------------------------------------------------

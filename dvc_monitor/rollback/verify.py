@@ -9,7 +9,7 @@ from typing import Any
 from dvc_monitor.errors import DvcMonitorError, some
 from dvc_monitor.model.layout import ModelLayout
 from dvc_monitor.repo.cache import md5_file, workspace_hash
-from dvc_monitor.repo.dvcfiles import inside, norm, stage_wdir
+from dvc_monitor.repo.dvcfiles import MISSING, inside, norm, param_value, stage_wdir
 from dvc_monitor.model.audits import TypeAudits
 from dvc_monitor.model.files import (
     AS_WRITTEN,
@@ -58,18 +58,7 @@ class Proof:
 
 
 
-def _lookup(doc: Any, key: str) -> Any:
-    if isinstance(doc, dict) and key in doc:
-        return doc[key]
-    cur = doc
-    for part in key.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return _MISSING
-        cur = cur[part]
-    return cur
-
-
-_MISSING = "<missing>"
+MISSING_PARAM = "<missing>"  # what the proof shows for a params key that is not there
 
 
 def verify_restored(ctx: RollbackContext, plan: RollbackPlan) -> Proof:
@@ -143,7 +132,8 @@ def verify_restored(ctx: RollbackContext, plan: RollbackPlan) -> Proof:
             doc = None
         got_params[fname] = {}
         for key, value in (values or {}).items():
-            got = _lookup(doc, key)
+            got = param_value(doc, key)
+            got = MISSING_PARAM if got is MISSING else got
             got_params[fname][key] = got
             params_ok = params_ok and got == value
     if got_identity is not None:
