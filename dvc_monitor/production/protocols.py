@@ -109,8 +109,6 @@ class V2Request:
 
 def v2_request(body: bytes, header_length: str | None, features: Sequence[str]) -> V2Request:
     """The rows of a V2 ``infer`` body (JSON, or JSON + binary tensors)."""
-    import numpy as np
-    import numpy as np
     import pandas as pd
 
     binary = b""
@@ -325,7 +323,6 @@ def mlflow_rows(body: bytes, content_type: str | None,
     values in the order of ``features``) or CSV with a header."""
     import io
 
-    import numpy as np
     import pandas as pd
 
     kind = (content_type or "application/json").split(";")[0].strip().lower()
