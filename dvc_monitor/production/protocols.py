@@ -168,9 +168,10 @@ def _v2_tensor(item: Any, binary: bytes, offset: int) -> tuple[str, "np.ndarray"
     if size is not None:
         width = np.dtype(V2_NUMERIC[dtype]).itemsize
         if not isinstance(size, int) or size != count * width or offset + size > len(binary):
-            raise ProtocolError(400, f"input {shown(name, 40)}: binary_data_size "
-                                     f"{shown(size, 20)} does not match its shape {shape} "
-                                     f"({dtype}) and the body")
+            given = size if isinstance(size, int) else shown(size, 20)
+            raise ProtocolError(400, f"input {shown(name, 40)}: binary_data_size {given} does "
+                                     f"not fit the body, or its shape {shape} of {dtype} "
+                                     f"({count * width} bytes)")
         values = np.frombuffer(binary, V2_NUMERIC[dtype], count, offset).astype(float)
         return name, values.reshape(shape), size
     if "data" not in item:
