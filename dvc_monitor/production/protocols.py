@@ -107,8 +107,11 @@ class V2Request:
     binary_outputs: frozenset[str]
 
 
-def v2_request(body: bytes, header_length: str | None, features: Sequence[str]) -> V2Request:
-    """The rows of a V2 ``infer`` body (JSON, or JSON + binary tensors)."""
+def v2_request(body: bytes, header_length: str | None, features: Sequence[str],
+               fields: Sequence[str]) -> V2Request:
+    """The rows of a V2 ``infer`` body (JSON, or JSON + binary tensors) for a model of
+    ``features`` whose outputs are ``fields``; an output it cannot give is refused here,
+    before anything is scored."""
     import pandas as pd
 
     binary = b""
@@ -137,6 +140,10 @@ def v2_request(body: bytes, header_length: str | None, features: Sequence[str]) 
             o.get("name"), str) for o in outputs):
         raise ProtocolError(400, '"outputs" must be a list of objects {"name": ...}')
     asked = tuple(o["name"] for o in outputs)
+    unknown = [o for o in asked if o not in fields]
+    if unknown:
+        raise ProtocolError(400, f"unknown output {shown(unknown[0], 40)}; the outputs are "
+                                 f"{', '.join(fields)}")
     binary_out = frozenset(o["name"] for o in outputs if isinstance(o.get("parameters"), dict)
                            and o["parameters"].get("binary_data") is True)
     params = doc.get("parameters")
@@ -264,12 +271,7 @@ def v2_response(model: str, version: str, request: V2Request, fields: Sequence[s
     import numpy as np
 
     tensors = v2_outputs(fields, results)
-    if request.outputs:
-        known = [name for name, _, _ in tensors]
-        unknown = [o for o in request.outputs if o not in known]
-        if unknown:
-            raise ProtocolError(400, f"unknown output {shown(unknown[0], 40)}; the outputs are "
-                                     f"{', '.join(known)}")
+    if request.outputs:  # checked by v2_request; one no row has is left out
         tensors = [t for t in tensors if t[0] in request.outputs]
     doc: dict = {"model_name": model, "model_version": version, "outputs": []}
     if request.id is not None:

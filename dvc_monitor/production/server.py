@@ -352,7 +352,7 @@ def _rows_of(body: bytes) -> list:
     return rows
 
 
-def score_rows(loaded: LoadedModel, rows, source: str) -> tuple[object, "Scores"]:
+def check_and_score(loaded: LoadedModel, rows, source: str) -> tuple[object, "Scores"]:
     """Check ``rows`` against the model's schema and score them (CPU work: run it in a
     worker thread). ``rows``: a list of JSON row objects, a DataFrame, or a function of
     the model that parses a body into one of them. Returns the rows the live watch sees
@@ -448,8 +448,8 @@ class _Service:
         if not self.limiters:
             self.limiters.append(anyio.CapacityLimiter(SCORING_THREADS))
         loaded = self.follower.current  # read once: this request's model
-        kept, scores = await anyio.to_thread.run_sync(score_rows, loaded, rows, source,
-                                                      limiter=self.limiters[0])
+        kept, scores = await anyio.to_thread.run_sync(check_and_score, loaded, rows, source,
+                                                       limiter=self.limiters[0])
         self.metrics.observe_rows(loaded, scores.score, scores.alert)
         if self.live is not None:
             self.live.add(loaded, _watched_rows(loaded, kept))
@@ -555,7 +555,8 @@ class _Endpoints:
 
         def parse(model: LoadedModel):
             parsed.append(protocols.v2_request(
-                body, header, protocols.input_columns(model.spec, model.config)))
+                body, header, protocols.input_columns(model.spec, model.config),
+                model.spec.result_fields))
             return parsed[0].rows
 
         try:
