@@ -312,13 +312,14 @@ def _error(status: int, message: str):
 
 
 async def _read_body(request, limit: int) -> bytes:
-    """The request body, refused (413) beyond ``limit`` bytes without reading it all."""
+    """The request body, refused (413) beyond ``limit`` bytes without reading it all;
+    a client that hangs up before its body is complete: ``ProtocolError`` 499."""
+    from starlette.requests import ClientDisconnect
+
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ProtocolError(413, f"the request body is {declared} bytes; the limit is {limit}. "
                                  "Send fewer rows per request")
-    from starlette.requests import ClientDisconnect
-
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
