@@ -184,15 +184,16 @@ def _v2_tensor(item: Any, binary: bytes, offset: int) -> tuple[str, "np.ndarray"
     if "data" not in item:
         raise ProtocolError(400, f"input {shown(name, 40)} has neither data nor "
                                  "binary_data_size")
-    flat = _flat_numbers(item["data"], name, count)
+    flat = _flat_numbers(item["data"], name, count, dtype == "BOOL")
     if len(flat) != count:
         raise ProtocolError(400, f"input {shown(name, 40)}: {len(flat)} values for shape "
                                  f"{shape}")
     return name, np.asarray(flat, dtype=float).reshape(shape), 0
 
 
-def _flat_numbers(data: Any, name: str, limit: int) -> list:
-    """The values of a JSON tensor (nested or flat), numbers only (null: missing)."""
+def _flat_numbers(data: Any, name: str, limit: int, flags: bool) -> list:
+    """The values of a JSON tensor (nested or flat): numbers, or true/false when ``flags``
+    (a BOOL tensor); null is a missing value. Stops past ``limit`` values."""
     out: list = []
     stack = [data]
     while stack:
@@ -201,11 +202,13 @@ def _flat_numbers(data: Any, name: str, limit: int) -> list:
             stack.extend(reversed(value))
         elif value is None:
             out.append(math.nan)
-        elif isinstance(value, (int, float)):  # true/false too: a BOOL tensor
+        elif isinstance(value, (int, float)) and (flags or not isinstance(value, bool)):
             out.append(float(value))
         else:
-            raise ProtocolError(400, f"input {shown(name, 40)}: {shown(value, 20)} is not a "
-                                     "number; send numbers")
+            text = (json.dumps(value) if isinstance(value, bool)
+                    else "{...}" if isinstance(value, dict) else shown(value, 20))
+            raise ProtocolError(400, f"input {shown(name, 40)}: {text} is not a number; "
+                                     "send numbers")
         if len(out) > limit:
             break
     return out

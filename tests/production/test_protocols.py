@@ -163,6 +163,8 @@ def test_bad_bodies_get_each_protocols_error_shape_in_one_line(served):
         (json.dumps({"inputs": [one]}).encode(), JSON, 400, "lacks the input(s) hour"),
         (json.dumps({"inputs": [dict(one, data=["1.5"])]}).encode(), JSON, 400,
          "'1.5' is not a number"),
+        (json.dumps({"inputs": [dict(one, data=[True])]}).encode(), JSON, 400,
+         "true is not a number"),
         (json.dumps({"inputs": [dict(one, datatype="BYTES")]}).encode(), JSON, 400,
          "datatype 'BYTES'"),
         (json.dumps({"inputs": [dict(one, data=[1.0, 2.0])]}).encode(), JSON, 400,
