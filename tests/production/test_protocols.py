@@ -14,6 +14,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from dvc_monitor.kinds import kind_for
+from dvc_monitor.repo.cache import object_path
 from tests.support.production import Server, score_json
 from tests.support.repos import sample_csv
 from tests.support.rollback import MODEL, copy_base
@@ -207,12 +208,27 @@ def test_bad_bodies_get_each_protocols_error_shape_in_one_line(served):
     assert 'status="500"' not in server.metrics()
 
 
-def test_after_a_promote_v2_and_mlflow_answer_with_the_new_holder(served):
+def test_v2_readiness_follows_the_holder_and_a_promote_reaches_v2_and_mlflow(served):
     server, repo, rows, csv, expected = served
+    client = _client(server)
+    # the new holder's model file is damaged: not swapped in, so not ready (as /ready)
+    md5 = json.loads(repo.dm("show", f"{MODEL}@{OLD}", "--json").stdout)["model_md5"]
+    obj = object_path(repo.path, md5)
+    good = obj.read_bytes()
+    obj.chmod(0o644)
+    obj.write_bytes(good[:-40] + b"\0" * 40)
     repo.dm("promote", MODEL, OLD, "--stage", "prod")
+    server.wait_for(lambda h: h["status"] == "degraded")
+    assert not client.is_server_ready() and not client.is_model_ready(MODEL)
+    assert client.is_server_live()
+    status, headers, doc = server.request("GET", f"/v2/models/{MODEL}/ready")
+    assert status == 503 and doc == {"name": MODEL, "ready": False}
+    assert headers["x-model-version"] == NEW
+    # repaired: a later poll swaps it in
+    obj.write_bytes(good)
     health = server.wait_for(lambda h: h["version"] == OLD)
     assert health["version"] == OLD and health["ready"] is True
-    client = _client(server)
+    assert client.is_server_ready() and client.is_model_ready(MODEL, OLD)
     assert client.get_model_metadata(MODEL)["versions"] == [OLD]
     matrix = triton.InferInput("input", [len(rows), len(FEATURES)], "FP64")
     matrix.set_data_from_numpy(_matrix(rows))
