@@ -15,14 +15,18 @@ event loop. A client that hangs up before its body is complete is counted as sta
 
 Routes: ``POST /score`` (``{"rows": [...]}``), ``GET /health``, ``GET /ready``,
 ``GET /version``, ``POST /reload``, ``GET /metrics`` (Prometheus text, one registry per
-app: no global state).
+app: no global state); the Open Inference Protocol (V2: ``GET /v2``,
+``/v2/health/live``, ``/v2/health/ready``, ``GET /v2/models/{name}[/versions/{v}]``,
+``.../ready``, ``POST .../infer``, JSON or binary tensors); MLflow's scoring protocol
+(``POST /invocations``, ``GET /ping``). Each protocol's bodies are read and written by
+``protocols``, and errors come in its own shape; all of them score through one path
+(``_Service.score``): the same schema checks, model, metrics, live watch and
+``X-Model-Version`` header.
 """
 
 from __future__ import annotations
 
 import collections
-import json
-import math
 import sys
 import threading
 import time
@@ -32,8 +36,10 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from dvc_monitor.errors import DvcMonitorError, shown
+from dvc_monitor.errors import DvcMonitorError
 from dvc_monitor.production.loader import LoadedModel, fetch_registry, load_version, resolve
+from dvc_monitor.production import protocols
+from dvc_monitor.production.protocols import ProtocolError, cap
 from dvc_monitor.production.scoring import select_columns
 
 if TYPE_CHECKING:
@@ -45,8 +51,10 @@ DEFAULT_POLL = 2.0
 DEFAULT_MAX_BODY = 4 * 1024 * 1024  # bytes
 DEFAULT_WINDOW = 1000  # rows the live gauges look at
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-MAX_ECHO = 300  # characters of an error message sent back
-ROUTES = "POST /score, GET /health, GET /ready, GET /version, GET /metrics, POST /reload"
+ROUTES = ("POST /score, GET /health, GET /ready, GET /version, GET /metrics, POST /reload, "
+          "GET /v2, GET /v2/health/live, GET /v2/health/ready, GET /v2/models/{name}, "
+          "GET /v2/models/{name}/ready, POST /v2/models/{name}/infer, POST /invocations, "
+          "GET /ping")
 RETRY_MAX = 60.0  # seconds between two tries of a refused version, at most
 SCORING_THREADS = 4  # requests parsed and scored at once; the others wait their turn
 CLIENT_CLOSED = 499  # the status counted for a client that hung up before its body ended
@@ -297,93 +305,91 @@ class Follower:
 # -- the app ----------------------------------------------------------------------------
 
 
-class _HTTPError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _cap(text: str) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO - 3] + "..."
-
-
 def _error(status: int, message: str):
     from starlette.responses import JSONResponse
 
-    return JSONResponse({"error": _cap(message), "status": status}, status_code=status)
+    return JSONResponse({"error": cap(message), "status": status}, status_code=status)
 
 
 async def _read_body(request, limit: int) -> bytes:
-    """The request body, refused (413) beyond ``limit`` bytes without reading it all."""
+    """The request body, refused (413) beyond ``limit`` bytes without reading it all;
+    a client that hangs up before its body is complete: ``ProtocolError`` 499."""
+    from starlette.requests import ClientDisconnect
+
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _HTTPError(413, f"the request body is {declared} bytes; the limit is {limit}. "
-                              "Send fewer rows per request")
+        raise ProtocolError(413, f"the request body is {declared} bytes; the limit is {limit}. "
+                                 "Send fewer rows per request")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _HTTPError(413, f"the request body is over the limit of {limit} bytes; "
-                                  "send fewer rows per request")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ProtocolError(413, f"the request body is over the limit of {limit} "
+                                         "bytes; send fewer rows per request")
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody to answer: counted, and said in one line
+        client = request.client
+        who = f"{client.host}:{client.port}" if client else "a client"
+        print(f"dvc-monitor: {who} hung up before its request body was complete "
+              f"({request.method} {request.url.path}); counted as status {CLIENT_CLOSED}",
+              file=sys.stderr, flush=True)
+        raise ProtocolError(CLIENT_CLOSED, "the client hung up") from None
     return b"".join(chunks)
 
 
-def _json_int(text: str):
-    """A JSON integer as ``json.loads`` parses it: an int up to 18 digits, else a float (a
-    4,000-digit integer is read in one cheap step, never as a Python int)."""
-    return int(text) if len(text) <= 18 else _json_float(text)
-
-
-def _json_float(text: str) -> float:
-    """A JSON number with a fraction or exponent, refused when no float can hold it."""
-    value = float(text)
-    if math.isinf(value):
-        raise _HTTPError(422, f"the number {shown(text, 20)} in the request does not fit a "
-                              "64-bit float; send smaller numbers")
-    return value
-
-
-def _json_constant(text: str):
-    raise _HTTPError(422, f"{text} is not a JSON number; send a number, or null for a "
-                          "missing value")
+ROWS_HINT = 'send {"rows": [{column: value, ...}, ...]}'
 
 
 def _rows_of(body: bytes) -> list:
-    try:
-        doc = json.loads(body, parse_int=_json_int, parse_float=_json_float,
-                         parse_constant=_json_constant)
-    except RecursionError:
-        raise _HTTPError(400, "the request body is nested too deeply; "
-                              'send {"rows": [{column: value, ...}, ...]}') from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _HTTPError(400, f"the request body is not valid JSON ({exc}); "
-                              'send {"rows": [{column: value, ...}, ...]}') from None
+    doc = protocols.loads(body, "request body", ROWS_HINT)
     if not isinstance(doc, dict) or "rows" not in doc:
-        raise _HTTPError(400, 'the request body must be a JSON object {"rows": [...]}')
+        raise ProtocolError(400, 'the request body must be a JSON object {"rows": [...]}')
     rows = doc["rows"]
     if not isinstance(rows, list):
-        raise _HTTPError(400, '"rows" must be a list of objects (column: value)')
+        raise ProtocolError(400, '"rows" must be a list of objects (column: value)')
     if not rows:
-        raise _HTTPError(422, '"rows" is empty; send at least one row')
+        raise ProtocolError(422, '"rows" is empty; send at least one row')
     return rows
 
 
-def score_body(loaded: LoadedModel, body: bytes) -> tuple[list[dict], "Scores"]:
-    """The rows of a request body, cut down to the model's columns, and their scores
-    (CPU work: run it in a worker thread). ``_HTTPError`` for a bad body."""
+def check_and_score(loaded: LoadedModel, rows, source: str) -> tuple[object, "Scores"]:
+    """Check ``rows`` against the model's schema and score them (CPU work: run it in a
+    worker thread). ``rows``: a list of JSON row objects, a DataFrame, or a function of
+    the model that parses a body into one of them. Returns the rows the live watch sees
+    (the model's columns) and the scores; ``ProtocolError`` for a bad body."""
     try:
-        rows = select_columns(_rows_of(body), loaded.config, "the request")
-        return rows, loaded.score_detail(rows, "the request")
+        if callable(rows):
+            rows = rows(loaded)
+        if isinstance(rows, list):
+            rows = select_columns(rows, loaded.config, source)
+        return rows, loaded.score_detail(rows, source)
     except DvcMonitorError as exc:  # SchemaError: a missing or non-numeric column
-        raise _HTTPError(422, str(exc)) from None
+        raise ProtocolError(422, str(exc)) from None
+
+
+def _watched_rows(loaded: LoadedModel, rows) -> list:
+    """The rows as the live watch takes them: objects of the model's columns."""
+    if isinstance(rows, list):
+        return rows
+    keep = [c for c in loaded.config.columns if c in rows.columns]
+    return rows[keep].to_dict("records")
 
 
 def score_response(loaded: LoadedModel, results: list[dict]) -> dict:
     """The document ``POST /score`` and ``score --json`` answer with."""
     return {"model": loaded.name, "version": loaded.version, "id": loaded.id, "results": results}
+
+
+def _path_label(path: str, known: frozenset[str]) -> str:
+    """The metrics label of a request path: a route, a V2 model route with its name
+    folded (``/v2/models/*/infer``), or ``other``: the label set stays bounded."""
+    if path in known:
+        return path
+    if path.startswith("/v2/models/"):
+        tail = next((t for t in ("/infer", "/ready") if path.endswith(t)), "")
+        return "/v2/models/*" + tail
+    return "other"
 
 
 class _Observe:
@@ -395,7 +401,7 @@ class _Observe:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        path = scope["path"] if scope["path"] in self.known else "other"
+        path = _path_label(scope["path"], self.known)
         status = {"code": 500}
         started = time.perf_counter()
 
@@ -430,40 +436,166 @@ class _Service:
             self.live.prepare(first)  # bad watch: rules fail here, before the server starts
         self.limiters: list = []  # the scoring threads' limiter, made in the event loop
 
+    async def score(self, rows, source: str = "the request") -> tuple[LoadedModel, "Scores"]:
+        """Score a request's rows on the served model: the one scoring path of every
+        protocol. ``rows``: a list of JSON row objects, a DataFrame, or a function of the
+        model parsing a body into one (run in the worker thread, off the event loop).
+        Checks the schema (``ProtocolError`` 422), scores in a worker thread (at most
+        ``SCORING_THREADS`` at once), counts the rows and feeds the live watch. Returns
+        the model the request was scored on, whatever a swap does meanwhile."""
+        import anyio
+        import anyio.to_thread
+
+        if not self.limiters:
+            self.limiters.append(anyio.CapacityLimiter(SCORING_THREADS))
+        loaded = self.follower.current  # read once: this request's model
+        kept, scores = await anyio.to_thread.run_sync(check_and_score, loaded, rows, source,
+                                                       limiter=self.limiters[0])
+        self.metrics.observe_rows(loaded, scores.score, scores.alert)
+        if self.live is not None:
+            self.live.add(loaded, _watched_rows(loaded, kept))
+        return loaded, scores
+
+
+def _version_header(loaded: LoadedModel) -> dict:
+    return {"X-Model-Version": loaded.version}
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dvc-monitor")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+V2_ACTIONS = {"": ("metadata", "GET"), "/ready": ("ready", "GET"), "/infer": ("infer", "POST")}
+
 
 class _Endpoints:
-    """The handlers of the routes, over one ``_Service``."""
+    """The handlers of the routes, over one ``_Service``: each reads its protocol's body
+    (``protocols``), scores through ``_Service.score`` and answers in its protocol."""
 
     def __init__(self, service: _Service):
         self.service = service
 
     async def score(self, request):
-        import anyio.to_thread
-        from starlette.requests import ClientDisconnect
-        from starlette.responses import JSONResponse, Response
+        from starlette.responses import JSONResponse
 
-        svc = self.service
-        if not svc.limiters:
-            svc.limiters.append(anyio.CapacityLimiter(SCORING_THREADS))
         try:
-            body = await _read_body(request, svc.settings.max_body)
-            loaded = svc.follower.current  # this request's model, whatever a swap does meanwhile
-            rows, scores = await anyio.to_thread.run_sync(score_body, loaded, body,
-                                                          limiter=svc.limiters[0])
-        except _HTTPError as exc:
+            body = await _read_body(request, self.service.settings.max_body)
+            loaded, scores = await self.service.score(lambda model: _rows_of(body))
+        except ProtocolError as exc:
             return _error(exc.status, exc.message)
-        except ClientDisconnect:  # nobody to answer: counted, and said in one line
-            client = request.client
-            who = f"{client.host}:{client.port}" if client else "a client"
-            print(f"dvc-monitor: {who} hung up before its request body was complete "
-                  f"({request.method} {request.url.path}); counted as status {CLIENT_CLOSED}",
-                  file=sys.stderr, flush=True)
-            return Response(status_code=CLIENT_CLOSED)
-        svc.metrics.observe_rows(loaded, scores.score, scores.alert)
-        if svc.live is not None:
-            svc.live.add(loaded, rows)
         return JSONResponse(score_response(loaded, scores.results),
-                            headers={"X-Model-Version": loaded.version})
+                            headers=_version_header(loaded))
+
+    # -- Open Inference Protocol (V2) ----------------------------------------------------
+
+    def _v2_json(self, doc: dict, status: int = 200):
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(doc, status_code=status,
+                            headers=_version_header(self.service.follower.current))
+
+    async def v2_server(self, request):
+        return self._v2_json(protocols.v2_server_metadata(_package_version()))
+
+    async def v2_live(self, request):
+        return self._v2_json({"live": True})
+
+    async def v2_ready(self, request):
+        ready = self.service.follower.readiness().ready
+        return self._v2_json({"ready": ready}, 200 if ready else 503)
+
+    async def v2_model(self, request):
+        """``/v2/models/{name}[/versions/{version}][/ready|/infer]``: the name may hold
+        '/', so the path is matched against the served model's name."""
+        loaded = self.service.follower.current
+        try:
+            action = self._v2_action(loaded, request.path_params["rest"], request.method)
+        except ProtocolError as exc:
+            return self._v2_json(protocols.v2_error(exc.message), exc.status)
+        spec = loaded.spec
+        if action == "metadata":
+            return self._v2_json(protocols.v2_metadata(
+                loaded.name, loaded.version, protocols.input_columns(spec, loaded.config),
+                spec.result_fields, loaded.kind))
+        if action == "ready":
+            ready = self.service.follower.readiness().ready
+            return self._v2_json({"name": loaded.name, "ready": ready}, 200 if ready else 503)
+        return await self._v2_infer(request)
+
+    def _v2_action(self, loaded: LoadedModel, rest: str, method: str) -> str:
+        from dvc_monitor.errors import shown
+
+        name = loaded.name
+        if rest != name and not rest.startswith(name + "/"):
+            raise ProtocolError(404, f"no model {shown(rest, 60)}; this server serves {name}")
+        tail = rest[len(name):]
+        if tail.startswith("/versions/"):
+            version, _, after = tail[len("/versions/"):].partition("/")
+            if version != loaded.version:
+                raise ProtocolError(404, f"version {shown(version, 40)} of {name} is not "
+                                         f"served; this server serves {loaded.version}")
+            tail = "/" + after if after else ""
+        if tail not in V2_ACTIONS:
+            raise ProtocolError(404, f"no such path under model {name}: {shown(tail, 60)}; "
+                                     "use /v2/models/{name}, .../ready or .../infer")
+        action, allowed = V2_ACTIONS[tail]
+        if method != allowed:
+            raise ProtocolError(405, f"{method} is not allowed on this path; use {allowed}")
+        return action
+
+    async def _v2_infer(self, request):
+        from starlette.responses import Response
+
+        header = request.headers.get(protocols.V2_HEADER_LENGTH)
+        parsed: list = []
+
+        def parse(model: LoadedModel):
+            parsed.append(protocols.v2_request(
+                body, header, protocols.input_columns(model.spec, model.config),
+                model.spec.result_fields))
+            return parsed[0].rows
+
+        try:
+            body = await _read_body(request, self.service.settings.max_body)
+            loaded, scores = await self.service.score(parse)
+            content, headers = protocols.v2_response(
+                loaded.name, loaded.version, parsed[0], loaded.spec.result_fields,
+                scores.results)
+        except ProtocolError as exc:
+            return self._v2_json(protocols.v2_error(exc.message), _v2_status(exc.status))
+        return Response(content, headers={**headers, **_version_header(loaded)})
+
+    # -- MLflow's scoring protocol -------------------------------------------------------
+
+    async def invocations(self, request):
+        from starlette.responses import JSONResponse
+
+        content_type = request.headers.get("content-type")
+
+        def parse(model: LoadedModel):
+            return protocols.mlflow_rows(body, content_type,
+                                         protocols.input_columns(model.spec,
+                                                                 model.config))
+
+        try:
+            body = await _read_body(request, self.service.settings.max_body)
+            loaded, scores = await self.service.score(parse)
+        except ProtocolError as exc:
+            return JSONResponse(protocols.mlflow_error(exc.message),
+                                status_code=_mlflow_status(exc.status),
+                                headers=_version_header(self.service.follower.current))
+        return JSONResponse({"predictions": scores.results}, headers=_version_header(loaded))
+
+    async def ping(self, request):
+        from starlette.responses import Response
+
+        return Response("\n", media_type="application/json",
+                        headers=_version_header(self.service.follower.current))
 
     async def health(self, request):
         from starlette.responses import JSONResponse
@@ -523,7 +655,24 @@ class _Endpoints:
             Route("/version", self.version, methods=["GET"]),
             Route("/reload", self.reload, methods=["POST"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
+            Route("/v2", self.v2_server, methods=["GET"]),
+            Route("/v2/health/live", self.v2_live, methods=["GET"]),
+            Route("/v2/health/ready", self.v2_ready, methods=["GET"]),
+            Route("/v2/models/{rest:path}", self.v2_model, methods=["GET", "POST"]),
+            Route("/invocations", self.invocations, methods=["POST"]),
+            Route("/ping", self.ping, methods=["GET"]),
         ]
+
+
+def _v2_status(status: int) -> int:
+    """A V2 error status: a request the schema refuses is a bad request (400)."""
+    return 400 if status == 422 else status
+
+
+def _mlflow_status(status: int) -> int:
+    """An MLflow error status: 400 (BAD_REQUEST), but a body too large (413), a content
+    type not spoken (415) or a client gone (499) keep theirs."""
+    return status if status in (413, 415, CLIENT_CLOSED) else 400
 
 
 async def _http_error(request, exc):

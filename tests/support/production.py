@@ -64,14 +64,19 @@ class Server:
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict, dict]:
         """(status, headers, JSON body); 4xx/5xx are returned, not raised."""
+        status, headers, raw = self.raw(method, path, body, {"Content-Type": "application/json"})
+        return status, headers, json.loads(raw)
+
+    def raw(self, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None) -> tuple[int, dict, bytes]:
+        """(status, headers with lower-case names, body bytes); 4xx/5xx are returned."""
         req = urllib.request.Request(self.url + path, data=body, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=300) as resp:  # bounds a hang only
-                return resp.status, dict(resp.headers), json.loads(resp.read())
+                return resp.status, _lower(resp.headers), resp.read()
         except urllib.error.HTTPError as err:
-            raw = err.read()
-            return err.code, dict(err.headers), json.loads(raw)
+            return err.code, _lower(err.headers), err.read()
 
     def get(self, path: str) -> dict:
         status, _, doc = self.request("GET", path)
@@ -121,6 +126,10 @@ class Server:
             self.proc.kill()
             _, err = self.proc.communicate()
         return self.proc.returncode, err
+
+
+def _lower(headers) -> dict:
+    return {k.lower(): v for k, v in headers.items()}
 
 
 def assert_served_cleanly(code: int, stderr: str, answers: list) -> None:
