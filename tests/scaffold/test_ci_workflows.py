@@ -6,9 +6,7 @@ The workflow files are checked against check-jsonschema's vendored schemas, offl
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 import yaml
 
 from tests.support.repos import BIN, new_repo
+from tests.support.workflows import check_schema, dvc_monitor_calls, gh_glob, offline_env
 from dvc_monitor.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,23 +23,6 @@ GITLAB = ROOT / "templates/ci/gitlab/.gitlab-ci.yml"
 SCHEMAS = {GITHUB: "vendor.github-workflows", GITLAB: "vendor.gitlab-ci"}
 WRITTEN = {"github": (".github/workflows/dvc-monitor.yml", GITHUB),
            "gitlab": (".gitlab-ci.yml", GITLAB)}
-
-
-def offline_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("NO_PROXY", "no_proxy"):
-        env.pop(key, None)
-    dead = "http://127.0.0.1:9"
-    env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, http_proxy=dead, https_proxy=dead,
-               ALL_PROXY=dead, all_proxy=dead)
-    return env
-
-
-def check_schema(path: Path, schema: str) -> None:
-    proc = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", schema, str(path)],
-                          capture_output=True, text=True, env=offline_env(), timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ok -- validation done" in proc.stdout
 
 
 @pytest.mark.parametrize("path", [GITHUB, GITLAB], ids=["github", "gitlab"])
@@ -86,20 +68,6 @@ def test_init_ci_refuses_to_clobber_an_existing_workflow(tmp_path):
 
 
 # -- what the workflows do --------------------------------------------------------------
-
-
-def gh_glob(pattern: str) -> re.Pattern:
-    """GitHub's filter pattern: '*' matches anything but '/', '**' anything."""
-    out = ""
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out)
 
 
 TAGS = {
@@ -159,21 +127,6 @@ def test_gitlab_rules_and_script():
     for tag, wanted in TAGS.items():
         assert bool(re.search(regex, tag)) == wanted, tag
     assert "Would deploy" in "\n".join(doc["model-release"]["script"])
-
-
-def dvc_monitor_calls(script: str) -> list[list[str]]:
-    """Each ``dvc-monitor ...`` command line of a shell script, variables filled in."""
-    script = script.replace("\\\n", " ")
-    calls = []
-    for line in script.splitlines():
-        for part in re.split(r"\|\||&&|;|>>|>|\|", line):
-            part = part.strip()
-            if not part.startswith("dvc-monitor "):
-                continue
-            words = shlex.split(part)[1:]
-            words = [w for w in words if w != "$MODEL"]  # empty MODEL: the only model
-            calls.append([re.sub(r"\$\{?\w+\}?", "x", w) for w in words])
-    return calls
 
 
 def all_scripts() -> list[str]:

@@ -21,6 +21,8 @@ def test_wheel_ships_templates_and_init_works_from_it(tmp_path):
     for kind in ("anomaly", "forecast", "risk"):
         for f in ("dvc.yaml", "params.yaml", "monitor.yaml"):
             assert f"dvc_monitor/_templates/{kind}/{f}" in names
+    for f in ("Dockerfile", "kubernetes.yaml", "github-deploy.yml", "README.md"):
+        assert f"dvc_monitor/_templates/deploy/{f}" in names  # the deployment example
     assert "dvc_monitor/cli/__init__.py" in names
     assert "dvc_monitor/py.typed" in names  # type checkers read the API's types
 
