@@ -63,7 +63,7 @@ pytestmark = pytest.mark.slow
 
 GOOD, WEAK, LATEST = "v1.0.0", "v1.1.0", "v1.2.0"  # churn-risk: 60 trees, 1 tree, 80 trees
 
-# -- repositories, copied once per module ------------------------------------------------------
+# -- repositories, copied once per module -----------------------------------------------
 
 
 def module_copy(tmp_path_factory, folder: Path) -> Repo:
