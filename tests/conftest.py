@@ -22,16 +22,18 @@ TESTS = Path(__file__).parent
 # go in this order, the longest first (measured with --durations on 2 cores), so that no
 # long file starts last; files not listed follow. Paths are relative to tests/.
 LONGEST_FIRST = (
-    "monitoring/test_watch", "production/test_score", "rollback/test_interrupted_rollback",
-    "models/test_unsafe_model_files", "rollback/test_rollback_to_a_version",
-    "review/test_report", "layouts/test_pipelines_dvc_monitor_did_not_write",
-    "scaffold/test_init_and_train", "review/test_review_of_each_kind", "retention/test_gc",
-    "ingest/test_sealed_segments", "review/test_compare_versions",
-    "ingest/test_ingest_a_batch", "team/test_push_sync_check", "monitoring/test_serve_watch",
-    "cli/test_errors_help_and_output", "rollback/test_trainer_fingerprint",
-    "registry/test_versions_of_trained_models", "scaffold/test_demo",
-    "rollback/test_rollback_from_s3", "registry/test_registry_agrees_with_gto",
-    "production/test_serve", "review/test_quality_gate",
+    "monitoring/test_watch", "production/test_score", "adopt/test_production",
+    "adopt/test_review", "rollback/test_interrupted_rollback",
+    "adopt/test_registry_and_rollback", "models/test_unsafe_model_files",
+    "rollback/test_rollback_to_a_version", "review/test_report",
+    "layouts/test_pipelines_dvc_monitor_did_not_write", "scaffold/test_init_and_train",
+    "review/test_review_of_each_kind", "retention/test_gc", "ingest/test_sealed_segments",
+    "review/test_compare_versions", "ingest/test_ingest_a_batch", "team/test_push_sync_check",
+    "monitoring/test_serve_watch", "adopt/test_adopt_command", "cli/test_errors_help_and_output",
+    "rollback/test_trainer_fingerprint", "registry/test_versions_of_trained_models",
+    "scaffold/test_demo", "rollback/test_rollback_from_s3",
+    "registry/test_registry_agrees_with_gto", "production/test_serve",
+    "review/test_quality_gate", "adopt/test_builders",
 )
 
 

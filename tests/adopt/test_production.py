@@ -23,8 +23,8 @@ from tests.support.adopted import (
     ANOMALY_MODEL,
     ANOMALY_REFERENCE,
     ANOMALY_UNTRUSTED,
+    BETTER,
     FORECAST_ARTIFACT,
-    FORECAST_FEATURES,
     FORECAST_LABEL,
     FORECAST_MODEL,
     FORECAST_REFERENCE,
@@ -40,6 +40,9 @@ from tests.support.adopted import (
     RISK_UNTRUSTED,
     UNTRUSTED_ARTIFACT,
     UNTRUSTED_MODEL,
+    WORSE,
+    adopted_v1,
+    adopted_versions,
     build_anomaly_nested,
     build_forecast,
     build_pickled,
@@ -47,7 +50,6 @@ from tests.support.adopted import (
     build_untrusted,
     churn_rows,
     estimator_outputs,
-    retrain,
     sales_rows,
     transactions,
 )
@@ -55,46 +57,29 @@ from tests.support.monitoring import error_line, send_until, watch
 from tests.support.production import Server, assert_served_cleanly, score_json
 from tests.support.registry import gto, gto_json
 from tests.support.repos import Repo, copy_repo
+from tests.support.rollback import copy_base
 
 pytestmark = pytest.mark.slow
 
 GOOD, WEAK, LATEST = "v1.0.0", "v1.1.0", "v1.2.0"  # churn-risk: 60 trees, 1 tree, 80 trees
 
-# the churn model's watch: rules (no stage reads watch:, so they change no version)
-RISK_RULES = """\
-watch:
-  alert_rate: {min: 0.03}
-  psi_features: {max: 0.25}
-  failure_limit: 2
-  cooldown: 0
-  min_rows: 100
-"""
+# -- repositories, copied once per module -----------------------------------------------
 
 
-def adopt(repo: Repo, name: str, kind: str, features, label: str, reference: str,
-          *extra: str) -> None:
-    repo.dm("adopt", name, "--kind", kind, "--features", ",".join(features), "--label", label,
-            "--reference", reference, *extra)
-
-
-# -- repositories, one per module ------------------------------------------------------
+def module_copy(tmp_path_factory, folder: Path) -> Repo:
+    """This module's copy (its DVC remote its own) of a state made once per session."""
+    return copy_base(folder, tmp_path_factory.mktemp(folder.name) / "copy")
 
 
 @pytest.fixture(scope="module")
-def risk(adopted) -> Repo:
-    """churn-risk adopted (reference: its test split), with watch: rules; v1.0.0 (60 trees)
-    holds prod; v1.1.0 (1 tree: never alerts) and v1.2.0 (80 trees) registered after it."""
-    repo = adopted(build_risk_root)
-    params = repo.path / RISK_PARAMS
-    params.write_text(params.read_text() + RISK_RULES)
-    adopt(repo, RISK_ARTIFACT, "risk", RISK_FEATURES, RISK_LABEL, RISK_REFERENCE)
-    repo.commit_all("Monitor churn-risk with dvc-monitor")
-    repo.dm("register", RISK_ARTIFACT, "--version", GOOD)
+def risk(tmp_path_factory) -> Repo:
+    """churn-risk adopted (reference: its test split), with watch: rules
+    (``adopted_versions``); v1.0.0 (60 trees) holds prod; v1.1.0 (1 tree: never alerts)
+    and v1.2.0 (80 trees) registered after it."""
+    repo = module_copy(tmp_path_factory, adopted_versions(tmp_path_factory, build_risk_root))
+    assert WORSE[build_risk_root] == {"train.n_estimators": 1}
+    assert BETTER[build_risk_root] == {"train.n_estimators": 80}
     repo.dm("promote", RISK_ARTIFACT, GOOD, "--stage", "prod")
-    retrain(repo, RISK_PARAMS, {"train.n_estimators": 1}, "one tree")
-    repo.dm("register", RISK_ARTIFACT, "--version", WEAK)
-    retrain(repo, RISK_PARAMS, {"train.n_estimators": 80}, "80 trees")
-    repo.dm("register", RISK_ARTIFACT, "--version", LATEST)
     windows = repo.path.parent
     (windows / "live").mkdir()
     (windows / "drifted").mkdir()
@@ -107,24 +92,15 @@ def risk(adopted) -> Repo:
 
 
 @pytest.fixture(scope="module")
-def anomaly(adopted) -> Repo:
-    """fraud-iforest (services/fraud) adopted, v1.0.0 registered."""
-    repo = adopted(build_anomaly_nested)
-    adopt(repo, ANOMALY_ARTIFACT, "anomaly", ANOMALY_FEATURES, ANOMALY_LABEL, ANOMALY_REFERENCE)
-    repo.commit_all("Monitor fraud-iforest with dvc-monitor")
-    repo.dm("register", ANOMALY_ARTIFACT, "--version", GOOD)
-    return repo
+def anomaly(tmp_path_factory) -> Repo:
+    """fraud-iforest (services/fraud) adopted, v1.0.0 registered (``adopted_v1``)."""
+    return module_copy(tmp_path_factory, adopted_v1(tmp_path_factory, build_anomaly_nested))
 
 
 @pytest.fixture(scope="module")
-def forecast(adopted) -> Repo:
-    """demand-forecast (forecasting/) adopted, v1.0.0 registered."""
-    repo = adopted(build_forecast)
-    adopt(repo, FORECAST_ARTIFACT, "forecast", FORECAST_FEATURES, FORECAST_LABEL,
-          FORECAST_REFERENCE)
-    repo.commit_all("Monitor demand-forecast with dvc-monitor")
-    repo.dm("register", FORECAST_ARTIFACT, "--version", GOOD)
-    return repo
+def forecast(tmp_path_factory) -> Repo:
+    """demand-forecast (forecasting/) adopted, v1.0.0 registered (``adopted_v1``)."""
+    return module_copy(tmp_path_factory, adopted_v1(tmp_path_factory, build_forecast))
 
 
 def results(repo: Repo, ref: str, rows: str | Path) -> list[dict]:

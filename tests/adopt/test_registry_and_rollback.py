@@ -15,6 +15,7 @@ rebuildable and says why; ``gc`` keeps their models even with ``--drop-rebuildab
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,10 +33,12 @@ from tests.support.adopted import (
     RISK_PARAMS,
     RISK_REFERENCE,
     UNTRUSTED_ARTIFACT,
+    adopted_base,
     build_anomaly_nested,
     build_risk_root,
     build_untrusted,
     retrain,
+    shared_state,
 )
 from tests.support.registry import assert_agrees_with_gto
 from tests.support.repos import Repo
@@ -97,12 +100,10 @@ def tag_block(repo: Repo, tag: str) -> dict:
                       .split("-----END DVC-MONITOR-----")[0])
 
 
-@pytest.fixture(scope="module")
-def two_versions(adopted) -> Repo:
+def make_two_versions(repo: Repo) -> None:
     """The churn pipeline with an evaluate stage, adopted as ``risk``; v1.0.0 (60 trees)
     registered and promoted to prod, then v1.1.0 (20 deeper trees) registered and promoted
     to prod; everything pushed."""
-    repo = adopted(build_risk_root)
     (repo.path / "src" / "evaluate.py").write_text(EVALUATE)
     dvc_yaml = repo.path / "dvc.yaml"
     text = dvc_yaml.read_text()
@@ -118,7 +119,21 @@ def two_versions(adopted) -> Repo:
     repo.dm("register", NAME, "--version", "v1.1.0")
     repo.dm("promote", NAME, "v1.1.0", "--stage", "prod")
     repo.dvc("push", "-q")
-    return repo
+
+
+def two_versions_state(tmp_path_factory) -> Path:
+    """``make_two_versions`` on a copy of ``build_risk_root``'s repository, once per test
+    session: its folder."""
+    return shared_state(tmp_path_factory, "adopted-two-versions",
+                        lambda: adopted_base(tmp_path_factory, build_risk_root),
+                        make_two_versions)
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory) -> Repo:
+    """This module's copy of ``two_versions_state``."""
+    return copy_base(two_versions_state(tmp_path_factory),
+                     tmp_path_factory.mktemp("two_versions") / "copy")
 
 
 def private_copy(repo: Repo, tmp_path) -> Repo:
@@ -195,12 +210,9 @@ def test_a_deterministic_retrain_restores_the_same_content(two_versions, tmp_pat
     assert_clean(repo)
 
 
-@pytest.fixture(scope="module")
-def unseeded(two_versions, tmp_path_factory) -> tuple[Repo, dict]:
-    """A private copy where the user's training draws a new seed at every run: v1.2.0
-    registered with it, then v1.3.0 (other params); v1.2.0's model deleted from the cache
-    and the remote. Returns the copy and v1.2.0's row."""
-    repo = private_copy(two_versions, tmp_path_factory.mktemp("unseeded"))
+def make_unseeded(repo: Repo) -> None:
+    """The user's training draws a new seed at every run: v1.2.0 registered with it, then
+    v1.3.0 (other params); v1.2.0's model deleted from the cache and the remote."""
     train = repo.path / "src" / "train.py"
     train.write_text(train.read_text().replace('random_state=params["seed"]', UNSEEDED))
     repo.dvc("repro", "-q")
@@ -212,7 +224,16 @@ def unseeded(two_versions, tmp_path_factory) -> tuple[Repo, dict]:
     v2 = versions(repo)["v1.2.0"]
     cache_file(repo, v2["model_md5"]).unlink()
     remote_file(repo, v2["model_md5"]).unlink()
-    return repo, v2
+
+
+@pytest.fixture(scope="module")
+def unseeded(tmp_path_factory) -> tuple[Repo, dict]:
+    """A copy of ``two_versions_state`` after ``make_unseeded`` (made once per test
+    session), with a DVC remote of its own. Returns the copy and v1.2.0's row."""
+    folder = shared_state(tmp_path_factory, "adopted-unseeded",
+                          lambda: two_versions_state(tmp_path_factory), make_unseeded)
+    repo = copy_base(folder, tmp_path_factory.mktemp("unseeded") / "copy")
+    return repo, versions(repo)["v1.2.0"]
 
 
 def test_a_retrain_that_gives_another_model_is_undone(unseeded):
@@ -280,14 +301,14 @@ def test_gc_never_deletes_an_adopted_model(two_versions, tmp_path):
     (build_anomaly_nested, ANOMALY_ARTIFACT, {"train.n_estimators": 90}, ()),
     (build_untrusted, UNTRUSTED_ARTIFACT, {"train.n_neighbors": 30}, LOF_UNTRUSTED),
 ], ids=["isolation-forest", "local-outlier-factor"])
-def test_a_nested_pipeline_rolls_back_and_restores_its_monitor_yaml(adopted, tmp_path, build,
-                                                                    name, change, trust):
+def test_a_nested_pipeline_rolls_back_and_restores_its_monitor_yaml(tmp_path_factory, tmp_path,
+                                                                    build, name, change, trust):
     """The anomaly model of services/fraud (artifact declared at the root; the local
     outlier factor's KD-tree types trusted in its monitor.yaml): v1.0.0, then v1.1.0 with
     other params and a threshold in its monitor.yaml; the rollback to v1.0.0 restores the
     model's bytes, verified with the types it trusts, and the monitor.yaml it was
     registered with."""
-    repo = copy_base(adopted(build).path.parent, tmp_path / "copy")
+    repo = copy_base(adopted_base(tmp_path_factory, build), tmp_path / "copy")
     monitor = repo.path / "services" / "fraud" / "monitor.yaml"
     adopt = ["adopt", name, "--kind", "anomaly", "--features", ",".join(ANOMALY_FEATURES),
              "--reference", ANOMALY_REFERENCE, *(f"--trust={t}" for t in trust)]

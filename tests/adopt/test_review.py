@@ -1,9 +1,10 @@
 """report, gate and compare on adopted models: both versions evaluated on the same
 reference rows, a gate that decides, versions ranked, and a newly trusted type shown.
 
-Per kind, one repository whose own pipeline trains the model: adopted and registered as
-v1.0.0 (the builder's params), retrained with far fewer trees (risk, anomaly) or a
-crippling penalty (forecast) as v1.1.0, then retrained well again as v1.2.0. The numbers
+Per kind, one repository whose own pipeline trains the model (``adopted_versions``, made
+once per test session): adopted and registered as v1.0.0 (the builder's params), retrained
+with far fewer trees (risk, anomaly) or a crippling penalty (forecast) as v1.1.0, then
+retrained well again as v1.2.0. The numbers
 the report shows are checked against the user's own estimator on the reference rows.
 """
 
@@ -28,6 +29,9 @@ from tests.support.adopted import (
     ANOMALY_PARAMS,
     ANOMALY_REFERENCE,
     ANOMALY_UNTRUSTED,
+    BETTER,
+    BETTER_VERSION,
+    FIRST,
     FORECAST_ARTIFACT,
     FORECAST_FEATURES,
     FORECAST_LABEL,
@@ -44,15 +48,20 @@ from tests.support.adopted import (
     RISK_REFERENCE,
     RISK_UNTRUSTED,
     UNTRUSTED_ARTIFACT,
+    WORSE,
+    WORSE_VERSION,
+    adopted_versions,
     build_anomaly_nested,
     build_forecast,
     build_risk_root,
     build_untrusted,
     estimator_outputs,
     retrain,
+    version_commit,
 )
 from tests.support.output import last_line_error
 from tests.support.repos import Repo, copy_repo
+from tests.support.rollback import copy_base
 
 
 @dataclass(frozen=True)
@@ -70,22 +79,18 @@ class Case:
     plot: str  # the kind's review plot
     trusted: tuple[str, ...]  # what skops does not trust in the model file
 
-    def adopt_args(self) -> list[str]:
-        return [self.artifact, "--kind", self.kind, "--features", ",".join(self.features),
-                "--label", self.label, "--reference", self.reference]
-
 
 CASES = {
     build_risk_root: Case(RISK_ARTIFACT, "risk", RISK_FEATURES, RISK_LABEL, RISK_REFERENCE,
-                          RISK_MODEL, RISK_PARAMS, {"train.n_estimators": 2},
-                          {"train.n_estimators": 120}, "roc_auc", "calibration", RISK_UNTRUSTED),
+                          RISK_MODEL, RISK_PARAMS, WORSE[build_risk_root],
+                          BETTER[build_risk_root], "roc_auc", "calibration", RISK_UNTRUSTED),
     build_anomaly_nested: Case(ANOMALY_ARTIFACT, "anomaly", ANOMALY_FEATURES, ANOMALY_LABEL,
                                ANOMALY_REFERENCE, ANOMALY_MODEL, ANOMALY_PARAMS,
-                               {"train.n_estimators": 1}, {"train.n_estimators": 100},
+                               WORSE[build_anomaly_nested], BETTER[build_anomaly_nested],
                                "roc_auc", "pr_curve", ANOMALY_UNTRUSTED),
     build_forecast: Case(FORECAST_ARTIFACT, "forecast", FORECAST_FEATURES, FORECAST_LABEL,
                          FORECAST_REFERENCE, FORECAST_MODEL, FORECAST_PARAMS,
-                         {"train.alpha": 100000.0}, {"train.alpha": 0.5}, "mae", "forecast",
+                         WORSE[build_forecast], BETTER[build_forecast], "mae", "forecast",
                          FORECAST_UNTRUSTED),
 }
 
@@ -99,18 +104,19 @@ class Versions:
     better: str  # v1.2.0: a good model again
 
 
+def copy_versions(tmp_path_factory, build) -> Versions:
+    """This module's copy of ``build``'s three versions (``adopted_versions``, made once
+    per test session)."""
+    case = CASES[build]
+    folder = tmp_path_factory.mktemp(build.__name__) / "copy"
+    repo = copy_base(adopted_versions(tmp_path_factory, build), folder)
+    return Versions(repo, case, *(version_commit(repo, case.artifact, v)
+                                  for v in (FIRST, WORSE_VERSION, BETTER_VERSION)))
+
+
 @pytest.fixture(scope="module", params=list(CASES), ids=[b.__name__ for b in CASES])
-def versions(request, adopted) -> Versions:
-    case = CASES[request.param]
-    repo = adopted(request.param)
-    repo.dm("adopt", *case.adopt_args())
-    first = repo.commit_all(f"Adopt {case.artifact}")
-    repo.dm("register", case.artifact, "--version", "v1.0.0")
-    worse = retrain(repo, case.params, case.worse, "A much weaker model")
-    repo.dm("register", case.artifact, "--version", "v1.1.0")
-    better = retrain(repo, case.params, case.better, "A good model again")
-    repo.dm("register", case.artifact, "--version", "v1.2.0")
-    return Versions(repo, case, first, worse, better)
+def versions(request, tmp_path_factory) -> Versions:
+    return copy_versions(tmp_path_factory, request.param)
 
 
 def model_at(repo: Repo, case: Case, commit: str, tmp_path: Path) -> Path:
@@ -314,11 +320,11 @@ def set_monitor(repo: Repo, case: Case, **changes) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
-@pytest.fixture
-def risk(versions):
-    if versions.case.kind != "risk":
-        pytest.skip("bad input is checked on one kind")
-    return versions
+@pytest.fixture(scope="module")
+def risk(tmp_path_factory) -> Versions:
+    """Bad input is checked on one kind: this module's own copy of the churn model's
+    versions."""
+    return copy_versions(tmp_path_factory, build_risk_root)
 
 
 def test_a_reference_missing_at_the_revision_is_one_line(risk, tmp_path):
@@ -356,7 +362,9 @@ def test_without_a_reference_gate_and_report_say_what_they_cannot_do(risk, tmp_p
 def test_gate_refuses_a_workspace_its_pipeline_has_not_rerun(risk, tmp_path):
     repo = copy_repo(risk.repo, tmp_path)
     params = repo.path / risk.case.params
-    params.write_text(params.read_text().replace("n_estimators: 120", "n_estimators: 7"))
+    trees = risk.case.better["train.n_estimators"]
+    assert f"n_estimators: {trees}\n" in params.read_text()
+    params.write_text(params.read_text().replace(f"n_estimators: {trees}", "n_estimators: 7"))
     before = repo.snapshot()
     proc = repo.dm("gate", risk.case.artifact, "--base", risk.first, check=False)
     assert proc.returncode == 4, proc.stderr

@@ -429,10 +429,16 @@ def _build(base: Path, sources: dict[str, str], data: dict, tracked: Sequence[st
     return repo
 
 
+def adopted_base(tmp_path_factory, build: Callable[[Path], Repo]) -> Path:
+    """The folder (``repo``, ``home``, ``remote``) of the repository ``build`` makes,
+    built once per test session."""
+    return shared_build(tmp_path_factory, f"adopted-{build.__name__}-{ADOPTED_FORMAT}", build)
+
+
 def adopted_repo(tmp_path_factory, build: Callable[[Path], Repo], folder: Path) -> Repo:
     """A private copy in ``folder`` (its DVC remote its own, so it may push) of the
     repository ``build`` makes, built once per test session."""
-    base = shared_build(tmp_path_factory, f"adopted-{build.__name__}-{ADOPTED_FORMAT}", build)
+    base = adopted_base(tmp_path_factory, build)
     repo = copy_base(base, folder)
     repo.marker = base / MARKER  # where build_pickled's planted pickle points
     return repo
@@ -477,3 +483,85 @@ def estimator_outputs(repo: Repo, model_rel: str, rows_csv: str | Path, method: 
         warnings.filterwarnings("ignore", "X does not have valid feature names")
         out = getattr(model, method)(rows[list(model.feature_names_in_)])
     return out[:, 1] if method == "predict_proba" else out
+
+
+# -- states several test modules start from, each made once per test session ------------
+
+# the churn model's watch: rules (no stage reads watch:, so they change no version)
+RISK_RULES = """\
+watch:
+  alert_rate: {min: 0.03}
+  psi_features: {max: 0.25}
+  failure_limit: 2
+  cooldown: 0
+  min_rows: 100
+"""
+
+# what each builder's pipeline is adopted as, and its params file
+ADOPT_ARGS = {
+    build_risk_root: (RISK_ARTIFACT, "risk", RISK_FEATURES, RISK_LABEL, RISK_REFERENCE),
+    build_anomaly_nested: (ANOMALY_ARTIFACT, "anomaly", ANOMALY_FEATURES, ANOMALY_LABEL,
+                           ANOMALY_REFERENCE),
+    build_forecast: (FORECAST_ARTIFACT, "forecast", FORECAST_FEATURES, FORECAST_LABEL,
+                     FORECAST_REFERENCE),
+}
+PARAMS = {build_risk_root: RISK_PARAMS, build_anomaly_nested: ANOMALY_PARAMS,
+          build_forecast: FORECAST_PARAMS}
+
+# v1.1.0: a retrain that is clearly worse; v1.2.0: a good one again (other params than
+# v1.0.0's). The churn model's v1.1.0 (one tree) never alerts.
+WORSE = {build_risk_root: {"train.n_estimators": 1},
+         build_anomaly_nested: {"train.n_estimators": 1},
+         build_forecast: {"train.alpha": 100000.0}}
+BETTER = {build_risk_root: {"train.n_estimators": 80},
+          build_anomaly_nested: {"train.n_estimators": 100},
+          build_forecast: {"train.alpha": 0.5}}
+FIRST, WORSE_VERSION, BETTER_VERSION = "v1.0.0", "v1.1.0", "v1.2.0"
+
+
+def shared_state(tmp_path_factory, name: str, start: Callable[[], Path],
+                 steps: Callable[[Repo], object]) -> Path:
+    """The folder (``repo``, ``home``, ``remote``) of a copy of the folder ``start()``
+    gives, after ``steps(repo)``: made once per test session, shared by the workers.
+    ``copy_base`` it before changing anything."""
+    def make(folder: Path) -> None:
+        folder.rmdir()
+        steps(copy_base(start(), folder))
+
+    return shared_build(tmp_path_factory, f"{name}-{ADOPTED_FORMAT}", make)
+
+
+def adopted_v1(tmp_path_factory, build: Callable[[Path], Repo]) -> Path:
+    """``build``'s pipeline adopted (``ADOPT_ARGS``), committed, v1.0.0 registered; for
+    ``build_risk_root``, with ``RISK_RULES`` in its params first. Its folder."""
+    def steps(repo: Repo) -> None:
+        name, kind, features, label, reference = ADOPT_ARGS[build]
+        if build is build_risk_root:
+            params = repo.path / RISK_PARAMS
+            params.write_text(params.read_text() + RISK_RULES)
+        repo.dm("adopt", name, "--kind", kind, "--features", ",".join(features),
+                "--label", label, "--reference", reference)
+        repo.commit_all(f"Monitor {name} with dvc-monitor")
+        repo.dm("register", name, "--version", FIRST)
+
+    return shared_state(tmp_path_factory, f"adopted-v1-{build.__name__}",
+                        lambda: adopted_base(tmp_path_factory, build), steps)
+
+
+def adopted_versions(tmp_path_factory, build: Callable[[Path], Repo]) -> Path:
+    """``adopted_v1``, then retrained with ``WORSE[build]`` and registered as v1.1.0,
+    retrained with ``BETTER[build]`` and registered as v1.2.0. Its folder."""
+    def steps(repo: Repo) -> None:
+        name = ADOPT_ARGS[build][0]
+        retrain(repo, PARAMS[build], WORSE[build], "A much weaker model")
+        repo.dm("register", name, "--version", WORSE_VERSION)
+        retrain(repo, PARAMS[build], BETTER[build], "A good model again")
+        repo.dm("register", name, "--version", BETTER_VERSION)
+
+    return shared_state(tmp_path_factory, f"adopted-versions-{build.__name__}",
+                        lambda: adopted_v1(tmp_path_factory, build), steps)
+
+
+def version_commit(repo: Repo, name: str, version: str) -> str:
+    """The commit the registered ``name@version`` points at."""
+    return repo.git("rev-parse", f"{name}@{version}^{{commit}}").stdout.strip()
