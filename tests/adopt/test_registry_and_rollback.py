@@ -25,6 +25,12 @@ from tests.support.adopted import (
     ANOMALY_MODEL,
     ANOMALY_PARAMS,
     ANOMALY_REFERENCE,
+    FORECAST_ARTIFACT,
+    FORECAST_FEATURES,
+    FORECAST_LABEL,
+    FORECAST_MODEL,
+    FORECAST_PARAMS,
+    FORECAST_REFERENCE,
     LOF_UNTRUSTED,
     RISK_ARTIFACT,
     RISK_FEATURES,
@@ -35,6 +41,7 @@ from tests.support.adopted import (
     UNTRUSTED_ARTIFACT,
     adopted_base,
     build_anomaly_nested,
+    build_forecast,
     build_risk_root,
     build_untrusted,
     retrain,
@@ -336,3 +343,31 @@ def test_a_nested_pipeline_rolls_back_and_restores_its_monitor_yaml(tmp_path_fac
     check = {v["version"]: v for v in json.loads(repo.dm("check", "--json").stdout)["versions"]}
     assert {(v["rebuild"], v["why_not_deterministic"]) for v in check.values()} == {
         ("no", ADOPTED_WHY)}
+
+
+def test_a_forecast_rolls_back_with_proof_and_scores_as_before(tmp_path_factory, tmp_path):
+    """The demand forecast of forecasting/ (Ridge after a ColumnTransformer): v1.0.0, then a
+    far more regularised v1.1.0; the rollback restores v1.0.0's bytes with proof, and
+    ``score`` then forecasts as v1.0.0 did."""
+    repo = copy_base(adopted_base(tmp_path_factory, build_forecast), tmp_path / "copy")
+    name = FORECAST_ARTIFACT
+    repo.dm("adopt", name, "--kind", "forecast", "--features", ",".join(FORECAST_FEATURES),
+            "--label", FORECAST_LABEL, "--reference", FORECAST_REFERENCE)
+    repo.commit_all("monitor the demand forecast")
+    repo.dm("register", name, "--version", "v1.0.0")
+    repo.dm("promote", name, "v1.0.0", "--stage", "prod")
+    before = json.loads(repo.dm("score", f"{name}#prod", FORECAST_REFERENCE, "--json").stdout)
+    retrain(repo, FORECAST_PARAMS, {"train.alpha": 100000.0}, "much more regularised")
+    repo.dm("register", name, "--version", "v1.1.0")
+    repo.dm("promote", name, "v1.1.0", "--stage", "prod")
+    worse = json.loads(repo.dm("score", f"{name}#prod", FORECAST_REFERENCE, "--json").stdout)
+    assert worse["results"] != before["results"]
+
+    out = repo.dm("rollback", name, "--to", "v1.0.0", "--stage", "prod").stdout
+    assert "Proof (verified): model byte-identical" in out and f"verified {AS_WRITTEN}" in out
+    registered = {v["version"]: v for v in repo.json("versions", name)}
+    assert repo.md5(FORECAST_MODEL) == registered["v1.0.0"]["model_md5"]
+    after = json.loads(repo.dm("score", f"{name}#prod", FORECAST_REFERENCE, "--json").stdout)
+    assert after["results"] == before["results"]
+    assert_clean(repo)
+    assert_agrees_with_gto(repo, name)
