@@ -21,7 +21,8 @@ app: no global state); the Open Inference Protocol (V2: ``GET /v2``,
 (``POST /invocations``, ``GET /ping``). Each protocol's bodies are read and written by
 ``protocols``, and errors come in its own shape; all of them score through one path
 (``_Service.score``): the same schema checks, model, metrics, live watch and
-``X-Model-Version`` header.
+``X-Model-Version`` header. Concurrent requests' checked rows are scored together in one
+model call (``batching.Batcher``; ``--max-batch-delay``, ``--max-batch-rows``).
 """
 
 from __future__ import annotations
