@@ -6,7 +6,8 @@ v1.1.0 with 60 trees), v1.1.0 in ``prod``. Then, in one run:
 
 (a) throughput -- each load of ``--loads`` (default ``32x1,8x10``: 32 concurrent
     clients sending 1-row requests, then 8 sending 10-row requests), from another process
-    (an async httpx client), for ``--seconds`` each, against:
+    (a bare asyncio HTTP/1.1 client, keep-alive connections), for ``--seconds`` each,
+    against:
     hand-written:  a Starlette app on uvicorn that loads models/NAME/model.skops with the
                    safe loader and scores each POST /score on its own (score and alert)
     serve:         dvc-monitor serve NAME#prod (schema check, metrics, stage following,
@@ -82,25 +83,50 @@ def free_port() -> int:
 # -- the load generator (run as: bench_serve.py --load URL ...) --------------------------
 
 
-async def _load(url: str, body: bytes, seconds: float, concurrency: int) -> list[list]:
-    import httpx
+async def _post(reader, writer, request: bytes) -> tuple[int, str | None]:
+    """One keep-alive HTTP/1.1 POST on an open connection: (status, X-Model-Version)."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (line.partition(":") for line in lines[1:] if line)}
+    await reader.readexactly(int(headers.get("content-length", 0)))
+    return status, headers.get("x-model-version")
 
+
+async def _load(url: str, body: bytes, seconds: float, concurrency: int) -> list[list]:
+    """``concurrency`` clients, each on its own keep-alive connection, posting ``body``
+    back to back. A bare asyncio HTTP/1.1 client: an HTTP library's own CPU cost (httpx
+    spends milliseconds per request) would take the cores the servers are measured on."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    request = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+               ).encode() + body
     records: list[list] = []  # [end time, latency, status, version]
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        async def worker():
-            while time.monotonic() < deadline:
-                start = time.perf_counter()
-                try:
-                    resp = await client.post(url, content=body,
-                                             headers={"Content-Type": "application/json"})
-                    status, version = resp.status_code, resp.headers.get("x-model-version")
-                except httpx.HTTPError as exc:
-                    status, version = type(exc).__name__, None
-                records.append([time.time(), time.perf_counter() - start, status, version])
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    async def worker():
+        conn = None
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = await asyncio.open_connection(parts.hostname, parts.port)
+                status, version = await asyncio.wait_for(_post(*conn, request), 30)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+                status, version = type(exc).__name__, None
+                if conn is not None:
+                    conn[1].close()
+                conn = None
+            records.append([time.time(), time.perf_counter() - start, status, version])
+        if conn is not None:
+            conn[1].close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return records
 
 
