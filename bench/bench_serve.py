@@ -4,21 +4,25 @@ rollback under load.
 Builds a repository with the anomaly template and two registered versions (v1.0.0;
 v1.1.0 with 60 trees), v1.1.0 in ``prod``. Then, in one run:
 
-(a) throughput -- the same load, from another process (an async httpx client with
-    ``--concurrency`` connections, ``--rows`` rows per request), for ``--seconds`` each:
+(a) throughput -- each load of ``--loads`` (default ``32x1,8x10``: 32 concurrent
+    clients sending 1-row requests, then 8 sending 10-row requests), from another process
+    (a bare asyncio HTTP/1.1 client, keep-alive connections), for ``--seconds`` each,
+    against:
     hand-written:  a Starlette app on uvicorn that loads models/NAME/model.skops with the
-                   safe loader and answers POST /score with the model's score and alert
-    serve:         dvc-monitor serve NAME#prod (schema check, metrics, stage following)
-    prints requests/s, p50 and p99 latency for each, and serve/hand-written.
-    target: serve at least 0.9x the hand-written throughput.
+                   safe loader and scores each POST /score on its own (score and alert)
+    serve:         dvc-monitor serve NAME#prod (schema check, metrics, stage following,
+                   concurrent requests batched into one model call: --max-batch-delay)
+    prints requests/s, p50 and p99 latency for each, and the serve/hand-written ratios.
+    targets: 32x1: serve at least 3x the throughput, p99 no worse; 8x10: at least 1.5x.
 
 (b) rollback under load -- the load runs against ``serve --poll P`` while
     ``dvc-monitor rollback NAME --previous --stage prod`` runs; prints the seconds from
     the rollback's end to the first response from v1.0.0, and the failed requests.
     target: 0 failed requests, a switch within P + 1 s.
 
-Usage: .venv/bin/python bench/bench_serve.py [--seconds 10] [--concurrency 8] [--rows 10]
-       [--poll 1] [--keep DIR]
+Usage: .venv/bin/python bench/bench_serve.py [--seconds 10] [--loads 32x1,8x10]
+       [--concurrency 8] [--rows 10] [--poll 1] [--max-batch-delay MS] [--keep DIR]
+(--concurrency and --rows: the load of (b).)
 """
 
 from __future__ import annotations
@@ -79,25 +83,50 @@ def free_port() -> int:
 # -- the load generator (run as: bench_serve.py --load URL ...) --------------------------
 
 
-async def _load(url: str, body: bytes, seconds: float, concurrency: int) -> list[list]:
-    import httpx
+async def _post(reader, writer, request: bytes) -> tuple[int, str | None]:
+    """One keep-alive HTTP/1.1 POST on an open connection: (status, X-Model-Version)."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (line.partition(":") for line in lines[1:] if line)}
+    await reader.readexactly(int(headers.get("content-length", 0)))
+    return status, headers.get("x-model-version")
 
+
+async def _load(url: str, body: bytes, seconds: float, concurrency: int) -> list[list]:
+    """``concurrency`` clients, each on its own keep-alive connection, posting ``body``
+    back to back. A bare asyncio HTTP/1.1 client: an HTTP library's own CPU cost (httpx
+    spends milliseconds per request) would take the cores the servers are measured on."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    request = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+               ).encode() + body
     records: list[list] = []  # [end time, latency, status, version]
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        async def worker():
-            while time.monotonic() < deadline:
-                start = time.perf_counter()
-                try:
-                    resp = await client.post(url, content=body,
-                                             headers={"Content-Type": "application/json"})
-                    status, version = resp.status_code, resp.headers.get("x-model-version")
-                except httpx.HTTPError as exc:
-                    status, version = type(exc).__name__, None
-                records.append([time.time(), time.perf_counter() - start, status, version])
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    async def worker():
+        conn = None
+        while time.monotonic() < deadline:
+            start = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = await asyncio.open_connection(parts.hostname, parts.port)
+                status, version = await asyncio.wait_for(_post(*conn, request), 30)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+                status, version = type(exc).__name__, None
+                if conn is not None:
+                    conn[1].close()
+                conn = None
+            records.append([time.time(), time.perf_counter() - start, status, version])
+        if conn is not None:
+            conn[1].close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return records
 
 
@@ -167,6 +196,10 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rows", type=int, default=10)
     ap.add_argument("--poll", type=float, default=1.0)
+    ap.add_argument("--loads", default="32x1,8x10",
+                    help="CLIENTSxROWS,... the throughput loads of (a)")
+    ap.add_argument("--max-batch-delay", type=float, metavar="MS",
+                    help="serve --max-batch-delay (default: serve's own; 0: no batching)")
     ap.add_argument("--keep", metavar="DIR")
     ap.add_argument("--load", help=argparse.SUPPRESS)
     ap.add_argument("--body", help=argparse.SUPPRESS)
@@ -182,16 +215,23 @@ def main() -> None:
         sys.path.insert(0, str(HERE.parents[1]))
         from dvc_monitor.kinds import kind_for
 
-        rows = kind_for("anomaly").sample_batch(5).head(args.rows)
-        features = [c for c in rows.columns if c != "is_fraud"]
-        body = root / "body.json"
-        body.write_text(json.dumps({"rows": rows[features].to_dict("records")}))
+        sample = kind_for("anomaly").sample_batch(5)
+        features = [c for c in sample.columns if c != "is_fraud"]
 
-        results = {}
+        def body_of(n: int) -> Path:
+            path = root / f"body-{n}.json"
+            path.write_text(json.dumps({"rows": sample[features].head(n).to_dict("records")}))
+            return path
+
+        loads = [tuple(int(x) for x in item.split("x")) for item in args.loads.split(",")]
+        serve_cmd = [str(BIN / "dvc-monitor"), "serve", f"{NAME}#prod", "--poll", "2"]
+        if args.max_batch_delay is not None:
+            serve_cmd += ["--max-batch-delay", str(args.max_batch_delay)]
+        results: dict = {}
         for label, cmd in (
             ("hand-written", [sys.executable, "-c", PLAIN_APP,
                               str(bench.repo / "models" / NAME / "model.skops")]),
-            ("serve", [str(BIN / "dvc-monitor"), "serve", f"{NAME}#prod", "--poll", "2"]),
+            ("serve", serve_cmd),
         ):
             port = free_port()
             full = cmd + ([str(port), ",".join(features)] if label == "hand-written"
@@ -199,20 +239,28 @@ def main() -> None:
             server = bench.start(full, port)
             try:
                 url = f"http://127.0.0.1:{port}/score"
-                run_load(url, body, 1.0, args.concurrency).communicate()  # warm up
-                out, _ = run_load(url, body, args.seconds, args.concurrency).communicate()
-                results[label] = summary(json.loads(out), args.seconds)
+                for clients, n in loads:
+                    body = body_of(n)
+                    run_load(url, body, 1.0, clients).communicate()  # warm up
+                    out, _ = run_load(url, body, args.seconds, clients).communicate()
+                    results[(clients, n, label)] = summary(json.loads(out), args.seconds)
             finally:
                 bench.stop(server)
 
-        print(f"\n(a) throughput: {args.concurrency} connections, {args.rows} rows per request, "
-              f"{args.seconds:g} s each")
-        print(f"    {'':14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
-        for label, r in results.items():
-            print(f"    {label:14}{r['rps']:9.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['failed']:8d}"
-                  + (f"  {r['reasons']}" if r["reasons"] else ""))
-        ratio = results["serve"]["rps"] / results["hand-written"]["rps"]
-        print(f"    serve / hand-written throughput: {ratio:.2f}x  (target >= 0.9)")
+        print(f"\n(a) throughput, {args.seconds:g} s per load and server")
+        for clients, n in loads:
+            print(f"  {clients} concurrent clients x {n}-row requests")
+            print(f"    {'':14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+            for label in ("hand-written", "serve"):
+                r = results[(clients, n, label)]
+                print(f"    {label:14}{r['rps']:9.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
+                      f"{r['failed']:8d}" + (f"  {r['reasons']}" if r["reasons"] else ""))
+            serve, plain = results[(clients, n, "serve")], results[(clients, n, "hand-written")]
+            print(f"    serve / hand-written: throughput {serve['rps'] / plain['rps']:.2f}x, "
+                  f"p50 {serve['p50_ms'] / plain['p50_ms']:.2f}x, "
+                  f"p99 {serve['p99_ms'] / plain['p99_ms']:.2f}x (latency: lower is better)")
+
+        body = body_of(args.rows)
 
         # (b) rollback under load
         port = free_port()

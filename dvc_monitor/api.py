@@ -232,6 +232,21 @@ class Defaults(JsonValue):
         return DEFAULT_MAX_BODY
 
     @property
+    def max_batch_delay(self) -> float:
+        """``serve --max-batch-delay``: milliseconds a request may wait to be scored
+        together with concurrent ones (0: no batching)."""
+        from dvc_monitor.production.server import DEFAULT_MAX_BATCH_DELAY
+
+        return DEFAULT_MAX_BATCH_DELAY
+
+    @property
+    def max_batch_rows(self) -> int:
+        """``serve --max-batch-rows``: rows scored in one model call, at most."""
+        from dvc_monitor.production.server import DEFAULT_MAX_BATCH_ROWS
+
+        return DEFAULT_MAX_BATCH_ROWS
+
+    @property
     def watch_window(self) -> int:
         """``serve --window``: rows per live window of ``serve --watch``."""
         from dvc_monitor.production.watching import DEFAULT_WATCH_WINDOW
@@ -241,6 +256,7 @@ class Defaults(JsonValue):
     def to_json(self) -> dict:
         return {"keep_last": self.keep_last, "host": self.host, "port": self.port,
                 "poll": self.poll, "max_body": self.max_body,
+                "max_batch_delay": self.max_batch_delay, "max_batch_rows": self.max_batch_rows,
                 "watch_window": self.watch_window}
 
 
@@ -762,12 +778,14 @@ def score(repo: Repository, ref: str, input: str, *,  # noqa: A002 - the INPUT a
 
 def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | None = None,
           poll: float | None = None, workers: int = 1, max_body: int | None = None,
+          max_batch_delay: float | None = None, max_batch_rows: int | None = None,
           watch: bool = False, window: int | None = None, auto_rollback: bool = False,
           cache_dir: str | Path | None = None,
           info: Callable[[str], None] | None = None) -> Served:
     """Serve ``ref``'s model over HTTP (a repository path or git URL), following the
     stage, until SIGTERM or SIGINT; ``info`` gets the warnings and the serving line.
-    Unset options take ``defaults()``.
+    Concurrent requests are scored together, each waiting at most ``max_batch_delay``
+    milliseconds for others (0: no batching). Unset options take ``defaults()``.
 
     Example::
 
@@ -779,7 +797,11 @@ def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | No
     return serve_ref(repo, ref, host=d.host if host is None else host,
                      port=d.port if port is None else port,
                      poll=d.poll if poll is None else poll, workers=workers,
-                     max_body=d.max_body if max_body is None else max_body, watch=watch,
+                     max_body=d.max_body if max_body is None else max_body,
+                     max_batch_delay=d.max_batch_delay if max_batch_delay is None
+                     else max_batch_delay,
+                     max_batch_rows=d.max_batch_rows if max_batch_rows is None
+                     else max_batch_rows, watch=watch,
                      window=window, auto_rollback=auto_rollback, cache_dir=cache_dir, info=info)
 
 

@@ -47,6 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="worker processes (default 1); each follows the stage itself")
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, metavar="BYTES",
                    help=f"largest request body accepted (default {DEFAULT_MAX_BODY})")
+    p.add_argument("--max-batch-delay", type=float, default=defaults.max_batch_delay,
+                   metavar="MS",
+                   help="milliseconds a request may wait to be scored in one model call with "
+                        "concurrent requests; a request on an idle server never waits "
+                        f"(default {defaults.max_batch_delay:g}; 0: no batching)")
+    p.add_argument("--max-batch-rows", type=int, default=defaults.max_batch_rows,
+                   metavar="ROWS",
+                   help=f"rows scored in one model call, at most (default "
+                        f"{defaults.max_batch_rows})")
     DEFAULT_WATCH_WINDOW = defaults.watch_window
 
     p.add_argument("--watch", action="store_true",
@@ -92,7 +101,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from dvc_monitor.cli.output import info
 
     api.serve(args.registry or args.repo, args.ref, host=args.host, port=args.port,
-              poll=args.poll, workers=args.workers, max_body=args.max_body, watch=args.watch,
+              poll=args.poll, workers=args.workers, max_body=args.max_body,
+              max_batch_delay=args.max_batch_delay, max_batch_rows=args.max_batch_rows,
+              watch=args.watch,
               window=args.window, auto_rollback=args.auto_rollback, cache_dir=args.cache_dir,
               info=info)
     return 0

@@ -105,8 +105,14 @@ def _json_shown(value) -> str:
 
 def score_frame(loaded: "LoadedModel", df: "pd.DataFrame", source: str) -> Scores:
     """Check ``df`` against the model's schema and score every row."""
-    return score_fitted(loaded, fit_rows(loaded.spec, loaded.config, df, source,
-                                         f"{loaded.ref} ({loaded.kind})"))
+    return score_fitted(loaded, fit_model_rows(loaded, df, source))
+
+
+def fit_model_rows(loaded: "LoadedModel", rows: Any, source: str) -> "pd.DataFrame":
+    """``rows`` (a DataFrame or a list of row objects) checked against ``loaded``'s
+    schema: the numeric rows ``score_fitted`` scores (``SchemaError`` when they do not fit)."""
+    return fit_rows(loaded.spec, loaded.config, to_frame(rows, source), source,
+                    f"{loaded.ref} ({loaded.kind})")
 
 
 def fit_rows(kind: "str | Kind", config, df: "pd.DataFrame", source: str,
@@ -149,6 +155,33 @@ def score_fitted(loaded: "LoadedModel", rows: "pd.DataFrame") -> Scores:
     results = spec.results(scored.frame, rows)
     seen = ~np.isnan(scored.score)  # a row without its actual value has no score
     return Scores(results, scored.score[seen], scored.alert[seen])
+
+
+def score_fitted_many(loaded: "LoadedModel", frames: "list[pd.DataFrame]") -> list[Scores]:
+    """Score several requests' checked rows (``fit_rows``) in one model call and split
+    the results back: one ``Scores`` per frame, in order. Only for a kind that scores each
+    row on its own (``needs_history`` False): its frame has one row per input row."""
+    import numpy as np
+    import pandas as pd
+
+    from dvc_monitor.evaluation.scoring import score_rows
+
+    if len(frames) == 1:
+        return [score_fitted(loaded, frames[0])]
+    spec = loaded.spec
+    rows = pd.concat(frames, ignore_index=True)
+    scored = score_rows(spec, loaded.model, loaded.config, rows)
+    if len(scored.frame) != len(rows):  # not one result per row: score them apart
+        return [score_fitted(loaded, frame) for frame in frames]
+    results = spec.results(scored.frame, rows)
+    out, start = [], 0
+    for frame in frames:
+        end = start + len(frame)
+        score, alert = scored.score[start:end], scored.alert[start:end]
+        seen = ~np.isnan(score)
+        out.append(Scores(results[start:end], score[seen], alert[seen]))
+        start = end
+    return out
 
 
 def _numeric_fast(df: "pd.DataFrame", features: list[str]) -> "pd.DataFrame | None":

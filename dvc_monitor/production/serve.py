@@ -13,7 +13,8 @@ from typing import Callable
 
 from dvc_monitor.errors import UsageError
 from dvc_monitor.production.server import (
-    DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_POLL, DEFAULT_PORT, LOCAL_HOSTS,
+    DEFAULT_HOST, DEFAULT_MAX_BATCH_DELAY, DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_BODY,
+    DEFAULT_POLL, DEFAULT_PORT, LOCAL_HOSTS,
 )
 
 __all__ = ["Served", "serve_ref"]
@@ -33,8 +34,12 @@ class Served:
 
 
 def _check_options(poll: float, workers: int, max_body: int, port: int, watching: bool,
-                   window: int) -> None:
+                   window: int, max_batch_delay: float, max_batch_rows: int) -> None:
     """A one-line ``UsageError`` for options no service can run with."""
+    if not 0 <= max_batch_delay <= 1000 or max_batch_rows < 1:
+        raise UsageError("--max-batch-delay must be 0-1000 milliseconds (0: no batching) "
+                         f"and --max-batch-rows at least 1, got {max_batch_delay:g} and "
+                         f"{max_batch_rows}")
     if poll <= 0 or workers < 1 or max_body < 1 or not 0 <= port < 65536:
         raise UsageError("--poll, --workers and --max-body must be positive and --port in 0-65535")
     if watching and window < 1:
@@ -43,6 +48,8 @@ def _check_options(poll: float, workers: int, max_body: int, port: int, watching
 
 def serve_ref(repo: str | Path, ref: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
               poll: float = DEFAULT_POLL, workers: int = 1, max_body: int = DEFAULT_MAX_BODY,
+              max_batch_delay: float = DEFAULT_MAX_BATCH_DELAY,
+              max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
               watch: bool = False, window: int | None = None, auto_rollback: bool = False,
               cache_dir: str | Path | None = None,
               info: Callable[[str], None] | None = None) -> Served:
@@ -55,14 +62,16 @@ def serve_ref(repo: str | Path, ref: str, *, host: str = DEFAULT_HOST, port: int
     say = info or (lambda _line: None)
     window = DEFAULT_WATCH_WINDOW if window is None else window
     watching = watch or auto_rollback
-    _check_options(poll, workers, max_body, port, watching, window)
+    _check_options(poll, workers, max_body, port, watching, window, max_batch_delay,
+                   max_batch_rows)
     remote = is_url(repo)
     stage = watch_stage(ref, auto_rollback, remote, workers)
     root = open_repo(repo, cache_dir)
     first = load_ref(ref, root)
     settings = ServeSettings(ref=ref, root=str(root), is_url=remote, poll=poll,
                              max_body=max_body, watch_window=window if watching else None,
-                             watch_stage=stage)
+                             watch_stage=stage, max_batch_delay=max_batch_delay,
+                             max_batch_rows=max_batch_rows)
     if stage:
         say(f"dvc-monitor: warning: --auto-rollback lets live traffic change this repository: "
             f"an alarm on the requests can roll {stage} back (a commit and a tag); at most "

@@ -21,7 +21,8 @@ app: no global state); the Open Inference Protocol (V2: ``GET /v2``,
 (``POST /invocations``, ``GET /ping``). Each protocol's bodies are read and written by
 ``protocols``, and errors come in its own shape; all of them score through one path
 (``_Service.score``): the same schema checks, model, metrics, live watch and
-``X-Model-Version`` header.
+``X-Model-Version`` header. Concurrent requests' checked rows are scored together in one
+model call (``batching.Batcher``; ``--max-batch-delay``, ``--max-batch-rows``).
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ from dvc_monitor.errors import DvcMonitorError
 from dvc_monitor.production.loader import LoadedModel, fetch_registry, load_version, resolve
 from dvc_monitor.production import protocols
 from dvc_monitor.production.protocols import ProtocolError, cap
-from dvc_monitor.production.scoring import select_columns
+from dvc_monitor.production.scoring import fit_model_rows, score_fitted_many, select_columns
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dvc_monitor.production.scoring import Scores
 
 DEFAULT_HOST = "127.0.0.1"
@@ -58,6 +61,8 @@ ROUTES = ("POST /score, GET /health, GET /ready, GET /version, GET /metrics, POS
 RETRY_MAX = 60.0  # seconds between two tries of a refused version, at most
 SCORING_THREADS = 4  # requests parsed and scored at once; the others wait their turn
 CLIENT_CLOSED = 499  # the status counted for a client that hung up before its body ended
+DEFAULT_MAX_BATCH_DELAY = 2.0  # milliseconds a request may wait for others to batch with
+DEFAULT_MAX_BATCH_ROWS = 4096  # rows scored in one model call, at most
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class ServeSettings:
     window: int = DEFAULT_WINDOW
     watch_window: int | None = None  # serve --watch: rows per live window
     watch_stage: str | None = None  # serve --auto-rollback: the stage it may roll back
+    max_batch_delay: float = DEFAULT_MAX_BATCH_DELAY  # milliseconds; 0: no batching
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,13 @@ class Metrics:
                                      "Mean score in the last scored rows (anomaly score, forecast "
                                      "error over interval half-width, risk probability)",
                                      ["model", "kind"], registry=r)
+        self.batch_rows = Histogram("dvc_monitor_batch_rows",
+                                    "Rows scored in one model call (serve batches concurrent "
+                                    "requests)", registry=r,
+                                    buckets=tuple(2 ** i for i in range(13)))
+        self.batch_requests = Histogram("dvc_monitor_batch_requests",
+                                        "Requests scored in one model call", registry=r,
+                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
         self.live_rows = Gauge("dvc_monitor_live_window_rows", "Rows in the live window",
                                ["model", "kind"], registry=r)
         self._window: collections.deque = collections.deque(maxlen=window)
@@ -358,13 +372,28 @@ def check_and_score(loaded: LoadedModel, rows, source: str) -> tuple[object, "Sc
     worker thread). ``rows``: a list of JSON row objects, a DataFrame, or a function of
     the model that parses a body into one of them. Returns the rows the live watch sees
     (the model's columns) and the scores; ``ProtocolError`` for a bad body."""
+    kept, fitted = check_rows(loaded, rows, source)
+    return kept, score_batch(loaded, [fitted])[0]
+
+
+def check_rows(loaded: LoadedModel, rows, source: str) -> tuple[object, "pd.DataFrame"]:
+    """``check_and_score`` without the scoring: the rows the live watch sees and the
+    checked numeric rows (``scoring.fit_rows``); ``ProtocolError`` for a bad body."""
     try:
         if callable(rows):
             rows = rows(loaded)
         if isinstance(rows, list):
             rows = select_columns(rows, loaded.config, source)
-        return rows, loaded.score_detail(rows, source)
+        return rows, fit_model_rows(loaded, rows, source)
     except DvcMonitorError as exc:  # SchemaError: a missing or non-numeric column
+        raise ProtocolError(422, str(exc)) from None
+
+
+def score_batch(loaded: LoadedModel, frames: list) -> list:
+    """The ``Scores`` of each request's checked rows, scored in one model call."""
+    try:
+        return score_fitted_many(loaded, frames)
+    except DvcMonitorError as exc:
         raise ProtocolError(422, str(exc)) from None
 
 
@@ -435,6 +464,7 @@ class _Service:
                                   lambda: self.follower.current, stage=settings.watch_stage)
             self.live.prepare(first)  # bad watch: rules fail here, before the server starts
         self.limiters: list = []  # the scoring threads' limiter, made in the event loop
+        self.batchers: list = []  # the batcher, made in the event loop (none: delay 0)
 
     async def score(self, rows, source: str = "the request") -> tuple[LoadedModel, "Scores"]:
         """Score a request's rows on the served model: the one scoring path of every
@@ -449,12 +479,46 @@ class _Service:
         if not self.limiters:
             self.limiters.append(anyio.CapacityLimiter(SCORING_THREADS))
         loaded = self.follower.current  # read once: this request's model
-        kept, scores = await anyio.to_thread.run_sync(check_and_score, loaded, rows, source,
-                                                       limiter=self.limiters[0])
+        batcher = self._batcher(loaded)
+        if batcher is None:
+            kept, scores = await anyio.to_thread.run_sync(check_and_score, loaded, rows,
+                                                           source, limiter=self.limiters[0])
+        else:  # rows checked alone (a bad request fails alone), then scored in a batch
+            batcher.expect()
+            try:
+                kept, fitted = await anyio.to_thread.run_sync(check_rows, loaded, rows, source,
+                                                               limiter=self.limiters[0])
+            except BaseException:
+                batcher.forget()
+                raise
+            scores = await batcher.submit(loaded, fitted, len(fitted))
         self.metrics.observe_rows(loaded, scores.score, scores.alert)
         if self.live is not None:
             self.live.add(loaded, _watched_rows(loaded, kept))
         return loaded, scores
+
+
+    def _batcher(self, loaded: LoadedModel):
+        """The batcher, or None: batching off (``--max-batch-delay 0``), or a kind whose
+        rows are scored from the rows before them (a forecast: never mixed)."""
+        if self.settings.max_batch_delay <= 0 or loaded.spec.needs_history:
+            return None
+        if not self.batchers:
+            from dvc_monitor.production.batching import Batcher
+
+            self.batchers.append(Batcher(self._score_batch, self.settings.max_batch_delay / 1000,
+                                         self.settings.max_batch_rows))
+        return self.batchers[0]
+
+    async def _score_batch(self, loaded: LoadedModel, frames: list) -> list:
+        """Score the checked rows of several requests in one model call (worker thread)."""
+        import anyio.to_thread
+
+        scores = await anyio.to_thread.run_sync(score_batch, loaded, frames,
+                                                limiter=self.limiters[0])
+        self.metrics.batch_rows.observe(sum(len(frame) for frame in frames))
+        self.metrics.batch_requests.observe(len(frames))
+        return scores
 
 
 def _version_header(loaded: LoadedModel) -> dict:
