@@ -89,3 +89,25 @@ def test_if_better_promotes_only_after_enough_passing_windows_and_the_gate(loop_
     assert event["meta"]["if_better"]["window_names"] == [w["window"] for w in done["windows"]]
     assert "if-better: passed every watch rule on 4 shadowed" in repo.dm("history",
                                                                          ANOMALY).stdout
+
+
+def test_if_better_promotes_a_proven_candidate_to_prod(loop_copy, retrained):
+    """v1.1.0 (one more batch of ordinary data) shadows prod on ordinary live windows and
+    passes every rule on each; its gate against v1.0.0 passes: it takes prod."""
+    from tests.support.monitoring import release
+    from tests.support.repos import new_version
+
+    repo = loop_copy
+    new_version(repo, repo.path.parent, ANOMALY, "anomaly", batch=4)
+    release(repo, ANOMALY, "v1.1.0")
+    _, results = shadow(repo, "v1.1.0", retrained.normal)
+    assert len(results) == 3 and not any(r.breached for r in results)
+    proc = repo.dm("promote", ANOMALY, "v1.1.0", "--stage", "prod", "--if-better")
+    assert "passed every watch rule on its last 3 shadowed window(s) and the gate against " \
+           "v1.0.0" in proc.stdout
+    assert f"Promoted {ANOMALY} v1.1.0 to prod" in proc.stdout
+    stages = {v["version"]: v["stages"] for v in repo.json("versions", ANOMALY)}
+    assert stages["v1.1.0"] == ["prod"] and stages["v1.0.0"] == []
+    assert_agrees_with_gto(repo, ANOMALY)
+    event = repo.json("history", ANOMALY)[-1]
+    assert event["meta"]["if_better"]["gate"] == {"passed": True, "base": "v1.0.0"}
