@@ -94,6 +94,8 @@ _PRIORITY = MappingProxyType(
         Action.SHADOW: 7,
     }
 )
+# the actions GTO knows (a shadow verdict is ours alone)
+GTO_ACTIONS = frozenset(a for a in Action if a is not Action.SHADOW)
 _VERSION_ACTIONS = frozenset({Action.REGISTER, Action.DEREGISTER, Action.SHADOW})
 _STAGE_ACTIONS = frozenset({Action.ASSIGN, Action.UNASSIGN})
 

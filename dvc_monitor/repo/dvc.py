@@ -96,11 +96,15 @@ def repro(root: str | Path, targets: list[str] | None = None, force: bool = Fals
 def repro_at(root: str | Path, targets: list[str]) -> None:
     """``dvc repro TARGETS`` as its own process in ``root``: for a repository other than
     the one this process works in (DVC reads some paths relative to the current folder)."""
+    import os
     import subprocess
     import sys
 
+    # the stages' commands (dvc-monitor stage ...) from this installation first
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "-q", *targets], cwd=root,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("ERROR")] or lines or ["no output"]
