@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import BIN, env_for  # noqa: E402
+from benchlib import anomaly_in_prod  # noqa: E402
 
 NAME = "fraud-detector"
 
@@ -38,25 +38,9 @@ def build(root: Path) -> tuple[Path, Path]:
     from dvc_monitor.kinds import kind_for
     from dvc_monitor.model.data import write_batch
 
-    repo = root / "repo"
-    repo.mkdir(parents=True)
-    (root / "home").mkdir()
-    env = env_for(root / "home")
-
-    def sh(*args: str) -> None:
-        subprocess.run(list(args), cwd=repo, env=env, check=True, capture_output=True)
-
-    dm = str(BIN / "dvc-monitor")
-    sh("git", "init", "-q", "-b", "main")
-    sh("git", "config", "user.name", "Bench")
+    repo, sh = anomaly_in_prod(root, NAME)
+    sh("git", "config", "user.name", "Bench")  # for the commits made in this process
     sh("git", "config", "user.email", "bench@example.com")
-    sh(dm, "init", "--template", "anomaly", "--name", NAME, "--sample-data",
-       "--remote", str(root / "remote"))
-    sh(str(BIN / "dvc"), "repro", f"models/{NAME}/dvc.yaml")
-    sh("git", "add", "-A")
-    sh("git", "commit", "-q", "-m", "v1.0.0")
-    sh(dm, "register", NAME, "--version", "v1.0.0")
-    sh(dm, "promote", NAME, "v1.0.0", "--stage", "prod")
     live = root / "live"
     live.mkdir()
     for i in range(3):
