@@ -107,10 +107,11 @@ def retrain_candidate(root: str | Path, result: "WatchResult", windows: Sequence
     name = result.name
     reg = Registry.load(git.root)
     commit = reg.resolve(name, base.version).commit
-    branch = branch_name(name)
+    branch = stem = branch_name(name)
+    n = 1
     while git.ok("rev-parse", "-q", "--verify", f"refs/heads/{branch}"):
-        time.sleep(0.2)  # one second later: a new name  # pragma: no cover
-        branch = branch_name(name)
+        n += 1  # two retrains within a second
+        branch = f"{stem}-{n}"
     timings: dict[str, float] = {}
     folder = Path(tempfile.mkdtemp(prefix="dvc-monitor-retrain-"))
     work = folder / "work"

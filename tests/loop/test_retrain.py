@@ -83,7 +83,7 @@ def test_the_review_compares_the_candidate_with_the_holder(retrained):
     assert gto(retrained.repo, "history", ANOMALY).returncode == 0
 
 
-def test_text_output_says_what_it_did_and_the_next_command(loop_copy, retrained):
+def test_the_candidate_stage_may_not_be_the_watched_one(loop_copy, retrained):
     proc = loop_copy.dm("watch", f"{ANOMALY}#prod", "--data", str(retrained.live),
                         "--retrain", "--candidate-stage", "prod", check=False)
     assert proc.returncode == 2 and "must not be the watched stage prod" in proc.stderr
