@@ -98,7 +98,9 @@ def retrain_candidate(root: str | Path, result: "WatchResult", windows: Sequence
     markdown file (default: ``.git/dvc-monitor/retrain/NAME-VERSION/report.md``)."""
     from dvc_monitor.names import validate_stage_name
     from dvc_monitor.registry.state import Registry
+    from dvc_monitor.registry.writes import promote, register
     from dvc_monitor.repo.git import GitRepo
+    from dvc_monitor.repo.locking import repo_lock
 
     say = progress or (lambda _m: None)
     validate_stage_name(stage)
@@ -134,18 +136,21 @@ def retrain_candidate(root: str | Path, result: "WatchResult", windows: Sequence
         tick = time.perf_counter()
         new_commit = _commit(work, name, base.version, result)
         step = "registering the candidate"
-        registered = _register(git.root, work, name, stage, _block(result, base, partition, rows,
-                                                                   branch))
+        block = _block(result, base, partition, rows, branch)
+        with repo_lock(git.root, "retrain"):  # the worktree's own lock is another file
+            registered = register(work, name, extra_meta=block).version
+            step = f"assigning {stage} to {registered}"
+            promote(work, name, registered, stage, extra_meta=block)
         timings["register"] = time.perf_counter() - tick
         say(f"Registered {name} {registered} ({new_commit[:7]}) in {stage}")
     except BaseException as exc:
         if registered is None:
             _drop_branch(git, work, branch)
-        else:  # pragma: no cover - the tags are written last
+        else:
             _remove_worktree(git, work)
         shutil.rmtree(folder, ignore_errors=True)
         if isinstance(exc, Exception):
-            raise _failure(name, step, exc, result) from None
+            raise _failure(name, step, exc, result, registered, branch) from None
         raise
     _remove_worktree(git, work)
     shutil.rmtree(folder, ignore_errors=True)
@@ -217,18 +222,6 @@ def _block(result: "WatchResult", base: "Subject", partition: str, rows: int,
     }}
 
 
-def _register(root: Path, work: Path, name: str, stage: str, block: dict) -> str:
-    """Register the worktree's HEAD and assign it ``stage``, under the repository's lock
-    (the worktree's own lock is another file)."""
-    from dvc_monitor.registry.writes import promote, register
-    from dvc_monitor.repo.locking import repo_lock
-
-    with repo_lock(root, "retrain"):
-        mv = register(work, name, extra_meta=block)
-        promote(work, name, mv.version, stage, extra_meta=block)
-    return mv.version
-
-
 def _review(root: Path, result: "WatchResult", windows: Sequence["Window"],
             rules: "WatchRules", base: "Subject", version: str, commit: str, labels: str | None, output: str | Path | None,
             plots: bool, say: Callable[[str], None]):
@@ -289,8 +282,13 @@ def _drop_branch(git, work: Path, branch: str) -> None:
     git.run("branch", "-D", branch, check=False)
 
 
-def _failure(name: str, step: str, exc: Exception, result: "WatchResult") -> RetrainFailed:
+def _failure(name: str, step: str, exc: Exception, result: "WatchResult",
+             registered: str | None, branch: str) -> RetrainFailed:
     why = one_line(str(exc), 400)
+    if registered is not None:
+        return RetrainFailed(f"retrain of {name} registered {registered} (branch {branch}) but "
+                             f"failed while {step}: {why}; run 'dvc-monitor promote {name} "
+                             f"{registered} --stage STAGE' once that is fixed")
     failed = RetrainFailed(f"retrain of {name} failed while {step}: {why}; nothing was "
                            f"registered and the repository is as it was; fix that, then run "
                            f"'dvc-monitor watch {name}@{result.version} --data ... --retrain' "
