@@ -24,3 +24,29 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
         GIT_CONFIG_NOSYSTEM="1", PYTHONWARNINGS="ignore", **extra,
     )
     return env
+
+
+def anomaly_in_prod(root: Path, name: str):
+    """A repository at ``root/repo`` with the anomaly template's model ``name`` trained,
+    committed, registered v1.0.0 and in prod; returns (repo, ``sh(*args)``: a command
+    run there as a user runs it)."""
+    import subprocess
+
+    repo = root / "repo"
+    repo.mkdir(parents=True)
+    (root / "home").mkdir()
+    env = env_for(root / "home")
+
+    def sh(*args: str) -> None:
+        subprocess.run(list(args), cwd=repo, env=env, check=True, capture_output=True)
+
+    dm = str(BIN / "dvc-monitor")
+    sh("git", "init", "-q", "-b", "main")
+    sh(dm, "init", "--template", "anomaly", "--name", name, "--sample-data",
+       "--remote", str(root / "remote"))
+    sh(str(BIN / "dvc"), "repro", f"models/{name}/dvc.yaml")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-q", "-m", "v1.0.0")
+    sh(dm, "register", name, "--version", "v1.0.0")
+    sh(dm, "promote", name, "v1.0.0", "--stage", "prod")
+    return repo, sh

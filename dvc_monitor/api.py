@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from dvc_monitor.model.ingest import IngestRecovery, IngestResult
     from dvc_monitor.model.scaffold import InitResult
     from dvc_monitor.model.trainer import TrainerStatus
+    from dvc_monitor.monitoring.promotion import Promotion
+    from dvc_monitor.monitoring.results import WindowResult
+    from dvc_monitor.monitoring.rules import WatchRules
     from dvc_monitor.monitoring.watch import WatchResult
     from dvc_monitor.production.batch import BatchScore
     from dvc_monitor.production.loader import LoadedModel
@@ -64,13 +67,14 @@ __all__ = [
     "trainer", "stage",
     # more for scripts and CI jobs
     "load_model", "identity_from_lock", "tag_info_env", "recover_interrupted",
-    "recover_ingest", "installed_trainer", "defaults",
+    "recover_ingest", "installed_trainer", "defaults", "promote_if_better",
+    "record_shadow_verdict",
     # results defined here
     "Listed", "Unassigned", "Comparison", "StageRun", "DemoRun", "Defaults",
     # results defined elsewhere, re-exported
     "AdoptResult", "BatchScore", "CheckResult", "CompareResult", "Event", "GateResult", "GcResult",
     "IngestRecovery", "IngestResult", "InitResult", "Listing", "LoadedModel", "ModelDiff",
-    "ModelVersion", "PublishError", "PushResult", "RecoveryResult", "Report",
+    "ModelVersion", "Promotion", "PublishError", "PushResult", "RecoveryResult", "Report",
     "RollbackResult", "Served", "SyncResult", "TagInfo", "TrainerStatus", "VersionIdentity",
     "WatchResult",
 ]
@@ -84,7 +88,8 @@ _TYPES = {
     "IngestRecovery": "model.ingest", "IngestResult": "model.ingest",
     "InitResult": "model.scaffold", "Listing": "registry.snapshot",
     "LoadedModel": "production.loader", "ModelDiff": "registry.diff",
-    "ModelVersion": "registry.values", "PublishError": "registry.publish",
+    "ModelVersion": "registry.values", "Promotion": "monitoring.promotion",
+    "PublishError": "registry.publish",
     "PushResult": "registry.publish", "RecoveryResult": "rollback.journal",
     "Report": "review.report", "RollbackResult": "rollback.transaction",
     "Served": "production.serve", "SyncResult": "registry.publish",
@@ -742,20 +747,62 @@ def defaults() -> Defaults:
 def watch(repo: Repository, ref: str, data: str | Path, *,
           window: int | None = None, labels: str | None = None, rollback: bool = False,
           output: str | Path | None = None, no_plots: bool = False,
-          progress: Callable[[str], None] | None = None) -> WatchResult:
+          progress: Callable[[str], None] | None = None, retrain: bool = False,
+          candidate_stage: str = "staging",
+          retrain_report: str | Path | None = None) -> WatchResult:
     """Measure live data windows (a CSV file, or a folder of them) with the version
     ``ref`` names against its reference and decide ok / rollback / retrain / hold;
-    ``rollback`` acts on a rollback decision.
+    ``rollback`` acts on a rollback decision. ``retrain`` acts on a retrain decision: a
+    candidate trained on the live windows, on a branch of its own, registered in
+    ``candidate_stage`` and reviewed (``result.retrained``); the current branch and the
+    watched stage are not touched.
 
     Example::
 
         result = api.watch("repo", "fraud-detector#prod", "live/", window=1000)
         print(result.decision, result.target)
+        made = api.watch("repo", "fraud-detector#prod", "live/", retrain=True).retrained
     """
     from dvc_monitor.monitoring.watch import watch as run
 
     return run(repo, ref, data, window=window, labels=labels, rollback=rollback,
-               output=output, plots=not no_plots, progress=progress)
+               output=output, plots=not no_plots, progress=progress, retrain=retrain,
+               candidate_stage=candidate_stage, retrain_report=retrain_report)
+
+
+def promote_if_better(repo: Repository, name: str, version: str, stage: str, *,
+                      windows: int = 3, message: str | None = None) -> Promotion:
+    """Promote ``version`` to ``stage`` only when its shadow verdicts show it passed every
+    ``watch:`` rule on its last ``windows`` shadowed live windows and the gate against the
+    stage's holder passes; otherwise raise ``NotProven`` (exit 7) or ``GateFailed`` (5)
+    with the evidence, and write nothing.
+
+    Example::
+
+        api.promote_if_better("repo", "fraud-detector", "v1.3.0", "prod", windows=5)
+    """
+    from dvc_monitor.monitoring.promotion import promote_if_better as run
+
+    return run(_root(repo), name, version, stage, windows=windows, message=message)
+
+
+def record_shadow_verdict(repo: Repository, name: str, version: str,
+                          windows: list[WindowResult], rules: "WatchRules", *,
+                          holder: str | None = None, stage: str | None = None,
+                          source: str = "api") -> Event:
+    """Record ``version``'s results on live windows it shadowed (``shadow_windows``) as a
+    shadow verdict tag (``NAME@vX.Y.Z@shadow#N``; GTO skips it), the evidence
+    ``promote_if_better`` reads.
+
+    Example::
+
+        api.record_shadow_verdict("repo", "fraud-detector", "v1.3.0", results, rules,
+                                  holder="v1.2.0", stage="prod")
+    """
+    from dvc_monitor.monitoring.shadow import record_shadow_verdict as run
+
+    return run(_root(repo), name, version, windows, rules, holder=holder, stage=stage,
+               source=source)
 
 
 def score(repo: Repository, ref: str, input: str, *,  # noqa: A002 - the INPUT argument

@@ -7,7 +7,7 @@ nothing below the CLI prints errors or calls ``sys.exit``. The exit codes
 0 success; 1 error (git or DVC failed, a rollback failed and was undone, a bug);
 2 usage (bad name, flag, revision or path); 3 not found (model, version, repository);
 4 refused (dirty tree, stale pipeline, bad data, unsafe model, locked, would clobber);
-5 gate failed; 6 gate undecided; 130 interrupted (the command was undone).
+5 gate failed; 6 gate undecided; 7 not proven (``promote --if-better``); 130 interrupted (the command was undone).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ EXIT_NOT_FOUND = 3
 EXIT_REFUSED = 4
 EXIT_GATE_FAILED = 5
 EXIT_GATE_UNDECIDED = 6
+EXIT_NOT_PROVEN = 7
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = (
@@ -60,6 +61,7 @@ EXIT_CODES = (
     (EXIT_REFUSED, "refused: dirty tree, stale pipeline, bad data, unsafe model, locked"),
     (EXIT_GATE_FAILED, "gate failed: a metric regressed beyond its threshold"),
     (EXIT_GATE_UNDECIDED, "gate undecided: the gate could not be evaluated"),
+    (EXIT_NOT_PROVEN, "not proven: too few shadowed live windows passed every watch rule"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C, SIGTERM); the command was undone"),
 )
 
@@ -172,6 +174,17 @@ class GateUndecided(DvcMonitorError):
     dvc-monitor did not train): neither pass nor fail."""
 
     exit_code = EXIT_GATE_UNDECIDED
+
+
+class NotProven(DvcMonitorError):
+    """``promote --if-better``: the candidate has not passed every ``watch:`` rule on enough
+    shadowed live windows."""
+
+    exit_code = EXIT_NOT_PROVEN
+
+
+class RetrainFailed(DvcMonitorError):
+    """``watch --retrain`` could not make a candidate (the repository is as it was)."""
 
 
 class TrainerMismatch(DvcMonitorError):

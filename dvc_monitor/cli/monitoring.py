@@ -23,6 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rollback", action="store_true",
                    help="when the decision is rollback, roll the stage back to the target "
                         "(atomic and verified, like 'dvc-monitor rollback --stage')")
+    p.add_argument("--retrain", action="store_true",
+                   help="when the decision is retrain: ingest the live windows on a new branch "
+                        "(dvc-monitor/retrain/NAME/TIME, in a separate worktree), dvc repro, "
+                        "commit, register the candidate in --candidate-stage and review it; "
+                        "your branch and the watched stage are not touched")
+    p.add_argument("--candidate-stage", metavar="STAGE", default="staging",
+                   help="with --retrain: the stage the candidate is assigned (default staging)")
+    p.add_argument("--retrain-report", metavar="REPORT.md",
+                   help="with --retrain: where the candidate's review goes (default: under "
+                        ".git/dvc-monitor/retrain/)")
     p.add_argument("-o", "--output", metavar="REPORT.md",
                    help="write a markdown report and PNG plots next to it")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots in the report")
@@ -38,7 +48,9 @@ def run_watch(args: argparse.Namespace) -> int:
     try:
         result = api.watch(args.repo, args.ref, args.data, window=args.window,
                            labels=args.labels, rollback=args.rollback, output=args.output,
-                           no_plots=args.no_plots, progress=info)
+                           no_plots=args.no_plots, progress=info, retrain=args.retrain,
+                           candidate_stage=args.candidate_stage,
+                           retrain_report=args.retrain_report)
     except WatchActionFailed as exc:
         _show(exc.result, args)
         raise
@@ -74,10 +86,26 @@ def _show(result, args: argparse.Namespace) -> None:
             from dvc_monitor.cli.rollback import print_proof
 
             print_proof(result.rollback)
+        if result.retrained:
+            _show_retrained(result.retrained)
     for note in result.notes:
         info(f"note: {note}")
     if args.output:
         info(f"Wrote {args.output}")
+
+
+def _show_retrained(r: dict) -> None:
+    print(f"Retrained: {r['name']} {r['version']} ({r['commit'][:7]}) on branch {r['branch']}, "
+          f"from {r['base_version']} plus {r['rows']} live rows ({r['partition']}); "
+          f"registered in {r['stage']}")
+    print(f"  on the live windows: passes every rule on {r['passed']} of {r['judged']}")
+    gate = r["gate"]
+    if gate is not None:
+        print(f"  gate against {r['base_version']}: "
+              + ("passes" if gate["passed"] else "fails: " + "; ".join(
+                  c["detail"] for c in gate["checks"] if c["status"] == "fail")))
+    print(f"  report: {r['report']}")
+    print(f"Next: shadow it on live traffic, then: {r['next']}")
 
 
 def _fmt(x) -> str:

@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION", help="vX.Y.Z, latest or a version id")
     p.add_argument("--stage", required=True, metavar="STAGE")
+    p.add_argument("--if-better", action="store_true",
+                   help="only when its shadow verdicts show it passed every watch: rule on "
+                        "its last N shadowed live windows and the gate against the stage's "
+                        "holder passes; otherwise exit 7 (or 5: gate) with the evidence")
+    p.add_argument("--windows", type=int, metavar="N", default=None,
+                   help="with --if-better: shadowed live windows needed (default 3)")
     p.add_argument("-m", "--message")
     p.add_argument("--json", action="store_true")
     add_push_options(p)
@@ -130,7 +136,27 @@ def run_register(args: argparse.Namespace) -> int:
 
 def run_promote(args: argparse.Namespace) -> int:
     from dvc_monitor import api
+    from dvc_monitor.errors import UsageError
 
+    if args.if_better:
+        done = api.promote_if_better(args.repo, args.name, args.version, args.stage,
+                                     windows=3 if args.windows is None else args.windows,
+                                     message=args.message)
+        if args.json:
+            from dvc_monitor.cli.output import print_json
+
+            print_json(done)
+        else:
+            gate = (f" and the gate against {done.previous}" if done.gate is not None
+                    else " (no holder of the stage: no gate to run)")
+            print(f"{done.name} {done.version} passed every watch rule on its last "
+                  f"{len(done.windows)} shadowed window(s){gate}")
+            print(f"Promoted {done.name} {done.version} to {done.stage} ({done.tag})"
+                  + (f", after {done.previous}" if done.previous else ""))
+        publish_after(args, [done.tag])
+        return 0
+    if args.windows is not None:
+        raise UsageError("--windows goes with --if-better")
     ev = api.promote(args.repo, args.name, args.version, args.stage, message=args.message)
     _print_event(ev, args.json)
     publish_after(args, [ev.tag])
@@ -313,10 +339,44 @@ def run_history(args: argparse.Namespace) -> int:
     if not events:
         info("no registry events yet")
         return 0
-    columns = ["time", "model", "event", "version", "stage", "tag", "author"]
+    columns = ["time", "model", "event", "version", "stage", "tag", "author", "note"]
     print_table([(_iso_time(e["time"]), e["name"], e["event"], e["version"] or "",
-                  e["stage"] or "", e["tag"], e["author"]) for e in events], columns)
+                  e["stage"] or "", e["tag"], e["author"], _event_note(e.get("meta")))
+                 for e in events], columns)
     return 0
+
+
+def _event_note(meta) -> str:
+    """What an automatic event's block says, in a few words (retrain, shadow verdict,
+    promote --if-better, rollback)."""
+    if not isinstance(meta, dict):
+        return ""
+    try:
+        if isinstance(meta.get("if_better"), dict):
+            b = meta["if_better"]
+            gate = b.get("gate")
+            return (f"if-better: passed every watch rule on {b.get('windows')} shadowed "
+                    f"window(s)" + (f", gate against {gate.get('base')} passed"
+                                    if isinstance(gate, dict) else ", no holder: no gate"))
+        if isinstance(meta.get("shadow"), dict):
+            b = meta["shadow"]
+            failed = [w.get("window") for w in b.get("windows", [])
+                      if isinstance(w, dict) and w.get("passed") is False]
+            text = (f"shadow: passed every watch rule on {b.get('passed')} of "
+                    f"{b.get('judged')} window(s)")
+            return text + (f"; breached on {', '.join(map(str, failed[:3]))}"
+                           + (" ..." if len(failed) > 3 else "") if failed else "")
+        if isinstance(meta.get("retrain"), dict):
+            b = meta["retrain"]
+            return (f"retrained from {b.get('from')} on {b.get('rows')} live row(s) "
+                    f"({len(b.get('windows') or [])} window(s)), branch {b.get('branch')}")
+        if isinstance(meta.get("rollback"), dict):
+            b = meta["rollback"]
+            return f"rollback from {b.get('from')}" + (
+                f" ({b.get('trigger')})" if b.get("trigger") else "")
+    except (AttributeError, TypeError):
+        return "(unreadable block)"
+    return ""
 
 
 def run_diff(args: argparse.Namespace) -> int:

@@ -123,6 +123,7 @@ class WatchResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     hold: dict | None = None  # decision hold: Hold.to_json()
+    retrained: dict | None = None  # watch --retrain: retrain.Retrained.to_json()
     rollback: Any = field(default=None, repr=False, compare=False)  # the RollbackResult
 
     def to_json(self) -> dict:

@@ -66,18 +66,25 @@ class _Watched:
 
 def watch(root: str | Path, ref: str, data: str | Path, window: int | None = None,
           labels: str | None = None, rollback: bool = False, output: str | Path | None = None,
-          plots: bool = True, progress: Callable[[str], None] | None = None) -> WatchResult:
+          plots: bool = True, progress: Callable[[str], None] | None = None,
+          retrain: bool = False, candidate_stage: str = "staging",
+          retrain_report: str | Path | None = None) -> WatchResult:
     """``dvc-monitor watch REF --data PATH``: see the module docstring and
     ``monitoring.engine``.
 
     Nothing in the repository changes unless ``rollback`` is set and the decision is
     ``rollback``. A rollback that cannot run (a dirty tree, no earlier holder) raises
-    ``WatchActionFailed`` carrying the result.
+    ``WatchActionFailed`` carrying the result. With ``retrain`` and a ``retrain``
+    decision, a candidate is trained on the live windows on a branch of its own, registered
+    in ``candidate_stage`` and reviewed (``monitoring.retrain``; ``retrain_report``: where
+    its report goes); ``result.retrained`` says what was made.
     """
     from dvc_monitor.model import state as model_state
 
     say = progress or (lambda _m: None)
     watched = _resolve(root, ref)
+    if retrain:
+        _check_candidate_stage(candidate_stage, watched.stage)
     if window is not None:
         check_window(window, watched.rules, watched.params)
     windows = _read(watched, data, window, labels)
@@ -94,6 +101,13 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
                               checks.screen)
     _add_notes(result, watched, subject)
     failed = _act(watched.root, result, watched.stage) if rollback else None
+    if retrain and result.decision == "retrain":
+        from dvc_monitor.monitoring.retrain import retrain_candidate
+
+        made = retrain_candidate(watched.root, result, windows, watched.rules, subject,
+                                 stage=candidate_stage, labels=labels, output=retrain_report,
+                                 plots=plots, progress=say)
+        result.retrained = made.to_json()
     if output:
         from dvc_monitor.monitoring.report import write_report
 
@@ -101,6 +115,16 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
     if failed is not None:
         raise failed
     return result
+
+
+def _check_candidate_stage(stage: str, watched: str | None) -> None:
+    from dvc_monitor.errors import UsageError
+    from dvc_monitor.names import validate_stage_name
+
+    validate_stage_name(stage)
+    if stage == watched:
+        raise UsageError(f"the candidate stage must not be the watched stage {watched}: a "
+                         "retrain never touches it; give --candidate-stage staging")
 
 
 def _resolve(root: str | Path, ref: str) -> _Watched:
@@ -138,23 +162,9 @@ def _read(watched: _Watched, data: str | Path, window: int | None,
 
 def _loader(watched: _Watched, say: Callable[[str], None]) -> Callable[[str], Subject]:
     """``version -> Subject``, each version loaded once from its commit."""
-    from dvc_monitor.evaluation.profiles import load_profile
-    from dvc_monitor.model import state as model_state
+    from dvc_monitor.monitoring.shadow import subject_loader
 
-    subjects: dict[str, Subject] = {}
-
-    def load(version: str) -> Subject:
-        if version not in subjects:
-            target = watched.registry.resolve(watched.name, version)
-            say(f"Loading {watched.name} {target.version}")
-            state = (watched.state if target.commit == watched.mv.commit
-                     else model_state.read_state(watched.root, watched.name, target.commit))
-            model = model_state.load_model(state)
-            subjects[version] = Subject(watched.name, target.version, state.kind, state.config,
-                                        model, load_profile(state, model), state)
-        return subjects[version]
-
-    return load
+    return subject_loader(watched.root, watched.registry, watched.name, watched.state, say)
 
 
 def _add_notes(result: WatchResult, watched: _Watched, subject: Subject) -> None:

@@ -13,6 +13,11 @@ The state follows GTO 1.10.1 (``gto.base``) so that ``gto show`` and dvc-monitor
   (``gto show``'s default ``--sort timestamp`` with one version per stage);
 * a model is *deprecated* when its latest event of any kind is a deprecation.
 
+Shadow verdicts (``NAME@vX.Y.Z@shadow#N``, ``Action.SHADOW``) are events of ours that GTO
+skips: they are listed (``history``, ``verdicts``) and move the artifact's clock, but
+change no state, take no part in the ``#N`` counters GTO computes, and are no version's
+event.
+
 Events are ordered by ``order_key``: the ``time_ns`` of our block when present (its
 second always equals the tagger time), else tagger seconds; then the tag's ``#N``
 counter; then GTO's action priority; then the tag name.
@@ -103,13 +108,15 @@ class ArtifactState:
     discovered: dict = field(default_factory=dict)  # commit -> VersionState
     deprecations: list = field(default_factory=list)
     events: list = field(default_factory=list)  # every event, in order
-    tagnames: list = field(default_factory=list)  # every parsed tag of this artifact
+    tagnames: list = field(default_factory=list)  # every parsed GTO tag of this artifact
+    verdicts: list = field(default_factory=list)  # shadow verdict events, in order
     max_tag_time: int = 0
     max_time_ns: int = 0
 
     @property
     def deprecated(self) -> bool:
-        return bool(self.events) and self.events[-1].action is Action.DEPRECATE
+        gto = [e for e in self.events if e.action is not Action.SHADOW]
+        return bool(gto) and gto[-1].action is Action.DEPRECATE
 
     def holders(self) -> dict[str, VersionState]:
         """stage -> the version holding it, as ``gto show`` computes it."""
@@ -329,7 +336,15 @@ class Registry:
             art = self._artifacts[name] = ArtifactState(name)
         art.max_tag_time = when
         art.max_time_ns = t_ns
-        art.tagnames.append(T.parse_tag(tag))
+        parsed = T.parse_tag(tag)
+        if parsed is not None:
+            art.tagnames.append(parsed)
+
+    def verdicts(self, name: str, version: str | None = None) -> list[Event]:
+        """The shadow verdicts on ``name`` (of ``version``), oldest first."""
+        art = self._artifacts.get(name)
+        return [e for e in (art.verdicts if art else [])
+                if version is None or e.version == version]
 
     def artifact(self, name: str) -> ArtifactState:
         art = self._artifacts.get(name)
@@ -550,7 +565,8 @@ def _replay(raws: list[_Raw], artifacts: dict[str, ArtifactState],
 
 def _apply(art: ArtifactState, raw: _Raw, warnings: list[str]) -> None:
     ref, tag = raw.ref, raw.tag
-    art.tagnames.append(tag)
+    if tag.action is not Action.SHADOW:
+        art.tagnames.append(tag)
     art.max_tag_time = max(art.max_tag_time, ref.time)
     art.max_time_ns = max(art.max_time_ns, raw.order_key[0])
 
@@ -562,6 +578,11 @@ def _apply(art: ArtifactState, raw: _Raw, warnings: list[str]) -> None:
             message=T.message_summary(ref.message), meta=raw.meta,
         )
 
+    if tag.action is Action.SHADOW:
+        ev = event(tag.version)
+        art.verdicts.append(ev)
+        art.events.append(ev)
+        return
     if tag.action is Action.DEPRECATE:
         ev = event(None)
         art.deprecations.append(ev)
@@ -608,7 +629,7 @@ def _apply(art: ArtifactState, raw: _Raw, warnings: list[str]) -> None:
 def _raw_of(ref: TagRef, warnings: list[str], lightweight: list[str],
             broken: dict[str, list[str]]) -> _Raw | None:
     """A GTO event tag with its (sound) block and order key; None for tags that are not."""
-    tag = T.parse_tag(ref.name)
+    tag = T.parse_tag(ref.name) or T.parse_verdict_tag(ref.name)
     if tag is None:
         if T.is_event_like(ref.name):
             warnings.append(f"skipped tag '{ref.name}': not a valid GTO event tag")

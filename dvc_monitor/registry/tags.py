@@ -10,7 +10,14 @@ unassignment        ``NAME#STAGE!#N``
 deprecation         ``NAME@deprecated``
 ==================  ======================
 
-The ``#N`` counter is optional on every form. An artifact declared outside the
+and one form of dvc-monitor's own that GTO ignores (its pattern does not match it, so
+``gto show`` and ``gto history`` skip it, as they skip any other tag):
+
+==================  ======================
+shadow verdict      ``NAME@vX.Y.Z@shadow#N``
+==================  ======================
+
+The ``#N`` counter is optional on every GTO form. An artifact declared outside the
 repository root has the GTO name ``DIR:NAME``, spelled ``DIR=NAME`` in tags.
 Names, versions and references (``names.py``) are the grammar's parts.
 Nothing here imports GTO, DVC or pydantic.
@@ -50,6 +57,11 @@ _TAG_RE = re.compile(
     r"|@(?P<deprecated>deprecated)|@(?P<created>created))"
     r"(?:#(?P<counter>[0-9]+))?"
 )
+SHADOW_EVENT = "shadow"
+_VERDICT_RE = re.compile(
+    rf"(?P<artifact>(?:{DIRNAME_PATTERN}=)?{NAME_PATTERN})@(?P<version>v{SEMVER_PATTERN})"
+    rf"@{SHADOW_EVENT}#(?P<counter>[0-9]+)"
+)
 
 
 
@@ -64,6 +76,7 @@ class Action(enum.Enum):
     ASSIGN = "assign"
     UNASSIGN = "unassign"
     DEPRECATE = "deprecate"
+    SHADOW = "shadow"  # a shadow verdict: dvc-monitor's own, no GTO event (GTO skips it)
 
     @property
     def priority(self) -> int:
@@ -78,9 +91,12 @@ _PRIORITY = MappingProxyType(
         Action.DEREGISTER: 4,
         Action.ASSIGN: 5,
         Action.UNASSIGN: 6,
+        Action.SHADOW: 7,
     }
 )
-_VERSION_ACTIONS = frozenset({Action.REGISTER, Action.DEREGISTER})
+# the actions GTO knows (a shadow verdict is ours alone)
+GTO_ACTIONS = frozenset(a for a in Action if a is not Action.SHADOW)
+_VERSION_ACTIONS = frozenset({Action.REGISTER, Action.DEREGISTER, Action.SHADOW})
 _STAGE_ACTIONS = frozenset({Action.ASSIGN, Action.UNASSIGN})
 
 
@@ -119,6 +135,10 @@ def tag_to_name(artifact_in_tag: str) -> str:
 def format_tag(t: TagName) -> str:
     """The git tag name GTO uses for ``t``; raises ``InvalidName`` for bad parts."""
     artifact = _artifact_in_tag(t.artifact)
+    if t.action is Action.SHADOW:
+        if t.counter is None:
+            raise ValueError("a shadow verdict tag needs its counter")
+        return f"{artifact}@{_tag_version(t.version)}@{SHADOW_EVENT}#{t.counter}"
     if t.action is Action.DEPRECATE:
         event = "@deprecated"
     elif t.action in _VERSION_ACTIONS:
@@ -154,12 +174,23 @@ def parse_tag(name: str) -> TagName | None:
     )
 
 
+def parse_verdict_tag(name: str) -> TagName | None:
+    """The shadow verdict ``name`` records (``NAME@vX.Y.Z@shadow#N``), or None."""
+    m = _VERDICT_RE.fullmatch(name)
+    if m is None:
+        return None
+    return TagName(artifact=tag_to_name(m["artifact"]), action=Action.SHADOW,
+                   version=m["version"], counter=int(m["counter"]))
+
+
 def is_event_like(name: str) -> bool:
-    """True for a tag that uses ``@`` or ``#`` but is not a GTO event (worth a warning).
+    """True for a tag that uses ``@`` or ``#`` but is neither a GTO event nor a shadow
+    verdict (worth a warning).
 
     This includes ``NAME@created``, which GTO's pattern matches but which records no event.
     """
-    return ("@" in name or "#" in name) and parse_tag(name) is None
+    return (("@" in name or "#" in name) and parse_tag(name) is None
+            and parse_verdict_tag(name) is None)
 
 
 def next_counter(tag_names: Iterable[TagName], artifact: str) -> int:
@@ -264,6 +295,8 @@ def default_summary(tag: TagName, version: str | None = None) -> str:
     if tag.action is Action.ASSIGN:
         target = f" version {version}" if version else ""
         return f"Assigning stage {stage} to artifact {name}{target}"
+    if tag.action is Action.SHADOW:
+        return f"Shadow verdict on artifact {name} version {version}"
     if tag.action is Action.UNASSIGN:
         return f"Unassigning stage '{stage}' to artifact '{name}' version '{version}'"
     return f"Deprecating artifact '{name}'"

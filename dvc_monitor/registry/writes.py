@@ -74,8 +74,10 @@ def _root(root: str | Path) -> Path:
 
 def register(root: str | Path, name: str, version: str | None = None, bump: str | None = None,
              message: str | None = None, *,
-             warn: Callable[[str], None] | None = None, force: bool = False) -> ModelVersion:
+             warn: Callable[[str], None] | None = None, force: bool = False,
+             extra_meta: dict | None = None) -> ModelVersion:
     """Register HEAD as a new version of ``name`` (tag ``NAME@vX.Y.Z``).
+    ``extra_meta`` adds keys to the tag's block (e.g. ``{"retrain": {...}}``).
 
     Without ``version`` or ``bump``: the patch after the greatest version ever
     registered, ``v0.0.1`` for the first (as ``gto register``). ``bump`` on a first
@@ -113,7 +115,7 @@ def register(root: str | Path, name: str, version: str | None = None, bump: str 
             "metrics": facts.metrics,
         }
         summary = message or T.default_summary(T.TagName(name, Action.REGISTER, version=version))
-        _write(reg, name, tag, head, summary, meta)
+        _write(reg, name, tag, head, summary, meta, extra_meta)
         reg.read_back(tag)
     return reg.resolve(name, version)
 
@@ -445,4 +447,30 @@ def deprecate(root: str | Path, name: str, message: str | None = None) -> Event:
         tag = T.format_tag(tn)
         summary = message or T.default_summary(tn)
         _write(reg, name, tag, art.events[-1].commit, summary, {"event": "deprecate"})
+    return reg.read_back(tag)
+
+
+def record_verdict(root: str | Path, name: str, version_ref: str, evidence: dict,
+                   message: str | None = None) -> Event:
+    """Record a shadow verdict on a version (tag ``NAME@vX.Y.Z@shadow#N``, annotated, on
+    the version's commit): ``evidence`` (JSON) is the block's ``shadow`` part. GTO skips
+    the tag; ``history`` and ``Registry.verdicts`` list it."""
+    from dvc_monitor.repo.locking import repo_lock
+
+    validate_artifact_name(name)
+    if not isinstance(evidence, dict):
+        raise TypeError(f"evidence must be a dict, got {type(evidence).__name__}")
+    root = _root(root)
+    with repo_lock(root, "shadow verdict"):
+        reg = Registry.load(root)
+        mv = reg.resolve(name, version_ref)
+        if not mv.registered:
+            raise RegistryError(f"{name} {mv.version} is not a registered version; register it "
+                                "first")
+        counter = 1 + max((e.counter or 0 for e in reg.verdicts(name)), default=0)
+        tn = T.TagName(name, Action.SHADOW, version=mv.version, counter=counter)
+        tag = T.format_tag(tn)
+        summary = message or T.default_summary(tn)
+        _write(reg, name, tag, mv.commit, summary,
+               {"event": "shadow", "version": mv.version, "id": mv.id}, {"shadow": evidence})
     return reg.read_back(tag)

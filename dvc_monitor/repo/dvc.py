@@ -93,6 +93,24 @@ def repro(root: str | Path, targets: list[str] | None = None, force: bool = Fals
                        force=force)
 
 
+def repro_at(root: str | Path, targets: list[str]) -> None:
+    """``dvc repro TARGETS`` as its own process in ``root``: for a repository other than
+    the one this process works in (DVC reads some paths relative to the current folder)."""
+    import os
+    import subprocess
+    import sys
+
+    # the stages' commands (dvc-monitor stage ...) from this installation first
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "-q", *targets], cwd=root,
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        lines = [line for line in (proc.stderr + proc.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR")] or lines or ["no output"]
+        raise ExternalCommandError(f"dvc repro failed: {errors[-1]}")
+
+
 def status(root: str | Path, targets: list[str] | None = None) -> dict:
     """``dvc status TARGETS``: an empty dict means the pipeline is up to date."""
     with open_repo(root) as repo, quiet():
@@ -106,6 +124,24 @@ def md5_cache_dir(root: str | Path) -> str:
     """
     with open_repo(root) as repo:
         return str(repo.cache.local.path)
+
+
+def share_cache(root: str | Path, other: str | Path) -> None:
+    """Make the DVC repository at ``root`` (e.g. a second git worktree of ``other``) use
+    ``other``'s local cache: ``cache.dir`` in ``root``'s ``.dvc/config.local`` (never
+    committed)."""
+    cache_dir = Path(md5_cache_dir(other)).parent.parent
+    local = Path(root) / ".dvc" / "config.local"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text(f"[cache]\n    dir = {cache_dir}\n")
+
+
+def checkout(root: str | Path, targets: list[str]) -> None:
+    """``dvc checkout -R TARGETS`` (folders: every output below them); outputs whose
+    objects are missing are left for ``repro``."""
+    with open_repo(root) as repo, quiet():
+        repo.checkout(targets=[str(Path(root) / t) for t in targets], recursive=True,
+                      force=True, allow_missing=True)
 
 
 # -- rollback: one in-process DVC session for a whole transaction ------------------------

@@ -89,12 +89,14 @@ def test_the_exported_names_are_pinned():
     assert sorted(api.__all__) == [
         "AdoptResult", "BatchScore", "CheckResult", "CompareResult", "Comparison", "Defaults", "DemoRun",
         "Event", "GateResult", "GcResult", "IngestRecovery", "IngestResult", "InitResult",
-        "Listed", "Listing", "LoadedModel", "ModelDiff", "ModelVersion", "PublishError",
+        "Listed", "Listing", "LoadedModel", "ModelDiff", "ModelVersion", "Promotion",
+        "PublishError",
         "PushResult", "RecoveryResult", "Report", "RollbackResult", "Served", "StageRun",
         "SyncResult", "TagInfo", "TrainerStatus", "Unassigned", "VersionIdentity",
         "WatchResult", "adopt", "check", "compare", "defaults", "demo", "deprecate", "deregister",
         "diff", "gate", "gc", "history", "identity_from_lock", "ingest", "init",
-        "installed_trainer", "load_model", "promote", "push", "recover", "recover_ingest",
+        "installed_trainer", "load_model", "promote", "promote_if_better", "push",
+        "record_shadow_verdict", "recover", "recover_ingest",
         "recover_interrupted", "register", "report", "rollback", "score", "serve", "show",
         "stage", "sync", "tag_info", "tag_info_env", "trainer", "unassign", "versions",
         "watch"]

@@ -17,6 +17,7 @@ from dvc_monitor.errors import InvalidName, UsageError
 from dvc_monitor.registry.tags import (
     BEGIN_MARKER,
     END_MARKER,
+    GTO_ACTIONS,
     Action,
     TagName,
     default_summary,
@@ -27,6 +28,7 @@ from dvc_monitor.registry.tags import (
     next_counter,
     parse_message,
     parse_tag,
+    parse_verdict_tag,
 )
 from dvc_monitor.names import (
     MAX_NAME_LENGTH,
@@ -67,7 +69,7 @@ def test_round_trip(name, tag):
     assert format_tag(tag) == name
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", sorted(GTO_ACTIONS, key=lambda a: a.value))
 def test_every_action_round_trips(action):
     fields = {"version": "v2.0.0"} if action in (Action.REGISTER, Action.DEREGISTER) else {}
     if action in (Action.ASSIGN, Action.UNASSIGN):
@@ -77,8 +79,20 @@ def test_every_action_round_trips(action):
         assert parse_tag(format_tag(tag)) == tag
 
 
+def test_a_shadow_verdict_round_trips_and_gto_does_not_parse_it():
+    for artifact in ("my-model", "dir/sub:my-model"):
+        tag = TagName(artifact, Action.SHADOW, version="v1.2.0-rc.1", counter=7)
+        name = format_tag(tag)
+        assert name == artifact.replace(":", "=") + "@v1.2.0-rc.1@shadow#7"
+        assert parse_verdict_tag(name) == tag and parse_tag(name) is None
+        assert not is_event_like(name)
+        assert gto_tag.parse_name(name, raise_on_fail=False) == {}
+    assert parse_verdict_tag("my-model@v1.0.0") is None
+    assert parse_verdict_tag("my-model@v1.0.0@shadow") is None  # the counter is required
+
+
 def test_format_matches_gto_name_tag():
-    gto_actions = {a: gto_constants.Action(a.value) for a in Action}
+    gto_actions = {a: gto_constants.Action(a.value) for a in GTO_ACTIONS}
     for _, tag in ROUND_TRIPS:
         expected = gto_tag.name_tag(
             gto_actions[tag.action], tag.artifact, version=tag.version, stage=tag.stage, simple=True
