@@ -23,6 +23,7 @@ request.
 
 from __future__ import annotations
 
+import collections
 import queue
 import sys
 import threading
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 DEFAULT_WATCH_WINDOW = 500  # rows per live window
 QUEUED_WINDOWS = 8  # windows waiting for the watch thread; more are dropped (and counted)
+RECENT_WINDOWS = 50  # the last windows' measures kept for the page (GET /, /status)
 
 
 def watch_stage(ref: str, auto_rollback: bool, is_url: bool, workers: int) -> str | None:
@@ -142,6 +144,7 @@ class LiveWatch:
         self.labels = labels
         self.metrics = _WatchMetrics(registry)
         self.last_window: dict | None = None
+        self.recent: collections.deque = collections.deque(maxlen=RECENT_WINDOWS)
         self.last_decision: LiveDecision | None = None
         self.error: str | None = None
         self._rows: list = []
@@ -225,12 +228,11 @@ class LiveWatch:
 
     def _rebuild(self, loaded: "LoadedModel", strict: bool = False) -> "Engine":
         from dvc_monitor.monitoring.engine import Engine
-        from dvc_monitor.monitoring.rules import rules_of
         from dvc_monitor.monitoring.windows import check_window
         from dvc_monitor.model import state as model_state
 
         workspace = model_state.read_state(self.root, loaded.name, None)
-        rules, _note = rules_of(workspace.params, workspace.spec, workspace.layout.params)
+        rules = workspace_rules(self.root, loaded.name, workspace)
         if strict:
             check_window(self.window, rules, workspace.layout.params)
         elif self.window < rules.min_rows:
@@ -253,13 +255,7 @@ class LiveWatch:
         return engine
 
     def _subject(self, loaded: "LoadedModel") -> "Subject":
-        from dvc_monitor.evaluation.profiles import load_profile
-        from dvc_monitor.monitoring.results import Subject
-        from dvc_monitor.model.state import read_state
-
-        state = read_state(self.root, loaded.name, loaded.commit)
-        return Subject(loaded.name, loaded.version, loaded.kind, loaded.config, loaded.model,
-                       load_profile(state, loaded.model), state)
+        return subject_of(self.root, loaded)
 
     def _context_for(self, frame):
         """Forecast: the rows before this window (its lags); the window joins them."""
@@ -299,6 +295,7 @@ class LiveWatch:
             "status": result.status, "too_few_rows": result.too_few_rows,
             "skipped": result.skipped,
         }
+        self.recent.append(self.last_window)
 
     def _alarm(self, engine: "Engine", result: "WindowResult") -> None:
         """Decide the alarm ``result`` and act on it (with a stage to roll back)."""
@@ -376,6 +373,29 @@ class LiveWatch:
             "last_decision": None if self.last_decision is None else self.last_decision.to_json(),
             "error": self.error,
         }
+
+
+def subject_of(root: str | Path, loaded: "LoadedModel") -> "Subject":
+    """What the watch engine measures with: ``loaded`` and its reference profile."""
+    from dvc_monitor.evaluation.profiles import load_profile
+    from dvc_monitor.monitoring.results import Subject
+    from dvc_monitor.model.state import read_state
+
+    state = read_state(root, loaded.name, loaded.commit)
+    return Subject(loaded.name, loaded.version, loaded.kind, loaded.config, loaded.model,
+                   load_profile(state, loaded.model), state)
+
+
+def workspace_rules(root: str | Path, name: str, workspace=None):
+    """The ``watch:`` rules of model ``name`` as its params in the workspace say now
+    (``workspace``: its ``ModelState`` when read already)."""
+    from dvc_monitor.model import state as model_state
+    from dvc_monitor.monitoring.rules import rules_of
+
+    if workspace is None:
+        workspace = model_state.read_state(root, name, None)
+    rules, _note = rules_of(workspace.params, workspace.spec, workspace.layout.params)
+    return rules
 
 
 def _live_decision(outcome: "WatchResult", hold: "Hold | None") -> LiveDecision:
