@@ -15,7 +15,9 @@ event loop. A client that hangs up before its body is complete is counted as sta
 
 Routes: ``POST /score`` (``{"rows": [...]}``), ``GET /health``, ``GET /ready``,
 ``GET /version``, ``POST /reload``, ``GET /metrics`` (Prometheus text, one registry per
-app: no global state); the Open Inference Protocol (V2: ``GET /v2``,
+app: no global state); ``GET /`` (the page, ``page``), ``GET /status`` (the JSON behind
+it) and ``GET /shadow`` (``serve --shadow``: ``shadow.ShadowScorer``, fed after each
+response is scored, off the request path); the Open Inference Protocol (V2: ``GET /v2``,
 ``/v2/health/live``, ``/v2/health/ready``, ``GET /v2/models/{name}[/versions/{v}]``,
 ``.../ready``, ``POST .../infer``, JSON or binary tensors); MLflow's scoring protocol
 (``POST /invocations``, ``GET /ping``). Each protocol's bodies are read and written by

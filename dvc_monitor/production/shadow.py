@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from dvc_monitor.errors import DvcMonitorError, UsageError, shown
+from dvc_monitor.errors import UsageError, shown
 
 if TYPE_CHECKING:
     from dvc_monitor.monitoring.engine import Engine
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 DEFAULT_SHADOW_QUEUE = 256  # requests waiting for the shadow; more are dropped (and counted)
 RECENT_WINDOWS = 50  # shadow windows kept for /shadow, the page and windows()
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+BATCH_REQUESTS = 64  # queued requests the shadow scores in one model call, at most
 
 
 def check_shadow(ref: str, shadow: str, queue_size: int) -> None:
@@ -266,43 +267,42 @@ class ShadowScorer:
             self._thread.join(timeout=60)
 
     def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                self.score(*item)
-                self.error = None
-            except DvcMonitorError as exc:
-                self._failed(str(exc))
-            except Exception as exc:  # keep shadowing whatever one request did
-                self._failed(f"{type(exc).__name__}: {exc}")
+        from dvc_monitor.production.watching import run_queue
 
-    def _failed(self, message: str) -> None:
+        run_queue(_Batches(self._queue), self.score_many, self._report)
+
+    def _report(self, message: str | None) -> None:
         self.error = message
+        if message is None:
+            return
         self.counts["errors"] += 1
         self.metrics.errors.inc()
         print(f"dvc-monitor: shadow: {message}", file=sys.stderr, flush=True)
 
-    def score(self, loaded: "LoadedModel", rows, prod_score, prod_alert) -> list[ShadowWindow]:
-        """Score one request's rows with the shadow; measure each window it completes."""
+    def score_many(self, items: list) -> list[ShadowWindow]:
+        """Score the rows of the requests waiting (``offer``'s tuples) with the shadow in
+        one model call; measure each window they complete."""
         shadow = self.follower.current
         self._shown(shadow)
-        rows = _records(rows)
-        scores = shadow.score_detail(rows, "the shadowed rows")
-        self.counts["scored_rows"] += len(scores.score)
-        self.metrics.rows.labels(shadow.name, shadow.version).inc(len(scores.score))
-        pair = (loaded.version, shadow.version)
-        full = []
-        with self._lock:
-            if pair != self._pair:
-                self._pair, self._buffer, self._buffered = pair, [], 0
-            self._buffer.append((rows, prod_score, prod_alert, scores.score, scores.alert))
-            self._buffered += len(rows)
-            if self._buffered >= self.window:
-                full.append(self._buffer)
-                self._buffer, self._buffered = [], 0
-        return [self._measure(loaded, shadow, parts) for parts in full]
+        requests = [(loaded, _records(rows), ps, pa) for loaded, rows, ps, pa in items]
+        scored = _score_split(shadow, [rows for _, rows, _, _ in requests])
+        rows_scored = sum(len(s.score) for s in scored)
+        self.counts["scored_rows"] += rows_scored
+        self.metrics.rows.labels(shadow.name, shadow.version).inc(rows_scored)
+        windows = []
+        for (loaded, rows, prod_score, prod_alert), scores in zip(requests, scored):
+            pair = (loaded.version, shadow.version)
+            with self._lock:
+                if pair != self._pair:
+                    self._pair, self._buffer, self._buffered = pair, [], 0
+                self._buffer.append((rows, prod_score, prod_alert, scores.score, scores.alert))
+                self._buffered += len(rows)
+                full = self._buffer if self._buffered >= self.window else None
+                if full is not None:
+                    self._buffer, self._buffered = [], 0
+            if full is not None:
+                windows.append(self._measure(loaded, shadow, full))
+        return windows
 
     def _measure(self, loaded: "LoadedModel", shadow: "LoadedModel",
                  parts: list) -> ShadowWindow:
@@ -398,6 +398,50 @@ class ShadowScorer:
         }
 
 
+class _Batches:
+    """A queue's items taken in batches: ``get`` waits for one item, then takes those
+    already waiting too (at most ``BATCH_REQUESTS``); None at the end marker."""
+
+    def __init__(self, items: queue.Queue):
+        self.items = items
+
+    def get(self):
+        first = self.items.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < BATCH_REQUESTS:
+            try:
+                item = self.items.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:  # the end: put it back for the next get
+                self.items.put(None)
+                break
+            batch.append(item)
+        return (batch,)
+
+
+def _score_split(shadow: "LoadedModel", requests: list[list]) -> list:
+    """The shadow's ``Scores`` of each request's rows, in one model call when its kind
+    scores each row on its own (one score per row), else request by request."""
+    if len(requests) == 1 or shadow.spec.needs_history:
+        return [shadow.score_detail(rows, "the shadowed rows") for rows in requests]
+    from dvc_monitor.production.scoring import Scores
+
+    whole = shadow.score_detail([row for rows in requests for row in rows],
+                                "the shadowed rows")
+    if len(whole.score) != sum(map(len, requests)):
+        return [shadow.score_detail(rows, "the shadowed rows") for rows in requests]
+    out, start = [], 0
+    for rows in requests:
+        end = start + len(rows)
+        out.append(Scores(whole.results[start:end], whole.score[start:end],
+                          whole.alert[start:end]))
+        start = end
+    return out
+
+
 def _records(rows) -> list:
     """The rows as a list of objects (a protocol may hand a DataFrame)."""
     if isinstance(rows, list):
@@ -406,7 +450,9 @@ def _records(rows) -> list:
 
 
 def _rate(alerts) -> float | None:
-    return float(sum(bool(a) for a in alerts)) / len(alerts) if len(alerts) else None
+    import numpy as np
+
+    return float(np.asarray(alerts, dtype=bool).mean()) if len(alerts) else None
 
 
 def _nan(value) -> float:

@@ -29,7 +29,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from dvc_monitor.errors import DvcMonitorError, UsageError
 from dvc_monitor.monitoring.results import DECISIONS
@@ -195,19 +195,12 @@ class LiveWatch:
             self._thread.join(timeout=60)
 
     def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                self.measure(*item)
-                self.error = None
-            except DvcMonitorError as exc:
-                self.error = str(exc)
-            except Exception as exc:  # keep watching whatever one window did
-                self.error = f"{type(exc).__name__}: {exc}"
-            if self.error:
-                _say(f"watch: {self.error}")
+        run_queue(self._queue, self.measure, self._report)
+
+    def _report(self, error: str | None) -> None:
+        self.error = error
+        if error:
+            _say(f"watch: {error}")
 
     def measure(self, loaded: "LoadedModel", rows: list) -> "WindowResult":
         """Measure one window of rows scored by ``loaded``; act on an alarm."""
@@ -373,6 +366,25 @@ class LiveWatch:
             "last_decision": None if self.last_decision is None else self.last_decision.to_json(),
             "error": self.error,
         }
+
+
+def run_queue(items: queue.Queue, handle: Callable[..., object],
+              report: Callable[[str | None], None]) -> None:
+    """A background thread's loop: ``handle(*item)`` for each item of ``items`` until a
+    None; ``report`` gets the one line of what an item raised (None: it went well). The
+    loop keeps going whatever one item did."""
+    while True:
+        item = items.get()
+        if item is None:
+            return
+        try:
+            handle(*item)
+        except DvcMonitorError as exc:
+            report(str(exc))
+        except Exception as exc:  # keep going whatever one item did
+            report(f"{type(exc).__name__}: {exc}")
+        else:
+            report(None)
 
 
 def subject_of(root: str | Path, loaded: "LoadedModel") -> "Subject":

@@ -4,7 +4,6 @@ candidate in ``staging``, and the live rows sent to a ``serve --shadow``."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from tests.support.production import Server
@@ -40,14 +39,8 @@ def shadow_server(repo: Repo, *args: str) -> Server:
 
 
 def wait_for_shadow(server: Server, predicate, timeout: float = 120) -> dict:
-    """Poll ``GET /shadow`` until ``predicate(doc)`` holds; return that document (the last
-    one when ``timeout``, which only bounds a hang, passed first)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = server.get("/shadow")
-        if predicate(doc) or time.monotonic() > deadline:
-            return doc
-        time.sleep(0.2)
+    """Poll ``GET /shadow`` until ``predicate(doc)`` holds (``timeout`` bounds a hang)."""
+    return server.wait_for(predicate, timeout, "/shadow")
 
 
 def post_rows(server: Server, rows: list[dict], per_request: int) -> list[tuple]:
