@@ -42,6 +42,7 @@ DEFAULT_SHADOW_QUEUE = 256  # requests waiting for the shadow; more are dropped 
 RECENT_WINDOWS = 50  # shadow windows kept for /shadow, the page and windows()
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 BATCH_REQUESTS = 64  # queued requests the shadow scores in one model call, at most
+SHADOW_NICE = 19  # the shadow thread's nice value: it gets the CPU the requests leave
 
 
 def check_shadow(ref: str, shadow: str, queue_size: int) -> None:
@@ -269,6 +270,7 @@ class ShadowScorer:
     def _loop(self) -> None:
         from dvc_monitor.production.watching import run_queue
 
+        _lower_priority()
         run_queue(_Batches(self._queue), self.score_many, self._report)
 
     def _report(self, message: str | None) -> None:
@@ -396,6 +398,17 @@ class ShadowScorer:
             "last_window": windows[-1].to_json() if windows else None,
             "windows": [w.to_json() for w in windows],
         }
+
+
+def _lower_priority() -> None:
+    """Let this thread have the CPU only when the request path does not want it (Linux
+    schedules threads apart: a nice value of ``SHADOW_NICE`` for this one alone)."""
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: the default priority
+        pass
 
 
 class _Batches:
