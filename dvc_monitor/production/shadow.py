@@ -4,8 +4,9 @@ the served version, off the request path, and never answers a request.
 The request path only offers what it just scored (the rows and the served version's
 scores and alerts) to a bounded queue (``--shadow-queue`` requests): when the queue is
 full the offer is dropped and counted (``dvc_monitor_shadow_dropped_total``), so a slow
-shadow never delays a response. A background thread scores the queued rows with the
-shadow (``LoadedModel.score_detail``) and collects whole requests into windows of at least
+shadow never delays a response. A background thread (at nice ``SHADOW_NICE``: it takes
+the CPU the requests leave) scores the requests waiting with the shadow in one model call
+(``LoadedModel.score_detail``) and collects whole requests into windows of at least
 ``window`` rows. Each window is measured by two ``monitoring.engine.Engine``s with the
 same ``watch:`` rules (those of the model's params in the workspace): one for the served
 version, one for the shadow. A ``ShadowWindow`` holds both ``WindowResult``s, the alert
