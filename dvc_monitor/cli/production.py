@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("serve", help="serve a stage's model over HTTP, following the stage",
                        description="An HTTP scoring service (POST /score, GET /health, /version, "
-                                   "/metrics, POST /reload; the Open Inference Protocol (V2) "
+                                   "/metrics, POST /reload, GET / (a page), /status, /shadow; "
+                                   "the Open Inference Protocol (V2) "
                                    "under /v2, and MLflow's POST /invocations and GET /ping). "
                                    "Every --poll seconds it re-reads "
                                    "the registry; a new holder is loaded and verified in the "
