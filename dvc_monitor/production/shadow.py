@@ -9,7 +9,8 @@ the CPU the requests leave) scores the requests waiting with the shadow in one m
 (``LoadedModel.score_detail``) and collects whole requests into windows of at least
 ``window`` rows. Each window is measured by two ``monitoring.engine.Engine``s with the
 same ``watch:`` rules (those of the model's params in the workspace): one for the served
-version, one for the shadow. A ``ShadowWindow`` holds both ``WindowResult``s, the alert
+version, one for the shadow (a forecast's windows come with the rows before them: the
+shadow's training data, then the windows before). A ``ShadowWindow`` holds both ``WindowResult``s, the alert
 rates, the share of rows whose alerts agree and quantiles of both score distributions.
 
 The shadow follows its own reference: ``follower`` (a ``server.Follower`` of the shadow's
@@ -197,6 +198,7 @@ class ShadowScorer:
         self._buffer: list[tuple[list, Any, Any, Any, Any]] = []
         self._buffered = 0
         self._engines: dict[str, "Engine"] = {}  # role -> engine of the version measured
+        self._lags: dict[str, Any] = {}  # forecast: the rows before the next window, by version
         self._index = 0
         self._thread: threading.Thread | None = None
         self._info: tuple | None = None
@@ -324,7 +326,8 @@ class ShadowScorer:
         agreed = sum(int((np.asarray(a, bool) == np.asarray(b, bool)).sum()) for a, b in same)
         self._index += 1
         name = f"shadow#{self._index}"
-        window = Window(name, pd.DataFrame.from_records(rows))
+        frame = pd.DataFrame.from_records(rows)
+        window = Window(name, frame, self._before(shadow, frame))
         prod_result = self._engine("prod", loaded).observe(window)
         shadow_result = self._engine("shadow", shadow).observe(window)
         result = ShadowWindow(
@@ -338,6 +341,16 @@ class ShadowScorer:
         for listener in list(self._listeners):
             listener(result)
         return result
+
+    def _before(self, shadow: "LoadedModel", frame):
+        """Forecast: the rows before the window (its lags), from the shadow's data on;
+        None for a kind that needs no history."""
+        from dvc_monitor.production.watching import Lags
+
+        if shadow.version not in self._lags:
+            self._lags = {shadow.version: Lags.of(self.root, shadow)}
+        lags = self._lags[shadow.version]
+        return None if lags is None else lags.before(frame)
 
     def _engine(self, role: str, loaded: "LoadedModel") -> "Engine":
         """The engine measuring ``loaded`` (built again when the version changed)."""

@@ -35,6 +35,8 @@ from dvc_monitor.errors import DvcMonitorError, UsageError
 from dvc_monitor.monitoring.results import DECISIONS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dvc_monitor.monitoring.engine import Acted, Engine
     from dvc_monitor.monitoring.results import Subject, WatchResult, WindowResult
     from dvc_monitor.monitoring.trust import Hold
@@ -152,8 +154,7 @@ class LiveWatch:
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUED_WINDOWS)
         self._engine: "Engine | None" = None
-        self._context = None  # forecast: the rows before the next window
-        self._time_column: str | None = None  # ... and the kind's time column
+        self._context: "Lags | None" = None  # forecast: the rows before the next window
         self._pending: str | None = None  # a rollback done, waiting for the swap
         self._thread: threading.Thread | None = None
 
@@ -212,7 +213,8 @@ class LiveWatch:
             engine = self._rebuild(loaded)
         frame = to_frame(rows, "the live window")
         index = engine.watcher.seen
-        window = Window(f"live#{index + 1}", frame, self._context_for(frame))
+        window = Window(f"live#{index + 1}", frame,
+                        None if self._context is None else self._context.before(frame))
         result = engine.observe(window)
         self._record(engine.subject, result)
         if result.alarm:
@@ -239,30 +241,11 @@ class LiveWatch:
         if self._pending == loaded.version:
             self._pending = None
         self._engine = engine
-        self._context = None
-        kind = subject.spec
-        if kind.needs_history:
-            state = model_state.read_state(self.root, loaded.name, loaded.commit)
-            self._context = model_state.load_data(state).drop(columns="_row")
-            self._time_column = kind.time_column
+        self._context = Lags.of(self.root, loaded)
         return engine
 
     def _subject(self, loaded: "LoadedModel") -> "Subject":
         return subject_of(self.root, loaded)
-
-    def _context_for(self, frame):
-        """Forecast: the rows before this window (its lags); the window joins them."""
-        import pandas as pd
-
-        from dvc_monitor.monitoring.windows import CONTEXT_ROWS, Window, with_context
-
-        if self._context is None:
-            return None
-        [window] = with_context([Window("live", frame)], self._context, self._time_column)
-        columns = list(self._context.columns.intersection(frame.columns))
-        self._context = pd.concat([window.context, frame[columns]],
-                                  ignore_index=True).tail(CONTEXT_ROWS)
-        return window.context
 
     def _record(self, subject: "Subject", result: "WindowResult") -> None:
         """The window's measures in the metrics and in ``last_window``."""
@@ -385,6 +368,37 @@ def run_queue(items: queue.Queue, handle: Callable[..., object],
             report(f"{type(exc).__name__}: {exc}")
         else:
             report(None)
+
+
+class Lags:
+    """A forecast's live windows need the rows before them (their lags): first the data
+    the version was trained on, then each window as it is measured."""
+
+    def __init__(self, rows: "pd.DataFrame", time_column: str):
+        self.rows, self.time_column = rows, time_column
+
+    @classmethod
+    def of(cls, root: str | Path, loaded: "LoadedModel") -> "Lags | None":
+        """The lags of ``loaded``'s windows; None for a kind that needs no history."""
+        from dvc_monitor.model import state as model_state
+
+        kind = loaded.spec
+        if not kind.needs_history:
+            return None
+        state = model_state.read_state(root, loaded.name, loaded.commit)
+        return cls(model_state.load_data(state).drop(columns="_row"), kind.time_column)
+
+    def before(self, frame: "pd.DataFrame") -> "pd.DataFrame":
+        """The rows before the window ``frame``; the window joins them."""
+        import pandas as pd
+
+        from dvc_monitor.monitoring.windows import CONTEXT_ROWS, Window, with_context
+
+        [window] = with_context([Window("live", frame)], self.rows, self.time_column)
+        columns = list(self.rows.columns.intersection(frame.columns))
+        self.rows = pd.concat([window.context, frame[columns]],
+                              ignore_index=True).tail(CONTEXT_ROWS)
+        return window.context
 
 
 def subject_of(root: str | Path, loaded: "LoadedModel") -> "Subject":

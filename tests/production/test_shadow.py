@@ -100,3 +100,38 @@ def test_shadow_of_another_model_is_refused(repo):
     assert proc.stderr.strip().splitlines() == [
         f"dvc-monitor: error: --shadow 'atm-watch#prod' names model 'atm-watch', but {MODEL} is "
         f"served; shadow another version of {MODEL} (e.g. --shadow {MODEL}#staging)"]
+
+
+def test_a_forecast_shadow_measures_its_windows_with_their_lags(tmp_path_factory):
+    """A forecast's windows need the hours before them: the shadow's training data, then
+    the windows before (as for ``--watch``, on at once). The shadow here is the prod
+    version itself, by version."""
+    import json
+
+    from dvc_monitor.kinds import kind_for
+    from tests.support.production import MODELS, Server, shared_registry
+
+    repo = shared_registry(tmp_path_factory)
+    name = MODELS["forecast"]
+    frame = kind_for("forecast").sample_batch(5, rows=672)  # four weeks of hours
+    rows = json.loads(frame.to_json(orient="records", date_format="iso"))
+    server = Server(repo, f"{name}#prod", "--shadow", f"{name}@v1.0.0", "--window", "100",
+                    "--poll", "5", "--watch")
+    try:
+        answers = [server.score(rows[i:i + 336]) for i in (0, 336)]  # two weeks each
+        doc = server.wait_for(lambda d: len(d["windows"]) >= 2 or d["errors"], 120, "/shadow")
+        watch = server.wait_for(lambda h: h["watch"]["windows"] >= 6 or h["watch"]["error"],
+                                120)["watch"]
+    finally:
+        code, err = server.stop()
+    assert_served_cleanly(code, err, answers)
+    assert doc["errors"] == 0, doc["error"]
+    first, second = doc["windows"][:2]
+    for w in (first, second):
+        assert (w["rows"], w["shadow"]["too_few_rows"]) == (336, False)
+        assert w["shadow"]["measures"] == w["prod"]["measures"]  # the same version
+        # a request's rows are forecast from its earlier rows: those with their lags
+        assert w["agreement"] == 1.0 and 0 < w["compared"] < 336, json.dumps(w)
+        assert w["scores"]["prod"] == w["scores"]["shadow"]
+    assert (watch["error"], watch["windows"]) == (None, 6)
+    assert watch["last_window"]["too_few_rows"] is False
