@@ -20,8 +20,18 @@ v1.1.0 with 60 trees), v1.1.0 in ``prod``. Then, in one run:
     the rollback's end to the first response from v1.0.0, and the failed requests.
     target: 0 failed requests, a switch within P + 1 s.
 
+(c) shadow -- ``shadow_part``: the same load against ``serve NAME#prod`` and ``serve
+    NAME#prod --shadow NAME#staging`` (staging: the version prod does not hold),
+    alternated ``--shadow-rounds`` times: requests of ROWS rows (``--shadow-load
+    CLIENTSxROWS``, default 8x10) paced at half the requests/s ``serve`` answers with
+    CLIENTS clients back to back (an open loop: the same requests per second for both,
+    latency timed from the scheduled send); prints the p50 and p99 latency added by the
+    shadow (medians over the rounds), and the shadow's dropped requests.
+    target: p99 within 1.1x.
+
 Usage: .venv/bin/python bench/bench_serve.py [--seconds 10] [--loads 32x1,8x10]
        [--concurrency 8] [--rows 10] [--poll 1] [--max-batch-delay MS] [--keep DIR]
+       [--shadow-load 8x10] [--shadow-rounds 3] [--shadow-only]
 (--concurrency and --rows: the load of (b).)
 """
 
@@ -190,6 +200,112 @@ class Bench(RollbackBench):
             proc.wait()
 
 
+async def _paced(url: str, body: bytes, seconds: float, rate: float,
+                 connections: int) -> list[list]:
+    """An open-loop load: ``rate`` requests per second, whatever the server answers,
+    spread over ``connections`` keep-alive connections (each sends its next request at its
+    own schedule, or at once when late). The latency is timed from the scheduled send, so
+    a server that falls behind is not hidden by a client that waits for it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    request = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+               ).encode() + body
+    records: list[list] = []
+    start = time.perf_counter() + 0.2
+    gap = connections / rate
+
+    async def worker(k: int):
+        conn = await asyncio.open_connection(parts.hostname, parts.port)
+        due = start + k / rate
+        while due < start + seconds:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                status, version = await asyncio.wait_for(_post(*conn, request), 30)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as exc:
+                status, version = type(exc).__name__, None
+                conn[1].close()
+                conn = await asyncio.open_connection(parts.hostname, parts.port)
+            records.append([time.time(), time.perf_counter() - due, status, version])
+            due += gap
+        conn[1].close()
+
+    await asyncio.gather(*(worker(k) for k in range(connections)))
+    return records
+
+
+def shadow_part(bench: Bench, root: Path, seconds: float, load: str, rounds: int,
+                candidate: str = "v1.0.0", share: float = 0.5) -> dict:
+    """(c) the latency ``serve --shadow`` adds to ``serve`` under the same load, with
+    ``candidate`` in ``staging`` (a version prod does not hold): ``CLIENTSxROWS`` requests
+    paced at ``share`` of the requests/s ``serve`` answers alone (measured first, with
+    CLIENTS clients back to back), over 2 x CLIENTS connections."""
+    import statistics
+
+    from dvc_monitor.kinds import kind_for
+
+    clients, n = (int(x) for x in load.split("x"))
+    sample = kind_for("anomaly").sample_batch(5)
+    features = [c for c in sample.columns if c != "is_fraud"]
+    body = root / f"shadow-body-{n}.json"
+    body.write_text(json.dumps({"rows": sample[features].head(n).to_dict("records")}))
+    bench.dm("promote", NAME, candidate, "--stage", "staging")
+    shadow_args = ["--shadow", f"{NAME}#staging"]
+
+    def serving(extra: list[str], run):
+        port = free_port()
+        server = bench.start([str(BIN / "dvc-monitor"), "serve", f"{NAME}#prod", "--poll",
+                              "2", "--port", str(port), *extra], port)
+        try:
+            return run(f"http://127.0.0.1:{port}")
+        finally:
+            bench.stop(server)
+
+    def capacity(url: str) -> float:
+        run_load(url + "/score", body, 1.0, clients).communicate()  # warm up
+        out, _ = run_load(url + "/score", body, seconds, clients).communicate()
+        return summary(json.loads(out), seconds)["rps"]
+
+    rate = share * serving([], capacity)
+    runs: dict[str, list[dict]] = {"serve": [], "serve --shadow": []}
+    dropped = []
+    for _ in range(rounds):
+        for label, extra in (("serve", []), ("serve --shadow", shadow_args)):
+            def paced(url: str, extra=extra) -> dict:
+                asyncio.run(_paced(url + "/score", body.read_bytes(), 1.0, rate, 2 * clients))
+                records = asyncio.run(_paced(url + "/score", body.read_bytes(), seconds, rate,
+                                             2 * clients))
+                if extra:
+                    with urllib.request.urlopen(url + "/shadow") as resp:
+                        doc = json.load(resp)
+                    dropped.append((doc["dropped"], doc["offered"], len(doc["windows"])))
+                return summary(records, seconds)
+
+            runs[label].append(serving(extra, paced))
+    med = {label: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+           for label, rs in runs.items()}
+    plain, shadow = med["serve"], med["serve --shadow"]
+    print(f"\n(c) shadow: {n}-row requests at {rate:.0f}/s ({share:.0%} of the {rate / share:.0f}"
+          f"/s serve answers with {clients} clients back to back), {seconds:g} s, {rounds} "
+          "round(s) each, medians")
+    print(f"    {'':16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    for label, rs in runs.items():
+        failed = sum(r["failed"] for r in rs)
+        print(f"    {label:16}{med[label]['rps']:9.1f}{med[label]['p50_ms']:9.2f}"
+              f"{med[label]['p99_ms']:9.2f}{failed:8d}")
+    print(f"    added by the shadow: p50 {shadow['p50_ms'] - plain['p50_ms']:+.2f} ms "
+          f"({shadow['p50_ms'] / plain['p50_ms']:.2f}x), p99 "
+          f"{shadow['p99_ms'] - plain['p99_ms']:+.2f} ms ({shadow['p99_ms'] / plain['p99_ms']:.2f}x;"
+          " target <= 1.1x)")
+    print("    per p99 round, serve: " + ", ".join(f"{r['p99_ms']:.1f}" for r in runs["serve"])
+          + "; serve --shadow: " + ", ".join(f"{r['p99_ms']:.1f}" for r in runs["serve --shadow"]))
+    print("    shadow dropped/offered requests, windows: "
+          + ", ".join(f"{d}/{o} ({w} windows)" for d, o, w in dropped))
+    return {"rate": rate, "serve": med["serve"], "shadow": med["serve --shadow"],
+            "dropped": dropped}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -201,6 +317,9 @@ def main() -> None:
     ap.add_argument("--max-batch-delay", type=float, metavar="MS",
                     help="serve --max-batch-delay (default: serve's own; 0: no batching)")
     ap.add_argument("--keep", metavar="DIR")
+    ap.add_argument("--shadow-load", default="8x10", help="CLIENTSxROWS: the load of (c)")
+    ap.add_argument("--shadow-rounds", type=int, default=3)
+    ap.add_argument("--shadow-only", action="store_true", help="run (c) alone")
     ap.add_argument("--load", help=argparse.SUPPRESS)
     ap.add_argument("--body", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -213,6 +332,9 @@ def main() -> None:
         print("building the repository (two trained versions) ...", flush=True)
         bench.build()
         sys.path.insert(0, str(HERE.parents[1]))
+        if args.shadow_only:
+            shadow_part(bench, root, args.seconds, args.shadow_load, args.shadow_rounds)
+            return
         from dvc_monitor.kinds import kind_for
 
         sample = kind_for("anomaly").sample_batch(5)
@@ -294,6 +416,8 @@ def main() -> None:
             print("    no v1.0.0 response seen")
         print(f"    failed requests: {failed} (target 0){' ' + str(reasons) if reasons else ''}; "
               f"v1.1.0 responses after the first v1.0.0 one: {len(new_after)}")
+        # prod holds v1.0.0 after (b): the candidate is v1.1.0
+        shadow_part(bench, root, args.seconds, args.shadow_load, args.shadow_rounds, "v1.1.0")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -258,11 +258,18 @@ class Defaults(JsonValue):
 
         return DEFAULT_WATCH_WINDOW
 
+    @property
+    def shadow_queue(self) -> int:
+        """``serve --shadow-queue``: requests waiting for the shadow; more are dropped."""
+        from dvc_monitor.production.shadow import DEFAULT_SHADOW_QUEUE
+
+        return DEFAULT_SHADOW_QUEUE
+
     def to_json(self) -> dict:
         return {"keep_last": self.keep_last, "host": self.host, "port": self.port,
                 "poll": self.poll, "max_body": self.max_body,
                 "max_batch_delay": self.max_batch_delay, "max_batch_rows": self.max_batch_rows,
-                "watch_window": self.watch_window}
+                "watch_window": self.watch_window, "shadow_queue": self.shadow_queue}
 
 
 # -- scaffolding --------------------------------------------------------------------------
@@ -827,12 +834,16 @@ def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | No
           poll: float | None = None, workers: int = 1, max_body: int | None = None,
           max_batch_delay: float | None = None, max_batch_rows: int | None = None,
           watch: bool = False, window: int | None = None, auto_rollback: bool = False,
+          shadow: str | None = None, shadow_queue: int | None = None,
           cache_dir: str | Path | None = None,
           info: Callable[[str], None] | None = None) -> Served:
     """Serve ``ref``'s model over HTTP (a repository path or git URL), following the
     stage, until SIGTERM or SIGINT; ``info`` gets the warnings and the serving line.
     Concurrent requests are scored together, each waiting at most ``max_batch_delay``
-    milliseconds for others (0: no batching). Unset options take ``defaults()``.
+    milliseconds for others (0: no batching). ``shadow``: a reference (``NAME#staging``, a
+    version) scored beside the served one off the request path, compared in windows of
+    ``window`` rows (``GET /shadow``); at most ``shadow_queue`` requests wait for it, more
+    are dropped and counted. Unset options take ``defaults()``.
 
     Example::
 
@@ -849,7 +860,9 @@ def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | No
                      else max_batch_delay,
                      max_batch_rows=d.max_batch_rows if max_batch_rows is None
                      else max_batch_rows, watch=watch,
-                     window=window, auto_rollback=auto_rollback, cache_dir=cache_dir, info=info)
+                     window=window, auto_rollback=auto_rollback, shadow=shadow,
+                     shadow_queue=d.shadow_queue if shadow_queue is None else shadow_queue,
+                     cache_dir=cache_dir, info=info)
 
 
 def load_model(name: str, *, stage: str | None = None, version: str | None = None,

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("serve", help="serve a stage's model over HTTP, following the stage",
                        description="An HTTP scoring service (POST /score, GET /health, /version, "
-                                   "/metrics, POST /reload; the Open Inference Protocol (V2) "
+                                   "/metrics, POST /reload, GET / (a page), /status, /shadow; "
+                                   "the Open Inference Protocol (V2) "
                                    "under /v2, and MLflow's POST /invocations and GET /ping). "
                                    "Every --poll seconds it re-reads "
                                    "the registry; a new holder is loaded and verified in the "
@@ -62,11 +63,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="apply the model's watch: rules to the live traffic, in windows of "
                         "--window rows (measures and decisions in /metrics and /health)")
     p.add_argument("--window", type=int, default=DEFAULT_WATCH_WINDOW, metavar="ROWS",
-                   help=f"rows per live window for --watch (default {DEFAULT_WATCH_WINDOW})")
+                   help=f"rows per live window for --watch and --shadow (default "
+                        f"{DEFAULT_WATCH_WINDOW})")
     p.add_argument("--auto-rollback", action="store_true",
                    help="with --watch (implied): on an alarm, roll the stage back to the "
                         "earlier holder that passes the rules on the same windows "
                         "(a local repository only)")
+    p.add_argument("--shadow", metavar="REF",
+                   help="score every request with this version too (NAME#STAGE, followed like "
+                        "REF, or a version), off the request path: only REF answers; "
+                        "GET /shadow and /metrics compare the two in windows of --window rows")
+    p.add_argument("--shadow-queue", type=int, default=defaults.shadow_queue, metavar="N",
+                   help="requests waiting for the shadow, at most; more are dropped and "
+                        f"counted, never delayed (default {defaults.shadow_queue})")
     p.set_defaults(func=run_serve)
 
 
@@ -104,6 +113,7 @@ def run_serve(args: argparse.Namespace) -> int:
               poll=args.poll, workers=args.workers, max_body=args.max_body,
               max_batch_delay=args.max_batch_delay, max_batch_rows=args.max_batch_rows,
               watch=args.watch,
-              window=args.window, auto_rollback=args.auto_rollback, cache_dir=args.cache_dir,
+              window=args.window, auto_rollback=args.auto_rollback, shadow=args.shadow,
+              shadow_queue=args.shadow_queue, cache_dir=args.cache_dir,
               info=info)
     return 0

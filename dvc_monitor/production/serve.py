@@ -51,27 +51,34 @@ def serve_ref(repo: str | Path, ref: str, *, host: str = DEFAULT_HOST, port: int
               max_batch_delay: float = DEFAULT_MAX_BATCH_DELAY,
               max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
               watch: bool = False, window: int | None = None, auto_rollback: bool = False,
+              shadow: str | None = None, shadow_queue: int | None = None,
               cache_dir: str | Path | None = None,
               info: Callable[[str], None] | None = None) -> Served:
     """Serve ``ref`` from ``repo`` over HTTP until stopped; ``info`` gets the warnings and
     the line that says what is served (nothing is said without it)."""
     from dvc_monitor.production.loader import is_url, load_ref, open_repo
     from dvc_monitor.production.server import ServeSettings, serve
+    from dvc_monitor.production.shadow import DEFAULT_SHADOW_QUEUE, check_shadow
     from dvc_monitor.production.watching import DEFAULT_WATCH_WINDOW, watch_stage
 
     say = info or (lambda _line: None)
     window = DEFAULT_WATCH_WINDOW if window is None else window
     watching = watch or auto_rollback
-    _check_options(poll, workers, max_body, port, watching, window, max_batch_delay,
-                   max_batch_rows)
+    _check_options(poll, workers, max_body, port, watching or shadow is not None, window,
+                   max_batch_delay, max_batch_rows)
+    shadow_queue = DEFAULT_SHADOW_QUEUE if shadow_queue is None else shadow_queue
+    if shadow is not None:
+        check_shadow(ref, shadow, shadow_queue)
     remote = is_url(repo)
     stage = watch_stage(ref, auto_rollback, remote, workers)
     root = open_repo(repo, cache_dir)
     first = load_ref(ref, root)
+    shadow_first = load_ref(shadow, root) if shadow is not None else None
     settings = ServeSettings(ref=ref, root=str(root), is_url=remote, poll=poll,
                              max_body=max_body, watch_window=window if watching else None,
                              watch_stage=stage, max_batch_delay=max_batch_delay,
-                             max_batch_rows=max_batch_rows)
+                             max_batch_rows=max_batch_rows, shadow_ref=shadow,
+                             shadow_queue=shadow_queue, shadow_window=window)
     if stage:
         say(f"dvc-monitor: warning: --auto-rollback lets live traffic change this repository: "
             f"an alarm on the requests can roll {stage} back (a commit and a tag); at most "
@@ -84,6 +91,8 @@ def serve_ref(repo: str | Path, ref: str, *, host: str = DEFAULT_HOST, port: int
         f"{url} (polling every {poll:g}s"
         + (f"; watching windows of {window} rows" if watching else "")
         + (f", rolling {stage} back on an alarm" if stage else "")
+        + (f"; shadowed by {shadow_first.ref} for {shadow} in windows of {window} rows"
+           if shadow_first else "")
         + "; Ctrl-C or SIGTERM stops)")
-    serve(settings, first, host=host, port=port, workers=workers)
+    serve(settings, first, host=host, port=port, workers=workers, shadow_first=shadow_first)
     return Served(ref=ref, first=first.ref, id=first.id, url=url)

@@ -15,7 +15,9 @@ event loop. A client that hangs up before its body is complete is counted as sta
 
 Routes: ``POST /score`` (``{"rows": [...]}``), ``GET /health``, ``GET /ready``,
 ``GET /version``, ``POST /reload``, ``GET /metrics`` (Prometheus text, one registry per
-app: no global state); the Open Inference Protocol (V2: ``GET /v2``,
+app: no global state); ``GET /`` (the page, ``page``), ``GET /status`` (the JSON behind
+it) and ``GET /shadow`` (``serve --shadow``: ``shadow.ShadowScorer``, fed after each
+response is scored, off the request path); the Open Inference Protocol (V2: ``GET /v2``,
 ``/v2/health/live``, ``/v2/health/ready``, ``GET /v2/models/{name}[/versions/{v}]``,
 ``.../ready``, ``POST .../infer``, JSON or binary tensors); MLflow's scoring protocol
 (``POST /invocations``, ``GET /ping``). Each protocol's bodies are read and written by
@@ -41,6 +43,7 @@ from dvc_monitor.errors import DvcMonitorError
 from dvc_monitor.production.loader import LoadedModel, fetch_registry, load_version, resolve
 from dvc_monitor.production import protocols
 from dvc_monitor.production.protocols import ProtocolError, cap
+from dvc_monitor.production.shadow import DEFAULT_SHADOW_QUEUE
 from dvc_monitor.production.scoring import fit_model_rows, score_fitted_many, select_columns
 
 if TYPE_CHECKING:
@@ -57,7 +60,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 ROUTES = ("POST /score, GET /health, GET /ready, GET /version, GET /metrics, POST /reload, "
           "GET /v2, GET /v2/health/live, GET /v2/health/ready, GET /v2/models/{name}, "
           "GET /v2/models/{name}/ready, POST /v2/models/{name}/infer, POST /invocations, "
-          "GET /ping")
+          "GET /ping, GET /shadow, GET /status, GET /")
 RETRY_MAX = 60.0  # seconds between two tries of a refused version, at most
 SCORING_THREADS = 4  # requests parsed and scored at once; the others wait their turn
 CLIENT_CLOSED = 499  # the status counted for a client that hung up before its body ended
@@ -79,6 +82,9 @@ class ServeSettings:
     watch_stage: str | None = None  # serve --auto-rollback: the stage it may roll back
     max_batch_delay: float = DEFAULT_MAX_BATCH_DELAY  # milliseconds; 0: no batching
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS
+    shadow_ref: str | None = None  # serve --shadow: the candidate scoring beside the served
+    shadow_queue: int = DEFAULT_SHADOW_QUEUE  # requests waiting for the shadow, at most
+    shadow_window: int | None = None  # rows per shadow window (None: the watch default)
 
 
 @dataclass(frozen=True)
@@ -450,12 +456,14 @@ class _Service:
     """What one app serves with: the settings, the follower of the reference (which holds
     the served model), the app's metrics and the live watch (``serve --watch``)."""
 
-    def __init__(self, settings: ServeSettings, first: LoadedModel | None = None):
+    def __init__(self, settings: ServeSettings, first: LoadedModel | None = None,
+                 shadow_first: LoadedModel | None = None):
         if first is None:
             first = load_version(settings.root, resolve(settings.root, settings.ref))
         self.settings = settings
         self.metrics = Metrics(settings.window)
         self.follower = Follower(settings, first, self.metrics)
+        self.shadow = self._shadow(shadow_first) if settings.shadow_ref else None
         self.live = None
         if settings.watch_window:
             from dvc_monitor.production.watching import LiveWatch
@@ -464,6 +472,7 @@ class _Service:
                                   lambda: self.follower.current, stage=settings.watch_stage)
             self.live.prepare(first)  # bad watch: rules fail here, before the server starts
         self.limiters: list = []  # the scoring threads' limiter, made in the event loop
+        self.history = None  # the stage history the page shows (page.StageHistory)
         self.batchers: list = []  # the batcher, made in the event loop (none: delay 0)
 
     async def score(self, rows, source: str = "the request") -> tuple[LoadedModel, "Scores"]:
@@ -495,7 +504,26 @@ class _Service:
         self.metrics.observe_rows(loaded, scores.score, scores.alert)
         if self.live is not None:
             self.live.add(loaded, _watched_rows(loaded, kept))
+        if self.shadow is not None:
+            self.shadow.offer(loaded, kept, scores)
         return loaded, scores
+
+    def _shadow(self, first: LoadedModel | None):
+        """``serve --shadow``: the shadow, following its own reference (its own
+        ``Follower``, whose metrics stay out of the app's registry)."""
+        import dataclasses
+
+        from dvc_monitor.production.shadow import ShadowScorer
+        from dvc_monitor.production.watching import DEFAULT_WATCH_WINDOW
+
+        settings = self.settings
+        own = dataclasses.replace(settings, ref=settings.shadow_ref, shadow_ref=None)
+        if first is None:
+            first = load_version(settings.root, resolve(settings.root, own.ref))
+        follower = Follower(own, first, Metrics(settings.window))
+        return ShadowScorer(settings.root, follower, self.metrics.registry,
+                            settings.shadow_window or DEFAULT_WATCH_WINDOW,
+                            settings.shadow_queue, own.ref)
 
 
     def _batcher(self, loaded: LoadedModel):
@@ -709,10 +737,49 @@ class _Endpoints:
         return Response(generate_latest(self.service.metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)
 
+    async def shadow(self, request):
+        from starlette.responses import JSONResponse
+
+        svc = self.service
+        if svc.shadow is None:
+            return _error(404, "no shadow: serve with --shadow NAME#STAGE (or a version) "
+                               "to score a candidate beside the served version")
+        return JSONResponse(svc.shadow.to_json(), headers=_version_header(svc.follower.current))
+
+    async def status(self, request):
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse
+
+        from dvc_monitor.production import page
+
+        svc = self.service
+        loaded = svc.follower.current
+        if svc.history is None:
+            svc.history = page.StageHistory(svc.settings.root, loaded.name)
+        history = await run_in_threadpool(svc.history.events)
+        doc = {**svc.follower.readiness().to_json(), "ref": svc.settings.ref,
+               **loaded.to_json(), "last_reload": svc.follower.last.to_json()}
+        return JSONResponse(page.status(doc, history, svc.shadow, svc.live),
+                            headers=_version_header(loaded))
+
+    async def page(self, request):
+        from starlette.responses import HTMLResponse
+
+        from dvc_monitor.production.page import PAGE
+
+        return HTMLResponse(PAGE, headers={
+            "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; "
+                                       "style-src 'unsafe-inline'; connect-src 'self'; "
+                                       "img-src 'self' data:",
+            "Cache-Control": "no-store"})
+
     def routes(self) -> list:
         from starlette.routing import Route
 
         return [
+            Route("/", self.page, methods=["GET"]),
+            Route("/status", self.status, methods=["GET"]),
+            Route("/shadow", self.shadow, methods=["GET"]),
             Route("/score", self.score, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/ready", self.ready, methods=["GET"]),
@@ -762,25 +829,31 @@ def _lifespan(service: _Service):
         service.follower.start()
         if service.live is not None:
             service.live.start()
+        if service.shadow is not None:
+            service.shadow.start()
         try:
             yield
         finally:
             service.follower.stop()
             if service.live is not None:
                 service.live.stop()
+            if service.shadow is not None:
+                service.shadow.stop()
             print(f"dvc-monitor: stopped serving {service.follower.current.ref}",
                   file=sys.stderr, flush=True)
 
     return lifespan
 
 
-def create_app(settings: ServeSettings, first: LoadedModel | None = None):
-    """The Starlette app serving ``settings.ref`` (loads it when ``first`` is None)."""
+def create_app(settings: ServeSettings, first: LoadedModel | None = None,
+               shadow_first: LoadedModel | None = None):
+    """The Starlette app serving ``settings.ref`` (loads it when ``first`` is None; the
+    shadow of ``settings.shadow_ref`` likewise from ``shadow_first``)."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
 
-    service = _Service(settings, first)
+    service = _Service(settings, first, shadow_first)
     routes = _Endpoints(service).routes()
     app = Starlette(
         routes=routes, lifespan=_lifespan(service),
@@ -790,6 +863,7 @@ def create_app(settings: ServeSettings, first: LoadedModel | None = None):
     )
     app.state.follower = service.follower
     app.state.watch = service.live
+    app.state.shadow = service.shadow
     return app
 
 
@@ -826,7 +900,8 @@ def _worker_app(settings: ServeSettings):
 
 
 def serve(settings: ServeSettings, first: LoadedModel, host: str = DEFAULT_HOST,
-          port: int = DEFAULT_PORT, workers: int = 1) -> None:
+          port: int = DEFAULT_PORT, workers: int = 1,
+          shadow_first: LoadedModel | None = None) -> None:
     """Run the service until SIGTERM/SIGINT (uvicorn finishes requests in flight first)."""
     import functools
 
@@ -835,7 +910,7 @@ def serve(settings: ServeSettings, first: LoadedModel, host: str = DEFAULT_HOST,
     common = dict(host=host, port=port, log_level="warning", access_log=False,
                   timeout_graceful_shutdown=30, lifespan="on")
     if workers <= 1:
-        config = uvicorn.Config(create_app(settings, first), **common)
+        config = uvicorn.Config(create_app(settings, first, shadow_first), **common)
         _Server(config).run()
         return
     from uvicorn.supervisors import Multiprocess

@@ -23,17 +23,20 @@ request.
 
 from __future__ import annotations
 
+import collections
 import queue
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from dvc_monitor.errors import DvcMonitorError, UsageError
 from dvc_monitor.monitoring.results import DECISIONS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dvc_monitor.monitoring.engine import Acted, Engine
     from dvc_monitor.monitoring.results import Subject, WatchResult, WindowResult
     from dvc_monitor.monitoring.trust import Hold
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
 DEFAULT_WATCH_WINDOW = 500  # rows per live window
 QUEUED_WINDOWS = 8  # windows waiting for the watch thread; more are dropped (and counted)
+RECENT_WINDOWS = 50  # the last windows' measures kept for the page (GET /, /status)
 
 
 def watch_stage(ref: str, auto_rollback: bool, is_url: bool, workers: int) -> str | None:
@@ -142,6 +146,7 @@ class LiveWatch:
         self.labels = labels
         self.metrics = _WatchMetrics(registry)
         self.last_window: dict | None = None
+        self.recent: collections.deque = collections.deque(maxlen=RECENT_WINDOWS)
         self.last_decision: LiveDecision | None = None
         self.error: str | None = None
         self._rows: list = []
@@ -149,8 +154,7 @@ class LiveWatch:
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUED_WINDOWS)
         self._engine: "Engine | None" = None
-        self._context = None  # forecast: the rows before the next window
-        self._time_column: str | None = None  # ... and the kind's time column
+        self._context: "Lags | None" = None  # forecast: the rows before the next window
         self._pending: str | None = None  # a rollback done, waiting for the swap
         self._thread: threading.Thread | None = None
 
@@ -192,19 +196,12 @@ class LiveWatch:
             self._thread.join(timeout=60)
 
     def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            try:
-                self.measure(*item)
-                self.error = None
-            except DvcMonitorError as exc:
-                self.error = str(exc)
-            except Exception as exc:  # keep watching whatever one window did
-                self.error = f"{type(exc).__name__}: {exc}"
-            if self.error:
-                _say(f"watch: {self.error}")
+        run_queue(self._queue, self.measure, self._report)
+
+    def _report(self, error: str | None) -> None:
+        self.error = error
+        if error:
+            _say(f"watch: {error}")
 
     def measure(self, loaded: "LoadedModel", rows: list) -> "WindowResult":
         """Measure one window of rows scored by ``loaded``; act on an alarm."""
@@ -216,7 +213,8 @@ class LiveWatch:
             engine = self._rebuild(loaded)
         frame = to_frame(rows, "the live window")
         index = engine.watcher.seen
-        window = Window(f"live#{index + 1}", frame, self._context_for(frame))
+        window = Window(f"live#{index + 1}", frame,
+                        None if self._context is None else self._context.before(frame))
         result = engine.observe(window)
         self._record(engine.subject, result)
         if result.alarm:
@@ -225,12 +223,11 @@ class LiveWatch:
 
     def _rebuild(self, loaded: "LoadedModel", strict: bool = False) -> "Engine":
         from dvc_monitor.monitoring.engine import Engine
-        from dvc_monitor.monitoring.rules import rules_of
         from dvc_monitor.monitoring.windows import check_window
         from dvc_monitor.model import state as model_state
 
         workspace = model_state.read_state(self.root, loaded.name, None)
-        rules, _note = rules_of(workspace.params, workspace.spec, workspace.layout.params)
+        rules = workspace_rules(self.root, loaded.name, workspace)
         if strict:
             check_window(self.window, rules, workspace.layout.params)
         elif self.window < rules.min_rows:
@@ -244,36 +241,11 @@ class LiveWatch:
         if self._pending == loaded.version:
             self._pending = None
         self._engine = engine
-        self._context = None
-        kind = subject.spec
-        if kind.needs_history:
-            state = model_state.read_state(self.root, loaded.name, loaded.commit)
-            self._context = model_state.load_data(state).drop(columns="_row")
-            self._time_column = kind.time_column
+        self._context = Lags.of(self.root, loaded)
         return engine
 
     def _subject(self, loaded: "LoadedModel") -> "Subject":
-        from dvc_monitor.evaluation.profiles import load_profile
-        from dvc_monitor.monitoring.results import Subject
-        from dvc_monitor.model.state import read_state
-
-        state = read_state(self.root, loaded.name, loaded.commit)
-        return Subject(loaded.name, loaded.version, loaded.kind, loaded.config, loaded.model,
-                       load_profile(state, loaded.model), state)
-
-    def _context_for(self, frame):
-        """Forecast: the rows before this window (its lags); the window joins them."""
-        import pandas as pd
-
-        from dvc_monitor.monitoring.windows import CONTEXT_ROWS, Window, with_context
-
-        if self._context is None:
-            return None
-        [window] = with_context([Window("live", frame)], self._context, self._time_column)
-        columns = list(self._context.columns.intersection(frame.columns))
-        self._context = pd.concat([window.context, frame[columns]],
-                                  ignore_index=True).tail(CONTEXT_ROWS)
-        return window.context
+        return subject_of(self.root, loaded)
 
     def _record(self, subject: "Subject", result: "WindowResult") -> None:
         """The window's measures in the metrics and in ``last_window``."""
@@ -299,6 +271,7 @@ class LiveWatch:
             "status": result.status, "too_few_rows": result.too_few_rows,
             "skipped": result.skipped,
         }
+        self.recent.append(self.last_window)
 
     def _alarm(self, engine: "Engine", result: "WindowResult") -> None:
         """Decide the alarm ``result`` and act on it (with a stage to roll back)."""
@@ -376,6 +349,79 @@ class LiveWatch:
             "last_decision": None if self.last_decision is None else self.last_decision.to_json(),
             "error": self.error,
         }
+
+
+def run_queue(items: queue.Queue, handle: Callable[..., object],
+              report: Callable[[str | None], None]) -> None:
+    """A background thread's loop: ``handle(*item)`` for each item of ``items`` until a
+    None; ``report`` gets the one line of what an item raised (None: it went well). The
+    loop keeps going whatever one item did."""
+    while True:
+        item = items.get()
+        if item is None:
+            return
+        try:
+            handle(*item)
+        except DvcMonitorError as exc:
+            report(str(exc))
+        except Exception as exc:  # keep going whatever one item did
+            report(f"{type(exc).__name__}: {exc}")
+        else:
+            report(None)
+
+
+class Lags:
+    """A forecast's live windows need the rows before them (their lags): first the data
+    the version was trained on, then each window as it is measured."""
+
+    def __init__(self, rows: "pd.DataFrame", time_column: str):
+        self.rows, self.time_column = rows, time_column
+
+    @classmethod
+    def of(cls, root: str | Path, loaded: "LoadedModel") -> "Lags | None":
+        """The lags of ``loaded``'s windows; None for a kind that needs no history."""
+        from dvc_monitor.model import state as model_state
+
+        kind = loaded.spec
+        if not kind.needs_history:
+            return None
+        state = model_state.read_state(root, loaded.name, loaded.commit)
+        return cls(model_state.load_data(state).drop(columns="_row"), kind.time_column)
+
+    def before(self, frame: "pd.DataFrame") -> "pd.DataFrame":
+        """The rows before the window ``frame``; the window joins them."""
+        import pandas as pd
+
+        from dvc_monitor.monitoring.windows import CONTEXT_ROWS, Window, with_context
+
+        [window] = with_context([Window("live", frame)], self.rows, self.time_column)
+        columns = list(self.rows.columns.intersection(frame.columns))
+        self.rows = pd.concat([window.context, frame[columns]],
+                              ignore_index=True).tail(CONTEXT_ROWS)
+        return window.context
+
+
+def subject_of(root: str | Path, loaded: "LoadedModel") -> "Subject":
+    """What the watch engine measures with: ``loaded`` and its reference profile."""
+    from dvc_monitor.evaluation.profiles import load_profile
+    from dvc_monitor.monitoring.results import Subject
+    from dvc_monitor.model.state import read_state
+
+    state = read_state(root, loaded.name, loaded.commit)
+    return Subject(loaded.name, loaded.version, loaded.kind, loaded.config, loaded.model,
+                   load_profile(state, loaded.model), state)
+
+
+def workspace_rules(root: str | Path, name: str, workspace=None):
+    """The ``watch:`` rules of model ``name`` as its params in the workspace say now
+    (``workspace``: its ``ModelState`` when read already)."""
+    from dvc_monitor.model import state as model_state
+    from dvc_monitor.monitoring.rules import rules_of
+
+    if workspace is None:
+        workspace = model_state.read_state(root, name, None)
+    rules, _note = rules_of(workspace.params, workspace.spec, workspace.layout.params)
+    return rules
 
 
 def _live_decision(outcome: "WatchResult", hold: "Hold | None") -> LiveDecision:

@@ -90,14 +90,14 @@ class Server:
         with urllib.request.urlopen(self.url + "/metrics", timeout=300) as resp:
             return resp.read().decode()
 
-    def wait_for(self, predicate, timeout: float = 300) -> dict:
-        """Poll /health until ``predicate(health)`` holds; return that health document
+    def wait_for(self, predicate, timeout: float = 300, path: str = "/health") -> dict:
+        """Poll ``path`` (/health) until ``predicate(doc)`` holds; return that document
         (the last one when ``timeout``, which only bounds a hang, passed first)."""
         deadline = time.monotonic() + timeout
         while True:
-            health = self.get("/health")
-            if predicate(health) or time.monotonic() > deadline:
-                return health
+            doc = self.get(path)
+            if predicate(doc) or time.monotonic() > deadline:
+                return doc
             time.sleep(0.2)
 
     def wait_for_metrics(self, predicate, timeout: float = 60) -> str:
