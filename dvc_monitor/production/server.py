@@ -1,8 +1,9 @@
 """``dvc-monitor serve``: an ASGI scoring service (Starlette on uvicorn) that follows a stage.
 
 One ``Follower`` per process holds the served ``LoadedModel``. A background thread
-re-resolves the reference every ``poll`` seconds (local tags, or ``git fetch`` of the
-registry tags in the cached clone of a URL). When the holder changes it loads and
+looks at the reference every ``poll`` seconds: for a URL, one ``git ls-remote`` and a
+``git fetch`` into the cached clone only when the origin's refs moved; then the registry
+is read again only when its tags' files changed (a few ``stat`` calls). When the holder changes it loads and
 verifies the new version off the request path, then swaps one reference: a request reads
 that reference once, so it finishes on the model it started with. A version that fails
 to load or verify is not swapped in; it is tried again on later polls, after a delay that
@@ -28,6 +29,7 @@ model call (``batching.Batcher``; ``--max-batch-delay``, ``--max-batch-rows``).
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -38,7 +40,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dvc_monitor.errors import DvcMonitorError
-from dvc_monitor.production.loader import LoadedModel, fetch_registry, load_version, resolve
+from dvc_monitor.production.loader import (
+    LoadedModel, fetch_registry, load_version, refs_stamp, registry_git_dir, resolve,
+)
 from dvc_monitor.production import protocols
 from dvc_monitor.production.protocols import ProtocolError, cap
 from dvc_monitor.production.scoring import fit_model_rows, score_fitted_many, select_columns
@@ -143,6 +147,12 @@ class Metrics:
         self.batch_requests = Histogram("dvc_monitor_batch_requests",
                                         "Requests scored in one model call", registry=r,
                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.fetches = Counter("dvc_monitor_registry_fetches", "git fetch runs into the cached "
+                               "clone of a URL (a poll that finds the origin's refs unchanged "
+                               "runs none)", registry=r)
+        self.registry_reads = Counter("dvc_monitor_registry_reads", "Full reads of the registry "
+                                      "(a poll that finds the tags unchanged reads none)",
+                                      registry=r)
         self.live_rows = Gauge("dvc_monitor_live_window_rows", "Rows in the live window",
                                ["model", "kind"], registry=r)
         self._window: collections.deque = collections.deque(maxlen=window)
@@ -231,6 +241,8 @@ class Follower:
         self.last = ReloadResult("loaded", _now(), first.version, f"loaded {first.ref}")
         self.refusal: Refusal | None = None  # the holder, while it cannot be swapped in
         self._check_lock = threading.Lock()
+        self._git_dir: Path | None = None  # where the registry's tags are stored
+        self._seen: tuple | None = None  # (refs_stamp, the version resolved at that stamp)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         metrics.serving(first)
@@ -256,9 +268,9 @@ class Follower:
         root = Path(self.settings.root)
         current = self.current
         try:
-            if self.settings.is_url:
-                fetch_registry(root)
-            mv = resolve(root, self.settings.ref)
+            if self.settings.is_url and fetch_registry(root):
+                self.metrics.fetches.inc()
+            mv = self._holder(root, force)
         except DvcMonitorError as exc:
             return ReloadResult("error", _now(), None,
                                 f"could not read the registry ({exc}); still serving {current.ref}")
@@ -282,6 +294,20 @@ class Follower:
         self.refusal = None
         self.metrics.serving(new)
         return ReloadResult("swapped", _now(), new.version, f"swapped {current.ref} for {new.ref}")
+
+    def _holder(self, root: Path, force: bool):
+        """The version the reference names now. The registry is read again only when its
+        tags' files changed since the last read (``refs_stamp``: a few ``stat`` calls, no
+        git process, so a poll that finds nothing new costs next to nothing), or with
+        ``force``. The stamp is taken before the read: a tag written meanwhile is seen at
+        the next poll."""
+        if self._git_dir is None:
+            self._git_dir = registry_git_dir(root)
+        stamp = refs_stamp(self._git_dir)
+        if force or self._seen is None or self._seen[0] != stamp:
+            self.metrics.registry_reads.inc()
+            self._seen = (stamp, resolve(root, self.settings.ref))
+        return self._seen[1]
 
     def readiness(self) -> Readiness:
         """Ready when no holder of the reference is waiting to be swapped in (a registry
@@ -688,7 +714,8 @@ class _Endpoints:
         from starlette.responses import JSONResponse
 
         loaded = self.service.follower.current
-        return JSONResponse({"model": loaded.name, "version": loaded.version, "id": loaded.id},
+        return JSONResponse({"model": loaded.name, "version": loaded.version, "id": loaded.id,
+                             "pid": os.getpid()},  # which process (--workers) answered
                             headers={"X-Model-Version": loaded.version})
 
     async def reload(self, request):
