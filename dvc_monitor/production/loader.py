@@ -289,6 +289,21 @@ def load_ref(ref: str, repo: str | Path = ".", cache_dir: str | Path | None = No
     return load_version(root, resolve(root, ref))
 
 
+def resolve_with_previous(root: str | Path, ref: str) -> tuple["ModelVersion", "ModelVersion | None"]:
+    """The version ``ref`` names now and, for ``NAME#STAGE``, the version that
+    ``rollback NAME --previous --stage STAGE`` would give the stage back (the one that held
+    it before; None when none did, or for another reference): one read of the registry."""
+    from dvc_monitor.registry.state import Registry
+
+    reg = Registry.load(root)
+    holder = reg.get(ref)
+    name, sep, stage = ref.partition("#")
+    previous = reg.previous_in_stage(holder.name, stage) if sep and name == holder.name else None
+    if previous is not None and previous.registered:
+        previous = reg.resolve(holder.name, previous.version)
+    return holder, previous
+
+
 def version_at(root: str | Path, name: str, rev: str) -> "ModelVersion":
     """The registered version of ``name`` made at git revision ``rev``."""
     from dvc_monitor.registry.state import Registry

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 from dvc_monitor.errors import DvcMonitorError
 from dvc_monitor.production.loader import (
     LoadedModel, fetch_registry, load_version, refs_stamp, registry_git_dir, resolve,
+    resolve_with_previous,
 )
 from dvc_monitor.production import protocols
 from dvc_monitor.production.protocols import ProtocolError, cap
@@ -242,7 +243,9 @@ class Follower:
         self.refusal: Refusal | None = None  # the holder, while it cannot be swapped in
         self._check_lock = threading.Lock()
         self._git_dir: Path | None = None  # where the registry's tags are stored
-        self._seen: tuple | None = None  # (refs_stamp, the version resolved at that stamp)
+        self._seen: tuple | None = None  # (refs_stamp, holder, previous holder) at that stamp
+        self.standby: LoadedModel | None = None  # verified, kept for a swap with no load
+        self._warmed: tuple | None = None  # the key of the last standby load tried
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         metrics.serving(first)
@@ -282,7 +285,9 @@ class Follower:
         if refusal is not None and not force and time.monotonic() < refusal.retry_at:
             return None
         try:
-            new = load_version(root, mv)
+            standby = self.standby
+            new = standby if standby is not None and _loaded_key(standby) == key \
+                else load_version(root, mv)
         except DvcMonitorError as exc:
             attempts = 1 + (refusal.attempts if refusal else 0)
             delay = min(self.settings.poll * 2 ** attempts, max(RETRY_MAX, self.settings.poll))
@@ -291,6 +296,7 @@ class Follower:
             self.refusal = Refusal(key, mv.version, attempts, time.monotonic() + delay, message)
             return ReloadResult("refused", _now(), mv.version, message)
         self.current = new
+        self.standby = current  # the way back, should this change be undone
         self.refusal = None
         self.metrics.serving(new)
         return ReloadResult("swapped", _now(), new.version, f"swapped {current.ref} for {new.ref}")
@@ -306,8 +312,28 @@ class Follower:
         stamp = refs_stamp(self._git_dir)
         if force or self._seen is None or self._seen[0] != stamp:
             self.metrics.registry_reads.inc()
-            self._seen = (stamp, resolve(root, self.settings.ref))
+            self._seen = (stamp, *resolve_with_previous(root, self.settings.ref))
         return self._seen[1]
+
+    def warm(self) -> None:
+        """Load the stage's previous holder as the standby, if it is not already: the
+        version ``rollback --previous`` would bring back is then swapped in without a
+        load (a rollback is when a fast switch matters most). Costs one more model in
+        memory; a version that cannot be loaded is simply not kept."""
+        with self._check_lock:
+            seen, standby = self._seen, self.standby
+            previous = seen[2] if seen is not None else None
+            if previous is None or _key(previous) == _loaded_key(self.current):
+                return
+            if standby is not None and _key(previous) == _loaded_key(standby):
+                return
+            if self._warmed == _key(previous):
+                return  # tried already, and it did not load
+            self._warmed = _key(previous)
+            try:
+                self.standby = load_version(Path(self.settings.root), previous)
+            except DvcMonitorError:
+                self.standby = None
 
     def readiness(self) -> Readiness:
         """Ready when no holder of the reference is waiting to be swapped in (a registry
@@ -340,6 +366,11 @@ class Follower:
             if result is not before and result.result in ("swapped", "refused", "error"):
                 print(f"dvc-monitor: {result.time} {result.result}: {result.message}",
                       file=sys.stderr, flush=True)
+            if result.result in ("swapped", "unchanged"):
+                try:
+                    self.warm()
+                except Exception:  # the standby only saves time; serving goes on without
+                    self.standby = None
 
 
 # -- the app ----------------------------------------------------------------------------
@@ -695,7 +726,9 @@ class _Endpoints:
         last = svc.follower.last
         readiness = svc.follower.readiness().to_json()  # status: ok, or degraded and why
         watching = {} if svc.live is None else {"watch": svc.live.to_json()}
+        standby = svc.follower.standby
         return JSONResponse({**readiness, "ref": svc.settings.ref, **loaded.to_json(),
+                             "standby": standby.version if standby is not None else None,
                              "last_reload": last.to_json(), **watching},
                             headers={"X-Model-Version": loaded.version})
 
