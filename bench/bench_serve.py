@@ -15,14 +15,20 @@ v1.1.0 with 60 trees), v1.1.0 in ``prod``. Then, in one run:
     prints requests/s, p50 and p99 latency for each, and the serve/hand-written ratios.
     targets: 32x1: serve at least 3x the throughput, p99 no worse; 8x10: at least 1.5x.
 
-(b) rollback under load -- the load runs against ``serve --poll P`` while
+(b) the standard protocols -- on the same serve process, right after each load of (a),
+    the same load (same clients, same rows) sent as the Open Inference Protocol (V2:
+    ``POST /v2/models/NAME/infer``, one ``[N, F]`` FP64 tensor) and as MLflow's
+    ``POST /invocations`` (``dataframe_split``); prints requests/s, p50 and p99 and the
+    ratios of requests/s against ``/score``. target: each at least 0.9x.
+
+(c) rollback under load -- the load runs against ``serve --poll P`` while
     ``dvc-monitor rollback NAME --previous --stage prod`` runs; prints the seconds from
     the rollback's end to the first response from v1.0.0, and the failed requests.
     target: 0 failed requests, a switch within P + 1 s.
 
 Usage: .venv/bin/python bench/bench_serve.py [--seconds 10] [--loads 32x1,8x10]
        [--concurrency 8] [--rows 10] [--poll 1] [--max-batch-delay MS] [--keep DIR]
-(--concurrency and --rows: the load of (b).)
+(--concurrency and --rows: the load of (c).)
 """
 
 from __future__ import annotations
@@ -142,6 +148,21 @@ def run_load(url: str, body: Path, seconds: float, concurrency: int) -> subproce
                             stdout=subprocess.PIPE, text=True)
 
 
+# the paths of the protocols (b) compares, and the body each takes for ``rows``
+PATHS = {"/score": "/score", "V2": f"/v2/models/{NAME}/infer", "/invocations": "/invocations"}
+
+
+def protocol_body(protocol: str, rows: list[dict], features: list[str]) -> dict:
+    """The body of one request of ``rows`` in ``protocol`` (a key of ``PATHS``)."""
+    values = [[row[f] for f in features] for row in rows]
+    if protocol == "V2":
+        return {"inputs": [{"name": "input__0", "shape": [len(rows), len(features)],
+                            "datatype": "FP64", "data": [v for row in values for v in row]}]}
+    if protocol == "/invocations":
+        return {"dataframe_split": {"columns": features, "data": values}}
+    return {"rows": rows}
+
+
 def summary(records: list[list], seconds: float) -> dict:
     ok = [r for r in records if r[2] == 200]
     lat = sorted(r[1] for r in ok) or [float("nan")]
@@ -218,9 +239,10 @@ def main() -> None:
         sample = kind_for("anomaly").sample_batch(5)
         features = [c for c in sample.columns if c != "is_fraud"]
 
-        def body_of(n: int) -> Path:
-            path = root / f"body-{n}.json"
-            path.write_text(json.dumps({"rows": sample[features].head(n).to_dict("records")}))
+        def body_of(n: int, protocol: str = "/score") -> Path:
+            path = root / f"body-{n}-{list(PATHS).index(protocol)}.json"
+            rows = sample[features].head(n).to_dict("records")
+            path.write_text(json.dumps(protocol_body(protocol, rows, features)))
             return path
 
         loads = [tuple(int(x) for x in item.split("x")) for item in args.loads.split(",")]
@@ -238,12 +260,14 @@ def main() -> None:
                           else ["--port", str(port)])
             server = bench.start(full, port)
             try:
-                url = f"http://127.0.0.1:{port}/score"
                 for clients, n in loads:
-                    body = body_of(n)
-                    run_load(url, body, 1.0, clients).communicate()  # warm up
-                    out, _ = run_load(url, body, args.seconds, clients).communicate()
-                    results[(clients, n, label)] = summary(json.loads(out), args.seconds)
+                    for protocol in PATHS if label == "serve" else ("/score",):
+                        url = f"http://127.0.0.1:{port}{PATHS[protocol]}"
+                        body = body_of(n, protocol)
+                        run_load(url, body, 1.0, clients).communicate()  # warm up
+                        out, _ = run_load(url, body, args.seconds, clients).communicate()
+                        key = label if protocol == "/score" else protocol
+                        results[(clients, n, key)] = summary(json.loads(out), args.seconds)
             finally:
                 bench.stop(server)
 
@@ -260,9 +284,21 @@ def main() -> None:
                   f"p50 {serve['p50_ms'] / plain['p50_ms']:.2f}x, "
                   f"p99 {serve['p99_ms'] / plain['p99_ms']:.2f}x (latency: lower is better)")
 
+        print(f"\n(b) the protocols on the same serve process, {args.seconds:g} s per load")
+        for clients, n in loads:
+            print(f"  {clients} concurrent clients x {n}-row requests")
+            print(f"    {'':14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+            score = results[(clients, n, "serve")]
+            for protocol in PATHS:
+                r = results[(clients, n, "serve" if protocol == "/score" else protocol)]
+                ratio = "" if protocol == "/score" else \
+                    f"  {r['rps'] / score['rps']:.2f}x /score's requests/s (target >= 0.9x)"
+                print(f"    {protocol:14}{r['rps']:9.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
+                      f"{r['failed']:8d}{ratio}" + (f"  {r['reasons']}" if r["reasons"] else ""))
+
         body = body_of(args.rows)
 
-        # (b) rollback under load
+        # (c) rollback under load
         port = free_port()
         server = bench.start([str(BIN / "dvc-monitor"), "serve", f"{NAME}#prod", "--poll",
                               str(args.poll), "--port", str(port)], port)
@@ -270,6 +306,8 @@ def main() -> None:
             duration = 8.0 + 3 * args.poll + 20
             load = run_load(f"http://127.0.0.1:{port}/score", body, duration, args.concurrency)
             time.sleep(4)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as resp:
+                standby = json.loads(resp.read()).get("standby")
             t0 = time.time()
             bench.dm("rollback", NAME, "--previous", "--stage", "prod", "-m", "bench")
             t_end = time.time()
@@ -285,8 +323,9 @@ def main() -> None:
                       f"end, after {r[1]:.1f} s")
         old = [r[0] for r in records if r[3] == "v1.0.0" and r[2] == 200]
         new_after = [r[0] for r in records if r[3] == "v1.1.0" and r[0] > (min(old) if old else 0)]
-        print(f"\n(b) rollback under load ({args.concurrency} connections, --poll {args.poll:g}):")
-        print(f"    rollback took {t_end - t0:.2f} s; {len(records)} requests during the run")
+        print(f"\n(c) rollback under load ({args.concurrency} connections, --poll {args.poll:g}):")
+        print(f"    rollback took {t_end - t0:.2f} s; {len(records)} requests during the run; "
+              f"the server's standby before it: {standby or 'none'}")
         if old:
             print(f"    first v1.0.0 response {min(old) - t_end:.2f} s after the rollback ended "
                   f"(target <= {args.poll + 1:g} s)")
