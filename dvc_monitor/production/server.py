@@ -3,12 +3,14 @@
 One ``Follower`` per process holds the served ``LoadedModel``. A background thread
 looks at the reference every ``poll`` seconds: for a URL, one ``git ls-remote`` and a
 ``git fetch`` into the cached clone only when the origin's refs moved; then the registry
-is read again only when its tags' files changed (a few ``stat`` calls). When the holder changes it loads and
-verifies the new version off the request path, then swaps one reference: a request reads
-that reference once, so it finishes on the model it started with. A version that fails
-to load or verify is not swapped in; it is tried again on later polls, after a delay that
-doubles up to ``RETRY_MAX`` seconds, and swapped in once it loads. While the served version
-is not the reference's holder, ``/health`` says ``degraded`` and ``/ready`` answers 503.
+is read again only when its tags' files changed (a few ``stat`` calls). When the holder
+changes it loads and verifies the new version off the request path (or takes the standby:
+the stage's previous holder, loaded in advance, so a rollback needs no load), then swaps
+one reference: a request reads that reference once, so it finishes on the model it
+started with. A version that fails to load or verify is not swapped in; it is tried again
+on later polls, after a delay that doubles up to ``RETRY_MAX`` seconds, and swapped in once
+it loads. While the served version is not the reference's holder, ``/health`` says
+``degraded`` and ``/ready`` answers 503.
 
 A request body is read up to ``max_body`` bytes, then parsed, cut down to the model's
 columns and scored in a worker thread (at most ``SCORING_THREADS`` at once), never on the
@@ -245,7 +247,7 @@ class Follower:
         self._git_dir: Path | None = None  # where the registry's tags are stored
         self._seen: tuple | None = None  # (refs_stamp, holder, previous holder) at that stamp
         self.standby: LoadedModel | None = None  # verified, kept for a swap with no load
-        self._warmed: tuple | None = None  # the key of the last standby load tried
+        self._unloadable: tuple | None = None  # a previous holder that failed to load
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         metrics.serving(first)
@@ -327,13 +329,12 @@ class Follower:
                 return
             if standby is not None and _key(previous) == _loaded_key(standby):
                 return
-            if self._warmed == _key(previous):
-                return  # tried already, and it did not load
-            self._warmed = _key(previous)
+            if self._unloadable == _key(previous):
+                return  # tried already, and it did not load: its swap will say why
             try:
                 self.standby = load_version(Path(self.settings.root), previous)
             except DvcMonitorError:
-                self.standby = None
+                self._unloadable = _key(previous)
 
     def readiness(self) -> Readiness:
         """Ready when no holder of the reference is waiting to be swapped in (a registry
