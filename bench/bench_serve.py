@@ -15,12 +15,18 @@ v1.1.0 with 60 trees), v1.1.0 in ``prod``. Then, in one run:
     prints requests/s, p50 and p99 latency for each, and the serve/hand-written ratios.
     targets: 32x1: serve at least 3x the throughput, p99 no worse; 8x10: at least 1.5x.
 
-(b) rollback under load -- the load runs against ``serve --poll P`` while
+(b) the standard protocols -- on the same serve process, right after each load of (a),
+    the same load (same clients, same rows) sent as the Open Inference Protocol (V2:
+    ``POST /v2/models/NAME/infer``, one ``[N, F]`` FP64 tensor) and as MLflow's
+    ``POST /invocations`` (``dataframe_split``); prints requests/s, p50 and p99 and the
+    ratios of requests/s against ``/score``. target: each at least 0.9x.
+
+(c) rollback under load -- the load runs against ``serve --poll P`` while
     ``dvc-monitor rollback NAME --previous --stage prod`` runs; prints the seconds from
     the rollback's end to the first response from v1.0.0, and the failed requests.
     target: 0 failed requests, a switch within P + 1 s.
 
-(c) shadow -- ``shadow_part``: the same load against ``serve NAME#prod`` and ``serve
+(d) shadow -- ``shadow_part``: the same load against ``serve NAME#prod`` and ``serve
     NAME#prod --shadow NAME#staging`` (staging: the version prod does not hold),
     alternated ``--shadow-rounds`` times: requests of ROWS rows (``--shadow-load
     CLIENTSxROWS``, default 8x10) paced at half the requests/s ``serve`` answers with
@@ -32,7 +38,7 @@ v1.1.0 with 60 trees), v1.1.0 in ``prod``. Then, in one run:
 Usage: .venv/bin/python bench/bench_serve.py [--seconds 10] [--loads 32x1,8x10]
        [--concurrency 8] [--rows 10] [--poll 1] [--max-batch-delay MS] [--keep DIR]
        [--shadow-load 8x10] [--shadow-rounds 3] [--shadow-only]
-(--concurrency and --rows: the load of (b).)
+(--concurrency and --rows: the load of (c).)
 """
 
 from __future__ import annotations
@@ -152,6 +158,21 @@ def run_load(url: str, body: Path, seconds: float, concurrency: int) -> subproce
                             stdout=subprocess.PIPE, text=True)
 
 
+# the paths of the protocols (b) compares, and the body each takes for ``rows``
+PATHS = {"/score": "/score", "V2": f"/v2/models/{NAME}/infer", "/invocations": "/invocations"}
+
+
+def protocol_body(protocol: str, rows: list[dict], features: list[str]) -> dict:
+    """The body of one request of ``rows`` in ``protocol`` (a key of ``PATHS``)."""
+    values = [[row[f] for f in features] for row in rows]
+    if protocol == "V2":
+        return {"inputs": [{"name": "input__0", "shape": [len(rows), len(features)],
+                            "datatype": "FP64", "data": [v for row in values for v in row]}]}
+    if protocol == "/invocations":
+        return {"dataframe_split": {"columns": features, "data": values}}
+    return {"rows": rows}
+
+
 def summary(records: list[list], seconds: float) -> dict:
     ok = [r for r in records if r[2] == 200]
     lat = sorted(r[1] for r in ok) or [float("nan")]
@@ -237,7 +258,7 @@ async def _paced(url: str, body: bytes, seconds: float, rate: float,
 
 def shadow_part(bench: Bench, root: Path, seconds: float, load: str, rounds: int,
                 candidate: str = "v1.0.0", share: float = 0.5) -> dict:
-    """(c) the latency ``serve --shadow`` adds to ``serve`` under the same load, with
+    """(d) the latency ``serve --shadow`` adds to ``serve`` under the same load, with
     ``candidate`` in ``staging`` (a version prod does not hold): ``CLIENTSxROWS`` requests
     paced at ``share`` of the requests/s ``serve`` answers alone (measured first, with
     CLIENTS clients back to back), over 2 x CLIENTS connections."""
@@ -286,7 +307,7 @@ def shadow_part(bench: Bench, root: Path, seconds: float, load: str, rounds: int
     med = {label: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
            for label, rs in runs.items()}
     plain, shadow = med["serve"], med["serve --shadow"]
-    print(f"\n(c) shadow: {n}-row requests at {rate:.0f}/s ({share:.0%} of the {rate / share:.0f}"
+    print(f"\n(d) shadow: {n}-row requests at {rate:.0f}/s ({share:.0%} of the {rate / share:.0f}"
           f"/s serve answers with {clients} clients back to back), {seconds:g} s, {rounds} "
           "round(s) each, medians")
     print(f"    {'':16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
@@ -317,9 +338,9 @@ def main() -> None:
     ap.add_argument("--max-batch-delay", type=float, metavar="MS",
                     help="serve --max-batch-delay (default: serve's own; 0: no batching)")
     ap.add_argument("--keep", metavar="DIR")
-    ap.add_argument("--shadow-load", default="8x10", help="CLIENTSxROWS: the load of (c)")
+    ap.add_argument("--shadow-load", default="8x10", help="CLIENTSxROWS: the load of (d)")
     ap.add_argument("--shadow-rounds", type=int, default=3)
-    ap.add_argument("--shadow-only", action="store_true", help="run (c) alone")
+    ap.add_argument("--shadow-only", action="store_true", help="run (d) alone")
     ap.add_argument("--load", help=argparse.SUPPRESS)
     ap.add_argument("--body", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -340,9 +361,10 @@ def main() -> None:
         sample = kind_for("anomaly").sample_batch(5)
         features = [c for c in sample.columns if c != "is_fraud"]
 
-        def body_of(n: int) -> Path:
-            path = root / f"body-{n}.json"
-            path.write_text(json.dumps({"rows": sample[features].head(n).to_dict("records")}))
+        def body_of(n: int, protocol: str = "/score") -> Path:
+            path = root / f"body-{n}-{list(PATHS).index(protocol)}.json"
+            rows = sample[features].head(n).to_dict("records")
+            path.write_text(json.dumps(protocol_body(protocol, rows, features)))
             return path
 
         loads = [tuple(int(x) for x in item.split("x")) for item in args.loads.split(",")]
@@ -360,12 +382,14 @@ def main() -> None:
                           else ["--port", str(port)])
             server = bench.start(full, port)
             try:
-                url = f"http://127.0.0.1:{port}/score"
                 for clients, n in loads:
-                    body = body_of(n)
-                    run_load(url, body, 1.0, clients).communicate()  # warm up
-                    out, _ = run_load(url, body, args.seconds, clients).communicate()
-                    results[(clients, n, label)] = summary(json.loads(out), args.seconds)
+                    for protocol in PATHS if label == "serve" else ("/score",):
+                        url = f"http://127.0.0.1:{port}{PATHS[protocol]}"
+                        body = body_of(n, protocol)
+                        run_load(url, body, 1.0, clients).communicate()  # warm up
+                        out, _ = run_load(url, body, args.seconds, clients).communicate()
+                        key = label if protocol == "/score" else protocol
+                        results[(clients, n, key)] = summary(json.loads(out), args.seconds)
             finally:
                 bench.stop(server)
 
@@ -382,9 +406,21 @@ def main() -> None:
                   f"p50 {serve['p50_ms'] / plain['p50_ms']:.2f}x, "
                   f"p99 {serve['p99_ms'] / plain['p99_ms']:.2f}x (latency: lower is better)")
 
+        print(f"\n(b) the protocols on the same serve process, {args.seconds:g} s per load")
+        for clients, n in loads:
+            print(f"  {clients} concurrent clients x {n}-row requests")
+            print(f"    {'':14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+            score = results[(clients, n, "serve")]
+            for protocol in PATHS:
+                r = results[(clients, n, "serve" if protocol == "/score" else protocol)]
+                ratio = "" if protocol == "/score" else \
+                    f"  {r['rps'] / score['rps']:.2f}x /score's requests/s (target >= 0.9x)"
+                print(f"    {protocol:14}{r['rps']:9.1f}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}"
+                      f"{r['failed']:8d}{ratio}" + (f"  {r['reasons']}" if r["reasons"] else ""))
+
         body = body_of(args.rows)
 
-        # (b) rollback under load
+        # (c) rollback under load
         port = free_port()
         server = bench.start([str(BIN / "dvc-monitor"), "serve", f"{NAME}#prod", "--poll",
                               str(args.poll), "--port", str(port)], port)
@@ -392,6 +428,8 @@ def main() -> None:
             duration = 8.0 + 3 * args.poll + 20
             load = run_load(f"http://127.0.0.1:{port}/score", body, duration, args.concurrency)
             time.sleep(4)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as resp:
+                standby = json.loads(resp.read()).get("standby")
             t0 = time.time()
             bench.dm("rollback", NAME, "--previous", "--stage", "prod", "-m", "bench")
             t_end = time.time()
@@ -407,8 +445,9 @@ def main() -> None:
                       f"end, after {r[1]:.1f} s")
         old = [r[0] for r in records if r[3] == "v1.0.0" and r[2] == 200]
         new_after = [r[0] for r in records if r[3] == "v1.1.0" and r[0] > (min(old) if old else 0)]
-        print(f"\n(b) rollback under load ({args.concurrency} connections, --poll {args.poll:g}):")
-        print(f"    rollback took {t_end - t0:.2f} s; {len(records)} requests during the run")
+        print(f"\n(c) rollback under load ({args.concurrency} connections, --poll {args.poll:g}):")
+        print(f"    rollback took {t_end - t0:.2f} s; {len(records)} requests during the run; "
+              f"the server's standby before it: {standby or 'none'}")
         if old:
             print(f"    first v1.0.0 response {min(old) - t_end:.2f} s after the rollback ended "
                   f"(target <= {args.poll + 1:g} s)")
@@ -416,7 +455,7 @@ def main() -> None:
             print("    no v1.0.0 response seen")
         print(f"    failed requests: {failed} (target 0){' ' + str(reasons) if reasons else ''}; "
               f"v1.1.0 responses after the first v1.0.0 one: {len(new_after)}")
-        # prod holds v1.0.0 after (b): the candidate is v1.1.0
+        # prod holds v1.0.0 after (c): the candidate is v1.1.0
         shadow_part(bench, root, args.seconds, args.shadow_load, args.shadow_rounds, "v1.1.0")
     finally:
         if not args.keep:

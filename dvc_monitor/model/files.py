@@ -176,17 +176,24 @@ def load_model_bytes(data: bytes, expected_md5: str | None = None, source: str =
                 f"model file {source} has md5 {actual} but dvc.lock records {expected_md5}; "
                 "run 'dvc checkout' or 'dvc pull' to restore the recorded model"
             )
+    from skops.io.exceptions import UntrustedTypesFoundException
+
     allowed = trusted_with(trusted)
-    refused = [name for name in _audit(data, source) if name not in allowed]
-    if refused:
-        raise ModelFileError(
-            f"model file {source} contains types dvc-monitor does not trust: {_first(refused)}; "
-            "it was not loaded (if you have reviewed and trust them, list them under "
-            "trusted_types: in its monitor.yaml: 'dvc-monitor adopt NAME ... --trust TYPE')"
-        )
-    try:
+    _require_archive(data, source)
+    try:  # skops audits every type against ``allowed`` before it builds anything
         return skops.io.loads(data, trusted=sorted(allowed))
-    except Exception as err:  # a file that passed the audit but cannot be built
+    except UntrustedTypesFoundException:  # which types: the audit, for the message
+        refused = [name for name in _audit(data, source) if name not in allowed]
+        if refused:
+            raise ModelFileError(
+                f"model file {source} contains types dvc-monitor does not trust: "
+                f"{_first(refused)}; it was not loaded (if you have reviewed and trust them, "
+                "list them under trusted_types: in its monitor.yaml: "
+                "'dvc-monitor adopt NAME ... --trust TYPE')"
+            ) from None
+        raise ModelFileError(f"model file {source} was refused by the safe loader; "
+                             "it was not loaded") from None
+    except Exception as err:  # a file that cannot be read or built
         raise ModelFileError(f"model file {source} is corrupt: {_one_line(err)}; it was not loaded") from err
 
 
@@ -333,13 +340,18 @@ def _audit(data: bytes, source: str) -> list[str]:
     """Every type skops archive ``data`` names that skops does not trust by default."""
     import skops.io
 
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        what = "a pickle, not a skops archive" if data[:1] == b"\x80" else "not a skops (zip) archive"
-        raise ModelFileError(f"model file {source} is {what}; it was not loaded")
+    _require_archive(data, source)
     try:
         return list(skops.io.get_untrusted_types(data=data))
     except Exception as err:  # broken zip members, bad schema.json, unknown nodes
         raise ModelFileError(f"model file {source} is corrupt: {_one_line(err)}; it was not loaded") from err
+
+
+def _require_archive(data: bytes, source: str) -> None:
+    """``ModelFileError`` unless ``data`` is a zip archive (what skops writes)."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        what = "a pickle, not a skops archive" if data[:1] == b"\x80" else "not a skops (zip) archive"
+        raise ModelFileError(f"model file {source} is {what}; it was not loaded")
 
 
 def _first(names: list[str], shown: int = 3) -> str:

@@ -1,9 +1,11 @@
 """``load_model``: the model a registry reference names, loaded and verified.
 
 A repository is a local path or a git URL. A URL is cloned once into the user cache
-folder (``<cache>/clones/<name>-<hash of the URL>``) and refreshed with ``git fetch`` of
-its branches and tags; the model object comes from that clone's DVC remote, fetched for
-the version's commit only (what ``dvc.api`` and ``dvc artifacts get`` do).
+folder (``<cache>/clones/<name>-<hash of the URL>``) and its branches and tags are
+refreshed by ``fetch_registry``: one ``git ls-remote``, and a ``git fetch`` only when the
+origin's refs differ from the clone's. The model object comes from that clone's DVC
+remote, fetched for the version's commit only (what ``dvc.api`` and ``dvc artifacts get``
+do).
 
 The model bytes are found by the md5 that the version's ``dvc.lock`` records, checked
 against the md5 the registry recorded at registration, and loaded with
@@ -21,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dvc_monitor.model.data import ModelConfig
-from dvc_monitor.errors import ExternalCommandError, ModelFileError, UnknownVersion, UsageError
+from dvc_monitor.errors import (
+    ExternalCommandError, ModelFileError, NotAGitRepository, UnknownVersion, UsageError,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -82,20 +86,90 @@ def _lock_file(clone: Path) -> str:
     return str(clone) + ".lock"  # next to the clone: one writer at a time (workers, processes)
 
 
-def fetch_registry(clone: Path) -> None:
-    """``git fetch`` of the origin's branches and tags into a cached clone.
+REGISTRY_REFS = ("refs/tags", "refs/remotes/origin")  # what a cached clone keeps of origin
 
-    Tags are forced and pruned: a registry tag moved or deleted upstream is so here too.
+
+def fetch_registry(clone: Path) -> bool:
+    """Bring a cached clone's branches and tags up to date with its origin; True when a
+    ``git fetch`` ran.
+
+    One ``git ls-remote`` of the origin's heads and tags first (one small request): when
+    they name the objects the clone already has, nothing is fetched. Otherwise ``git fetch``
+    runs under the clone's lock, unless another process (a replica, a ``--workers``
+    sibling) brought the clone up to date while this one waited for the lock. Tags are
+    forced and pruned: a registry tag moved or deleted upstream is so here too.
     """
     from filelock import FileLock
 
+    remote = _remote_refs(clone)
+    if remote == _clone_refs(clone):
+        return False
     with FileLock(_lock_file(clone)):
+        if remote == _clone_refs(clone):  # fetched by another process meanwhile
+            return False
         _git("-C", str(clone), "fetch", "-q", "--force", "--prune", "--prune-tags", "origin",
              "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*",
              what="fetch the registry tags")
+    return True
 
 
-def _git(*args: str, what: str) -> None:
+def _remote_refs(clone: Path) -> dict[str, str]:
+    """The origin's heads and tags, named as the clone keeps them (ref -> object id)."""
+    out = _git("-C", str(clone), "ls-remote", "--refs", "--heads", "--tags", "origin",
+               what="list the registry tags")
+    refs = {}
+    for line in out.splitlines():
+        oid, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/"):
+            ref = "refs/remotes/origin/" + ref[len("refs/heads/"):]
+        refs[ref] = oid
+    return refs
+
+
+def _clone_refs(clone: Path) -> dict[str, str]:
+    """The clone's copy of the origin's heads and tags (its origin/HEAD left out)."""
+    out = _git("-C", str(clone), "for-each-ref", "--format=%(refname)%09%(objectname)",
+               *REGISTRY_REFS, what="read the cached clone's tags")
+    refs = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    refs.pop("refs/remotes/origin/HEAD", None)
+    return refs
+
+
+def registry_git_dir(root: str | Path) -> Path:
+    """The git directory holding the tags of the repository at ``root`` (the common one
+    of a worktree)."""
+    from dvc_monitor.repo.git import GitRepo
+
+    found = GitRepo(root).common_dir()
+    if found is None:
+        raise NotAGitRepository(f"{root} is not a git repository")
+    return found
+
+
+def refs_stamp(git_dir: Path) -> tuple:
+    """What the registry's tags are stored as, by file identity (no git process): the
+    packed refs, the reftable list and each loose tag's (path, inode, size, mtime). A tag
+    written, moved or deleted changes it (git writes a ref by renaming a new file)."""
+    import os
+
+    def ident(path: Path) -> tuple | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    loose = []
+    for base, dirs, files in os.walk(git_dir / "refs" / "tags"):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(base, name)
+            loose.append((str(path), ident(path)))
+    return (ident(git_dir / "packed-refs"), ident(git_dir / "reftable" / "tables.list"),
+            tuple(loose))
+
+
+def _git(*args: str, what: str) -> str:
     import subprocess
 
     proc = subprocess.run(["git", *args], capture_output=True, text=True,
@@ -103,6 +177,7 @@ def _git(*args: str, what: str) -> None:
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise ExternalCommandError(f"git could not {what}: {last}")
+    return proc.stdout
 
 
 def reference(name: str, stage: str | None = None, version: str | None = None) -> str:
@@ -212,6 +287,21 @@ def load_ref(ref: str, repo: str | Path = ".", cache_dir: str | Path | None = No
     """The model a reference (``NAME``, ``NAME@vX.Y.Z``, ``NAME#STAGE``, ``NAME@<id>``) names."""
     root = open_repo(repo, cache_dir)
     return load_version(root, resolve(root, ref))
+
+
+def resolve_with_previous(root: str | Path, ref: str) -> tuple["ModelVersion", "ModelVersion | None"]:
+    """The version ``ref`` names now and, for ``NAME#STAGE``, the version that
+    ``rollback NAME --previous --stage STAGE`` would give the stage back (the one that held
+    it before; None when none did, or for another reference): one read of the registry."""
+    from dvc_monitor.registry.state import Registry
+
+    reg = Registry.load(root)
+    holder = reg.get(ref)
+    name, sep, stage = ref.partition("#")
+    previous = reg.previous_in_stage(holder.name, stage) if sep and name == holder.name else None
+    if previous is not None and previous.registered:
+        previous = reg.resolve(holder.name, previous.version)
+    return holder, previous
 
 
 def version_at(root: str | Path, name: str, rev: str) -> "ModelVersion":

@@ -1,13 +1,16 @@
 """``dvc-monitor serve``: an ASGI scoring service (Starlette on uvicorn) that follows a stage.
 
 One ``Follower`` per process holds the served ``LoadedModel``. A background thread
-re-resolves the reference every ``poll`` seconds (local tags, or ``git fetch`` of the
-registry tags in the cached clone of a URL). When the holder changes it loads and
-verifies the new version off the request path, then swaps one reference: a request reads
-that reference once, so it finishes on the model it started with. A version that fails
-to load or verify is not swapped in; it is tried again on later polls, after a delay that
-doubles up to ``RETRY_MAX`` seconds, and swapped in once it loads. While the served version
-is not the reference's holder, ``/health`` says ``degraded`` and ``/ready`` answers 503.
+looks at the reference every ``poll`` seconds: for a URL, one ``git ls-remote`` and a
+``git fetch`` into the cached clone only when the origin's refs moved; then the registry
+is read again only when its tags' files changed (a few ``stat`` calls). When the holder
+changes it loads and verifies the new version off the request path (or takes the standby:
+the stage's previous holder, loaded in advance, so a rollback needs no load), then swaps
+one reference: a request reads that reference once, so it finishes on the model it
+started with. A version that fails to load or verify is not swapped in; it is tried again
+on later polls, after a delay that doubles up to ``RETRY_MAX`` seconds, and swapped in once
+it loads. While the served version is not the reference's holder, ``/health`` says
+``degraded`` and ``/ready`` answers 503.
 
 A request body is read up to ``max_body`` bytes, then parsed, cut down to the model's
 columns and scored in a worker thread (at most ``SCORING_THREADS`` at once), never on the
@@ -30,6 +33,7 @@ model call (``batching.Batcher``; ``--max-batch-delay``, ``--max-batch-rows``).
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -40,7 +44,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dvc_monitor.errors import DvcMonitorError
-from dvc_monitor.production.loader import LoadedModel, fetch_registry, load_version, resolve
+from dvc_monitor.production.loader import (
+    LoadedModel, fetch_registry, load_version, refs_stamp, registry_git_dir, resolve,
+    resolve_with_previous,
+)
 from dvc_monitor.production import protocols
 from dvc_monitor.production.protocols import ProtocolError, cap
 from dvc_monitor.production.shadow import DEFAULT_SHADOW_QUEUE
@@ -149,6 +156,12 @@ class Metrics:
         self.batch_requests = Histogram("dvc_monitor_batch_requests",
                                         "Requests scored in one model call", registry=r,
                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.fetches = Counter("dvc_monitor_registry_fetches", "git fetch runs into the cached "
+                               "clone of a URL (a poll that finds the origin's refs unchanged "
+                               "runs none)", registry=r)
+        self.registry_reads = Counter("dvc_monitor_registry_reads", "Full reads of the registry "
+                                      "(a poll that finds the tags unchanged reads none)",
+                                      registry=r)
         self.live_rows = Gauge("dvc_monitor_live_window_rows", "Rows in the live window",
                                ["model", "kind"], registry=r)
         self._window: collections.deque = collections.deque(maxlen=window)
@@ -237,6 +250,10 @@ class Follower:
         self.last = ReloadResult("loaded", _now(), first.version, f"loaded {first.ref}")
         self.refusal: Refusal | None = None  # the holder, while it cannot be swapped in
         self._check_lock = threading.Lock()
+        self._git_dir: Path | None = None  # where the registry's tags are stored
+        self._seen: tuple | None = None  # (refs_stamp, holder, previous holder) at that stamp
+        self.standby: LoadedModel | None = None  # verified, kept for a swap with no load
+        self._unloadable: tuple | None = None  # a previous holder that failed to load
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         metrics.serving(first)
@@ -262,9 +279,9 @@ class Follower:
         root = Path(self.settings.root)
         current = self.current
         try:
-            if self.settings.is_url:
-                fetch_registry(root)
-            mv = resolve(root, self.settings.ref)
+            if self.settings.is_url and fetch_registry(root):
+                self.metrics.fetches.inc()
+            mv = self._holder(root, force)
         except DvcMonitorError as exc:
             return ReloadResult("error", _now(), None,
                                 f"could not read the registry ({exc}); still serving {current.ref}")
@@ -276,7 +293,9 @@ class Follower:
         if refusal is not None and not force and time.monotonic() < refusal.retry_at:
             return None
         try:
-            new = load_version(root, mv)
+            standby = self.standby
+            new = standby if standby is not None and _loaded_key(standby) == key \
+                else load_version(root, mv)
         except DvcMonitorError as exc:
             attempts = 1 + (refusal.attempts if refusal else 0)
             delay = min(self.settings.poll * 2 ** attempts, max(RETRY_MAX, self.settings.poll))
@@ -285,9 +304,43 @@ class Follower:
             self.refusal = Refusal(key, mv.version, attempts, time.monotonic() + delay, message)
             return ReloadResult("refused", _now(), mv.version, message)
         self.current = new
+        self.standby = current  # the way back, should this change be undone
         self.refusal = None
         self.metrics.serving(new)
         return ReloadResult("swapped", _now(), new.version, f"swapped {current.ref} for {new.ref}")
+
+    def _holder(self, root: Path, force: bool):
+        """The version the reference names now. The registry is read again only when its
+        tags' files changed since the last read (``refs_stamp``: a few ``stat`` calls, no
+        git process, so a poll that finds nothing new costs next to nothing), or with
+        ``force``. The stamp is taken before the read: a tag written meanwhile is seen at
+        the next poll."""
+        if self._git_dir is None:
+            self._git_dir = registry_git_dir(root)
+        stamp = refs_stamp(self._git_dir)
+        if force or self._seen is None or self._seen[0] != stamp:
+            self.metrics.registry_reads.inc()
+            self._seen = (stamp, *resolve_with_previous(root, self.settings.ref))
+        return self._seen[1]
+
+    def warm(self) -> None:
+        """Load the stage's previous holder as the standby, if it is not already: the
+        version ``rollback --previous`` would bring back is then swapped in without a
+        load (a rollback is when a fast switch matters most). Costs one more model in
+        memory; a version that cannot be loaded is simply not kept."""
+        with self._check_lock:
+            seen, standby = self._seen, self.standby
+            previous = seen[2] if seen is not None else None
+            if previous is None or _key(previous) == _loaded_key(self.current):
+                return
+            if standby is not None and _key(previous) == _loaded_key(standby):
+                return
+            if self._unloadable == _key(previous):
+                return  # tried already, and it did not load: its swap will say why
+            try:
+                self.standby = load_version(Path(self.settings.root), previous)
+            except DvcMonitorError:
+                self._unloadable = _key(previous)
 
     def readiness(self) -> Readiness:
         """Ready when no holder of the reference is waiting to be swapped in (a registry
@@ -320,6 +373,11 @@ class Follower:
             if result is not before and result.result in ("swapped", "refused", "error"):
                 print(f"dvc-monitor: {result.time} {result.result}: {result.message}",
                       file=sys.stderr, flush=True)
+            if result.result in ("swapped", "unchanged"):
+                try:
+                    self.warm()
+                except Exception:  # the standby only saves time; serving goes on without
+                    self.standby = None
 
 
 # -- the app ----------------------------------------------------------------------------
@@ -697,7 +755,9 @@ class _Endpoints:
         last = svc.follower.last
         readiness = svc.follower.readiness().to_json()  # status: ok, or degraded and why
         watching = {} if svc.live is None else {"watch": svc.live.to_json()}
+        standby = svc.follower.standby
         return JSONResponse({**readiness, "ref": svc.settings.ref, **loaded.to_json(),
+                             "standby": standby.version if standby is not None else None,
                              "last_reload": last.to_json(), **watching},
                             headers={"X-Model-Version": loaded.version})
 
@@ -716,7 +776,8 @@ class _Endpoints:
         from starlette.responses import JSONResponse
 
         loaded = self.service.follower.current
-        return JSONResponse({"model": loaded.name, "version": loaded.version, "id": loaded.id},
+        return JSONResponse({"model": loaded.name, "version": loaded.version, "id": loaded.id,
+                             "pid": os.getpid()},  # which process (--workers) answered
                             headers={"X-Model-Version": loaded.version})
 
     async def reload(self, request):

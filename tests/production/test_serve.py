@@ -20,6 +20,7 @@ from dvc_monitor.kinds import kind_for
 
 # The rollback tests' base repository: fraud-detector v1.0.0, v1.1.0, then v1.2.0 in prod.
 NEW, OLD = "v1.2.0", "v1.1.0"
+OLDEST = "v1.0.0"
 
 
 @pytest.fixture
@@ -68,9 +69,10 @@ def test_serve_follows_a_rollback_with_no_failed_request(repo, batch):
     client.start()
     try:
         client_seen = lambda: len(client.answers) >= 3  # noqa: E731
-        server.wait_for(lambda h: client_seen())
+        server.wait_for(lambda h: client_seen() and h["standby"] == OLD)  # loaded in advance
         repo.dm("rollback", ANOMALY, "--previous", "--stage", "prod", "-m", "serve test")
         health = server.wait_for(lambda h: h["version"] == OLD)
+        assert health["standby"] == NEW  # the way back
         count = len(client.answers)
         server.wait_for(lambda h: len(client.answers) >= count + 3)
     finally:
@@ -101,26 +103,29 @@ def test_serve_follows_a_rollback_with_no_failed_request(repo, batch):
 
 
 def test_a_corrupt_new_holder_is_retried_and_served_once_repaired(repo, batch):
+    """The damaged holder is v1.0.0: v1.1.0, prod's previous holder, is the server's
+    standby (loaded and verified before the damage, so it would be swapped in unread)."""
     csv, rows = batch
     server = Server(repo, f"{ANOMALY}#prod", "--poll", "0.5")
     try:
         status, _, doc = server.request("GET", "/ready")
         assert status == 200 and doc["ready"] is True and doc["holder"] == NEW
-        md5 = json.loads(repo.dm("show", f"{ANOMALY}@{OLD}", "--json").stdout)["model_md5"]
+        assert server.wait_for(lambda h: h["standby"] is not None)["standby"] == "v1.1.0"
+        md5 = json.loads(repo.dm("show", f"{ANOMALY}@{OLDEST}", "--json").stdout)["model_md5"]
         obj = object_path(repo.path, md5)
         good = obj.read_bytes()
         obj.chmod(0o644)
         obj.write_bytes(good[:-40] + b"\0" * 40)  # a damaged cache file (same size)
-        repo.dm("promote", ANOMALY, OLD, "--stage", "prod")
+        repo.dm("promote", ANOMALY, OLDEST, "--stage", "prod")
         health = server.wait_for(lambda h: h["status"] == "degraded")
         assert health["status"] == "degraded" and health["ready"] is False
-        assert health["version"] == NEW and health["holder"] == OLD
+        assert health["version"] == NEW and health["holder"] == OLDEST
         assert health["last_reload"]["result"] == "refused"
         assert f"but dvc.lock records {md5}" in health["reason"]
         assert f"still serving {ANOMALY}@{NEW}" in health["reason"]
         status, _, doc = server.request("GET", "/ready")
         assert status == 503 and doc["ready"] is False and doc["reason"].startswith(
-            f"{ANOMALY}@{OLD} was not swapped in")
+            f"{ANOMALY}@{OLDEST} was not swapped in")
         status, headers, doc = server.score(rows)
         assert status == 200 and doc["version"] == NEW
         assert doc["results"] == score_json(repo, f"{ANOMALY}@{NEW}", csv)["results"]
@@ -137,18 +142,18 @@ def test_a_corrupt_new_holder_is_retried_and_served_once_repaired(repo, batch):
         assert health["attempts"] > tries and health["status"] == "degraded"
         # repaired: a later poll swaps it in (no POST /reload)
         obj.write_bytes(good)
-        health = server.wait_for(lambda h: h["version"] == OLD, timeout=180)
-        assert health["version"] == OLD and health["status"] == "ok"
-        assert health["reason"] is None and health["holder"] == OLD
+        health = server.wait_for(lambda h: h["version"] == OLDEST, timeout=180)
+        assert health["version"] == OLDEST and health["status"] == "ok"
+        assert health["reason"] is None and health["holder"] == OLDEST
         assert health["last_reload"]["result"] in ("swapped", "unchanged")
         status, _, doc = server.request("GET", "/ready")
         assert status == 200 and doc["ready"] is True
-        assert server.score(rows)[2]["version"] == OLD
+        assert server.score(rows)[2]["version"] == OLDEST
         assert "dvc_monitor_ready 1.0" in server.metrics()
     finally:
         code, err = server.stop()
     assert code == 0, err
-    assert f"swapped {ANOMALY}@{NEW} for {ANOMALY}@{OLD}" in err
+    assert f"swapped {ANOMALY}@{NEW} for {ANOMALY}@{OLDEST}" in err
     assert "Traceback" not in err
 
 
@@ -281,7 +286,7 @@ def test_bad_requests_get_a_one_line_json_error_and_the_server_keeps_serving(rep
         status, headers, doc = server.score(rows)
         assert status == 200 and len(doc["results"]) == len(rows)
         assert server.get("/version") == {"model": ANOMALY, "version": NEW,
-                                          "id": doc["id"]}
+                                          "id": doc["id"], "pid": server.proc.pid}
         status, _, doc = server.request("POST", "/reload")
         assert status == 200 and doc["result"] == "unchanged"
         text = server.metrics()

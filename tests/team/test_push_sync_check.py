@@ -15,48 +15,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.gitdaemon import GitDaemon
 from tests.support.repos import BIN, Repo, cli_env
 from tests.support.rollback import MODEL, OTHER, copy_base
 from tests.support.s3server import MotoServer, free_port
 
 pytestmark = pytest.mark.slow
-
-
-class GitDaemon:
-    """``git daemon`` serving every bare repository under ``base`` (push enabled)."""
-
-    def __init__(self, base: Path):
-        self.base = base
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={self.port}",
-             "--export-all", "--enable=receive-pack", "--informative-errors",
-             f"--base-path={base}", str(base)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300  # bounds a hang only
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=30).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("git daemon did not start")
-
-    def url(self, name: str) -> str:
-        return f"git://127.0.0.1:{self.port}/{name}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
 
 
 class Team:
