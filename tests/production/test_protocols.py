@@ -19,7 +19,9 @@ from tests.support.production import Server, score_json
 from tests.support.repos import sample_csv
 from tests.support.rollback import MODEL, copy_base
 
-NEW, OLD = "v1.2.0", "v1.1.0"  # prod's holder, and the version the promote test moves it to
+# prod's holder, and the version the promote test moves it to: not v1.1.0, the stage's
+# previous holder, which serve keeps loaded as its standby (a damaged file would not show)
+NEW, OLD = "v1.2.0", "v1.0.0"
 FEATURES = ["amount", "hour", "merchant_category", "distance_from_home", "txn_last_24h"]
 JSON = {"Content-Type": "application/json"}
 MAX_BODY = 200_000  # serve --max-body: bytes
