@@ -814,20 +814,37 @@ def record_shadow_verdict(repo: Repository, name: str, version: str,
 
 def score(repo: Repository, ref: str, input: str, *,  # noqa: A002 - the INPUT argument
           output: str | None = None, cache_dir: str | Path | None = None,
-          ) -> BatchScore:
-    """Score a CSV file (``-``: standard input) with the model ``ref`` names, from a
-    repository path or git URL; ``output`` (``-``: standard output) gets the rows and
-    their results.
+          chunk_rows: int | None = None, max_expansion: float | None = None,
+          max_rows: int | None = None) -> BatchScore:
+    """Score ``input`` with the model ``ref`` names, from a repository path or git URL.
+    ``input`` is a CSV file (plain, or ``.gz``/``.bz2``/``.xz``/``.zst``), a Parquet file,
+    a folder or a glob of them, or ``-`` (a CSV on standard input); it is read
+    ``chunk_rows`` rows at a time (default 100,000).
+
+    With ``output`` (``-``: standard output; ``.parquet``/``.pq``: Parquet; else CSV), each
+    chunk's rows and results are written as they come, atomically for a file; without,
+    they are kept in ``BatchScore.table`` and ``.results``, for at most ``max_rows`` rows
+    (default 1,000,000). A compressed file expanding past ``max_expansion`` times its size
+    (default 100; 0: no bound) is refused.
 
     Example::
 
         result = api.score("https://github.com/org/fraud.git", "fraud-detector#prod",
-                           "batch.csv", output="scored.csv")
+                           "batch.parquet", output="scored.parquet")
         print(result.rows, result.model.version)
     """
-    from dvc_monitor.production.batch import score_batch
+    from dvc_monitor.production.batch import (
+        DEFAULT_CHUNK_ROWS,
+        DEFAULT_MAX_EXPANSION,
+        MAX_HELD_ROWS,
+        score_batch,
+    )
 
-    return score_batch(ref, input, repo=repo, output=output, cache_dir=cache_dir)
+    return score_batch(ref, input, repo=repo, output=output, cache_dir=cache_dir,
+                       chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
+                       max_expansion=(DEFAULT_MAX_EXPANSION if max_expansion is None
+                                      else max_expansion),
+                       max_rows=MAX_HELD_ROWS if max_rows is None else max_rows)
 
 
 def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | None = None,

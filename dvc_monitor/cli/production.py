@@ -9,15 +9,27 @@ REF_HELP = ("NAME#STAGE (the stage's holder), NAME@vX.Y.Z, NAME@<short id>, "
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("score", help="score a CSV batch with a registered version",
-                       description="Score the rows of a CSV file (or '-' for stdin) with the model "
-                                   "REF names, loaded from the DVC cache or remote, md5-checked.")
+    p = sub.add_parser("score", help="score a batch of any size with a registered version",
+                       description="Score the rows of INPUT with the model REF names, loaded "
+                                   "from the DVC cache or remote, md5-checked. The input is "
+                                   "read and scored in chunks; with -o the results are "
+                                   "written as they come, so memory holds one chunk.")
     p.add_argument("ref", metavar="REF", help=REF_HELP)
-    p.add_argument("input", metavar="INPUT", help="CSV file with the model's feature columns, or -")
-    p.add_argument("-o", "--output", metavar="OUT.csv",
-                   help="write the input's columns plus the results here ('-': standard "
-                        "output, the default without --json; a symlink or device is written "
-                        "through)")
+    p.add_argument("input", metavar="INPUT",
+                   help="a CSV file (plain, .gz, .bz2, .xz or .zst), a Parquet file (.parquet, "
+                        ".pq), a folder or a quoted glob of them, or - (a CSV on stdin)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="write the input's columns plus the results here, chunk by chunk: "
+                        "Parquet for OUT.parquet or OUT.pq, else CSV; a file is replaced "
+                        "only once complete ('-': CSV on standard output, as it goes; a "
+                        "symlink or device is written through). Without -o the CSV (or "
+                        "--json) goes to standard output, for at most 1,000,000 rows")
+    p.add_argument("--chunk-rows", type=int, default=None, metavar="ROWS",
+                   help="rows read and scored at a time, rounded up to a multiple of 64 so "
+                        "that results equal those of one piece (default 100000)")
+    p.add_argument("--max-expansion", type=float, default=None, metavar="RATIO",
+                   help="refuse a compressed input that expands to more than RATIO times "
+                        "its size, past 64 MiB (default 100; 0: no bound)")
     _repo_args(p)
     p.add_argument("--json", action="store_true",
                    help='print {"model", "version", "id", "results": [...]}')
@@ -94,14 +106,16 @@ def run_score(args: argparse.Namespace) -> int:
     if args.json and args.output == "-":
         raise UsageError("--json and -o - would both write to standard output; "
                          "give -o a file name, or drop one of them")
-    output = args.output or (None if args.json else "-")  # the CSV goes to stdout by default
-    result = api.score(args.registry or args.repo, args.ref, args.input, output=output,
-                       cache_dir=args.cache_dir)
+    result = api.score(args.registry or args.repo, args.ref, args.input, output=args.output,
+                       cache_dir=args.cache_dir, chunk_rows=args.chunk_rows,
+                       max_expansion=args.max_expansion)
     m = result.model
     if args.json:
         print_json(result.to_json())
+    elif not args.output:
+        result.write("-")  # the CSV goes to stdout by default
     info(f"scored {result.rows} rows with {m.ref} (id {m.id or 'none'}, {m.kind})"
-         + (f"; wrote {result.output}" if output != "-" and result.output else ""))
+         + (f"; wrote {result.output}" if args.output not in (None, "-") else ""))
     return 0
 
 

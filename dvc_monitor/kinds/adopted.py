@@ -126,6 +126,18 @@ class AdoptedAnomaly(Adopted, Anomaly):
         return np.asarray(self.call(model.estimator, "predict",
                                     self.inputs(model, df, config))) == -1
 
+    def scored_alerts(self, model: AdoptedModel, df: pd.DataFrame, config,
+                      scores: np.ndarray) -> np.ndarray:
+        """``alerts`` from the rows' scores: above the threshold when one is set; for an
+        ``IsolationForest`` or ``LocalOutlierFactor`` (alone or ending a ``Pipeline``),
+        whose ``predict`` is -1 exactly where ``score_samples`` is below ``offset_``, above
+        ``-offset_``; else the estimator's own ``predict`` (a second pass)."""
+        if model.threshold is not None:
+            return scores > model.threshold
+        if _predicts_at_offset(model.estimator):
+            return scores > self.alert_threshold(model)
+        return self.alerts(model, df, config)
+
     def alert_threshold(self, model: AdoptedModel) -> float:
         """The threshold, else the estimator's own (``-offset_`` of its final step, 0 for a
         ``decision_function`` score); NaN when it has none."""
@@ -137,6 +149,17 @@ class AdoptedAnomaly(Adopted, Anomaly):
             return 0.0
         offset = getattr(final, "offset_", None)
         return -float(offset) if offset is not None else math.nan
+
+
+def _predicts_at_offset(estimator: Any) -> bool:
+    """True for an estimator (or a ``Pipeline`` ending in one) whose ``predict`` is -1
+    exactly where ``score_samples - offset_ < 0``, scored by ``score_samples``."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    return (type(final) in (IsolationForest, LocalOutlierFactor)
+            and hasattr(estimator, "score_samples") and getattr(final, "offset_", None) is not None)
 
 
 class AdoptedRisk(Adopted, Risk):
@@ -196,6 +219,7 @@ class AdoptedForecast(Adopted, BuiltinKind):
     score_label = "|error| / interval half-width (>1 = outside the interval)"
     review_plot = "forecast"
     result_fields = ("prediction", "lower", "upper", "anomaly")
+    optional_fields = ("anomaly",)
     needs = (("predict",),)
     binds_reference = True
 
@@ -278,16 +302,13 @@ class AdoptedForecast(Adopted, BuiltinKind):
         return {"outside_rate": float(np.asarray(known["alert"], dtype=bool).mean()) if n else None,
                 "mae": float(np.mean(np.abs(err))) if n else None}
 
-    def results(self, scored: pd.DataFrame, rows: pd.DataFrame) -> list[dict]:
-        """Per row: the prediction and its interval (null without one), plus ``anomaly``
-        when the row carries its actual value."""
-        out = []
-        for p, lo, hi, actual, alert in zip(scored["predicted"], scored["lower"], scored["upper"],
-                                            scored["actual"], scored["alert"]):
-            result = {"prediction": float(p),
-                      "lower": None if math.isnan(lo) else float(lo),
-                      "upper": None if math.isnan(hi) else float(hi)}
-            if not math.isnan(actual) and not math.isnan(lo):
-                result["anomaly"] = bool(alert)
-            out.append(result)
-        return out
+    def result_table(self, scored: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+        """Per row: the prediction and its interval (NaN without one), and ``anomaly``
+        (NA unless the row carries its actual value and there is an interval)."""
+        lower = scored["lower"].to_numpy(dtype=float)
+        known = ~np.isnan(scored["actual"].to_numpy(dtype=float)) & ~np.isnan(lower)
+        anomaly = pd.array(scored["alert"].to_numpy(dtype=bool), dtype="boolean")
+        anomaly[~known] = pd.NA
+        return pd.DataFrame({"prediction": scored["predicted"].to_numpy(dtype=float),
+                             "lower": lower, "upper": scored["upper"].to_numpy(dtype=float),
+                             "anomaly": anomaly})

@@ -88,9 +88,17 @@ class Anomaly(BuiltinKind):
 
     def score(self, model, rows: pd.DataFrame, config,
               history: pd.DataFrame | None = None) -> pd.DataFrame:
-        """``key``, ``score`` and ``alert`` per row (``history`` is not needed)."""
-        return self.scored_frame(self.row_keys(rows), self.anomaly_scores(model, rows, config),
-                                 self.alerts(model, rows, config))
+        """``key``, ``score`` and ``alert`` per row (``history`` is not needed), from one
+        pass of the model over the rows."""
+        scores = self.anomaly_scores(model, rows, config)
+        return self.scored_frame(self.row_keys(rows), scores,
+                                 self.scored_alerts(model, rows, config, scores))
+
+    def scored_alerts(self, model, df: pd.DataFrame, config, scores: np.ndarray) -> np.ndarray:
+        """``alerts`` from the rows' ``anomaly_scores``, without scoring them again: the
+        model alerts where ``decision_function`` (``score_samples - offset_``) is below
+        zero, that is where the score is above ``-offset_`` (the same comparison)."""
+        return scores > self.alert_threshold(model)
 
     def alert_threshold(self, model) -> float:
         """The score above which the model raises an alert (set by ``contamination``)."""

@@ -79,7 +79,9 @@ class Kind(Protocol):
     review_plot: str
     """The kind's plot in a review report: "pr_curve", "calibration" or "forecast"."""
     result_fields: tuple[str, ...]
-    """The fields of one row's result when production scores it (``results``)."""
+    """The fields of one row's result when production scores it (``result_table``)."""
+    optional_fields: tuple[str, ...]
+    """The result fields a JSON result leaves out when they are null (``results``)."""
     demo: DemoScript
     """How ``dvc-monitor demo`` runs this kind."""
 
@@ -125,9 +127,32 @@ class Kind(Protocol):
         """``window_measures`` on a frame from ``score`` (None: not measurable there)."""
         ...
 
-    def results(self, scored: "pd.DataFrame", rows: "pd.DataFrame") -> list[dict]:
-        """One JSON-ready result per row of ``rows`` (``result_fields``), from ``score``."""
+    def history_rows(self, model: Any) -> int:
+        """How many earlier rows scoring a row needs (its lags; 0 for a row-wise kind):
+        chunked scoring carries that many rows of one chunk into the next."""
         ...
+
+    def result_table(self, scored: "pd.DataFrame", rows: "pd.DataFrame") -> "pd.DataFrame":
+        """The results as columns: ``result_fields``, one row per row of ``rows`` in order
+        (a ``RangeIndex``), from ``score``; a result a row has none of is null (NaN, or
+        NA in a nullable ``boolean`` column)."""
+        ...
+
+    def results(self, scored: "pd.DataFrame", rows: "pd.DataFrame") -> list[dict]:
+        """One JSON-ready result per row of ``rows`` (``result_fields``), from ``score``:
+        ``result_table`` as dicts (``result_dicts``)."""
+        ...
+
+
+def result_dicts(table: "pd.DataFrame", optional: tuple[str, ...] = ()) -> list[dict]:
+    """The rows of a ``result_table`` as JSON-ready dicts (Python floats and bools, None
+    for null); a field in ``optional`` is left out of a row where it is null."""
+    fields = list(table.columns)
+    columns = [table[f].to_numpy(dtype=object, na_value=None) for f in fields]
+    if not any(f in optional for f in fields):
+        return [dict(zip(fields, values)) for values in zip(*columns)]
+    return [{f: v for f, v in zip(fields, values) if v is not None or f not in optional}
+            for values in zip(*columns)]
 
 
 class BuiltinKind:
@@ -135,6 +160,7 @@ class BuiltinKind:
 
     name: str
     result_fields: tuple[str, ...]
+    optional_fields: tuple[str, ...] = ()
     uses_labels = True
     needs_history = False
     time_column: str | None = None
@@ -161,12 +187,22 @@ class BuiltinKind:
         return pd.DataFrame({"key": key, "score": np.asarray(score, dtype=float),
                              "alert": np.asarray(alert, dtype=bool)})
 
+    def history_rows(self, model: Any) -> int:
+        """A row-wise kind scores each row on its own."""
+        return 0
+
+    def result_table(self, scored: "pd.DataFrame", rows: "pd.DataFrame") -> "pd.DataFrame":
+        """``<score field>`` (the first result field) and ``alert`` of a row-wise kind:
+        ``score``'s columns as they are."""
+        import numpy as np
+        import pandas as pd
+
+        return pd.DataFrame({self.result_fields[0]: np.asarray(scored["score"], dtype=float),
+                             "alert": np.asarray(scored["alert"], dtype=bool)})
+
     def results(self, scored: "pd.DataFrame", rows: "pd.DataFrame") -> list[dict]:
-        """``{<score field>: score, "alert": alert}`` per row (the first result field
-        names the score)."""
-        key = self.result_fields[0]
-        return [{key: float(s), "alert": bool(a)}
-                for s, a in zip(scored["score"].to_numpy(), scored["alert"].to_numpy())]
+        """``result_table`` as JSON-ready dicts, one per row."""
+        return result_dicts(self.result_table(scored, rows), self.optional_fields)
 
     def __repr__(self) -> str:
         return f"<kind {self.name}>"

@@ -9,7 +9,6 @@ is evaluated on new data.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -30,8 +29,17 @@ def _series(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
-def design(df: pd.DataFrame, lags) -> tuple[pd.DataFrame, np.ndarray]:
-    """Calendar and lag features for each hour that has all its lags; returns (rows, X)."""
+MEAN_HOURS = 24  # the trailing mean feature's window
+
+
+def design(df: pd.DataFrame, lags, windowed: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+    """Calendar and lag features for each hour that has all its lags; returns (rows, X).
+
+    ``windowed``: the trailing 24-hour mean is summed window by window, so an hour's
+    features do not depend on where the rows begin (scoring: the same hour gets the same
+    floats in one batch or in chunks). Training keeps pandas' running mean, which its
+    models were fitted with (a retrain writes the same bytes); the two differ by an ulp
+    at most."""
     s = _series(df)
     ts = s["timestamp"].to_numpy(dtype=np.int64)
     feats = {
@@ -40,16 +48,29 @@ def design(df: pd.DataFrame, lags) -> tuple[pd.DataFrame, np.ndarray]:
     }
     for lag in lags:
         feats[f"lag_{lag}"] = s["value"].shift(int(lag)).to_numpy()
-    feats["mean_24"] = s["value"].shift(1).rolling(24, min_periods=24).mean().to_numpy()
+    feats["mean_24"] = (_windowed_mean(s["value"].to_numpy(dtype=float)) if windowed else
+                        s["value"].shift(1).rolling(MEAN_HOURS, min_periods=MEAN_HOURS)
+                        .mean().to_numpy())
     X = pd.DataFrame(feats)
     keep = ~X.isna().any(axis=1).to_numpy()
     return s[keep].reset_index(drop=True), X[keep].to_numpy(dtype=float)
 
 
+def _windowed_mean(values: np.ndarray) -> np.ndarray:
+    """The mean of the ``MEAN_HOURS`` values before each position (NaN for the first
+    ones), each window summed on its own."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    out = np.full(len(values), np.nan)
+    if len(values) > MEAN_HOURS:
+        out[MEAN_HOURS:] = sliding_window_view(values[:-1], MEAN_HOURS).mean(axis=1)
+    return out
+
+
 def predict(model: dict, df: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
     """Forecast every hour of ``df`` that has its lags (taken from ``history`` + ``df``)."""
     full = df if history is None else pd.concat([history, df], ignore_index=True)
-    rows, X = design(full, model["lags"])
+    rows, X = design(full, model["lags"], windowed=True)
     if history is not None:
         rows_mask = rows["timestamp"].isin(df["timestamp"]).to_numpy()
         rows, X = rows[rows_mask].reset_index(drop=True), X[rows_mask]
@@ -83,6 +104,7 @@ class Forecast(BuiltinKind):
     score_label = "|error| / interval half-width (>1 = outside the interval)"
     review_plot = "forecast"
     result_fields = ("prediction", "lower", "upper", "anomaly")
+    optional_fields = ("anomaly",)
     demo = DemoScript(model_name="web-traffic", bad_param=("interval", "0.5"),
                       live_batches=(5,), window=84, serve_rows=None)
 
@@ -182,19 +204,25 @@ class Forecast(BuiltinKind):
         return {"outside_rate": float(alert.mean()) if n else None,
                 "mae": float(np.mean(np.abs(err))) if n else None}
 
-    def results(self, scored: pd.DataFrame, rows: pd.DataFrame) -> list[dict]:
-        """Per row: the prediction and its interval (nulls for an hour without enough
-        history), plus ``anomaly`` when the row carries its actual value."""
-        pred = scored.set_index(self.time_column)
-        results = []
-        for ts, actual in zip(rows[self.time_column], rows[self.value_column]):
-            if ts not in pred.index:
-                results.append({"prediction": None, "lower": None, "upper": None})
-                continue
-            p = pred.loc[ts]
-            result = {"prediction": float(p["predicted"]), "lower": float(p["lower"]),
-                      "upper": float(p["upper"])}
-            if not math.isnan(actual):
-                result["anomaly"] = bool(actual < p["lower"] or actual > p["upper"])
-            results.append(result)
-        return results
+    def history_rows(self, model: dict) -> int:
+        """The longest lag, or the trailing mean's 24 hours when longer."""
+        return max([*(int(lag) for lag in model["lags"]), MEAN_HOURS])
+
+    def result_table(self, scored: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+        """Per row: the prediction and its interval (NaN for an hour without enough
+        history), and ``anomaly`` (NA unless the row carries its actual value)."""
+        at = pd.Index(scored[self.time_column]).get_indexer(rows[self.time_column])
+        found = at >= 0
+        take = np.where(found, at, 0)
+
+        def column(name: str) -> np.ndarray:
+            values = scored[name].to_numpy(dtype=float)
+            picked = values[take] if len(values) else np.full(len(take), np.nan)
+            return np.where(found, picked, np.nan)
+
+        lower, upper = column("lower"), column("upper")
+        actual = rows[self.value_column].to_numpy(dtype=float)
+        anomaly = pd.array((actual < lower) | (actual > upper), dtype="boolean")
+        anomaly[~found | np.isnan(actual)] = pd.NA
+        return pd.DataFrame({"prediction": column("predicted"), "lower": lower,
+                             "upper": upper, "anomaly": anomaly})

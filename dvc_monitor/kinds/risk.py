@@ -90,9 +90,10 @@ class Risk(BuiltinKind):
 
     def score(self, model, rows: pd.DataFrame, config,
               history: pd.DataFrame | None = None) -> pd.DataFrame:
-        """``key``, ``score`` (the probability) and ``alert`` per row."""
-        return self.scored_frame(self.row_keys(rows), self.probabilities(model, rows, config),
-                                 self.alerts(model, rows, config))
+        """``key``, ``score`` (the probability) and ``alert`` (at or above the threshold)
+        per row, from one pass of the model over the rows."""
+        p = self.probabilities(model, rows, config)
+        return self.scored_frame(self.row_keys(rows), p, p >= self.alert_threshold(model))
 
     def alert_threshold(self, model) -> float:
         """The probability at or above which a case is flagged."""

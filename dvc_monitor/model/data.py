@@ -211,7 +211,9 @@ def next_partition_name(data_dir: str | Path, segments_dir: str | Path | None = 
 
 
 def read_batch(path: "str | Path | BinaryIO", source: str | None = None) -> "pd.DataFrame":
-    """Read one CSV batch from a file, or from a binary stream (``-``: standard input).
+    """Read one batch from a CSV file (plain, or ``.gz``/``.bz2``/``.xz``/``.zst``, bounded
+    as ``model.reading`` says), a Parquet file (``.parquet``, ``.pq``), or a CSV from a
+    binary stream (``-``: standard input).
 
     A missing file, a folder, a device or an unreadable file is a ``SchemaError``.
     """
@@ -237,7 +239,9 @@ def read_batch(path: "str | Path | BinaryIO", source: str | None = None) -> "pd.
         if not path.is_file():
             raise SchemaError(f"{shown(where)} is not a regular file (a device or pipe?); "
                               "give a CSV file, or pipe the CSV to '-'")
-        handle = path
+        from dvc_monitor.model.reading import read_rows
+
+        return read_rows(path, where)  # CSV (plain or compressed, bounded) or Parquet
     try:
         _check_header(handle, where)
         return pd.read_csv(handle)

@@ -99,17 +99,20 @@ def check_window(rows: int, rules: "WatchRules", params: str, flag: str = "--win
 
 
 def read_windows(path: str | Path, window_rows: int | None = None) -> list[Window]:
-    """A CSV file or a folder of CSV files (sorted by name): each file is one window, or
-    chunks of ``window_rows`` rows when given."""
+    """A CSV (plain or compressed) or Parquet file, or a folder of them (sorted by name):
+    each file is one window, or chunks of ``window_rows`` rows when given."""
     from dvc_monitor.model.data import read_batch
+    from dvc_monitor.model.reading import ROW_FILE_SUFFIXES
 
     path = Path(path)
     if window_rows is not None and window_rows < 1:
         raise UsageError(f"--window must be at least 1 row, got {window_rows}")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+        files = sorted(p for p in path.iterdir()
+                       if p.name.lower().endswith(ROW_FILE_SUFFIXES) and p.is_file())
         if not files:
-            raise UsageError(f"{path} has no .csv files; give a CSV file or a folder of them")
+            raise UsageError(f"{path} has no CSV or Parquet files; give a CSV or Parquet file "
+                             "or a folder of them")
     elif path.is_file():
         files = [path]
     else:

@@ -14,13 +14,18 @@ An adopted model (trained by its user's own pipeline) is scored by its adopted k
 "upper"}`` from ``predict`` row by row, plus ``"anomaly"`` when the row carries its label.
 
 Scoring itself is ``evaluation.scoring.score_rows``, the function report, gate and compare
-use; the per-row results are the kind's (``Kind.results``, ``Kind.result_fields``).
+use; the results are the kind's, as columns (``Kind.result_table``, ``Kind.result_fields``):
+``Scores.results`` turns them into JSON dicts only when a JSON answer asks for them.
+``score_chunk`` scores one chunk of a large input (``score -o``, a Dask partition);
+``ChunkScorer`` scores an input's chunks in order, carrying a forecast's lags across.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +43,21 @@ ROW_KEYS_FLOOR = 64  # keys a row may carry: 4 per model column, and at least th
 
 @dataclass
 class Scores:
-    """The per-row results, and the raw scores and alerts of the rows that got one."""
+    """The results as columns (``table``: the kind's ``result_fields``, one row per
+    input row), and the raw scores and alerts of the rows that got one."""
 
-    results: list[dict]
+    table: "pd.DataFrame"
     score: "np.ndarray"
     alert: "np.ndarray"
+    optional: tuple[str, ...] = ()  # result fields a JSON result leaves out when null
+
+    @functools.cached_property
+    def results(self) -> list[dict]:
+        """One JSON-ready result per row (built on first use: only a JSON answer needs
+        them; ``score -o`` never does)."""
+        from dvc_monitor.kinds.base import result_dicts
+
+        return result_dicts(self.table, self.optional)
 
 
 def to_frame(rows: Any, source: str = "the rows") -> "pd.DataFrame":
@@ -144,17 +159,19 @@ def fit_rows(kind: "str | Kind", config, df: "pd.DataFrame", source: str,
     return rows
 
 
-def score_fitted(loaded: "LoadedModel", rows: "pd.DataFrame") -> Scores:
-    """Score rows that ``fit_rows`` checked."""
+def score_fitted(loaded: "LoadedModel", rows: "pd.DataFrame",
+                 history: "pd.DataFrame | None" = None) -> Scores:
+    """Score rows that ``fit_rows`` checked, in one model call (``history``: the rows
+    before them, for a kind that ``needs_history``)."""
     import numpy as np
 
     from dvc_monitor.evaluation.scoring import score_rows
 
     spec = loaded.spec
-    scored = score_rows(spec, loaded.model, loaded.config, rows)
-    results = spec.results(scored.frame, rows)
+    scored = score_rows(spec, loaded.model, loaded.config, rows, history)
+    table = spec.result_table(scored.frame, rows)
     seen = ~np.isnan(scored.score)  # a row without its actual value has no score
-    return Scores(results, scored.score[seen], scored.alert[seen])
+    return Scores(table, scored.score[seen], scored.alert[seen], spec.optional_fields)
 
 
 def score_fitted_many(loaded: "LoadedModel", frames: "list[pd.DataFrame]") -> list[Scores]:
@@ -173,15 +190,112 @@ def score_fitted_many(loaded: "LoadedModel", frames: "list[pd.DataFrame]") -> li
     scored = score_rows(spec, loaded.model, loaded.config, rows)
     if len(scored.frame) != len(rows):  # not one result per row: score them apart
         return [score_fitted(loaded, frame) for frame in frames]
-    results = spec.results(scored.frame, rows)
+    table = spec.result_table(scored.frame, rows)
     out, start = [], 0
     for frame in frames:
         end = start + len(frame)
         score, alert = scored.score[start:end], scored.alert[start:end]
         seen = ~np.isnan(score)
-        out.append(Scores(results[start:end], score[seen], alert[seen]))
+        out.append(Scores(table.iloc[start:end].reset_index(drop=True), score[seen],
+                          alert[seen], spec.optional_fields))
         start = end
     return out
+
+
+# -- chunks of a large input (score -o, and a Dask job's partitions) --------------------
+
+# Chunks are a multiple of this many rows: a linear model's BLAS kernel sums a row's
+# products by its position in a block of rows, so a row lands in the same place as in
+# one piece only when every chunk before it is a whole number of blocks (4 rows today;
+# 64 leaves room). With it, chunked results equal the results in one piece, float for float.
+CHUNK_ALIGN = 64
+
+
+def aligned_chunk_rows(rows: int) -> int:
+    """``rows`` rounded up to a multiple of ``CHUNK_ALIGN`` (at least one)."""
+    return max(1, -(-rows // CHUNK_ALIGN)) * CHUNK_ALIGN
+
+
+def score_chunk(loaded: "LoadedModel", frame: "pd.DataFrame", source: str,
+                first_row: int = 1, history: "pd.DataFrame | None" = None,
+                safe: bool = True) -> "pd.DataFrame":
+    """One chunk of a large input, checked and scored: ``frame``'s columns plus the
+    kind's result columns (``result_fields``), CSV-safe (``batch.csv_safe``) unless
+    ``safe`` is False. ``first_row`` is the number of ``frame``'s first row in
+    ``source`` (1-based), so a ``SchemaError`` names the row of the whole input.
+    ``history``: the checked rows before the chunk, for a kind that ``needs_history``
+    (``ChunkScorer`` carries them from chunk to chunk); without it, the chunk's first
+    rows are scored as the first rows of a batch are. For results equal, float for float,
+    to those of one piece, start chunks at multiples of ``CHUNK_ALIGN`` rows."""
+    rows = fit_chunk(loaded, frame, source, first_row)
+    return chunk_table(frame, score_fitted(loaded, rows, history).table, safe)
+
+
+def fit_chunk(loaded: "LoadedModel", frame: "pd.DataFrame", source: str,
+              first_row: int = 1) -> "pd.DataFrame":
+    """``fit_model_rows`` of a chunk whose first row is data row ``first_row`` of
+    ``source``: a ``SchemaError`` names the row counted from the start of ``source``."""
+    try:
+        return fit_model_rows(loaded, frame, source)
+    except SchemaError as exc:
+        if first_row == 1:
+            raise
+        message = _DATA_ROW.sub(lambda m: f"data row {int(m.group(1)) + first_row - 1}",
+                                str(exc))
+        raise type(exc)(message) from None
+
+
+_DATA_ROW = re.compile(r"\bdata row (\d+)")
+
+
+def chunk_table(frame: "pd.DataFrame", table: "pd.DataFrame", safe: bool = True) -> "pd.DataFrame":
+    """``frame``'s columns plus the result columns ``table`` (a result column replaces
+    an input column of its name), CSV-safe when ``safe``."""
+    from dvc_monitor.production.batch import csv_safe
+
+    out = with_result_columns(frame, table)
+    return csv_safe(out) if safe else out
+
+
+class ChunkScorer:
+    """Scores the chunks of one input in order (``score_chunk``), carrying the last
+    ``Kind.history_rows`` checked rows of each chunk into the next, so that every row is
+    scored as in one batch. A kind with a time column needs the chunks in time order:
+    a chunk that starts at or before the end of the one before is refused."""
+
+    def __init__(self, loaded: "LoadedModel", safe: bool = True):
+        spec = loaded.spec
+        self.loaded, self.safe = loaded, safe
+        self.keep = spec.history_rows(loaded.model) if spec.needs_history else 0
+        self.time = spec.time_column
+        self.history: "pd.DataFrame | None" = None
+        self.rows = 0
+
+    def __call__(self, frame: "pd.DataFrame", source: str, first_row: int = 1) -> "pd.DataFrame":
+        import pandas as pd
+
+        rows = fit_chunk(self.loaded, frame, source, first_row)
+        if self.time is not None and self.history is not None and len(self.history):
+            self._check_order(rows, source, first_row)
+        table = score_fitted(self.loaded, rows, self.history).table
+        if self.keep:
+            ordered = rows.sort_values(self.time, kind="stable") if self.time else rows
+            both = ordered if self.history is None else pd.concat([self.history, ordered])
+            self.history = both.tail(self.keep).reset_index(drop=True)
+        self.rows += len(frame)
+        return chunk_table(frame, table, self.safe)
+
+    def _check_order(self, rows: "pd.DataFrame", source: str, first_row: int) -> None:
+        times = rows[self.time].to_numpy()
+        last = self.history[self.time].iloc[-1]
+        early = times <= last
+        if early.any():
+            at = int(early.nonzero()[0][0])
+            raise SchemaError(
+                f"{shown(source)}: column {self.time!r} is not in order across chunks: data "
+                f"row {first_row + at} has {shown(times[at], 40)}, not after {shown(last, 40)} "
+                f"of an earlier row; sort the rows by {self.time}, or score them in one "
+                "chunk (a larger --chunk-rows)")
 
 
 def _numeric_fast(df: "pd.DataFrame", features: list[str]) -> "pd.DataFrame | None":
@@ -236,13 +350,21 @@ def _check_nullable_numbers(df: "pd.DataFrame", column: str, source: str, who: s
                           f"{row + 1}")
 
 
+def with_result_columns(df: "pd.DataFrame", table: "pd.DataFrame") -> "pd.DataFrame":
+    """The input's columns plus the result columns ``table`` (a ``Kind.result_table``,
+    one row per row of ``df``, in order): for ``score -o OUT``."""
+    import pandas as pd
+
+    extra = table.set_axis(df.index)
+    clash = [c for c in extra.columns if c in df.columns]
+    return pd.concat([df.drop(columns=clash), extra], axis=1)
+
+
 def with_results(df: "pd.DataFrame", kind: "str | Kind", results: list[dict]) -> "pd.DataFrame":
-    """The input's columns plus the result columns (for ``score -o OUT.csv``; ``kind``:
-    the model's ``spec``)."""
+    """The input's columns plus the result columns from JSON results (``kind``: the
+    model's ``spec``)."""
     import pandas as pd
 
     fields = kind_for(kind).result_fields
-    extra = pd.DataFrame([{f: r.get(f) for f in fields} for r in results],
-                         index=df.index)
-    clash = [c for c in extra.columns if c in df.columns]
-    return pd.concat([df.drop(columns=clash), extra], axis=1)
+    return with_result_columns(df, pd.DataFrame([{f: r.get(f) for f in fields}
+                                                 for r in results]))
