@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "output, the default without --json; a symlink or device is written "
                         "through)")
     _repo_args(p)
+    engine_args(p)
     p.add_argument("--json", action="store_true",
                    help='print {"model", "version", "id", "results": [...]}')
     p.set_defaults(func=run_score)
@@ -70,6 +71,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_serve)
 
 
+def engine_args(p: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--scheduler``, ``--workers`` (score and watch)."""
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="local: this process (default); dask: a Dask cluster, reading CSV or "
+                        "Parquet (needs: pip install 'dvc-monitor[dask]')")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --engine dask: a running Dask scheduler (tcp://HOST:8786)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --engine dask: worker processes of a local cluster "
+                        "(default: one per CPU)")
+
+
 def _repo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", dest="registry", metavar="PATH|URL",
                    help="the registry: a repository path or a git URL (default: -C, or here)")
@@ -87,7 +100,8 @@ def run_score(args: argparse.Namespace) -> int:
                          "give -o a file name, or drop one of them")
     output = args.output or (None if args.json else "-")  # the CSV goes to stdout by default
     result = api.score(args.registry or args.repo, args.ref, args.input, output=output,
-                       cache_dir=args.cache_dir)
+                       cache_dir=args.cache_dir, engine=args.engine,
+                       scheduler=args.scheduler, workers=args.workers, progress=info)
     m = result.model
     if args.json:
         print_json(result.to_json())
