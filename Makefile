@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/python bench/bench_cache_growth.py
 	$(BIN)/python bench/bench_watch.py
 	$(BIN)/python bench/bench_serve.py
+	$(BIN)/python bench/bench_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -24,12 +24,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from benchlib import BIN, env_for  # noqa: E402
+from benchlib import BIN, anomaly_repo  # noqa: E402
 
 NAME = "fraud-detector"
 WINDOW = 500
@@ -38,23 +37,8 @@ WINDOW = 500
 
 
 def build(root: Path) -> Path:
-    repo = root / "repo"
-    repo.mkdir(parents=True)
-    (root / "home").mkdir()
-    env = env_for(root / "home")
-
-    def sh(*args: str) -> None:
-        subprocess.run(list(args), cwd=repo, env=env, check=True, capture_output=True)
-
+    repo, sh = anomaly_repo(root, NAME)
     dm = str(BIN / "dvc-monitor")
-    sh("git", "init", "-q", "-b", "main")
-    sh(dm, "init", "--template", "anomaly", "--name", NAME, "--sample-data",
-       "--remote", str(root / "remote"))
-    sh(str(BIN / "dvc"), "repro", f"models/{NAME}/dvc.yaml")
-    sh("git", "add", "-A")
-    sh("git", "commit", "-q", "-m", "v1.0.0")
-    sh(dm, "register", NAME, "--version", "v1.0.0")
-    sh(dm, "promote", NAME, "v1.0.0", "--stage", "prod")
     params = repo / f"models/{NAME}/params.yaml"
     params.write_text(params.read_text().replace("contamination: 0.02", "contamination: 0.3"))
     sh(str(BIN / "dvc"), "repro", f"models/{NAME}/dvc.yaml")
