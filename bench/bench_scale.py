@@ -64,13 +64,29 @@ def data(rows: int) -> Path:
     return folder
 
 
-def run(args: list[str], cwd: Path, env: dict) -> tuple[float, subprocess.CompletedProcess]:
-    started = time.perf_counter()
+def children_cpu() -> float:
+    """CPU seconds of the finished child processes (and the workers they waited for)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(args: list[str], cwd: Path, env: dict) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, CPU seconds, the process) of a command."""
+    started, cpu = time.perf_counter(), children_cpu()
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"{' '.join(args[:4])}... exited {proc.returncode}: {proc.stderr[-2000:]}")
-    return seconds, proc
+    return seconds, children_cpu() - cpu, proc
+
+
+def load() -> str:
+    """The machine's load average: other work on the cores skews every wall time."""
+    import os
+
+    return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def single_score(repo: Path, folder: Path, out: Path) -> float:
@@ -141,12 +157,15 @@ def main() -> None:
     print(f"  {folder} ({time.perf_counter() - started:.1f} s)", flush=True)
 
     print("score:", flush=True)
-    t_dask, proc = run([dm, "score", f"{NAME}#prod", str(folder), "--engine", "dask",
-                        "--workers", "2", "-o", str(root / "dask-out")], repo, env)
-    print(f"  dask (2 workers)   {t_dask:8.1f} s  {opts.rows / t_dask:12,.0f} rows/s", flush=True)
+    t_dask, cpu_dask, proc = run([dm, "score", f"{NAME}#prod", str(folder), "--engine", "dask",
+                                  "--workers", "2", "-o", str(root / "dask-out")], repo, env)
+    print(f"  dask (2 workers)   {t_dask:8.1f} s  {opts.rows / t_dask:12,.0f} rows/s  "
+          f"CPU {cpu_dask:.1f} s  ({load()})", flush=True)
+    cpu = time.process_time()
     t_single = single_score(repo, folder, root / "single-out")
-    print(f"  single process     {t_single:8.1f} s  {opts.rows / t_single:12,.0f} rows/s",
-          flush=True)
+    cpu_single = time.process_time() - cpu
+    print(f"  single process     {t_single:8.1f} s  {opts.rows / t_single:12,.0f} rows/s  "
+          f"CPU {cpu_single:.1f} s  ({load()})", flush=True)
     t_plain = None
     if opts.rows <= opts.plain_max:
         t_plain = plain_score(repo, folder)
@@ -175,11 +194,12 @@ def main() -> None:
     del frames
     args = [dm, "watch", f"{NAME}#prod", "--data", str(csv), "--window", str(opts.window),
             "--json", "--no-plots"]
-    t_wsingle, single = run(args, repo, env)
-    print(f"  single process     {t_wsingle:8.1f} s  {have / t_wsingle:12,.0f} rows/s",
-          flush=True)
-    t_wdask, spread = run(args + ["--engine", "dask", "--workers", "2"], repo, env)
-    print(f"  dask (2 workers)   {t_wdask:8.1f} s  {have / t_wdask:12,.0f} rows/s", flush=True)
+    t_wsingle, cpu_wsingle, single = run(args, repo, env)
+    print(f"  single process     {t_wsingle:8.1f} s  {have / t_wsingle:12,.0f} rows/s  "
+          f"CPU {cpu_wsingle:.1f} s  ({load()})", flush=True)
+    t_wdask, cpu_wdask, spread = run(args + ["--engine", "dask", "--workers", "2"], repo, env)
+    print(f"  dask (2 workers)   {t_wdask:8.1f} s  {have / t_wdask:12,.0f} rows/s  "
+          f"CPU {cpu_wdask:.1f} s  ({load()})", flush=True)
     a, b = watch_doc(single), watch_doc(spread)
     print(f"  identical measures: {a == b} ({len(a['windows'])} windows, decision "
           f"{a['decision']})")

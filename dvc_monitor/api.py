@@ -844,7 +844,15 @@ def watch_dask(ddf: Any, ref: str, repo: Repository = ".", *, window: int | None
                name: str = "data") -> WatchResult:
     """``watch`` on the rows of ``ddf`` (a Dask DataFrame) in windows of ``window`` rows
     (named ``NAME[start:end]``), measured on the cluster: the same result as ``watch`` on
-    the same rows in one process."""
+    the same rows in one process.
+
+    Example::
+
+        import dask.dataframe as dd
+        result = api.watch_dask(dd.read_parquet("live/"), "fraud-detector#prod", "repo",
+                                window=100_000)
+        print(result.decision, [w.measures for w in result.windows])
+    """
     from dvc_monitor.integrations.dask import watch_dask as run
 
     return run(ddf, ref, repo, window, labels, rollback, output, not no_plots, progress,

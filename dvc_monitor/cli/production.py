@@ -13,11 +13,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Score the rows of a CSV file (or '-' for stdin) with the model "
                                    "REF names, loaded from the DVC cache or remote, md5-checked.")
     p.add_argument("ref", metavar="REF", help=REF_HELP)
-    p.add_argument("input", metavar="INPUT", help="CSV file with the model's feature columns, or -")
+    p.add_argument("input", metavar="INPUT", help="CSV file with the model's feature columns, or - "
+                                                  "(--engine dask: CSV or Parquet, a file, "
+                                                  "folder or glob)")
     p.add_argument("-o", "--output", metavar="OUT.csv",
                    help="write the input's columns plus the results here ('-': standard "
                         "output, the default without --json; a symlink or device is written "
-                        "through)")
+                        "through; --engine dask: OUT/ for Parquet part files, or OUT.csv)")
     _repo_args(p)
     engine_args(p)
     p.add_argument("--json", action="store_true",

@@ -71,34 +71,17 @@ def require_dask() -> None:
 
 @dataclass(frozen=True)
 class Shipment:
-    """One version's model as the workers get it: its file's bytes, the md5 to check them
-    against, and what scoring needs to know (``binding``: an adopted model's loaded form
-    without its estimator; ``profile``: the reference profile, for ``watch``)."""
+    """One version's model as the workers get it: what it is (``version``: a
+    ``LoadedModel`` without its model object), its file's bytes and where they were read
+    (checked against ``version.md5`` on each worker), ``binding`` (an adopted model's
+    loaded form without its estimator) and ``profile`` (the reference profile, for
+    ``watch``)."""
 
-    name: str
-    version: str
-    id: str | None
-    md5: str
-    kind: str
-    commit: str
-    config: Any = field(repr=False)
+    version: "LoadedModel"
     data: bytes = field(repr=False)
     source: str = ""
     binding: Any = field(default=None, repr=False)
     profile: Any = field(default=None, repr=False)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    @property
-    def spec(self):
-        return self.config.spec
-
-    def to_json(self) -> dict:
-        return {"model": self.name, "version": self.version, "id": self.id, "md5": self.md5,
-                "kind": self.kind, "features": list(self.config.features),
-                "commit": self.commit}
 
 
 def ship(state, md5: str, name: str, version: str, id: str | None, commit: str,
@@ -106,11 +89,13 @@ def ship(state, md5: str, name: str, version: str, id: str | None, commit: str,
     """The ``Shipment`` of the version whose ``ModelState`` is ``state`` (model bytes read
     from the DVC cache, fetched from the remote if missing)."""
     from dvc_monitor.model.state import cache_objects
+    from dvc_monitor.production.loader import LoadedModel
 
     rel = state.model_path
     data = cache_objects(state, [md5], rel, rel)[md5]
-    return Shipment(name, version, id, md5, state.kind, commit, state.config, data,
-                    f"{rel} at {state.label}", binding, profile)
+    described = LoadedModel(name, version, id, md5, state.kind, state.config.features, commit,
+                            state.config, None)
+    return Shipment(described, data, f"{rel} at {state.label}", binding, profile)
 
 
 def unbound(model: Any, config) -> Any:
@@ -154,21 +139,19 @@ def worker_models() -> WorkerModels:
 def worker_model(shipment: Shipment) -> "LoadedModel":
     """The shipped version, loaded and verified once per worker (md5, safe loader)."""
     from dvc_monitor.model.files import load_model_bytes
-    from dvc_monitor.production.loader import LoadedModel
 
+    version = shipment.version
     store = worker_models()
     with store.lock:
-        loaded = store.models.get(shipment.md5)
+        loaded = store.models.get(version.md5)
         if loaded is None:
-            model = load_model_bytes(shipment.data, shipment.md5, source=shipment.source,
-                                     trusted=shipment.config.trusted_types)
+            model = load_model_bytes(shipment.data, version.md5, source=shipment.source,
+                                     trusted=version.config.trusted_types)
             if shipment.binding is not None:
                 model = replace(shipment.binding, estimator=model)
-            loaded = LoadedModel(shipment.name, shipment.version, shipment.id, shipment.md5,
-                                 shipment.kind, shipment.config.features, shipment.commit,
-                                 shipment.config, model)
-            store.models[shipment.md5] = loaded
-            store.loads[shipment.md5] = store.loads.get(shipment.md5, 0) + 1
+            loaded = replace(version, model=model)
+            store.models[version.md5] = loaded
+            store.loads[version.md5] = store.loads.get(version.md5, 0) + 1
     return loaded
 
 
@@ -263,7 +246,7 @@ def count_part(frame: "pd.DataFrame", index: int, offset: int, bounds: list, nam
 
     def work():
         loaded = worker_model(shipment)
-        subject = Subject(shipment.name, shipment.version, shipment.kind, shipment.config,
+        subject = Subject(loaded.name, loaded.version, loaded.kind, loaded.config,
                           loaded.model, shipment.profile)
         return [(w, count_window(subject, frame.iloc[a:b], names[w], labels,
                                  with_labels=flags.get(w, False)))
@@ -288,15 +271,19 @@ def run_tasks(tasks: list, what: str, progress: Callable[[str], None] | None) ->
         return list(_plain_errors(lambda: dask.compute(*tasks), what))
     futures = client.compute(tasks)
     say = progress or (lambda _m: None)
-    done, last = 0, time.monotonic()
-    try:
+
+    def collect() -> list:
+        done, last = 0, time.monotonic()
         for future in as_completed(futures):
             future.result()  # a failed partition raises here
             done += 1
             if done == len(futures) or time.monotonic() - last >= PROGRESS_SECONDS:
                 say(f"{what}: {done}/{len(futures)} partitions done")
                 last = time.monotonic()
-        return _plain_errors(lambda: [f.result() for f in futures], what)
+        return [f.result() for f in futures]
+
+    try:
+        return _plain_errors(collect, what)
     except BaseException:
         client.cancel(futures)
         raise
@@ -323,10 +310,10 @@ def _plain_errors(compute: Callable[[], Any], what: str) -> Any:
 
 @dataclass
 class DaskScore:
-    """A scoring job planned on a Dask DataFrame: the version (``model``) and the
-    partitions scored (``frame``, lazy)."""
+    """A scoring job planned on a Dask DataFrame: the version (``model``: a
+    ``LoadedModel`` without its model object) and the partitions scored (``frame``, lazy)."""
 
-    model: Shipment
+    model: "LoadedModel"
     frame: Any  # dask.dataframe.DataFrame: the input's columns plus the results
     rows: int | None = None  # once written
     output: str | None = None
@@ -380,7 +367,7 @@ def plan_score(ddf, ref: str, repo: str | Path = ".", cache_dir: str | Path | No
     meta = dask.delayed(score_part)(sample, payload, source).compute().iloc[:0]
     frame = ddf.map_partitions(score_part, payload, source, meta=meta,
                                align_dataframes=False)
-    return DaskScore(shipment, frame, partitions=ddf.npartitions)
+    return DaskScore(shipment.version, frame, partitions=ddf.npartitions)
 
 
 def _check_columns(ddf, config, spec, source: str, who: str, fit_rows) -> None:

@@ -95,9 +95,9 @@ def test_the_exported_names_are_pinned():
         "WatchResult", "adopt", "check", "compare", "defaults", "demo", "deprecate", "deregister",
         "diff", "gate", "gc", "history", "identity_from_lock", "ingest", "init",
         "installed_trainer", "load_model", "promote", "push", "recover", "recover_ingest",
-        "recover_interrupted", "register", "report", "rollback", "score", "serve", "show",
-        "stage", "sync", "tag_info", "tag_info_env", "trainer", "unassign", "versions",
-        "watch"]
+        "recover_interrupted", "register", "report", "rollback", "score", "score_dask", "serve",
+        "show", "stage", "sync", "tag_info", "tag_info_env", "trainer", "unassign", "versions",
+        "watch", "watch_dask"]
 
 
 def test_every_name_resolves_and_has_a_docstring():

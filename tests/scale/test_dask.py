@@ -197,3 +197,21 @@ def test_engine_dask_without_dask_says_how_to_install_it(anomaly, tmp_path):
     assert proc.stderr.count("\n") == 1
     assert "pip install 'dvc-monitor[dask]'" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_partition_is_named_in_one_line(anomaly, dask_client):
+    """A text value in the third partition only: the error names that partition."""
+    import dask.dataframe as dd
+
+    from dvc_monitor.errors import SchemaError
+    from dvc_monitor.integrations.dask import score_dask
+
+    frame = batch("anomaly", [5]).astype({"amount": object})
+    frame.loc[len(frame) - 2, "amount"] = "twelve"
+    scored = score_dask(dd.from_pandas(frame, npartitions=3, sort=False), f"{ANOMALY}#prod",
+                        anomaly.path, source="batch")
+    with pytest.raises(SchemaError) as err:
+        scored.compute()
+    message = str(err.value)
+    assert message.startswith("partition 2 of batch") and "\n" not in message
+    assert "'twelve'" in message
