@@ -8,6 +8,12 @@ million rows each, cached in the temporary folder between runs. In one run:
 score   dask     ``dvc-monitor score REF DATA/ --engine dask --workers 2 -o OUT/``
                  (the CLI, end to end: cluster start, one model load per worker,
                  Parquet parts written)
+        dask, running scheduler
+                 the same with ``--scheduler ADDRESS``: a ``dask scheduler`` and two
+                 ``dask worker`` processes started beforehand, each in a session of its
+                 own, as on separate machines (Linux shares a busy machine's CPU between
+                 sessions, "autogroup": the workers of one local cluster share one
+                 session's part of it, however many cores there are)
         single   the same scoring functions in one process, file by file
                  (``fit_rows``, ``score_fitted``, ``with_results``; Parquet written)
         plain    pandas and ``score_samples`` in one process: every row read at once,
@@ -15,7 +21,7 @@ score   dask     ``dvc-monitor score REF DATA/ --engine dask --workers 2 -o OUT/
                  skipped above ``--plain-max`` rows)
         The results of dask and single are compared row for row.
 watch   dask     ``dvc-monitor watch REF --data DATA.csv --engine dask --workers 2
-                 --window W --json``
+                 --window W --json``, and the same on the running scheduler
         single   ``dvc-monitor watch REF --data DATA.csv --window W --json``
         on the first ``--watch-rows`` rows (default 2 million: one-process watch reads
         its whole file); the two results are compared measure for measure.
@@ -36,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from benchlib import BIN, anomaly_repo, env_for
@@ -89,6 +96,38 @@ def load() -> str:
     return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+@contextmanager
+def running_cluster(root: Path, env: dict, workers: int = 2):
+    """The address of a ``dask scheduler`` with ``workers`` ``dask worker`` processes (one
+    thread each), every process in a session of its own; stopped afterwards."""
+    import socket
+
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    logs = open(root / "cluster.log", "w")
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-dashboard"], env=env,
+                              stdout=logs, stderr=logs, start_new_session=True)]
+    try:
+        with Client(address, timeout="120s") as client:
+            procs += [subprocess.Popen([str(BIN / "dask"), "worker", address, "--nworkers", "1",
+                                        "--nthreads", "1", "--no-dashboard"], env=env,
+                                       stdout=logs, stderr=logs, start_new_session=True)
+                      for _ in range(workers)]
+            client.wait_for_workers(workers, timeout=300)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+        logs.close()
+
+
 def single_score(repo: Path, folder: Path, out: Path) -> float:
     """One process, file by file: the functions ``score`` and each Dask partition use."""
     import pandas as pd
@@ -137,6 +176,41 @@ def watch_doc(proc: subprocess.CompletedProcess) -> dict:
     return doc
 
 
+def watch(opts, root: Path, folder: Path, repo: Path, env: dict, dm: str,
+          address: str) -> None:
+    """watch in one process, on a local cluster and on the running scheduler: the same
+    windows of one CSV file."""
+    import pandas as pd
+
+    from dvc_monitor.model.data import write_batch
+
+    print(f"watch ({opts.watch_rows:,} rows, windows of {opts.window:,}):", flush=True)
+    csv = root / "live.csv"
+    frames, have = [], 0
+    for path in sorted(folder.glob("*.parquet")):
+        if have >= opts.watch_rows:
+            break
+        frame = pd.read_parquet(path).iloc[:opts.watch_rows - have]
+        frames.append(frame)
+        have += len(frame)
+    write_batch(pd.concat(frames, ignore_index=True), csv)
+    del frames
+    args = [dm, "watch", f"{NAME}#prod", "--data", str(csv), "--window", str(opts.window),
+            "--json", "--no-plots"]
+    t_single, cpu_single, single = run(args, repo, env)
+    print(f"  single process     {t_single:8.1f} s  {have / t_single:12,.0f} rows/s  "
+          f"CPU {cpu_single:.1f} s  ({load()})", flush=True)
+    expected = watch_doc(single)
+    for label, extra in (("dask (2 workers)", ["--workers", "2"]),
+                         ("dask, running scheduler", ["--scheduler", address])):
+        seconds, _, spread = run(args + ["--engine", "dask", *extra], repo, env)
+        print(f"  {label:<24} {seconds:8.1f} s  {have / seconds:12,.0f} rows/s  ({load()})",
+              flush=True)
+        print(f"    identical measures: {watch_doc(spread) == expected} "
+              f"({len(expected['windows'])} windows, decision {expected['decision']}); "
+              f"ratio to one process: {t_single / seconds:.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -176,34 +250,17 @@ def main() -> None:
     print(f"  ratio dask / single process: {t_single / t_dask:.2f}x (target >= 1.6x)")
     if t_plain is not None:
         print(f"  ratio dask / plain:          {t_plain / t_dask:.2f}x")
-
-    print(f"watch ({opts.watch_rows:,} rows, windows of {opts.window:,}):", flush=True)
-    import pandas as pd
-
-    from dvc_monitor.model.data import write_batch
-
-    csv = root / "live.csv"
-    frames, have = [], 0
-    for path in sorted(folder.glob("*.parquet")):
-        if have >= opts.watch_rows:
-            break
-        frame = pd.read_parquet(path).iloc[:opts.watch_rows - have]
-        frames.append(frame)
-        have += len(frame)
-    write_batch(pd.concat(frames, ignore_index=True), csv)
-    del frames
-    args = [dm, "watch", f"{NAME}#prod", "--data", str(csv), "--window", str(opts.window),
-            "--json", "--no-plots"]
-    t_wsingle, cpu_wsingle, single = run(args, repo, env)
-    print(f"  single process     {t_wsingle:8.1f} s  {have / t_wsingle:12,.0f} rows/s  "
-          f"CPU {cpu_wsingle:.1f} s  ({load()})", flush=True)
-    t_wdask, cpu_wdask, spread = run(args + ["--engine", "dask", "--workers", "2"], repo, env)
-    print(f"  dask (2 workers)   {t_wdask:8.1f} s  {have / t_wdask:12,.0f} rows/s  "
-          f"CPU {cpu_wdask:.1f} s  ({load()})", flush=True)
-    a, b = watch_doc(single), watch_doc(spread)
-    print(f"  identical measures: {a == b} ({len(a['windows'])} windows, decision "
-          f"{a['decision']})")
-    print(f"  ratio dask / single process: {t_wsingle / t_wdask:.2f}x")
+    with running_cluster(root, env) as address:
+        t_run, _, _ = run([dm, "score", f"{NAME}#prod", str(folder), "--engine", "dask",
+                           "--scheduler", address, "-o", str(root / "run-out")], repo, env)
+        print(f"  dask, running scheduler (2 workers, own sessions) {t_run:6.1f} s  "
+              f"{opts.rows / t_run:12,.0f} rows/s  ({load()})", flush=True)
+        print(f"  identical results: {same_results(root / 'run-out', root / 'single-out')}")
+        print(f"  ratio dask (running scheduler) / single process: {t_single / t_run:.2f}x "
+              "(target >= 1.6x)")
+        if t_plain is not None:
+            print(f"  ratio dask (running scheduler) / plain:          {t_plain / t_run:.2f}x")
+        watch(opts, root, folder, repo, env, dm, address)
     if opts.keep is None:
         shutil.rmtree(root, ignore_errors=True)
 

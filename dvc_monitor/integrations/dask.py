@@ -325,9 +325,11 @@ class DaskScore:
                 "partitions": self.partitions, "engine": "dask"}
 
 
-def resolve_once(ref: str, repo: str | Path = ".", cache_dir: str | Path | None = None):
+def resolve_once(ref: str, repo: str | Path = ".", cache_dir: str | Path | None = None,
+                 doing: str = "score"):
     """(root, version, its state): ``ref`` resolved to one version for the whole job; a
-    forecast model is refused here (its rows need the rows before them)."""
+    forecast model is refused here (its rows need the rows before them), before a
+    cluster starts (``doing``: the command, for the message)."""
     from dvc_monitor.production.loader import open_repo, resolve, version_state
 
     root = open_repo(repo, cache_dir)
@@ -336,7 +338,7 @@ def resolve_once(ref: str, repo: str | Path = ".", cache_dir: str | Path | None 
     spec = state.spec
     if spec.needs_history:
         raise UsageError(f"{mv.ref} is a {spec.name} model: a row is forecast from the rows "
-                         "before it, which another partition holds; score it without "
+                         f"before it, which another partition holds; {doing} it without "
                          "--engine dask")
     return root, mv, state
 
@@ -644,6 +646,7 @@ def watch_files(ref: str, data: str | Path, repo: str | Path = ".", window: int 
     """``watch REF --data PATH --engine dask``: the rows of ``PATH`` (CSV or Parquet, a
     file, folder or glob: one dataset) in windows of ``window`` rows, on a cluster."""
     require_dask()
+    resolve_once(ref, repo, doing="watch")  # a forecast is refused before a cluster starts
     with cluster(scheduler, workers, progress):
         return watch_dask(read_input(data), ref, repo, window, labels, rollback, output,
                           plots, progress, name=Path(str(data)).name or "data")
