@@ -54,6 +54,7 @@ __all__ = [
 INSTALL = "pip install 'dvc-monitor[dask]'"
 PROGRESS_SECONDS = 2.0  # at most one progress line this often (and the last one)
 PARQUET_SUFFIXES = (".parquet", ".pq")
+KEPT_MODELS = 4  # versions a worker keeps loaded (a long-lived cluster serves many jobs)
 
 
 def require_dask() -> None:
@@ -150,6 +151,8 @@ def worker_model(shipment: Shipment) -> "LoadedModel":
             if shipment.binding is not None:
                 model = replace(shipment.binding, estimator=model)
             loaded = replace(version, model=model)
+            while len(store.models) >= KEPT_MODELS:  # the oldest goes
+                store.models.pop(next(iter(store.models)))
             store.models[version.md5] = loaded
             store.loads[version.md5] = store.loads.get(version.md5, 0) + 1
     return loaded

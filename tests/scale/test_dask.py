@@ -147,6 +147,12 @@ def test_cli_scores_parquet_on_a_running_scheduler_with_the_version_it_resolved(
     single = api.score(anomaly.path, f"{ANOMALY}#prod",
                        str(write_csv(tmp_path / "in.csv", frame)))
     pd.testing.assert_frame_equal(results(written, "anomaly"), results(single.table, "anomaly"))
+    # -o OUT.csv: one CSV file, byte for byte what one process writes
+    anomaly.dm("score", f"{ANOMALY}#prod", str(folder), "--engine", "dask",
+               "--scheduler", dask_client.scheduler.address, "-o", str(tmp_path / "out.csv"))
+    anomaly.dm("score", f"{ANOMALY}#prod", str(tmp_path / "in.csv"), "-o",
+               str(tmp_path / "single.csv"))
+    assert (tmp_path / "out.csv").read_bytes() == (tmp_path / "single.csv").read_bytes()
 
 
 def test_a_stage_moved_during_the_job_does_not_change_the_version(anomaly, dask_client,
