@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python bench/bench_watch.py
 	$(BIN)/python bench/bench_serve.py
 	$(BIN)/python bench/bench_score.py
+	$(BIN)/python bench/bench_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

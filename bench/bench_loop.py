@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import anomaly_in_prod  # noqa: E402
+from benchlib import anomaly_repo  # noqa: E402
 
 NAME = "fraud-detector"
 
@@ -38,7 +38,7 @@ def build(root: Path) -> tuple[Path, Path]:
     from dvc_monitor.kinds import kind_for
     from dvc_monitor.model.data import write_batch
 
-    repo, sh = anomaly_in_prod(root, NAME)
+    repo, sh = anomaly_repo(root, NAME)
     sh("git", "config", "user.name", "Bench")  # for the commits made in this process
     sh("git", "config", "user.email", "bench@example.com")
     live = root / "live"

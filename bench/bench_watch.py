@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from benchlib import BIN, anomaly_in_prod  # noqa: E402
+from benchlib import BIN, anomaly_repo  # noqa: E402
 
 NAME = "fraud-detector"
 WINDOW = 500
@@ -37,7 +37,7 @@ WINDOW = 500
 
 
 def build(root: Path) -> Path:
-    repo, sh = anomaly_in_prod(root, NAME)
+    repo, sh = anomaly_repo(root, NAME)
     dm = str(BIN / "dvc-monitor")
     params = repo / f"models/{NAME}/params.yaml"
     params.write_text(params.read_text().replace("contamination: 0.02", "contamination: 0.3"))

@@ -7,8 +7,10 @@ and a git identity of their own (``os.environ`` itself is never changed).
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 BIN = Path(sys.executable).parent
 
@@ -26,15 +28,13 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def anomaly_in_prod(root: Path, name: str):
-    """A repository at ``root/repo`` with the anomaly template's model ``name`` trained,
-    committed, registered v1.0.0 and in prod; returns (repo, ``sh(*args)``: a command
-    run there as a user runs it)."""
-    import subprocess
-
+def anomaly_repo(root: Path, name: str) -> tuple[Path, Callable[..., None]]:
+    """``root/repo``: the anomaly template's model ``name`` trained and committed, v1.0.0
+    registered and in prod (DVC remote ``root/remote``); and ``sh(*args)``, which runs a
+    command there in the bench's environment."""
     repo = root / "repo"
     repo.mkdir(parents=True)
-    (root / "home").mkdir()
+    (root / "home").mkdir(exist_ok=True)
     env = env_for(root / "home")
 
     def sh(*args: str) -> None:

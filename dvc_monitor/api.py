@@ -68,7 +68,7 @@ __all__ = [
     # more for scripts and CI jobs
     "load_model", "identity_from_lock", "tag_info_env", "recover_interrupted",
     "recover_ingest", "installed_trainer", "defaults", "promote_if_better",
-    "record_shadow_verdict",
+    "record_shadow_verdict", "score_dask", "watch_dask",
     # results defined here
     "Listed", "Unassigned", "Comparison", "StageRun", "DemoRun", "Defaults",
     # results defined elsewhere, re-exported
@@ -109,6 +109,26 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(__all__) | set(globals()))
+
+
+ENGINES = ("local", "dask")  # score and watch: this process, or a Dask cluster
+
+
+def _engine(engine: str, scheduler: str | None, workers: int | None) -> bool:
+    """True for ``engine="dask"`` (checked installed); ``scheduler`` and ``workers`` are
+    refused without it."""
+    from dvc_monitor.errors import UsageError
+
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if engine == "dask":
+        from dvc_monitor.integrations.dask import require_dask
+
+        require_dask()
+        return True
+    if scheduler or workers:
+        raise UsageError("--scheduler and --workers run on a Dask cluster: add --engine dask")
+    return False
 
 
 def _root(repo: Repository) -> Path:
@@ -756,7 +776,8 @@ def watch(repo: Repository, ref: str, data: str | Path, *,
           output: str | Path | None = None, no_plots: bool = False,
           progress: Callable[[str], None] | None = None, retrain: bool = False,
           candidate_stage: str = "staging",
-          retrain_report: str | Path | None = None) -> WatchResult:
+          retrain_report: str | Path | None = None, engine: str = "local",
+          scheduler: str | None = None, workers: int | None = None) -> WatchResult:
     """Measure live data windows (a CSV file, or a folder of them) with the version
     ``ref`` names against its reference and decide ok / rollback / retrain / hold;
     ``rollback`` acts on a rollback decision. ``retrain`` acts on a retrain decision: a
@@ -769,8 +790,18 @@ def watch(repo: Repository, ref: str, data: str | Path, *,
         result = api.watch("repo", "fraud-detector#prod", "live/", window=1000)
         print(result.decision, result.target)
         made = api.watch("repo", "fraud-detector#prod", "live/", retrain=True).retrained
+
+    ``engine="dask"`` measures the windows on a Dask cluster (``scheduler``: a running
+    one's address; else a local one of ``workers`` processes): ``data`` is then one
+    dataset (CSV or Parquet, a file, folder or glob) cut into windows of ``window`` rows.
     """
     from dvc_monitor.monitoring.watch import watch as run
+
+    if _engine(engine, scheduler, workers):
+        from dvc_monitor.integrations.dask import watch_files
+
+        return watch_files(ref, data, repo, window, labels, rollback, output, not no_plots,
+                           scheduler, workers, progress)
 
     return run(repo, ref, data, window=window, labels=labels, rollback=rollback,
                output=output, plots=not no_plots, progress=progress, retrain=retrain,
@@ -815,7 +846,9 @@ def record_shadow_verdict(repo: Repository, name: str, version: str,
 def score(repo: Repository, ref: str, input: str, *,  # noqa: A002 - the INPUT argument
           output: str | None = None, cache_dir: str | Path | None = None,
           chunk_rows: int | None = None, max_expansion: float | None = None,
-          max_rows: int | None = None) -> BatchScore:
+          max_rows: int | None = None, engine: str = "local",
+          scheduler: str | None = None, workers: int | None = None,
+          progress: Callable[[str], None] | None = None) -> BatchScore:
     """Score ``input`` with the model ``ref`` names, from a repository path or git URL.
     ``input`` is a CSV file (plain, or ``.gz``/``.bz2``/``.xz``/``.zst``), a Parquet file,
     a folder or a glob of them, or ``-`` (a CSV on standard input); it is read
@@ -832,6 +865,11 @@ def score(repo: Repository, ref: str, input: str, *,  # noqa: A002 - the INPUT a
         result = api.score("https://github.com/org/fraud.git", "fraud-detector#prod",
                            "batch.parquet", output="scored.parquet")
         print(result.rows, result.model.version)
+
+    ``engine="dask"`` scores on a Dask cluster (``scheduler``: a running one's address;
+    else a local one of ``workers`` processes): ``input`` may be CSV or Parquet (a file,
+    folder or glob) and ``output`` is a folder of Parquet parts, or one ``.csv`` file;
+    the result is then a ``integrations.dask.DaskScore``.
     """
     from dvc_monitor.production.batch import (
         DEFAULT_CHUNK_ROWS,
@@ -840,11 +878,57 @@ def score(repo: Repository, ref: str, input: str, *,  # noqa: A002 - the INPUT a
         score_batch,
     )
 
+    if _engine(engine, scheduler, workers):
+        from dvc_monitor.integrations.dask import score_files
+
+        return score_files(ref, input, repo, output, cache_dir, scheduler, workers,
+                           progress)  # type: ignore[return-value]
+
     return score_batch(ref, input, repo=repo, output=output, cache_dir=cache_dir,
                        chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
                        max_expansion=(DEFAULT_MAX_EXPANSION if max_expansion is None
                                       else max_expansion),
                        max_rows=MAX_HELD_ROWS if max_rows is None else max_rows)
+
+
+def score_dask(ddf: Any, ref: str, repo: Repository = ".", *,
+               cache_dir: str | Path | None = None) -> Any:
+    """``ddf`` (a Dask DataFrame) plus the results of the version ``ref`` names now: a
+    lazy Dask DataFrame, scored on the cluster of the current ``distributed.Client`` (or
+    Dask's default scheduler) when computed; each worker loads the version once. Needs
+    ``pip install 'dvc-monitor[dask]'``; forecast models are refused.
+
+    Example::
+
+        import dask.dataframe as dd
+        scored = api.score_dask(dd.read_parquet("batch/"), "fraud-detector#prod", "repo")
+        scored.to_parquet("scored/")
+    """
+    from dvc_monitor.integrations.dask import score_dask as run
+
+    return run(ddf, ref, repo, cache_dir)
+
+
+def watch_dask(ddf: Any, ref: str, repo: Repository = ".", *, window: int | None = None,
+               labels: str | None = None, rollback: bool = False,
+               output: str | Path | None = None, no_plots: bool = False,
+               progress: Callable[[str], None] | None = None,
+               name: str = "data") -> WatchResult:
+    """``watch`` on the rows of ``ddf`` (a Dask DataFrame) in windows of ``window`` rows
+    (named ``NAME[start:end]``), measured on the cluster: the same result as ``watch`` on
+    the same rows in one process.
+
+    Example::
+
+        import dask.dataframe as dd
+        result = api.watch_dask(dd.read_parquet("live/"), "fraud-detector#prod", "repo",
+                                window=100_000)
+        print(result.decision, [w.measures for w in result.windows])
+    """
+    from dvc_monitor.integrations.dask import watch_dask as run
+
+    return run(ddf, ref, repo, window, labels, rollback, output, not no_plots, progress,
+               name)
 
 
 def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | None = None,

@@ -195,6 +195,10 @@ class ExternalCommandError(DvcMonitorError):
     """git or dvc failed; the message carries its last line of output."""
 
 
+class WorkerFailed(DvcMonitorError):
+    """A Dask worker failed on a partition (or died); the message names the partition."""
+
+
 class GcRefused(Refused):
     """gc would be unsafe now (an unfinished rollback, a version that cannot be rebuilt)."""
 

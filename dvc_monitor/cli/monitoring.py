@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ref", metavar="REF",
                    help="NAME#STAGE (the stage's holder), NAME@vX.Y.Z or NAME (latest)")
     p.add_argument("--data", metavar="PATH", required=True,
-                   help="a CSV file or a folder of CSV files; each file is one window")
+                   help="a CSV file or a folder of CSV files; each file is one window "
+                        "(--engine dask: CSV or Parquet, a file, folder or glob read as one "
+                        "dataset that --window cuts)")
     p.add_argument("--window", type=int, metavar="ROWS",
                    help="cut the rows of each file into windows of ROWS rows")
     p.add_argument("--labels", metavar="COL",
@@ -37,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write a markdown report and PNG plots next to it")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots in the report")
     p.add_argument("--json", action="store_true")
+    from dvc_monitor.cli.production import engine_args
+
+    engine_args(p)
     p.set_defaults(func=run_watch)
 
 
@@ -50,7 +55,9 @@ def run_watch(args: argparse.Namespace) -> int:
                            labels=args.labels, rollback=args.rollback, output=args.output,
                            no_plots=args.no_plots, progress=info, retrain=args.retrain,
                            candidate_stage=args.candidate_stage,
-                           retrain_report=args.retrain_report)
+                           retrain_report=args.retrain_report,
+                           engine=args.engine, scheduler=args.scheduler,
+                           workers=args.workers)
     except WatchActionFailed as exc:
         _show(exc.result, args)
         raise

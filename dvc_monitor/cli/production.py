@@ -17,13 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ref", metavar="REF", help=REF_HELP)
     p.add_argument("input", metavar="INPUT",
                    help="a CSV file (plain, .gz, .bz2, .xz or .zst), a Parquet file (.parquet, "
-                        ".pq), a folder or a quoted glob of them, or - (a CSV on stdin)")
+                        ".pq), a folder or a quoted glob of them, or - (a CSV on stdin; "
+                        "not with --engine dask)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="write the input's columns plus the results here, chunk by chunk: "
                         "Parquet for OUT.parquet or OUT.pq, else CSV; a file is replaced "
                         "only once complete ('-': CSV on standard output, as it goes; a "
                         "symlink or device is written through). Without -o the CSV (or "
-                        "--json) goes to standard output, for at most 1,000,000 rows")
+                        "--json) goes to standard output, for at most 1,000,000 rows. "
+                        "--engine dask: OUT/ for Parquet part files, or OUT.csv")
     p.add_argument("--chunk-rows", type=int, default=None, metavar="ROWS",
                    help="rows read and scored at a time, rounded up to a multiple of 64 so "
                         "that results equal those of one piece (default 100000)")
@@ -31,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="refuse a compressed input that expands to more than RATIO times "
                         "its size, past 64 MiB (default 100; 0: no bound)")
     _repo_args(p)
+    engine_args(p)
     p.add_argument("--json", action="store_true",
                    help='print {"model", "version", "id", "results": [...]}')
     p.set_defaults(func=run_score)
@@ -91,6 +94,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_serve)
 
 
+def engine_args(p: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--scheduler``, ``--workers`` (score and watch)."""
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="local: this process (default); dask: a Dask cluster, reading CSV or "
+                        "Parquet (needs: pip install 'dvc-monitor[dask]')")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --engine dask: a running Dask scheduler (tcp://HOST:8786)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --engine dask: worker processes of a local cluster "
+                        "(default: one per CPU)")
+
+
 def _repo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", dest="registry", metavar="PATH|URL",
                    help="the registry: a repository path or a git URL (default: -C, or here)")
@@ -108,7 +123,8 @@ def run_score(args: argparse.Namespace) -> int:
                          "give -o a file name, or drop one of them")
     result = api.score(args.registry or args.repo, args.ref, args.input, output=args.output,
                        cache_dir=args.cache_dir, chunk_rows=args.chunk_rows,
-                       max_expansion=args.max_expansion)
+                       max_expansion=args.max_expansion, engine=args.engine,
+                       scheduler=args.scheduler, workers=args.workers, progress=info)
     m = result.model
     if args.json:
         print_json(result.to_json())

@@ -163,12 +163,25 @@ def quantile_bins(expected: "np.ndarray", bins: int = 10) -> tuple["np.ndarray",
 def psi_binned(inner: "np.ndarray", fractions: "np.ndarray", actual: "np.ndarray",
                eps: float = 1e-4) -> float:
     """PSI of ``actual`` against bins from ``quantile_bins`` (edges and expected shares)."""
+    return psi_of_counts(fractions, bin_counts(inner, actual), eps)
+
+
+def bin_counts(inner: "np.ndarray", actual: "np.ndarray") -> "np.ndarray":
+    """How many of ``actual`` fall in each bin of the inner edges ``inner``: counts of
+    parts of the rows add up to the counts of all of them (``psi_of_counts``)."""
     import numpy as np
 
     inner = np.asarray(inner, dtype=float)
     actual = np.asarray(actual, dtype=float)
-    a = np.bincount(np.searchsorted(inner, actual, side="right"), minlength=len(inner) + 1)
+    return np.bincount(np.searchsorted(inner, actual, side="right"), minlength=len(inner) + 1)
+
+
+def psi_of_counts(fractions: "np.ndarray", counts: "np.ndarray", eps: float = 1e-4) -> float:
+    """PSI of rows binned into ``counts`` (``bin_counts``) against the expected shares."""
+    import numpy as np
+
+    counts = np.asarray(counts)
     pe = np.maximum(np.asarray(fractions, dtype=float), eps)
-    pa = np.maximum(a / max(len(actual), 1), eps)
+    pa = np.maximum(counts / max(int(counts.sum()), 1), eps)
     value = float(np.sum((pa - pe) * np.log(pa / pe)))
     return 0.0 if math.isclose(value, 0.0, abs_tol=1e-12) else value

@@ -31,6 +31,7 @@ from dvc_monitor.errors import TemplateError
 from dvc_monitor.kinds.anomaly import Anomaly
 from dvc_monitor.kinds.base import BuiltinKind
 from dvc_monitor.kinds.common import labels_of, thin
+from dvc_monitor.kinds.forecast import interval_rates, interval_sums
 from dvc_monitor.kinds.risk import ALERT_PROBABILITY, Risk
 
 
@@ -294,13 +295,13 @@ class AdoptedForecast(Adopted, BuiltinKind):
         return out, {"forecast.csv": thin(plot[["step", "actual", "predicted", "lower", "upper",
                                                 "anomaly"]], 500)}
 
-    def window_rates(self, scored: pd.DataFrame, labels) -> dict[str, float | None]:
+    def window_sums(self, scored: pd.DataFrame, labels) -> dict:
+        """Of the labelled rows: rows, rows outside the interval, the sum of absolute errors."""
+        return interval_sums(scored[scored["actual"].notna()] if len(scored) else scored)
+
+    def window_rates_of(self, sums: dict) -> dict[str, float | None]:
         """Share of labelled rows outside the interval and their mean absolute error."""
-        known = scored[scored["actual"].notna()] if len(scored) else scored
-        n = len(known)
-        err = (known["actual"] - known["predicted"]).to_numpy(dtype=float) if n else []
-        return {"outside_rate": float(np.asarray(known["alert"], dtype=bool).mean()) if n else None,
-                "mae": float(np.mean(np.abs(err))) if n else None}
+        return interval_rates(sums)
 
     def result_table(self, scored: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
         """Per row: the prediction and its interval (NaN without one), and ``anomaly``

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from dvc_monitor.kinds.base import BuiltinKind, DemoScript
-from dvc_monitor.kinds.common import hash_holdout, labels_of, thin
+from dvc_monitor.kinds.common import hash_holdout, labels_of, ratio, thin
 
 LABEL = "is_fraud"
 METRIC_DIRECTIONS = {
@@ -142,15 +142,19 @@ class Anomaly(BuiltinKind):
             plots["pr_curve.csv"] = pd.DataFrame({"recall": [], "precision": []})
         return out, plots
 
-    def window_rates(self, scored: pd.DataFrame, labels) -> dict[str, float | None]:
-        """Alert rate; precision and recall of the alerts when the window has labels."""
+    def window_sums(self, scored: pd.DataFrame, labels) -> dict:
+        """Rows, alerts; alerted positives and positives when the window has labels."""
         alert = np.asarray(scored["alert"], dtype=bool)
-        out: dict[str, float | None] = {"alert_rate": float(alert.mean()) if len(alert) else None}
         y = None if labels is None else np.asarray(labels, dtype=int)
-        tp = int((alert & (y == 1)).sum()) if y is not None else 0
-        out["precision"] = tp / int(alert.sum()) if y is not None and alert.any() else None
-        out["recall"] = tp / int(y.sum()) if y is not None and y.any() else None
-        return out
+        return {"rows": len(alert), "alerts": int(alert.sum()),
+                "hits": None if y is None else int((alert & (y == 1)).sum()),
+                "positives": None if y is None else int(y.sum())}
+
+    def window_rates_of(self, sums: dict) -> dict[str, float | None]:
+        """Alert rate; precision and recall of the alerts when the window has labels."""
+        return {"alert_rate": ratio(sums["alerts"], sums["rows"]),
+                "precision": ratio(sums["hits"], sums["alerts"]),
+                "recall": ratio(sums["hits"], sums["positives"])}
 
 
 def _hour_profile() -> np.ndarray:

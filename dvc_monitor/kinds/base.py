@@ -124,7 +124,19 @@ class Kind(Protocol):
 
     def window_rates(self, scored: "pd.DataFrame",
                      labels: "np.ndarray | None") -> dict[str, float | None]:
-        """``window_measures`` on a frame from ``score`` (None: not measurable there)."""
+        """``window_measures`` on a frame from ``score`` (None: not measurable there):
+        ``window_rates_of(window_sums(scored, labels))``."""
+        ...
+
+    def window_sums(self, scored: "pd.DataFrame",
+                    labels: "np.ndarray | None") -> dict[str, Any]:
+        """What ``window_measures`` are made of, as counts and exact sums
+        (``common.exact_sum``; None: not measurable there): the sums of a window's parts
+        add up (``common.add_sums``) to the sums of the whole window."""
+        ...
+
+    def window_rates_of(self, sums: dict[str, Any]) -> dict[str, float | None]:
+        """``window_measures`` from ``window_sums`` (of one window, or of its parts added)."""
         ...
 
     def history_rows(self, model: Any) -> int:
@@ -199,6 +211,10 @@ class BuiltinKind:
 
         return pd.DataFrame({self.result_fields[0]: np.asarray(scored["score"], dtype=float),
                              "alert": np.asarray(scored["alert"], dtype=bool)})
+
+    def window_rates(self, scored: "pd.DataFrame", labels) -> dict[str, float | None]:
+        """The window measures: ``window_rates_of`` the ``window_sums``."""
+        return self.window_rates_of(self.window_sums(scored, labels))
 
     def results(self, scored: "pd.DataFrame", rows: "pd.DataFrame") -> list[dict]:
         """``result_table`` as JSON-ready dicts, one per row."""

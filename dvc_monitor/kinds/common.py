@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,44 @@ def thin(frame, points: int = 200):
         return frame
     idx = np.unique(np.linspace(0, len(frame) - 1, points).astype(int))
     return frame.iloc[idx].reset_index(drop=True)
+
+
+# -- window sums: what a window measure is made of, added up exactly --------------------
+
+EXACT_BLOCK = 1 << 24  # values summed per block: every partial sum stays below 2**53
+
+
+def exact_sum(values) -> "Fraction | float":
+    """The exact sum of float ``values`` (a ``Fraction``), so that sums of parts add up to
+    the sum of the whole whatever the split: a window measured in pieces (on a cluster)
+    equals the window measured at once. Each value is split into two integer halves of
+    its mantissa per binary exponent; those add up exactly in doubles. Non-finite values
+    give their float sum (NaN or infinite)."""
+    x = np.asarray(values, dtype=float).ravel()
+    if not np.isfinite(x).all():
+        return float(np.sum(x))
+    total = Fraction(0)
+    for start in range(0, len(x), EXACT_BLOCK):
+        mant, exp = np.frexp(x[start:start + EXACT_BLOCK])
+        q = (mant * 2.0 ** 53).astype(np.int64)  # exact: 53 bits of mantissa
+        exps, which = np.unique(exp, return_inverse=True)
+        hi = np.bincount(which, weights=(q >> 26).astype(float))
+        lo = np.bincount(which, weights=(q & ((1 << 26) - 1)).astype(float))
+        for e, h, low in zip(exps.tolist(), hi.tolist(), lo.tolist()):
+            total += Fraction((int(h) << 26) + int(low)) * Fraction(2) ** (e - 53)
+    return total
+
+
+def add_sums(a: dict, b: dict) -> dict:
+    """Two windows' sums (``Kind.window_sums``) added key by key; None (not measurable,
+    e.g. no labels) stays None."""
+    return {k: None if a.get(k) is None or b.get(k) is None else a[k] + b[k]
+            for k in dict.fromkeys([*a, *b])}
+
+
+def ratio(total, n) -> float | None:
+    """``total / n`` as a float (correctly rounded from exact sums); None when ``n`` is 0
+    or ``total`` is None."""
+    if total is None or not n:
+        return None
+    return float(Fraction(total) / n) if not isinstance(total, float) else total / n

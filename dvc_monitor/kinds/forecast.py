@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dvc_monitor.kinds.base import BuiltinKind, DemoScript
+from dvc_monitor.kinds.common import exact_sum, ratio
 
 METRIC_DIRECTIONS = {
     "mae": "lower",
@@ -82,6 +83,20 @@ def predict(model: dict, df: pd.DataFrame, history: pd.DataFrame | None = None) 
     out["upper"] = out["predicted"] + model["half_width"]
     out["anomaly"] = ((out["actual"] < out["lower"]) | (out["actual"] > out["upper"])).astype(int)
     return out
+
+
+def interval_sums(scored: pd.DataFrame) -> dict:
+    """Of rows forecast with an interval: rows, rows outside it, the exact sum of absolute
+    errors (``window_sums`` of a forecaster)."""
+    alert = np.asarray(scored["alert"], dtype=bool)
+    err = (scored["actual"] - scored["predicted"]).to_numpy(dtype=float) if len(alert) else []
+    return {"rows": len(alert), "outside": int(alert.sum()), "abs_error": exact_sum(np.abs(err))}
+
+
+def interval_rates(sums: dict) -> dict[str, float | None]:
+    """Share of rows outside the interval and the mean absolute error."""
+    return {"outside_rate": ratio(sums["outside"], sums["rows"]),
+            "mae": ratio(sums["abs_error"], sums["rows"])}
 
 
 class Forecast(BuiltinKind):
@@ -196,13 +211,13 @@ class Forecast(BuiltinKind):
         ]
         return out, {"forecast.csv": plot}
 
-    def window_rates(self, scored: pd.DataFrame, labels) -> dict[str, float | None]:
+    def window_sums(self, scored: pd.DataFrame, labels) -> dict:
+        """Hours, hours outside the interval, the sum of absolute errors."""
+        return interval_sums(scored)
+
+    def window_rates_of(self, sums: dict) -> dict[str, float | None]:
         """Share of hours outside the interval and the mean absolute error."""
-        alert = np.asarray(scored["alert"], dtype=bool)
-        n = len(alert)
-        err = (scored["actual"] - scored["predicted"]).to_numpy(dtype=float) if n else []
-        return {"outside_rate": float(alert.mean()) if n else None,
-                "mae": float(np.mean(np.abs(err))) if n else None}
+        return interval_rates(sums)
 
     def history_rows(self, model: dict) -> int:
         """The longest lag, or the trailing mean's 24 hours when longer."""

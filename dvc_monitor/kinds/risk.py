@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dvc_monitor.kinds.base import BuiltinKind, DemoScript
-from dvc_monitor.kinds.common import hash_holdout, labels_of, thin
+from dvc_monitor.kinds.common import exact_sum, hash_holdout, labels_of, ratio, thin
 
 METRIC_DIRECTIONS = {
     "roc_auc": "higher",
@@ -130,16 +130,21 @@ class Risk(BuiltinKind):
         }
         return out, plots
 
-    def window_rates(self, scored: pd.DataFrame, labels) -> dict[str, float | None]:
-        """Alert rate and mean probability; the Brier score when the window has labels."""
+    def window_sums(self, scored: pd.DataFrame, labels) -> dict:
+        """Rows, alerts, the sum of probabilities; the sum of squared errors when the
+        window has labels."""
         alert = np.asarray(scored["alert"], dtype=bool)
-        n = len(alert)
-        out: dict[str, float | None] = {"alert_rate": float(alert.mean()) if n else None}
-        y = None if labels is None else np.asarray(labels, dtype=int)
         p = np.asarray(scored["score"], dtype=float)
-        out["mean_probability"] = float(p.mean()) if n else None
-        out["brier"] = float(np.mean((p - y) ** 2)) if y is not None and n else None
-        return out
+        y = None if labels is None else np.asarray(labels, dtype=int)
+        return {"rows": len(alert), "alerts": int(alert.sum()), "probability": exact_sum(p),
+                "squared_error": None if y is None else exact_sum((p - y) ** 2)}
+
+    def window_rates_of(self, sums: dict) -> dict[str, float | None]:
+        """Alert rate and mean probability; the Brier score when the window has labels."""
+        n = sums["rows"]
+        return {"alert_rate": ratio(sums["alerts"], n),
+                "mean_probability": ratio(sums["probability"], n),
+                "brier": ratio(sums["squared_error"], n)}
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int) -> float:

@@ -52,6 +52,9 @@ from dvc_monitor.monitoring.results import (
 from dvc_monitor.monitoring.windows import Window, usable_rows
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from dvc_monitor.evaluation.measures import WindowCounts
     from dvc_monitor.monitoring.rules import WatchRules
     from dvc_monitor.monitoring.trust import Hold
     from dvc_monitor.rollback.transaction import RollbackResult
@@ -70,29 +73,54 @@ def measure_window(subject: Subject, window: Window, rules: "WatchRules", index:
     """Score ``window`` with ``subject`` and apply ``rules`` (no streak logic). Rows that
     cannot be judged are skipped (``usable_rows``); with fewer than ``rules.min_rows``
     rows left, or scored, the result is ``too_few_rows`` and carries no measures."""
-    from dvc_monitor.review.gate import MetricRow, check
-    from dvc_monitor.evaluation.measures import directions, measure
+    counts = count_window(subject, window.rows, window.name, labels, window.context,
+                          min_rows=rules.min_rows)
+    return judge_window(subject, counts, rules, index, window.name)
+
+
+def count_window(subject: Subject, rows: "pd.DataFrame", name: str, labels: str | None = None,
+                 context: "pd.DataFrame | None" = None, with_labels: bool | None = None,
+                 min_rows: int = 0) -> "WindowCounts":
+    """The counts (``measures.WindowCounts``) of window ``name``'s ``rows``, or of a part
+    of them (``with_labels``: whether the whole window is labelled, ``windows.labelled``):
+    the usable rows scored by ``subject``. Fewer than ``min_rows`` usable rows are not
+    scored (the window is too small to judge)."""
+    from dvc_monitor.evaluation.measures import WindowCounts, window_counts
     from dvc_monitor.evaluation.scoring import score_rows
 
-    config = subject.config
     who = f"{subject.name} {subject.version}"
     spec = subject.spec
-    rows, y, skipped = usable_rows(config, window.rows, f"window {window.name}", who,
-                                   labels, spec)
-    if len(rows) < rules.min_rows:
-        return WindowResult(index, window.name, int(len(rows)), {}, {}, too_few_rows=True,
+    rows, y, skipped = usable_rows(subject.config, rows, f"window {name}", who, labels, spec,
+                                   with_labels)
+    if len(rows) < max(min_rows, 1):
+        return WindowCounts(rows=len(rows), skipped=skipped)
+    scored = score_rows(spec, subject.model, subject.config, rows, context)
+    counts = window_counts(spec, subject.profile, scored, rows, y)
+    counts.skipped = skipped
+    return counts
+
+
+def judge_window(subject: Subject, counts: "WindowCounts", rules: "WatchRules", index: int,
+                 name: str) -> WindowResult:
+    """The result of window ``name`` (number ``index``) from its ``counts``: too few rows,
+    or its measures and the ``rules`` it breaches."""
+    from dvc_monitor.evaluation.measures import directions, measures_of
+    from dvc_monitor.review.gate import MetricRow, check
+
+    skipped = counts.skipped
+    if counts.rows < rules.min_rows:
+        return WindowResult(index, name, int(counts.rows), {}, {}, too_few_rows=True,
                             skipped=skipped)
-    scored = score_rows(spec, subject.model, config, rows, window.context)
-    if len(scored.score) == 0:
-        raise SchemaError(f"window {window.name}: no row could be scored by {who} "
-                          "(a forecaster needs the hours before the window)")
-    if len(scored.score) < rules.min_rows:
-        return WindowResult(index, window.name, int(len(scored.score)), {}, {},
+    if counts.scored == 0:
+        raise SchemaError(f"window {name}: no row could be scored by {subject.name} "
+                          f"{subject.version} (a forecaster needs the hours before the window)")
+    if counts.scored < rules.min_rows:
+        return WindowResult(index, name, int(counts.scored), {}, {},
                             too_few_rows=True, skipped=skipped)
-    values, psis = measure(spec, subject.profile, scored, rows, y)
+    spec = subject.spec
+    values, psis = measures_of(spec, subject.profile, counts)
     dirs = directions(spec)
-    result = WindowResult(index, window.name, int(len(scored.score)), values, psis,
-                          skipped=skipped)
+    result = WindowResult(index, name, int(counts.scored), values, psis, skipped=skipped)
     for t in rules.thresholds:
         value = values.get(t.metric)
         if value is None:
@@ -122,8 +150,11 @@ class Watcher:
         self.seen = 0
         self.history: list[WindowResult] = []
 
-    def observe(self, window: Window) -> WindowResult:
-        result = measure_window(self.subject, window, self.rules, self.seen, self.labels)
+    def observe(self, window: Window, measured: WindowResult | None = None) -> WindowResult:
+        """``measured``: the window's result, measured elsewhere (``judge_window`` of
+        counts added up on a cluster)."""
+        result = measured or measure_window(self.subject, window, self.rules, self.seen,
+                                            self.labels)
         self.seen += 1
         if result.too_few_rows:  # not judged: the streak and a cooldown stand still
             result.streak = self.streak
@@ -177,9 +208,9 @@ class Engine:
     def rules(self) -> "WatchRules":
         return self.watcher.rules
 
-    def observe(self, window: Window) -> WindowResult:
+    def observe(self, window: Window, measured: WindowResult | None = None) -> WindowResult:
         """Measure ``window``; see ``Watcher.observe``."""
-        result = self.watcher.observe(window)
+        result = self.watcher.observe(window, measured)
         if not result.too_few_rows:  # the windows a streak is made of
             self.windows = (self.windows + [window])[-self.rules.failure_limit:]
         return result
@@ -225,14 +256,17 @@ def evaluate_windows(model_loader: Loader, windows: Sequence[Window],
                      rules: "WatchRules", current: str, candidates: Sequence[str] = (),
                      stage: str | None = None, labels: str | None = None,
                      progress: Callable[[str], None] | None = None,
-                     hold: "Hold | None" = None, screen: Screen | None = None) -> WatchResult:
+                     hold: "Hold | None" = None, screen: Screen | None = None,
+                     measured: Sequence[WindowResult] | None = None) -> WatchResult:
     """Measure ``windows`` with version ``current`` and decide on the first alarm (see the
-    module docstring). ``hold``: an alarm is decided ``hold``; ``screen``: see ``decide``."""
+    module docstring). ``hold``: an alarm is decided ``hold``; ``screen``: see ``decide``;
+    ``measured``: the windows' results, measured elsewhere (a window's rows are then
+    read only to judge candidates on an alarm's streak)."""
     started = time.monotonic()
     engine = Engine(model_loader(current), rules, labels)
     alarm, streak = None, None
-    for window in windows:
-        result = engine.observe(window)
+    for i, window in enumerate(windows):
+        result = engine.observe(window, None if measured is None else measured[i])
         if result.alarm and alarm is None:
             alarm, streak = result, list(engine.windows)  # the windows that raised it
     result = engine.respond(alarm, AlarmChecks(list(candidates), hold, screen), stage,

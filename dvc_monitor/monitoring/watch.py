@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from dvc_monitor.errors import WatchActionFailed
+from dvc_monitor.errors import UsageError, WatchActionFailed
 from dvc_monitor.monitoring.engine import (
     AlarmChecks,
     Watcher,
@@ -32,6 +32,8 @@ from dvc_monitor.monitoring.windows import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dvc_monitor.kinds import Kind
     from dvc_monitor.monitoring.rules import WatchRules
     from dvc_monitor.registry.state import Registry
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 # monitoring.engine, monitoring.results and monitoring.windows)
 __all__ = [
     "Decision", "Subject", "WatchResult", "Watcher", "Window", "WindowResult", "decide",
-    "evaluate_windows", "read_windows", "watch",
+    "evaluate_windows", "read_windows", "watch", "WindowSource",
 ]
 
 
@@ -64,13 +66,31 @@ class _Watched:
         return self.mv.name
 
 
-def watch(root: str | Path, ref: str, data: str | Path, window: int | None = None,
-          labels: str | None = None, rollback: bool = False, output: str | Path | None = None,
-          plots: bool = True, progress: Callable[[str], None] | None = None,
-          retrain: bool = False, candidate_stage: str = "staging",
+class WindowSource(Protocol):
+    """Windows measured elsewhere than in this process (``integrations.dask``): ``watch``
+    asks it for the windows (their rows read only if a candidate must be judged on them)
+    and for their results (``engine.count_window`` on the parts, ``engine.judge_window``
+    of the counts added up)."""
+
+    def windows(self, window: int | None, check: Callable[["pd.DataFrame"], None]) -> list[Window]:
+        """The windows, each ``window`` rows (None: all rows one window); ``check``
+        refuses columns the model cannot read (pass it an empty frame of the columns)."""
+        ...
+
+    def measure(self, subject: Subject, windows: list[Window], rules: "WatchRules",
+                labels: str | None, progress: Callable[[str], None]) -> list[WindowResult]:
+        """Each window's result, measured by ``subject``."""
+        ...
+
+
+def watch(root: str | Path, ref: str, data: "str | Path | WindowSource",
+          window: int | None = None, labels: str | None = None, rollback: bool = False,
+          output: str | Path | None = None, plots: bool = True,
+          progress: Callable[[str], None] | None = None, retrain: bool = False,
+          candidate_stage: str = "staging",
           retrain_report: str | Path | None = None) -> WatchResult:
     """``dvc-monitor watch REF --data PATH``: see the module docstring and
-    ``monitoring.engine``.
+    ``monitoring.engine``. ``data`` may also be a ``WindowSource`` (a Dask job).
 
     Nothing in the repository changes unless ``rollback`` is set and the decision is
     ``rollback``. A rollback that cannot run (a dirty tree, no earlier holder) raises
@@ -87,7 +107,15 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
         _check_candidate_stage(candidate_stage, watched.stage)
     if window is not None:
         check_window(window, watched.rules, watched.params)
-    windows = _read(watched, data, window, labels)
+    source = None if isinstance(data, (str, Path)) else data
+    if source is not None and watched.state.spec.needs_history:
+        raise UsageError(f"{watched.mv.ref} is a {watched.state.spec.name} model: a row is "
+                         "scored from the rows before it, which another partition holds; "
+                         "watch it without --engine dask")
+    if source is None:
+        windows = _read(watched, data, window, labels)
+    else:
+        windows = source.windows(window, lambda rows: _check(watched, rows, "the data", labels))
     loader = _loader(watched, say)
     subject = loader(watched.mv.version)
     kind = subject.spec
@@ -96,9 +124,11 @@ def watch(root: str | Path, ref: str, data: str | Path, window: int | None = Non
                                kind.time_column)
     checks = AlarmChecks.of(watched.registry, subject, watched.stage, watched.rules, loader)
     say(f"Watching {watched.name} {watched.mv.version} on {len(windows)} window(s)")
+    measured = (None if source is None
+                else source.measure(subject, windows, watched.rules, labels, say))
     result = evaluate_windows(loader, windows, watched.rules, watched.mv.version,
                               checks.candidates, watched.stage, labels, say, checks.hold,
-                              checks.screen)
+                              checks.screen, measured)
     _add_notes(result, watched, subject)
     failed = _act(watched.root, result, watched.stage) if rollback else None
     if retrain and result.decision == "retrain":
@@ -153,11 +183,16 @@ def _read(watched: _Watched, data: str | Path, window: int | None,
     """The windows of ``data``, checked before any model is loaded: a missing column fails
     fast."""
     windows = read_windows(data, window)
-    config = replace(watched.state.config, label_required=False)
     for w in windows:
-        usable_rows(config, w.rows, f"window {w.name}", f"{watched.name} {watched.mv.version}",
-                    labels, watched.kind)
+        _check(watched, w.rows, f"window {w.name}", labels)
     return windows
+
+
+def _check(watched: _Watched, rows: "pd.DataFrame", source: str, labels: str | None) -> None:
+    """Refuse ``rows`` that lack a column the version reads (``SchemaError``)."""
+    config = replace(watched.state.config, label_required=False)
+    usable_rows(config, rows, source, f"{watched.name} {watched.mv.version}", labels,
+                watched.kind)
 
 
 def _loader(watched: _Watched, say: Callable[[str], None]) -> Callable[[str], Subject]:

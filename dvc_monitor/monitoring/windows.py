@@ -32,8 +32,21 @@ class Window:
     context: "pd.DataFrame | None" = None
 
 
+def labelled(config: "ModelConfig", rows: "pd.DataFrame", labels: str | None = None,
+             kind: "str | Kind | None" = None) -> bool:
+    """Whether a window of ``rows`` is judged with its labels (see ``usable_rows``): the
+    kind reads 0/1 labels and the label column is there, complete unless ``labels`` names
+    it. A window cut in parts is labelled when each part is."""
+    from dvc_monitor.kinds import kind_for
+
+    label = labels or config.label
+    return bool((kind is None or kind_for(kind).uses_labels) and label
+                and label in rows.columns and (labels or rows[label].notna().all()))
+
+
 def usable_rows(config: "ModelConfig", rows: "pd.DataFrame", source: str, who: str,
-                labels: str | None = None, kind: "str | Kind | None" = None):
+                labels: str | None = None, kind: "str | Kind | None" = None,
+                with_labels: bool | None = None):
     """``(rows, labels, skipped)``: the rows of a window that can be judged, their 0/1
     labels (None: the window is unlabelled) and ``{reason: rows}`` left out. ``kind``: the
     model's ``spec`` (whether it reads 0/1 labels).
@@ -43,6 +56,8 @@ def usable_rows(config: "ModelConfig", rows: "pd.DataFrame", source: str, who: s
     label is not 0 or 1, is left out and counted under its first reason. Without
     ``labels``, a window whose label column is absent or has an empty cell is unlabelled
     (labels arrive late); with ``labels``, a row without one is left out.
+    ``with_labels``: that decision (``labelled``), made on the whole window when
+    ``rows`` are a part of it.
     """
     import numpy as np
     import pandas as pd
@@ -72,11 +87,9 @@ def usable_rows(config: "ModelConfig", rows: "pd.DataFrame", source: str, who: s
         drop(np.isinf(values), f"{col} is infinite")
     label = labels or config.label
     y = None
-    from dvc_monitor.kinds import kind_for
-
-    labelled_kind = kind is None or kind_for(kind).uses_labels
-    if labelled_kind and label and label in rows.columns and (
-            labels or rows[label].notna().all()):
+    if with_labels is None:
+        with_labels = labelled(config, rows, labels, kind)
+    if with_labels:
         given = rows[label]
         values = pd.to_numeric(given, errors="coerce").to_numpy(dtype=float)
         drop(given.isna().to_numpy(), f"{label} is missing")

@@ -238,6 +238,16 @@ def load_version(root: str | Path, mv: "ModelVersion", state=None) -> LoadedMode
     from dvc_monitor.model.state import load_model as load_state_model
 
     state = state or version_state(root, mv)
+    checked_md5(mv, state)
+    model = load_state_model(state)  # md5-checked bytes, safe loader
+    return LoadedModel(name=mv.name, version=mv.version, id=mv.id, md5=state.model_md5,
+                       kind=state.kind, features=state.config.features, commit=mv.commit,
+                       config=state.config, model=model)
+
+
+def checked_md5(mv: "ModelVersion", state) -> str:
+    """The md5 of version ``mv``'s model file (``state``: its ``version_state``), refused
+    when its dvc.lock records none or one other than the registered md5."""
     if not state.model_md5:
         raise ModelFileError(f"{mv.ref} has no trained model in its dvc.lock; it cannot be loaded")
     if mv.model_md5 and mv.model_md5 != state.model_md5:
@@ -245,10 +255,7 @@ def load_version(root: str | Path, mv: "ModelVersion", state=None) -> LoadedMode
             f"{mv.ref}: the model md5 in dvc.lock ({state.model_md5}) differs from the "
             f"registered one ({mv.model_md5}); the version was not loaded"
         )
-    model = load_state_model(state)  # md5-checked bytes, safe loader
-    return LoadedModel(name=mv.name, version=mv.version, id=mv.id, md5=state.model_md5,
-                       kind=state.kind, features=state.config.features, commit=mv.commit,
-                       config=state.config, model=model)
+    return state.model_md5
 
 
 def version_state(root: str | Path, mv: "ModelVersion"):

@@ -97,9 +97,9 @@ def test_the_exported_names_are_pinned():
         "diff", "gate", "gc", "history", "identity_from_lock", "ingest", "init",
         "installed_trainer", "load_model", "promote", "promote_if_better", "push",
         "record_shadow_verdict", "recover", "recover_ingest",
-        "recover_interrupted", "register", "report", "rollback", "score", "serve", "show",
+        "recover_interrupted", "register", "report", "rollback", "score", "score_dask", "serve", "show",
         "stage", "sync", "tag_info", "tag_info_env", "trainer", "unassign", "versions",
-        "watch"]
+        "watch", "watch_dask"]
 
 
 def test_every_name_resolves_and_has_a_docstring():
