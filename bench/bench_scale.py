@@ -14,8 +14,9 @@ score   dask     ``dvc-monitor score REF DATA/ --engine dask --workers 2 -o OUT/
                  own, as on separate machines (Linux shares a busy machine's CPU between
                  sessions, "autogroup": the workers of one local cluster share one
                  session's part of it, however many cores there are)
-        single   the same scoring functions in one process, file by file
-                 (``fit_rows``, ``score_fitted``, ``with_results``; Parquet written)
+        single   ``dvc-monitor score REF DATA/ -o OUT.parquet``: one process, streamed
+                 in chunks (``--chunk-rows``, the default), the same per-chunk function
+                 (``score_chunk``) each Dask partition runs; one Parquet file written
         plain    pandas and ``score_samples`` in one process: every row read at once,
                  scored with the estimator, no checks, no result columns (if it fits:
                  skipped above ``--plain-max`` rows)
@@ -128,26 +129,6 @@ def running_cluster(root: Path, env: dict, workers: int = 2):
         logs.close()
 
 
-def single_score(repo: Path, folder: Path, out: Path) -> float:
-    """One process, file by file: the functions ``score`` and each Dask partition use."""
-    import pandas as pd
-
-    from dvc_monitor.production.loader import load_version, resolve, version_state
-    from dvc_monitor.production.scoring import fit_rows, score_fitted, with_results
-
-    started = time.perf_counter()
-    mv = resolve(repo, f"{NAME}#prod")
-    state = version_state(repo, mv)
-    loaded = load_version(repo, mv, state)
-    out.mkdir(parents=True)
-    for i, path in enumerate(sorted(folder.glob("*.parquet"))):
-        frame = pd.read_parquet(path)
-        rows = fit_rows(loaded.spec, loaded.config, frame, path.name, loaded.ref)
-        table = with_results(frame, loaded.spec, score_fitted(loaded, rows).results)
-        table.to_parquet(out / f"part.{i:05d}.parquet", index=False)
-    return time.perf_counter() - started
-
-
 def plain_score(repo: Path, folder: Path) -> float:
     """pandas and the estimator's ``score_samples``, every row at once."""
     import pandas as pd
@@ -235,9 +216,8 @@ def main() -> None:
                                   "--workers", "2", "-o", str(root / "dask-out")], repo, env)
     print(f"  dask (2 workers)   {t_dask:8.1f} s  {opts.rows / t_dask:12,.0f} rows/s  "
           f"CPU {cpu_dask:.1f} s  ({load()})", flush=True)
-    cpu = time.process_time()
-    t_single = single_score(repo, folder, root / "single-out")
-    cpu_single = time.process_time() - cpu
+    t_single, cpu_single, _ = run([dm, "score", f"{NAME}#prod", str(folder), "-o",
+                                   str(root / "single-out.parquet")], repo, env)
     print(f"  single process     {t_single:8.1f} s  {opts.rows / t_single:12,.0f} rows/s  "
           f"CPU {cpu_single:.1f} s  ({load()})", flush=True)
     t_plain = None
@@ -245,7 +225,7 @@ def main() -> None:
         t_plain = plain_score(repo, folder)
         print(f"  plain (pandas + score_samples) {t_plain:6.1f} s  "
               f"{opts.rows / t_plain:12,.0f} rows/s", flush=True)
-    same = same_results(root / "dask-out", root / "single-out")
+    same = same_results(root / "dask-out", root / "single-out.parquet")
     print(f"  identical results: {same}")
     print(f"  ratio dask / single process: {t_single / t_dask:.2f}x (target >= 1.6x)")
     if t_plain is not None:
@@ -255,7 +235,8 @@ def main() -> None:
                            "--scheduler", address, "-o", str(root / "run-out")], repo, env)
         print(f"  dask, running scheduler (2 workers, own sessions) {t_run:6.1f} s  "
               f"{opts.rows / t_run:12,.0f} rows/s  ({load()})", flush=True)
-        print(f"  identical results: {same_results(root / 'run-out', root / 'single-out')}")
+        print("  identical results: "
+              f"{same_results(root / 'run-out', root / 'single-out.parquet')}")
         print(f"  ratio dask (running scheduler) / single process: {t_single / t_run:.2f}x "
               "(target >= 1.6x)")
         if t_plain is not None:
