@@ -94,3 +94,33 @@ def test_auto_promote_swaps_in_a_proven_shadow(repo):
     assert block["gate"]["passed"] is True
     assert "serve --auto-promote (automatic): if-better: passed" in repo.dm("history", MODEL).stdout
     assert_agrees_with_gto(repo, MODEL)
+
+
+def test_watch_retrain_puts_a_candidate_in_staging_that_the_shadow_follows(repo):
+    """serve --watch --retrain: drifted traffic raises an alarm, the decision is retrain, a
+    candidate trained on the alarm's windows is registered in staging off the request
+    path, and the shadow (following staging) swaps to it; the branch and prod untouched."""
+    head = repo.head()
+    server = shadow_server(repo, "--watch", "--retrain")
+    try:
+        answers = post_rows(server, drifted(live_rows(9, 2 * WINDOW)), 50)
+        health = server.wait_for(lambda d: (d["watch"]["last_retrain"] or {}).get("status")
+                                 not in (None, "running"), 300)
+        retrain = health["watch"]["last_retrain"]
+        shadow = wait_for_shadow(server, lambda d: d["version"] == retrain["candidate"])
+    finally:
+        code, err = server.stop()
+    assert code == 0 and "Traceback" not in err, err
+    assert {h["x-model-version"] for _, h, _ in answers} == {PROD}
+    assert health["watch"]["last_decision"]["decision"] == "retrain"
+    assert retrain["status"] == "registered", retrain
+    candidate = retrain["candidate"]
+    assert shadow["version"] == candidate and shadow["ref"] == f"{MODEL}#staging"
+    stages = {v["version"]: v["stages"] for v in repo.json("versions", MODEL)}
+    assert stages[candidate] == ["staging"] and stages[PROD] == ["prod"]
+    block = next(e for e in repo.json("history", MODEL)
+                 if e["event"] == "register" and e["version"] == candidate)["meta"]["retrain"]
+    assert block["from"] == PROD and block["rows"] == 2 * WINDOW
+    assert repo.head() == head
+    assert repo.git("status", "--porcelain").stdout == ""
+    assert_agrees_with_gto(repo, MODEL)
