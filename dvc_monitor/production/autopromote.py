@@ -55,10 +55,9 @@ MAX_WINDOWS = 200  # windows waiting for a verdict, at most (the oldest are drop
 QUEUED = 64  # windows waiting for the recorder's thread
 
 
-def check_auto_promote(ref: str, shadow: str | None, is_url: bool, workers: int,
-                       windows: int) -> str:
+def check_auto_promote(ref: str, shadow: str | None, is_url: bool, workers: int) -> str:
     """The stage ``serve --auto-promote`` promotes to, or a one-line ``UsageError``."""
-    from dvc_monitor.errors import UsageError
+    from dvc_monitor.errors import UsageError, shown
 
     if shadow is None:
         raise UsageError("--auto-promote promotes the shadow: give --shadow NAME#STAGE "
@@ -70,9 +69,7 @@ def check_auto_promote(ref: str, shadow: str | None, is_url: bool, workers: int,
         raise UsageError("--auto-promote runs in one process; use --workers 1")
     if "#" not in ref:
         raise UsageError(f"--auto-promote promotes to the stage served; serve NAME#STAGE, "
-                         f"not {ref!r}")
-    if windows < 1:
-        raise UsageError(f"--windows must be at least 1, got {windows}")
+                         f"not {shown(ref, 80)}")
     return ref.split("#", 1)[1]
 
 
@@ -163,7 +160,7 @@ class VerdictRecorder:
             self.counts["dropped_windows"] += 1
 
     def _judged(self) -> int:
-        return sum(1 for w in self._pending if w.judged)
+        return sum(1 for w in list(self._pending) if w.judged)  # a copy: /shadow reads it too
 
     def _due(self) -> bool:
         if self._judged() < self.every:

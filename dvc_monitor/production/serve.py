@@ -69,6 +69,8 @@ def serve_ref(repo: str | Path, ref: str, *, host: str = DEFAULT_HOST, port: int
     window = DEFAULT_WATCH_WINDOW if window is None else window
     watching = watch or auto_rollback or retrain
     windows = DEFAULT_VERDICT_WINDOWS if windows is None else windows
+    if windows < 1:
+        raise UsageError(f"--windows must be at least 1 judged window, got {windows}")
     _check_options(poll, workers, max_body, port, watching or shadow is not None, window,
                    max_batch_delay, max_batch_rows)
     shadow_queue = DEFAULT_SHADOW_QUEUE if shadow_queue is None else shadow_queue
@@ -76,7 +78,7 @@ def serve_ref(repo: str | Path, ref: str, *, host: str = DEFAULT_HOST, port: int
         check_shadow(ref, shadow, shadow_queue)
     remote = is_url(repo)
     stage = watch_stage(ref, auto_rollback, remote, workers)
-    promote_to = (check_auto_promote(ref, shadow, remote, workers, windows) if auto_promote
+    promote_to = (check_auto_promote(ref, shadow, remote, workers) if auto_promote
                   else None)
     if retrain and (remote or workers > 1):
         raise UsageError("--retrain registers a candidate in this repository, from one "

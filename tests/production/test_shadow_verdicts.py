@@ -124,3 +124,21 @@ def test_watch_retrain_puts_a_candidate_in_staging_that_the_shadow_follows(repo)
     assert repo.head() == head
     assert repo.git("status", "--porcelain").stdout == ""
     assert_agrees_with_gto(repo, MODEL)
+
+
+def test_refusals_of_auto_promote_and_retrain(repo):
+    """One line, exit 2, before anything is loaded or served."""
+    cases = {
+        ("--auto-promote",): "--auto-promote promotes the shadow: give --shadow",
+        ("--shadow", f"{MODEL}#staging", "--auto-promote", "--workers", "2"):
+            "--auto-promote runs in one process",
+        ("--shadow", f"{MODEL}#staging", "--windows", "0"): "--windows must be at least 1",
+        ("--retrain", "--workers", "2"): "--retrain registers a candidate in this repository",
+    }
+    for args, message in cases.items():
+        proc = repo.dm("serve", f"{MODEL}#prod", *args, check=False)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    proc = repo.dm("serve", f"{MODEL}@{CANDIDATE}", "--shadow", f"{MODEL}#staging",
+                   "--auto-promote", check=False)
+    assert proc.returncode == 2 and "serve NAME#STAGE" in proc.stderr
