@@ -936,6 +936,7 @@ def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | No
           max_batch_delay: float | None = None, max_batch_rows: int | None = None,
           watch: bool = False, window: int | None = None, auto_rollback: bool = False,
           shadow: str | None = None, shadow_queue: int | None = None,
+          windows: int | None = None, auto_promote: bool = False, retrain: bool = False,
           cache_dir: str | Path | None = None,
           info: Callable[[str], None] | None = None) -> Served:
     """Serve ``ref``'s model over HTTP (a repository path or git URL), following the
@@ -944,7 +945,11 @@ def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | No
     milliseconds for others (0: no batching). ``shadow``: a reference (``NAME#staging``, a
     version) scored beside the served one off the request path, compared in windows of
     ``window`` rows (``GET /shadow``); at most ``shadow_queue`` requests wait for it, more
-    are dropped and counted. Unset options take ``defaults()``.
+    are dropped and counted; with a local repository its verdicts become tags, one per
+    ``windows`` judged windows (default 3), at most one a minute. ``auto_promote``: the
+    shadow is promoted to the served stage once proven (``promote --if-better``, with the
+    hold-off of an automatic rollback). ``retrain`` (implies ``watch``): a retrain decision
+    registers a candidate in ``staging``. Unset options take ``defaults()``.
 
     Example::
 
@@ -963,6 +968,7 @@ def serve(repo: Repository, ref: str, *, host: str | None = None, port: int | No
                      else max_batch_rows, watch=watch,
                      window=window, auto_rollback=auto_rollback, shadow=shadow,
                      shadow_queue=d.shadow_queue if shadow_queue is None else shadow_queue,
+                     windows=windows, auto_promote=auto_promote, retrain=retrain,
                      cache_dir=cache_dir, info=info)
 
 

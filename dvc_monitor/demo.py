@@ -75,6 +75,58 @@ class _Demo:
         params.write_text("\n".join(lines) + "\n")
         print(f"(edit models/{self.name}/params.yaml: {key} = {value})")
 
+    def set_watch(self, key: str, value: str) -> None:
+        """Set ``key`` in the ``watch:`` section of the model's params (added when absent)."""
+        params = self.repo / "models" / self.name / "params.yaml"
+        lines = [ln for ln in params.read_text().splitlines()
+                 if not ln.strip().startswith(f"{key}:")]
+        at = lines.index("watch:") + 1
+        lines.insert(at, f"  {key}: {value}")
+        params.write_text("\n".join(lines) + "\n")
+        print(f"(edit models/{self.name}/params.yaml: watch.{key} = {value})")
+
+    def get(self, url: str) -> dict:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def feed(self, url: str, frame, until: str, per_request: int = 100) -> str:
+        """Post ``frame``'s rows to ``url``/score in requests of ``per_request`` rows, then
+        wait (polling ``/health``, bounded by a deadline) for ``until`` to be served and
+        post once more; print the versions that answered. Returns the last one."""
+        import time
+        import urllib.request
+
+        def post(rows) -> str:
+            req = urllib.request.Request(url + "/score", method="POST",
+                                         data=json.dumps({"rows": rows}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.headers["X-Model-Version"]
+
+        deadline = time.monotonic() + 180
+        while True:  # the server is up when /health answers
+            try:
+                self.get(url + "/health")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise DvcMonitorError("demo step failed: the server does not answer")
+                time.sleep(0.3)
+        print(f"$ curl -s {url}/score -d '{{\"rows\": [...{per_request} rows]}}'   # x "
+              f"{-(-len(frame) // per_request)}: {len(frame)} drifted rows")
+        answered = [post(frame.iloc[i:i + per_request].to_dict("records"))
+                    for i in range(0, len(frame), per_request)]
+        print(f"X-Model-Version: {', '.join(sorted(set(answered)))} (every request)")
+        deadline = time.monotonic() + 180
+        while self.get(url + "/health").get("version") != until \
+                and time.monotonic() < deadline:
+            time.sleep(0.3)  # the shadow's windows, its verdict, the promotion, the swap
+        version = post(frame.head(per_request).to_dict("records"))
+        print(f"$ curl -s {url}/score ...\nX-Model-Version: {version}", flush=True)
+        return version
+
     def release(self, message: str, version: str) -> None:
         self.run("dvc", "repro", "-q", f"models/{self.name}/dvc.yaml")
         self.run("git", "add", "-A", show=False)
@@ -93,10 +145,11 @@ class _Demo:
         print("\n".join(out.read_text().splitlines()[:3]) + "\n...", flush=True)
 
     @contextlib.contextmanager
-    def serving(self, ref: str):
-        """``dvc-monitor serve REF`` on a free 127.0.0.1 port while the block runs; yields
-        ``ask(until=None)``, which posts sample rows and prints the answer (waiting, with
-        ``until``, for that version to answer)."""
+    def serving(self, ref: str, *extra: str, frame=None, log: Path | None = None):
+        """``dvc-monitor serve REF EXTRA...`` on a free 127.0.0.1 port while the block runs;
+        yields ``ask(until=None)``, which posts sample rows (``frame``: these rows) and
+        prints the answer (waiting, with ``until``, for that version to answer); ``ask.url``
+        is the server's address. ``log``: where the server's stderr goes."""
         import socket
         import time
         import urllib.request
@@ -104,13 +157,16 @@ class _Demo:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        args = ["dvc-monitor", "serve", ref, "--port", str(port), "--poll", "1"]
+        args = ["dvc-monitor", "serve", ref, *extra, "--port", str(port), "--poll", "1"]
         print(f"$ {shlex.join(args)} &", flush=True)
+        err = open(log, "w") if log is not None else None
         proc = subprocess.Popen([sys.executable, "-m", "dvc_monitor", *args[1:]], cwd=self.repo,
-                                env=self.env, stdout=subprocess.DEVNULL)
-        frame = self.kind.sample_batch(5)
-        count = self.kind.demo.serve_rows
-        rows = frame if count is None else frame.head(count)
+                                env=self.env, stdout=subprocess.DEVNULL, stderr=err)
+        if frame is None:
+            frame = self.kind.sample_batch(5)
+            count = self.kind.demo.serve_rows
+            frame = frame if count is None else frame.head(count)
+        rows = frame
         body = json.dumps({"rows": rows.to_dict("records")}).encode()
         url = f"http://127.0.0.1:{port}/score"
 
@@ -120,7 +176,7 @@ class _Demo:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.headers["X-Model-Version"], json.loads(resp.read())
 
-        def ask(until: str | None = None) -> None:
+        def ask(until: str | None = None) -> str:
             print(f"$ curl -s {url} -d '{{\"rows\": [...{len(rows)} rows]}}'", flush=True)
             deadline = time.monotonic() + 60
             while True:
@@ -134,12 +190,16 @@ class _Demo:
                 time.sleep(0.3)
             print(f"X-Model-Version: {version}; last row: {json.dumps(doc['results'][-1])}",
                   flush=True)
+            return version
 
+        ask.url = f"http://127.0.0.1:{port}"
         try:
             yield ask
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+            if err is not None:
+                err.close()
 
 
 def run_demo(directory: str | None = None, template: str = "anomaly") -> int:
@@ -197,9 +257,120 @@ def run_demo(directory: str | None = None, template: str = "anomaly") -> int:
     demo.say("Score a new batch with the model in prod")
     demo.score_batch(f"{name}#prod", 6)
 
+    loop = _close_the_loop(demo)
+
     print(f"\nDone. Repository: {demo.repo}\nDVC remote: {demo.remote}\nPR report: {report}"
-          f"\nWatch report: {timeline}")
+          f"\nWatch report: {timeline}"
+          + "".join(f"\n{k}: {v}" for k, v in loop.items())
+          + f"\nThe page: run 'dvc-monitor -C {demo.repo} serve {name}#prod' and open "
+            "http://127.0.0.1:8080/")
     return 0
+
+
+# -- closing the loop: drift -> retrain -> shadow -> promoted ------------------------------
+
+LOOP_WINDOWS = 12  # drifted live windows the retrain ingests (the rows since the drift)
+LOOP_SHADOW_WINDOWS = 3  # judged shadow windows that prove the candidate (serve --windows)
+LOOP_MIN_INTERVAL = 10  # seconds: the demo's minutes stand for production's hours
+
+
+def drifted(demo: _Demo, column: str, index: int, rows: int):
+    """Sample batch ``index`` after a new segment arrived: its category-like input
+    ``column`` takes values half again beyond those ever seen. The rows are otherwise as
+    before: what tells fraud apart has not changed, so a model trained on the new rows can
+    absorb the drift."""
+    import numpy as np
+
+    frame = demo.kind.sample_batch(index, rows=rows)
+    top = int(demo.kind.sample_batch(1)[column].max()) + 1
+    rng = np.random.default_rng([index, 23])
+    return frame.assign(**{column: rng.integers(0, top + top // 2, len(frame))})
+
+
+def segment_column(demo: _Demo) -> str | None:
+    """The category-like input of the template's sample rows: the integer feature with the
+    fewest values (more than two: not a label), e.g. a merchant category."""
+    import pandas as pd
+
+    frame = demo.kind.sample_batch(1)
+    found = [(frame[c].nunique(), c) for c in demo.kind.drift_features(list(frame.columns))
+             if pd.api.types.is_integer_dtype(frame[c]) and frame[c].nunique() > 2]
+    return min(found)[1] if found else None
+
+
+def _wait_for_hold(demo: _Demo) -> None:
+    """Wait for the end of the hold of prod's automatic rollback (``min_interval`` after
+    it): until then, watch decides ``hold`` and nothing changes prod automatically."""
+    import time
+
+    from dvc_monitor.monitoring.trust import last_automatic_rollback
+    from dvc_monitor.registry.state import Registry
+
+    last = last_automatic_rollback(Registry.load(demo.repo).history(demo.name), "prod")
+    if last is None:
+        return
+    left = last.time + LOOP_MIN_INTERVAL + 1 - time.time()
+    if left > 0:
+        print(f"(waiting {left:.0f}s for the hold of {last.tag} to end: min_interval "
+              f"{LOOP_MIN_INTERVAL}s)", flush=True)
+        time.sleep(left)
+
+
+def _close_the_loop(demo: _Demo) -> dict:
+    """A segment drifts; watch --retrain makes a candidate in staging; serve --shadow
+    --auto-promote proves it on live traffic and promotes it. Returns the files to show."""
+    import re
+
+    import pandas as pd
+
+    from dvc_monitor.model.data import write_batch
+
+    name, window = demo.name, int(demo.kind.demo.window)
+    column = segment_column(demo)
+    if column is None:
+        print("\n(this template's sample rows have no category-like input to drift: the "
+              "closed loop is shown with the anomaly template)")
+        return {}
+    demo.say(f"Drift: a new segment arrives ({column} takes values never seen). watch finds "
+             f"the inputs drifted and no earlier version passes: it retrains on the "
+             f"{LOOP_WINDOWS} live windows since, on a new branch, into staging")
+    demo.set_watch("min_interval", f"{LOOP_MIN_INTERVAL}s")
+    demo.run("git", "commit", "-q", "-am", f"watch: min_interval {LOOP_MIN_INTERVAL}s (demo)")
+    _wait_for_hold(demo)
+    folder = demo.base / "live-drift"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(LOOP_WINDOWS):
+        write_batch(drifted(demo, column, 100 + i, window), folder / f"drift-{i + 1:02d}.csv")
+    retrain_report = demo.base / "report" / "retrain.md"
+    out = demo.run("dvc-monitor", "watch", f"{name}#prod", "--data", str(folder), "--window",
+                   str(window), "--retrain", "--retrain-report", str(retrain_report))
+    made = re.search(r"Retrained: \S+ (v\d+\.\d+\.\d+)", out)
+    if made is None:
+        print("(no retrain: the watch decided otherwise, see above)")
+        return {}
+    candidate = made.group(1)
+
+    demo.say(f"Shadow {candidate} on live traffic; --auto-promote promotes it once it passed "
+             f"every watch rule on {LOOP_SHADOW_WINDOWS} windows and the gate "
+             f"(at most one automatic change of prod per min_interval)")
+    traffic = pd.concat([drifted(demo, column, 200 + i, window) for i in range(LOOP_SHADOW_WINDOWS + 1)],
+                        ignore_index=True)
+    log = demo.base / "report" / "serve.log"
+    with demo.serving(f"{name}#prod", "--shadow", f"{name}#staging", "--auto-promote",
+                      "--window", str(window), "--windows", str(LOOP_SHADOW_WINDOWS),
+                      log=log) as ask:
+        print(f"(the page, while the server runs: {ask.url}/)")
+        served = demo.feed(ask.url, traffic, candidate)
+        shadow = demo.get(ask.url + "/shadow")
+        print(f"$ curl -s {ask.url}/shadow")
+        print(f"verdict: {shadow['verdict']['summary']}; recorded: "
+              f"{shadow['recording']['last_verdict']}; auto-promote: "
+              f"{(shadow['recording']['last_promotion'] or {}).get('message')}")
+        if served != candidate:
+            print(f"(not promoted: {candidate} was not proven; see {log})")
+    demo.run("dvc-monitor", "versions", name)
+    demo.run("dvc-monitor", "history", name)
+    return {"Retrain report": retrain_report, "Server log": log}
 
 
 def _live_windows(demo: _Demo) -> tuple[Path, str]:

@@ -91,6 +91,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shadow-queue", type=int, default=defaults.shadow_queue, metavar="N",
                    help="requests waiting for the shadow, at most; more are dropped and "
                         f"counted, never delayed (default {defaults.shadow_queue})")
+    p.add_argument("--windows", type=int, default=None, metavar="N",
+                   help="with --shadow: judged shadow windows per recorded verdict, and the "
+                        "passing windows --auto-promote needs (default 3)")
+    p.add_argument("--auto-promote", action="store_true",
+                   help="with --shadow: promote the shadow to REF's stage once it passed every "
+                        "watch: rule on --windows windows and the gate (as promote "
+                        "--if-better; at most once per min_interval; a local repository only)")
+    p.add_argument("--retrain", action="store_true",
+                   help="with --watch (implied): on a retrain decision, register a candidate "
+                        "trained on the alarm's windows in staging (as watch --retrain)")
     p.set_defaults(func=run_serve)
 
 
@@ -144,6 +154,7 @@ def run_serve(args: argparse.Namespace) -> int:
               max_batch_delay=args.max_batch_delay, max_batch_rows=args.max_batch_rows,
               watch=args.watch,
               window=args.window, auto_rollback=args.auto_rollback, shadow=args.shadow,
-              shadow_queue=args.shadow_queue, cache_dir=args.cache_dir,
+              shadow_queue=args.shadow_queue, windows=args.windows,
+              auto_promote=args.auto_promote, retrain=args.retrain, cache_dir=args.cache_dir,
               info=info)
     return 0

@@ -355,7 +355,8 @@ def _event_note(meta) -> str:
         if isinstance(meta.get("if_better"), dict):
             b = meta["if_better"]
             gate = b.get("gate")
-            return (f"if-better: passed every watch rule on {b.get('windows')} shadowed "
+            auto = "serve --auto-promote (automatic): " if b.get("automatic") is True else ""
+            return (auto + f"if-better: passed every watch rule on {b.get('windows')} shadowed "
                     f"window(s)" + (f", gate against {gate.get('base')} passed"
                                     if isinstance(gate, dict) else ", no holder: no gate"))
         if isinstance(meta.get("shadow"), dict):

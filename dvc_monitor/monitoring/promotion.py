@@ -67,8 +67,10 @@ def check_evidence(name: str, version: str, evidence, windows: int) -> list[dict
 
 
 def promote_if_better(root: str | Path, name: str, version: str, stage: str,
-                      windows: int = DEFAULT_WINDOWS, message: str | None = None) -> Promotion:
-    """Promote ``version`` to ``stage`` when proven (see the module docstring)."""
+                      windows: int = DEFAULT_WINDOWS, message: str | None = None,
+                      extra: dict | None = None) -> Promotion:
+    """Promote ``version`` to ``stage`` when proven (see the module docstring). ``extra``
+    adds keys to the block's ``if_better`` part (``serve --auto-promote``: ``automatic``)."""
     from dvc_monitor.monitoring.shadow import shadow_evidence
     from dvc_monitor.names import validate_artifact_name, validate_stage_name
     from dvc_monitor.registry.state import Registry
@@ -97,6 +99,7 @@ def promote_if_better(root: str | Path, name: str, version: str, stage: str,
         "windows": len(used), "required": windows, "verdicts": sorted({w["verdict"] for w in used}),
         "window_names": [w.get("window") for w in used],
         "gate": None if gate is None else {"passed": gate["passed"], "base": holder.version},
+        **(extra or {}),
     }}
     summary = message or (f"promote --if-better: {name} {mv.version} passed every watch rule on "
                           f"its last {len(used)} shadowed window(s)"

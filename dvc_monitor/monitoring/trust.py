@@ -65,15 +65,48 @@ def hold_of(events: Sequence["Event"], stage: str, min_interval: int,
             now: float | None = None) -> Hold | None:
     """The hold on ``stage`` now, or None when an automatic rollback may run."""
     last = last_automatic_rollback(events, stage) if min_interval > 0 else None
+    return _held(last, stage, min_interval, now, "rolled back automatically",
+                 "no other automatic rollback")
+
+
+def _held(last: "Event | None", stage: str, min_interval: int, now: float | None,
+          what: str, until_what: str) -> Hold | None:
+    """The hold of ``min_interval`` after ``last`` (an automatic change of ``stage``)."""
     if last is None:
         return None
     until = last.time + min_interval
     if (time.time() if now is None else now) >= until:
         return None
     return Hold(stage, last.tag, last.time, until,
-                f"{stage} was rolled back automatically at {_iso(last.time)} ({last.tag}); "
-                f"min_interval {duration(min_interval)}: no other automatic rollback before "
-                f"{_iso(until)}")
+                f"{stage} was {what} at {_iso(last.time)} ({last.tag}); min_interval "
+                f"{duration(min_interval)}: {until_what} before {_iso(until)}")
+
+
+def last_automatic_promotion(events: Sequence["Event"], stage: str) -> "Event | None":
+    """The newest stage tag of ``stage`` written by an automatic promotion
+    (``serve --auto-promote``: its block's ``if_better`` says ``"automatic": true``)."""
+    from dvc_monitor.registry.tags import Action
+
+    for ev in reversed(events):
+        block = (ev.meta or {}).get("if_better") if isinstance(ev.meta, dict) else None
+        if ev.action is Action.ASSIGN and ev.stage == stage and isinstance(block, dict) \
+                and block.get("automatic") is True:
+            return ev
+    return None
+
+
+def promotion_hold(events: Sequence["Event"], stage: str, min_interval: int,
+                   now: float | None = None) -> Hold | None:
+    """The hold on an automatic promotion to ``stage`` now: within ``min_interval`` of the
+    stage's last automatic change (an automatic rollback or an automatic promotion)."""
+    if min_interval <= 0:
+        return None
+    found = [ev for ev in (last_automatic_rollback(events, stage),
+                           last_automatic_promotion(events, stage)) if ev is not None]
+    if not found:
+        return None
+    return _held(max(found, key=lambda ev: ev.time), stage, min_interval, now,
+                 "changed automatically", "no automatic promotion")
 
 
 def rolled_back_from(events: Sequence["Event"], stage: str, version: str) -> "Event | None":

@@ -52,8 +52,18 @@ def _event_json(event: dict) -> dict:
     keep = ("event", "version", "stage", "tag", "time", "author", "message")
     out = {k: event.get(k) for k in keep}
     meta = event.get("meta") or {}
-    out["automatic"] = bool(meta.get("automatic") or meta.get("auto"))
+    out["automatic"] = bool(meta.get("automatic") or meta.get("auto")) or _automatic(meta)
     return out
+
+
+def _automatic(meta: dict) -> bool:
+    """Written by a server or a watch, not a person: an automatic promotion or rollback, a
+    shadow verdict, a retrained candidate."""
+    parts = {k: meta.get(k) for k in ("if_better", "rollback", "shadow", "retrain")}
+    parts = {k: v for k, v in parts.items() if isinstance(v, dict)}
+    return (parts.get("if_better", {}).get("automatic") is True
+            or parts.get("rollback", {}).get("trigger") == "watch"
+            or "shadow" in parts or "retrain" in parts)
 
 
 def chart(rules: dict | None, shadow_windows: list[dict] | None,

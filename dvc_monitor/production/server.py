@@ -92,6 +92,9 @@ class ServeSettings:
     shadow_ref: str | None = None  # serve --shadow: the candidate scoring beside the served
     shadow_queue: int = DEFAULT_SHADOW_QUEUE  # requests waiting for the shadow, at most
     shadow_window: int | None = None  # rows per shadow window (None: the watch default)
+    verdict_windows: int = 3  # serve --windows: judged shadow windows per verdict
+    auto_promote_stage: str | None = None  # serve --auto-promote: the stage it promotes to
+    retrain_stage: str | None = None  # serve --watch --retrain: the candidates' stage
 
 
 @dataclass(frozen=True)
@@ -527,7 +530,8 @@ class _Service:
             from dvc_monitor.production.watching import LiveWatch
 
             self.live = LiveWatch(settings.root, settings.watch_window, self.metrics.registry,
-                                  lambda: self.follower.current, stage=settings.watch_stage)
+                                  lambda: self.follower.current, stage=settings.watch_stage,
+                                  retrain=settings.retrain_stage)
             self.live.prepare(first)  # bad watch: rules fail here, before the server starts
         self.limiters: list = []  # the scoring threads' limiter, made in the event loop
         self.history = None  # the stage history the page shows (page.StageHistory)
@@ -571,6 +575,7 @@ class _Service:
         ``Follower``, whose metrics stay out of the app's registry)."""
         import dataclasses
 
+        from dvc_monitor.production.autopromote import attach_recorder
         from dvc_monitor.production.shadow import ShadowScorer
         from dvc_monitor.production.watching import DEFAULT_WATCH_WINDOW
 
@@ -579,9 +584,11 @@ class _Service:
         if first is None:
             first = load_version(settings.root, resolve(settings.root, own.ref))
         follower = Follower(own, first, Metrics(settings.window))
-        return ShadowScorer(settings.root, follower, self.metrics.registry,
-                            settings.shadow_window or DEFAULT_WATCH_WINDOW,
-                            settings.shadow_queue, own.ref)
+        scorer = ShadowScorer(settings.root, follower, self.metrics.registry,
+                              settings.shadow_window or DEFAULT_WATCH_WINDOW,
+                              settings.shadow_queue, own.ref)
+        attach_recorder(scorer, settings)  # its verdicts become tags (a local repository)
+        return scorer
 
 
     def _batcher(self, loaded: LoadedModel):

@@ -185,7 +185,9 @@ class ShadowScorer:
         self.ref = ref or follower.current.ref
         self.window = window
         self.capacity = queue_size
+        self.registry = registry  # the app's Prometheus registry
         self.metrics = _ShadowMetrics(registry)
+        self.recorder = None  # what records the verdicts (production.autopromote)
         self.metrics.queued.set_function(lambda: self._queue.qsize())
         self.error: str | None = None
         self.counts = {"offered": 0, "dropped": 0, "dropped_rows": 0, "scored_rows": 0,
@@ -230,6 +232,12 @@ class ShadowScorer:
         """Call ``callback(window)`` in the shadow thread for every new window."""
         self._listeners.append(callback)
 
+    def attach(self, recorder) -> None:
+        """Hand every new window to ``recorder`` (``offer``), started and stopped with the
+        shadow; ``GET /shadow`` shows it under ``recording``."""
+        self.recorder = recorder
+        self.subscribe(recorder.offer)
+
     def verdict(self) -> dict:
         """The rules' verdict on the current shadow, over the windows kept."""
         shadow = self.follower.current
@@ -255,6 +263,8 @@ class ShadowScorer:
 
     def start(self) -> None:
         self.follower.start()
+        if self.recorder is not None:
+            self.recorder.start()
         self._thread = threading.Thread(target=self._loop, name="dvc-monitor-shadow",
                                         daemon=True)
         self._thread.start()
@@ -269,6 +279,8 @@ class ShadowScorer:
                     break
             self._queue.put(None)
             self._thread.join(timeout=60)
+        if self.recorder is not None:
+            self.recorder.stop()
 
     def _loop(self) -> None:
         from dvc_monitor.production.watching import run_queue
@@ -409,6 +421,7 @@ class ShadowScorer:
             "queue": {"waiting": self._queue.qsize(), "capacity": self.capacity},
             **self.counts, "error": self.error, "rules": self.rules(),
             "verdict": self.verdict(),
+            "recording": None if self.recorder is None else self.recorder.to_json(),
             "last_window": windows[-1].to_json() if windows else None,
             "windows": [w.to_json() for w in windows],
         }

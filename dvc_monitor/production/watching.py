@@ -136,7 +136,8 @@ class LiveWatch:
     """Windows of live rows, measured by an ``Engine`` for the version served."""
 
     def __init__(self, root: str | Path, window: int, registry, serving,
-                 stage: str | None = None, labels: str | None = None):
+                 stage: str | None = None, labels: str | None = None,
+                 retrain: str | None = None):
         if window < 1:
             raise UsageError(f"--window must be at least 1 row, got {window}")
         self.root = Path(root)
@@ -144,6 +145,8 @@ class LiveWatch:
         self.serving = serving  # () -> the LoadedModel served now
         self.stage = stage  # set: auto-rollback of this stage
         self.labels = labels
+        self.retrain = retrain  # set: on a retrain decision, a candidate in this stage
+        self.last_retrain: dict | None = None
         self.metrics = _WatchMetrics(registry)
         self.last_window: dict | None = None
         self.recent: collections.deque = collections.deque(maxlen=RECENT_WINDOWS)
@@ -156,6 +159,7 @@ class LiveWatch:
         self._engine: "Engine | None" = None
         self._context: "Lags | None" = None  # forecast: the rows before the next window
         self._pending: str | None = None  # a rollback done, waiting for the swap
+        self._retraining: threading.Thread | None = None
         self._thread: threading.Thread | None = None
 
     # -- the request path: append only ------------------------------------------------
@@ -294,6 +298,8 @@ class LiveWatch:
         else:
             self._acted(outcome, act(self.root, outcome, self.stage, registry), done)
         done.reason = done.reason or done.message or done.evidence
+        if self.retrain is not None and done.decision == "retrain":
+            self._retrain(engine, outcome)
         self.last_decision = done
         self.metrics.decided(done.decision)
         self.metrics.actions.labels(done.action).inc()
@@ -318,6 +324,48 @@ class LiveWatch:
             done.commit, done.tag = acted.rollback.commit, acted.rollback.tag
             done.message = (f"rolled {outcome.name} {self.stage} back to {outcome.target} in "
                             f"commit {acted.rollback.commit[:7]}; the next poll swaps it in")
+
+    def _retrain(self, engine: "Engine", outcome: "WatchResult") -> None:
+        """``serve --watch --retrain``: a candidate made from the alarm's windows, in its own
+        thread (``monitoring.retrain.retrain_candidate``); one at a time, and at most one
+        per ``min_interval`` from one served version (read from the registrations' blocks,
+        so it holds across restarts)."""
+        windows = engine.windows[-len(outcome.breaching_windows):]
+        if self._retraining is not None and self._retraining.is_alive():
+            return self._retrained("busy", outcome.version, "a retrain is running already")
+        held = retrain_hold(self.root, outcome.name, outcome.version,
+                            engine.rules.min_interval)
+        if held:
+            return self._retrained("held", outcome.version, held)
+        self._retrained("running", outcome.version, f"retraining {outcome.name} on "
+                        f"{len(windows)} live window(s) ({sum(len(w.rows) for w in windows)} "
+                        "rows)")
+        self._retraining = threading.Thread(
+            target=self._run_retrain, args=(engine, outcome, list(windows)),
+            name="dvc-monitor-retrain", daemon=True)
+        self._retraining.start()
+
+    def _run_retrain(self, engine: "Engine", outcome: "WatchResult", windows: list) -> None:
+        from dvc_monitor.monitoring.retrain import retrain_candidate
+
+        try:
+            made = retrain_candidate(self.root, outcome, windows, engine.rules, engine.subject,
+                                     stage=self.retrain, labels=self.labels)
+        except Exception as exc:  # one line, counted; serving goes on
+            text = str(exc) if isinstance(exc, DvcMonitorError) else \
+                f"{type(exc).__name__}: {exc}"
+            self._retrained("failed", outcome.version, text)
+            return
+        self._retrained("registered", outcome.version,
+                        f"retrained {made.name} {made.version} ({made.commit[:7]}, branch "
+                        f"{made.branch}) in {made.stage}; report {made.report}", made.version)
+
+    def _retrained(self, status: str, version: str, message: str,
+                   candidate: str | None = None) -> None:
+        self.last_retrain = {"status": status, "from": version, "candidate": candidate,
+                             "message": message}
+        self.metrics.actions.labels(f"retrain_{status}").inc()
+        _say(f"watch: retrain: {status}: {message}")
 
     def _loader(self, current: "Subject"):
         from dvc_monitor.production.loader import load_version
@@ -347,6 +395,7 @@ class LiveWatch:
             "cooling": watcher.cooling if watcher else 0,
             "last_window": self.last_window,
             "last_decision": None if self.last_decision is None else self.last_decision.to_json(),
+            "retrain": self.retrain, "last_retrain": self.last_retrain,
             "error": self.error,
         }
 
@@ -399,6 +448,25 @@ class Lags:
         self.rows = pd.concat([window.context, frame[columns]],
                               ignore_index=True).tail(CONTEXT_ROWS)
         return window.context
+
+
+def retrain_hold(root: str | Path, name: str, version: str, min_interval: int) -> str | None:
+    """Why no retrain from ``version`` may start now (one was registered from it less than
+    ``min_interval`` seconds ago), or None."""
+    import time
+
+    from dvc_monitor.registry.state import Registry
+
+    if min_interval <= 0:
+        return None
+    for ev in reversed(Registry.load(root).history(name)):
+        block = (ev.meta or {}).get("retrain") if isinstance(ev.meta, dict) else None
+        if isinstance(block, dict) and block.get("from") == version:
+            if time.time() < ev.time + min_interval:
+                return (f"{ev.version} was retrained from {version} at {ev.tag} less than "
+                        f"min_interval ago; no other retrain from it before then")
+            return None
+    return None
 
 
 def subject_of(root: str | Path, loaded: "LoadedModel") -> "Subject":

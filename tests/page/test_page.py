@@ -36,7 +36,11 @@ def test_the_page_shows_the_served_version_the_shadow_and_a_chart(served, browse
     assert browser.find_elements(By.CSS_SELECTOR, "#chart line.limit")
     # the stage history, newest first; a tag's markup is shown as text, never run
     history = browser.find_elements(By.CSS_SELECTOR, "#history tr")
-    cells = [td.text for td in history[0].find_elements(By.TAG_NAME, "td")]
+    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in history]
+    # above it, at most the shadow verdicts this server recorded (marked automatic)
+    verdicts = [r for r in rows if r[1] == "shadow (automatic)"]
+    cells = rows[len(verdicts)]
+    assert all(r[2] == CANDIDATE for r in verdicts) and rows[:len(verdicts)] == verdicts
     assert cells[1:4] == ["assign", CANDIDATE, "staging"] and cells[4] == STAGED_MESSAGE
     assert browser.find_elements(By.CSS_SELECTOR, "#history b, #history script") == []
     assert shot.stat().st_size > 0
@@ -55,4 +59,5 @@ def test_the_page_is_self_contained_and_status_backs_it(served):
     assert doc["chart"]["source"] == "shadow" and len(doc["chart"]["windows"]) >= 3
     assert doc["chart"]["thresholds"][0] == {"measure": "alert_rate", "rule": "max",
                                              "limit": 0.05}
-    assert doc["history"][0]["message"] == STAGED_MESSAGE
+    staged = next(e for e in doc["history"] if e["event"] != "shadow")  # after the verdicts
+    assert staged["message"] == STAGED_MESSAGE

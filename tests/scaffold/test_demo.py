@@ -26,13 +26,34 @@ def test_demo_runs_end_to_end_and_rolls_prod_back(tmp_path):
     listed = json.loads(subprocess.run([str(BIN / "dvc-monitor"), "versions", "fraud-detector",
                                         "--json"], cwd=repo, env=env, capture_output=True,
                                        text=True, check=True).stdout)
-    stages = {v["version"]: v["stages"] for v in listed}
-    assert stages == {"v1.0.0": [], "v1.1.0": ["prod"], "v1.2.0": []}
+    stages = {v["version"]: sorted(v["stages"]) for v in listed}
+    assert stages == {"v1.0.0": [], "v1.1.0": [], "v1.2.0": [], "v1.2.1": ["prod", "staging"]}
     report = tmp_path / "demo" / "report" / "report.md"
     assert "contamination" in report.read_text()
     assert (report.parent / "report-scores.png").stat().st_size > 1000
     timeline = (report.parent / "watch.md").read_text()  # watch --rollback caught v1.2.0
     assert "**Decision: rollback** → **v1.1.0**" in timeline
+    # the closed loop: drift detected -> retrain -> shadow -> promoted, all on its own
+    loop = out.split("## Drift: a new segment arrives")[1]
+    assert "Decision: retrain" in loop
+    assert "Retrained: fraud-detector v1.2.1" in loop and "registered in staging" in loop
+    assert "gate against v1.1.0: passes" in loop
+    shadowed = loop.split("## Shadow v1.2.1 on live traffic")[1]
+    assert "X-Model-Version: v1.1.0 (every request)" in shadowed
+    assert shadowed.index("X-Model-Version: v1.1.0") < shadowed.index("X-Model-Version: v1.2.1")
+    assert "recorded: fraud-detector@v1.2.1@shadow#1" in shadowed
+    assert "auto-promote: promoted fraud-detector v1.2.1 to prod" in shadowed
+    assert "(the page, while the server runs: http://127.0.0.1:" in shadowed
+    events = json.loads(subprocess.run([str(BIN / "dvc-monitor"), "history", "fraud-detector",
+                                        "--json"], cwd=repo, env=env, capture_output=True,
+                                       text=True, check=True).stdout)
+    assert [(e["event"], e["version"], e["stage"]) for e in events[-4:]] == [
+        ("register", "v1.2.1", None), ("assign", "v1.2.1", "staging"),
+        ("shadow", "v1.2.1", None), ("assign", "v1.2.1", "prod")]
+    assert events[-1]["meta"]["if_better"]["automatic"] is True
+    retrain_report = tmp_path / "demo" / "report" / "retrain.md"
+    assert f"Retrain report: {retrain_report}" in out and retrain_report.is_file()
+    assert "The page: run 'dvc-monitor -C" in out and "http://127.0.0.1:8080/" in out
     status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, env=env,
                             capture_output=True, text=True, check=True).stdout
     assert status == ""
