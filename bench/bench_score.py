@@ -19,8 +19,15 @@ process of its own:
     10,000,000 Parquet rows (-o OUT.parquet), and of the plain way at 1,000,000 CSV rows.
     target: score under 500 MB at both sizes, not growing with the input.
 
+(c) peak memory of ``dvc-monitor watch NAME@v1.0.0 --data IN.parquet --window W --json``
+    (one process, the file read in chunks) at the same two sizes.
+    target: under 500 MB at both sizes, not growing with the input.
+
+``--rows`` and ``--big-rows`` set the two sizes (generating 10,000,000 rows takes a
+while the first time).
+
 Usage: .venv/bin/python bench/bench_score.py [--rows 1000000] [--big-rows 10000000]
-       [--chunk-rows N] [--keep DIR]
+       [--chunk-rows N] [--window 100000] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -110,6 +117,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--big-rows", type=int, default=10_000_000)
     ap.add_argument("--chunk-rows", type=int, help="score --chunk-rows (default: score's own)")
+    ap.add_argument("--window", type=int, default=100_000, help="watch --window (rows)")
     ap.add_argument("--keep", metavar="DIR")
     args = ap.parse_args()
 
@@ -140,6 +148,10 @@ def main() -> None:
         print(f"(b) {args.rows:,} and {args.big_rows:,} Parquet rows ...", flush=True)
         small_s, small_mb = bench.run(*score, str(parquet), "-o", str(out / "small.parquet"))
         big_s, big_mb = bench.run(*score, str(big), "-o", str(out / "big.parquet"))
+        print(f"(c) watch of {args.rows:,} and {args.big_rows:,} Parquet rows ...", flush=True)
+        watch = [str(BIN / "dvc-monitor"), "watch", f"{NAME}@v1.0.0", "--window",
+                 str(args.window), "--json", "--no-plots", "--data"]
+        watched = [bench.run(*watch, str(path)) for path in (parquet, big)]
 
         print()
         print(f"(a) {args.rows:,} CSV rows, seconds (peak RSS)")
@@ -156,6 +168,15 @@ def main() -> None:
               f"{args.big_rows / big_s:,.0f} rows/s)")
         growth = big_mb / small_mb
         met = max(small_mb, big_mb, score_mb) < 500 and growth < 1.25
+        print(f"    growth {args.big_rows // args.rows}x rows -> {growth:.2f}x memory "
+              f"(target < 500 MB, not growing: {'met' if met else 'NOT met'})")
+        print(f"(c) dvc-monitor watch --window {args.window:,} (one process), peak RSS "
+              "(seconds)")
+        for rows, (seconds, mb) in zip((args.rows, args.big_rows), watched):
+            print(f"    {rows:>12,} Parquet rows  {mb:7,.0f} MB  ({seconds:.1f} s, "
+                  f"{rows / seconds:,.0f} rows/s)")
+        growth = watched[1][1] / watched[0][1]
+        met = max(mb for _s, mb in watched) < 500 and growth < 1.25
         print(f"    growth {args.big_rows // args.rows}x rows -> {growth:.2f}x memory "
               f"(target < 500 MB, not growing: {'met' if met else 'NOT met'})")
     finally:

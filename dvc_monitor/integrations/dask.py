@@ -32,9 +32,10 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from dvc_monitor.errors import DvcMonitorError, SchemaError, UsageError, WorkerFailed, shown
+from dvc_monitor.monitoring.streaming import cut, window_slices
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -218,16 +219,6 @@ def write_part(table: "pd.DataFrame", path: str, csv: bool, header: bool, index:
     return on_partition(index, source, work)
 
 
-def window_slices(offset: int, rows: int,
-                  bounds: list[tuple[int, int, int]]) -> Iterator[tuple[int, int, int]]:
-    """(window, first, end) positions inside a partition of ``rows`` rows starting at
-    global row ``offset``, for each window (``bounds``: window, start, end) it overlaps."""
-    for w, start, end in bounds:
-        lo, hi = max(start, offset), min(end, offset + rows)
-        if lo < hi:
-            yield w, lo - offset, hi - offset
-
-
 def labelled_part(frame: "pd.DataFrame", index: int, offset: int, bounds: list, config,
                   labels: str | None, source: str) -> list[tuple[int, bool]]:
     """Per window this partition overlaps: is its part labelled (``windows.labelled``)?"""
@@ -397,23 +388,6 @@ def score_dask(ddf, ref: str, repo: str | Path = ".", cache_dir: str | Path | No
 # -- watch ------------------------------------------------------------------------------
 
 
-class Window:
-    """A window of a Dask DataFrame: rows ``start`` to ``end``, read only when asked for
-    (a candidate judged on an alarm's streak)."""
-
-    context = None
-
-    def __init__(self, name: str, source: "DaskWindows", start: int, end: int):
-        self.name, self.source, self.start, self.end = name, source, start, end
-        self._rows = None
-
-    @property
-    def rows(self) -> "pd.DataFrame":
-        if self._rows is None:
-            self._rows = self.source.rows(self.start, self.end)
-        return self._rows
-
-
 class DaskWindows:
     """The windows of a Dask DataFrame (``monitoring.watch.WindowSource``): ``window``
     rows each, in order, named ``NAME[start:end]`` as ``watch`` names the windows of one
@@ -429,13 +403,7 @@ class DaskWindows:
         lengths = [int(n) for n in _plain_errors(
             lambda: self.ddf.map_partitions(len).compute(), f"reading {self.name}")]
         self.offsets = [sum(lengths[:i]) for i in range(len(lengths) + 1)]
-        total = self.offsets[-1]
-        if total == 0:
-            raise SchemaError(f"window {shown(self.name)} has no rows; add rows")
-        if window is None:
-            return [Window(self.name, self, 0, total)]
-        return [Window(f"{self.name}[{s}:{min(s + window, total)}]", self, s,
-                       min(s + window, total)) for s in range(0, total, window)]
+        return cut(self.name, self, self.offsets[-1], window)
 
     def rows(self, start: int, end: int) -> "pd.DataFrame":
         """Rows ``start`` to ``end`` (read from the partitions that hold them)."""

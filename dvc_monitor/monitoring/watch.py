@@ -108,14 +108,19 @@ def watch(root: str | Path, ref: str, data: "str | Path | WindowSource",
     if window is not None:
         check_window(window, watched.rules, watched.params)
     source = None if isinstance(data, (str, Path)) else data
-    if source is not None and watched.state.spec.needs_history:
+    what = "the data"
+    if source is None and window is not None and streams(data, watched.state.spec):
+        from dvc_monitor.monitoring.streaming import StreamingWindows
+
+        source, what = StreamingWindows(data), Path(data).name
+    elif source is not None and watched.state.spec.needs_history:
         raise UsageError(f"{watched.mv.ref} is a {watched.state.spec.name} model: a row is "
                          "scored from the rows before it, which another partition holds; "
                          "watch it without --engine dask")
     if source is None:
         windows = _read(watched, data, window, labels)
     else:
-        windows = source.windows(window, lambda rows: _check(watched, rows, "the data", labels))
+        windows = source.windows(window, lambda rows: _check(watched, rows, what, labels))
     loader = _loader(watched, say)
     subject = loader(watched.mv.version)
     kind = subject.spec
@@ -145,6 +150,13 @@ def watch(root: str | Path, ref: str, data: "str | Path | WindowSource",
     if failed is not None:
         raise failed
     return result
+
+
+def streams(data: str | Path, kind: "Kind") -> bool:
+    """Whether ``watch --data DATA --window N`` reads ``DATA`` in chunks
+    (``monitoring.streaming``): one file, of a kind that scores a row without the rows
+    before it. A folder is one window per file (or per ``N`` rows of each), read whole."""
+    return Path(data).is_file() and not kind.needs_history
 
 
 def _check_candidate_stage(stage: str, watched: str | None) -> None:
