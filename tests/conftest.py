@@ -23,6 +23,8 @@ TESTS = Path(__file__).parent
 # long file starts last; files not listed follow. Paths are relative to tests/.
 LONGEST_FIRST = (
     "monitoring/test_watch", "production/test_score", "adopt/test_production",
+    "loop/test_retrain", "dask/test_dask", "production/test_shadow_verdicts",
+    "scale/test_watch_streaming", "scaffold/test_demo", "production/test_replicas",
     "adopt/test_review", "rollback/test_interrupted_rollback",
     "adopt/test_registry_and_rollback", "models/test_unsafe_model_files",
     "rollback/test_rollback_to_a_version", "review/test_report",
@@ -31,7 +33,8 @@ LONGEST_FIRST = (
     "review/test_compare_versions", "ingest/test_ingest_a_batch", "team/test_push_sync_check",
     "monitoring/test_serve_watch", "adopt/test_adopt_command", "cli/test_errors_help_and_output",
     "rollback/test_trainer_fingerprint", "registry/test_versions_of_trained_models",
-    "scaffold/test_demo", "rollback/test_rollback_from_s3",
+    "rollback/test_rollback_from_s3", "production/test_shadow", "page/test_page",
+    "loop/test_promote_if_better", "scale/test_score_chunks",
     "registry/test_registry_agrees_with_gto", "production/test_serve",
     "review/test_quality_gate", "adopt/test_builders",
 )
