@@ -28,6 +28,7 @@ import collections
 import queue
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +46,11 @@ RECENT_WINDOWS = 50  # shadow windows kept for /shadow, the page and windows()
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 BATCH_REQUESTS = 64  # queued requests the shadow scores in one model call, at most
 SHADOW_NICE = 19  # the shadow thread's nice value: it gets the CPU the requests leave
+# The share of the time the shadow may work: after each batch it rests (busy / SHARE -
+# busy), its queue filling meanwhile. It scores in the serving process, so its work holds
+# the GIL the requests need: a shadow that kept up with every request would delay them;
+# under load it samples the traffic instead (the requests it misses are counted).
+SHADOW_SHARE = 0.25
 
 
 def check_shadow(ref: str, shadow: str, queue_size: int) -> None:
@@ -203,6 +209,7 @@ class ShadowScorer:
         self._lags: dict[str, Any] = {}  # forecast: the rows before the next window, by version
         self._index = 0
         self._thread: threading.Thread | None = None
+        self._resting = threading.Event()  # set: stop resting (the server stops)
         self._info: tuple | None = None
         self._shown(follower.current)
 
@@ -271,6 +278,7 @@ class ShadowScorer:
 
     def stop(self) -> None:
         self.follower.stop()
+        self._resting.set()
         if self._thread is not None:
             while True:  # make room for the end marker: what is queued is not scored
                 try:
@@ -286,7 +294,17 @@ class ShadowScorer:
         from dvc_monitor.production.watching import run_queue
 
         _lower_priority()
-        run_queue(_Batches(self._queue), self.score_many, self._report)
+        run_queue(_Batches(self._queue), self._paced, self._report)
+
+    def _paced(self, items: list) -> list[ShadowWindow]:
+        """``score_many``, then a rest that keeps the shadow's work to ``SHADOW_SHARE`` of
+        the time."""
+        started = time.monotonic()
+        try:
+            return self.score_many(items)
+        finally:
+            busy = time.monotonic() - started
+            self._resting.wait(busy * (1 / SHADOW_SHARE - 1))
 
     def _report(self, message: str | None) -> None:
         self.error = message
