@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python bench/bench_serve.py
 	$(BIN)/python bench/bench_score.py
 	$(BIN)/python bench/bench_scale.py
+	$(BIN)/python bench/bench_loop.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
